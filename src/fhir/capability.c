@@ -1,0 +1,156 @@
+/*
+ * vitalog — fhir/capability.c: the CapabilityStatement served at
+ * GET /fhir/metadata, generated from vl_fhir_types[] so that it never claims
+ * more than the server does.
+ *
+ * DESIGN NOTES
+ *
+ * 1. Per type: the interactions of its bit set, versioning "versioned",
+ *    readHistory true, updateCreate true (PUT to a new id creates the
+ *    resource with that id), conditionalCreate true (If-None-Exist),
+ *    conditionalUpdate false, conditionalDelete "not-supported", and one
+ *    searchParam per table entry plus the common _id and _lastUpdated.
+ *
+ * 2. No rest-level interactions (batch/transaction, history-system) are
+ *    declared: they are not in the tables. The lead adds them here once the
+ *    Bundle endpoint exists.
+ *
+ * 3. Only plain jansson values are used (no tagged numbers): the document
+ *    is built by code, not parsed.
+ */
+#include <stddef.h>
+#include <stdio.h>
+
+#include "vitalog/fhir.h"
+
+static const char *kind_name(vl_index_kind_t kind)
+{
+    switch (kind) {
+    case VL_INDEX_TOKEN:
+        return "token";
+    case VL_INDEX_STRING:
+        return "string";
+    case VL_INDEX_REFERENCE:
+        return "reference";
+    case VL_INDEX_DATE:
+        return "date";
+    case VL_INDEX_QUANTITY:
+        return "quantity";
+    }
+    return "special";
+}
+
+static json_t *search_param(const char *name, const char *type, const char *definition,
+                            const char *doc)
+{
+    json_t *p = json_object();
+    json_object_set_new(p, "name", json_string(name));
+    if (definition)
+        json_object_set_new(p, "definition", json_string(definition));
+    json_object_set_new(p, "type", json_string(type));
+    if (doc)
+        json_object_set_new(p, "documentation", json_string(doc));
+    return p;
+}
+
+static json_t *interactions(unsigned bits)
+{
+    static const struct {
+        unsigned bit;
+        const char *code;
+    } map[] = {
+        {VL_INT_READ, "read"},
+        {VL_INT_VREAD, "vread"},
+        {VL_INT_UPDATE, "update"},
+        {VL_INT_DELETE, "delete"},
+        {VL_INT_HISTORY_INSTANCE, "history-instance"},
+        {VL_INT_HISTORY_TYPE, "history-type"},
+        {VL_INT_CREATE, "create"},
+        {VL_INT_SEARCH, "search-type"},
+    };
+    json_t *arr = json_array();
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        if (bits & map[i].bit) {
+            json_t *o = json_object();
+            json_object_set_new(o, "code", json_string(map[i].code));
+            json_array_append_new(arr, o);
+        }
+    }
+    return arr;
+}
+
+static json_t *resource_entry(const vl_fhir_type_t *t)
+{
+    json_t *r = json_object();
+    json_object_set_new(r, "type", json_string(t->name));
+    if (t->profile)
+        json_object_set_new(r, "profile", json_string(t->profile));
+    json_object_set_new(r, "interaction", interactions(t->interactions));
+    json_object_set_new(r, "versioning", json_string("versioned"));
+    json_object_set_new(r, "readHistory", json_true());
+    json_object_set_new(r, "updateCreate", json_true());
+    json_object_set_new(r, "conditionalCreate", json_true());
+    json_object_set_new(r, "conditionalUpdate", json_false());
+    json_object_set_new(r, "conditionalDelete", json_string("not-supported"));
+
+    if (t->interactions & VL_INT_SEARCH) {
+        json_t *params = json_array();
+        json_array_append_new(
+            params, search_param("_id", "token", "http://hl7.org/fhir/SearchParameter/Resource-id",
+                                 "Logical id of this artifact (comma-separated list allowed)"));
+        json_array_append_new(
+            params, search_param("_lastUpdated", "date",
+                                 "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
+                                 "When the resource version last changed"));
+        for (const vl_search_param_t *p = t->params; p && p->name; p++) {
+            char def[160];
+            snprintf(def, sizeof def, "http://hl7.org/fhir/SearchParameter/%s-%s", t->name,
+                     p->name);
+            json_array_append_new(params,
+                                  search_param(p->name, kind_name(p->kind), def, p->description));
+        }
+        json_object_set_new(r, "searchParam", params);
+    }
+    return r;
+}
+
+json_t *vl_fhir_capability(const char *base_url)
+{
+    char date[32];
+    vl_time_format(vl_time_now_us(), date);
+
+    json_t *cs = json_object();
+    json_object_set_new(cs, "resourceType", json_string("CapabilityStatement"));
+    json_object_set_new(cs, "status", json_string("active"));
+    json_object_set_new(cs, "date", json_string(date));
+    json_object_set_new(cs, "publisher", json_string("vitalog"));
+    json_object_set_new(cs, "kind", json_string("instance"));
+
+    json_t *software = json_object();
+    json_object_set_new(software, "name", json_string("vitalog"));
+    json_object_set_new(software, "version", json_string(VL_VERSION));
+    json_object_set_new(cs, "software", software);
+
+    json_t *impl = json_object();
+    json_object_set_new(impl, "description", json_string("vitalog FHIR R4 server"));
+    if (base_url)
+        json_object_set_new(impl, "url", json_string(base_url));
+    json_object_set_new(cs, "implementation", impl);
+
+    json_object_set_new(cs, "fhirVersion", json_string(VL_FHIR_VERSION));
+    json_t *formats = json_array();
+    json_array_append_new(formats, json_string("json"));
+    json_array_append_new(formats, json_string("application/fhir+json"));
+    json_object_set_new(cs, "format", formats);
+
+    json_t *rest = json_object();
+    json_object_set_new(rest, "mode", json_string("server"));
+    json_t *resources = json_array();
+    for (const vl_fhir_type_t *t = vl_fhir_types; t->name; t++)
+        json_array_append_new(resources, resource_entry(t));
+    json_object_set_new(rest, "resource", resources);
+    json_t *rests = json_array();
+    json_array_append_new(rests, rest);
+    json_object_set_new(cs, "rest", rests);
+    return cs;
+}

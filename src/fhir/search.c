@@ -1,0 +1,995 @@
+/*
+ * vitalog — fhir/search.c: query-string parameters and their translation
+ * into a store query (vl_query_t).
+ *
+ * DESIGN NOTES
+ *
+ * 1. Memory. Everything a vl_search_t points to (conditions, values,
+ *    strings, self_query) lives in one arena (`_mem`), released at once by
+ *    vl_search_free(). On a parse error the arena is released before
+ *    returning and *out is left zeroed, so vl_search_free() is always safe.
+ *
+ * 2. Form decoding (vl_params_parse_form): pairs split on '&', name and value
+ *    on the first '='; '+' is a space; %XX is decoded; a '%' not followed by
+ *    two hex digits, or an encoded NUL (%00), makes the whole call fail
+ *    (-1). Empty pairs ("a=1&&b=2") are skipped; a pair without '=' has the
+ *    value "".
+ *
+ * 3. Combining: a comma inside a value separates alternatives (OR); a
+ *    repeated parameter adds a condition (AND). "\," "\|" "\$" and "\\"
+ *    escape those characters in values. A parameter with an empty value is
+ *    ignored (and left out of self_query); an empty alternative ("a,,b") is
+ *    a 400.
+ *
+ * 4. Values per kind (vl_query_value_t):
+ *    token      "[system]|[code]": "s|c" -> system s, code c; "|c" -> system
+ *               "" (the code has no system); "s|" -> system s, text NULL (any
+ *               code); "c" -> system NULL (any), code c. A lone "|" is a 400.
+ *    string     default and :contains: text = vl_index_normalize(value), the
+ *               store compares it with the rows' `norm` (starts-with /
+ *               substring); :exact: text = the value as given, compared with
+ *               the row's `text` exactly.
+ *    reference  "Type/id" (Type an R4 type, id a valid FHIR id), optionally
+ *               with "/_history/n" (stripped); an absolute URL
+ *               ("scheme://..." or "urn:...") stored as given (history
+ *               stripped) and matching only references stored with the same
+ *               URL; a bare "id": with a type modifier (subject:Patient=1)
+ *               or a parameter target (patient=1) -> "Type/id"; otherwise it
+ *               expands to one alternative "T/id" per R4 resource type T, so
+ *               it matches a reference to any type with that id. The store
+ *               thus only ever does exact comparisons on references.
+ *               A type modifier or value type that conflicts with the
+ *               parameter's target is a 400.
+ *    date       "[prefix]date": cmp from the prefix (default eq), lo/hi = the
+ *               range the value denotes (vl_time_parse_range; no zone = UTC).
+ *    quantity   "[prefix]number[|system|code]": number; system NULL when
+ *               empty or absent (any system); text = code, or NULL (any unit).
+ *
+ * 5. Date prefixes (FHIR R4 search §3.1.1.4.2). Let [lo,hi) be the search
+ *    value's range (stored in the query value) and [rlo,rhi) an index row's
+ *    range. The store must match a row when:
+ *      eq   rlo >= lo && rhi <= hi       the search range contains the row's
+ *      ne   !(rlo >= lo && rhi <= hi)    not contained
+ *      gt   rhi > hi                     the row reaches past the search range
+ *      lt   rlo < lo                     the row starts before the search range
+ *      ge   rhi > hi || (rlo >= lo && rhi <= hi)
+ *      le   rlo < lo || (rlo >= lo && rhi <= hi)
+ *    (open Period ends are INT64_MIN / INT64_MAX). sa, eb and ap are
+ *    rejected with 400 not-supported (vl_cmp_t has no codes for them).
+ *    Quantities compare the number only: eq is exact numeric equality (no
+ *    implicit precision range), lt/le/gt/ge the usual order, ne inequality.
+ *
+ * 6. Modifiers: :missing=true|false on every kind (cond.missing 1/0, no
+ *    values); :exact and :contains on strings; a resource type on references
+ *    (subject:Patient). Everything else (:text, :not, :above, :below, :in,
+ *    :not-in, :of-type, :identifier, ...) is a 400 not-supported, even when
+ *    lenient (a modifier changes the meaning; ignoring it would widen the
+ *    result).
+ *
+ * 7. Common and result parameters:
+ *    _id          comma list allowed. The first _id with one value sets
+ *                 query.id; any other _id (several values, or repeated)
+ *                 becomes a condition with param "_id", kind TOKEN, text = id,
+ *                 system NULL, which the store must match against the id.
+ *    _lastUpdated a condition with param "_lastUpdated", kind DATE, same
+ *                 prefixes as dates; the store compares the version's
+ *                 lastUpdated as the one-microsecond range [t, t+1).
+ *    _count       0..VL_SEARCH_COUNT_MAX (larger values are clamped; 0 asks
+ *                 for the total only); default VL_SEARCH_COUNT_DEFAULT.
+ *    _offset      >= 0.
+ *    _sort        one key: a date parameter of the type or _lastUpdated,
+ *                 '-' for descending; several keys are a 400 not-supported.
+ *    _total       none -> total_mode 0; accurate, estimate -> 1.
+ *    _summary     "count" -> _count=0; "false" -> no effect; others 400.
+ *    _elements    400 not-supported.
+ *    _format, _pretty  accepted and ignored here (the http layer reads them).
+ *    Other "_" parameters (_include, _has, _tag, ...) are unknown.
+ *    Unknown parameters: 400 not-supported, unless `lenient`, then skipped.
+ *
+ * 8. self_query: every parameter that was used, in the order given,
+ *    re-encoded (name=value joined by '&'), except _count and _offset, which
+ *    the http layer appends itself when it builds self/next/previous links.
+ *    Unreserved characters and ":/|," stay literal, everything else is %XX.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vitalog/fhir.h"
+
+/* Defined in store/index_rows.c (requested for store.h). */
+char *vl_index_normalize(const char *text);
+
+#define MAX_VALUES_PER_QUERY 4096 /* after bare-id expansion */
+#define MAX_ID_LEN 64
+
+/* ------------------------------------------------------------------------
+ * Arena
+ * ---------------------------------------------------------------------- */
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t used, cap;
+    _Alignas(max_align_t) unsigned char data[];
+} chunk_t;
+
+typedef struct arena {
+    chunk_t *head;
+} arena_t;
+
+static void *arena_alloc(arena_t *a, size_t size)
+{
+    size = (size + 15) & ~(size_t)15;
+    if (!a->head || a->head->cap - a->head->used < size) {
+        size_t cap = size > 8192 ? size : 8192;
+        chunk_t *c = malloc(sizeof *c + cap);
+        if (!c)
+            return NULL;
+        c->next = a->head;
+        c->used = 0;
+        c->cap = cap;
+        a->head = c;
+    }
+    void *p = a->head->data + a->head->used;
+    a->head->used += size;
+    return p;
+}
+
+static char *arena_strndup(arena_t *a, const char *s, size_t n)
+{
+    char *d = arena_alloc(a, n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static char *arena_strdup(arena_t *a, const char *s)
+{
+    return arena_strndup(a, s, strlen(s));
+}
+
+static void arena_free(arena_t *a)
+{
+    if (!a)
+        return;
+    chunk_t *c = a->head;
+    while (c) {
+        chunk_t *next = c->next;
+        free(c);
+        c = next;
+    }
+    free(a);
+}
+
+/* ------------------------------------------------------------------------
+ * Parameters
+ * ---------------------------------------------------------------------- */
+
+void vl_params_init(vl_params_t *p)
+{
+    p->items = NULL;
+    p->n = 0;
+    p->cap = 0;
+}
+
+void vl_params_free(vl_params_t *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++) {
+        free(p->items[i].name);
+        free(p->items[i].value);
+    }
+    free(p->items);
+    vl_params_init(p);
+}
+
+static int params_push(vl_params_t *p, char *name, char *value)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 8;
+        vl_param_t *items = realloc(p->items, cap * sizeof *items);
+        if (!items)
+            return -1;
+        p->items = items;
+        p->cap = cap;
+    }
+    p->items[p->n].name = name;
+    p->items[p->n].value = value;
+    p->n++;
+    return 0;
+}
+
+int vl_params_add(vl_params_t *p, const char *name, const char *value)
+{
+    char *n = strdup(name);
+    char *v = strdup(value ? value : "");
+    if (!n || !v || params_push(p, n, v) != 0) {
+        free(n);
+        free(v);
+        return -1;
+    }
+    return 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes s[0..n) into a new string; NULL on a malformed escape, an encoded
+ * NUL or out of memory. */
+static char *form_decode(const char *s, size_t n)
+{
+    char *out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '+') {
+            out[o++] = ' ';
+        } else if (s[i] == '%') {
+            int hi = i + 1 < n ? hexval(s[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                free(out);
+                return NULL;
+            }
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+int vl_params_parse_form(vl_params_t *p, const char *form, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        size_t j = i;
+        while (j < len && form[j] != '&')
+            j++;
+        if (j > i) {
+            const char *eq = memchr(form + i, '=', j - i);
+            size_t nlen = eq ? (size_t)(eq - (form + i)) : j - i;
+            char *name = form_decode(form + i, nlen);
+            char *value = eq ? form_decode(eq + 1, (size_t)(form + j - eq - 1)) : strdup("");
+            if (!name || !value || params_push(p, name, value) != 0) {
+                free(name);
+                free(value);
+                return -1;
+            }
+        }
+        i = j + 1;
+    }
+    return 0;
+}
+
+const char *vl_params_get(const vl_params_t *p, const char *name)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->items[i].name, name) == 0)
+            return p->items[i].value;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Search parsing: helpers
+ * ---------------------------------------------------------------------- */
+
+/* From fhir/types.c: every R4 resource type name. */
+const char *const *vl_fhir_r4_type_list(size_t *n);
+
+typedef struct parser {
+    const vl_fhir_type_t *type;
+    arena_t *arena;
+    vl_search_t *out;
+    vl_error_t *err;
+    size_t nvalues;    /* values so far, all conditions */
+    char *sq;          /* self_query being built (malloc'd) */
+    size_t sq_len, sq_cap;
+    int oom;
+    int seen_count, seen_offset, seen_sort, seen_total, seen_summary;
+    int id_in_query;   /* query.id already used */
+    int summary_count; /* _summary=count */
+} parser_t;
+
+static int oom(parser_t *ps)
+{
+    return vl_error_set(ps->err, 500, "exception", NULL, "Out of memory while parsing the search");
+}
+
+static int bad(parser_t *ps, const char *name, const char *value, const char *why)
+{
+    return vl_error_set(ps->err, 400, "invalid", NULL, "Invalid value '%s' for search parameter '%s': %s",
+                        value, name, why);
+}
+
+static int id_valid(const char *s, size_t n)
+{
+    if (n == 0 || n > MAX_ID_LEN)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!(isalnum((unsigned char)c) || c == '-' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Index of the first unescaped `ch` in s, or -1. */
+static long find_unescaped(const char *s, char ch)
+{
+    for (long i = 0; s[i]; i++) {
+        if (s[i] == '\\' && s[i + 1]) {
+            i++;
+            continue;
+        }
+        if (s[i] == ch)
+            return i;
+    }
+    return -1;
+}
+
+/* Copies s[0..n) without its backslash escapes into the arena. */
+static char *unescape(arena_t *a, const char *s, size_t n)
+{
+    char *d = arena_alloc(a, n + 1);
+    if (!d)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\' && i + 1 < n)
+            i++;
+        d[o++] = s[i];
+    }
+    d[o] = '\0';
+    return d;
+}
+
+/* Splits a value on unescaped commas; the pieces keep their escapes. */
+static int split_alternatives(arena_t *a, const char *value, char ***items, size_t *n)
+{
+    size_t count = 1;
+    for (const char *p = value; *p; p++) {
+        if (*p == '\\' && p[1])
+            p++;
+        else if (*p == ',')
+            count++;
+    }
+    char **v = arena_alloc(a, count * sizeof *v);
+    if (!v)
+        return -1;
+    size_t k = 0;
+    const char *start = value;
+    for (const char *p = value;; p++) {
+        if (*p == '\\' && p[1]) {
+            p++;
+            continue;
+        }
+        if (*p == ',' || *p == '\0') {
+            if (!(v[k++] = arena_strndup(a, start, (size_t)(p - start))))
+                return -1;
+            if (*p == '\0')
+                break;
+            start = p + 1;
+        }
+    }
+    *items = v;
+    *n = k;
+    return 0;
+}
+
+/* Strict decimal: -?digits(.digits)?([eE][+-]?digits)? */
+static int parse_number(const char *s, double *out)
+{
+    const char *p = s;
+    if (*p == '-')
+        p++;
+    if (!isdigit((unsigned char)*p))
+        return -1;
+    while (isdigit((unsigned char)*p))
+        p++;
+    if (*p == '.') {
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return -1;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!isdigit((unsigned char)*p))
+            return -1;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    if (*p != '\0')
+        return -1;
+    errno = 0;
+    double d = strtod(s, NULL);
+    if (!isfinite(d))
+        return -1;
+    *out = d;
+    return 0;
+}
+
+/* Reads a comparison prefix; *rest points after it. Returns -1 (with the
+ * error set) for the prefixes vitalog does not support. */
+static int parse_prefix(parser_t *ps, const char *name, const char *s, vl_cmp_t *cmp,
+                        const char **rest)
+{
+    static const struct {
+        const char *p;
+        vl_cmp_t c;
+    } prefixes[] = {{"eq", VL_CMP_EQ}, {"ne", VL_CMP_NE}, {"lt", VL_CMP_LT},
+                    {"le", VL_CMP_LE}, {"gt", VL_CMP_GT}, {"ge", VL_CMP_GE}};
+    *cmp = VL_CMP_EQ;
+    *rest = s;
+    if (!islower((unsigned char)s[0]) || !islower((unsigned char)s[1]))
+        return 0;
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        if (strncmp(s, prefixes[i].p, 2) == 0) {
+            *cmp = prefixes[i].c;
+            *rest = s + 2;
+            return 0;
+        }
+    }
+    if (strncmp(s, "sa", 2) == 0 || strncmp(s, "eb", 2) == 0 || strncmp(s, "ap", 2) == 0)
+        return vl_error_set(ps->err, 400, "not-supported", NULL,
+                            "The search prefix '%.2s' of parameter '%s' is not supported "
+                            "(supported: eq, ne, lt, le, gt, ge)",
+                            s, name);
+    return 0; /* not a prefix: the value itself will be judged */
+}
+
+/* ------------------------------------------------------------------------
+ * self_query
+ * ---------------------------------------------------------------------- */
+
+static void sq_put(parser_t *ps, const char *s, size_t n)
+{
+    if (ps->oom)
+        return;
+    if (ps->sq_len + n + 1 > ps->sq_cap) {
+        size_t cap = ps->sq_cap ? ps->sq_cap : 128;
+        while (cap < ps->sq_len + n + 1)
+            cap *= 2;
+        char *b = realloc(ps->sq, cap);
+        if (!b) {
+            ps->oom = 1;
+            return;
+        }
+        ps->sq = b;
+        ps->sq_cap = cap;
+    }
+    memcpy(ps->sq + ps->sq_len, s, n);
+    ps->sq_len += n;
+    ps->sq[ps->sq_len] = '\0';
+}
+
+static void sq_encode(parser_t *ps, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (isalnum(*p) || strchr("-._~:/|,", *p)) {
+            sq_put(ps, (const char *)p, 1);
+        } else {
+            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            sq_put(ps, e, 3);
+        }
+    }
+}
+
+static void sq_add(parser_t *ps, const vl_param_t *prm)
+{
+    if (ps->sq_len)
+        sq_put(ps, "&", 1);
+    sq_encode(ps, prm->name);
+    sq_put(ps, "=", 1);
+    sq_encode(ps, prm->value);
+}
+
+/* ------------------------------------------------------------------------
+ * Conditions
+ * ---------------------------------------------------------------------- */
+
+static vl_query_cond_t *new_cond(parser_t *ps, const char *param, vl_index_kind_t kind)
+{
+    vl_query_t *q = &ps->out->query;
+    vl_query_cond_t *c = &q->conds[q->n++];
+    memset(c, 0, sizeof *c);
+    c->param = param;
+    c->kind = kind;
+    c->match = VL_MATCH_DEFAULT;
+    c->missing = -1;
+    return c;
+}
+
+static int reserve_values(parser_t *ps, vl_query_cond_t *c, size_t n)
+{
+    if (ps->nvalues + n > MAX_VALUES_PER_QUERY)
+        return vl_error_set(ps->err, 400, "too-costly", NULL,
+                            "The search has too many values (at most %d)", MAX_VALUES_PER_QUERY);
+    c->values = arena_alloc(ps->arena, n * sizeof *c->values);
+    if (!c->values)
+        return oom(ps);
+    memset(c->values, 0, n * sizeof *c->values);
+    return 0;
+}
+
+static vl_query_value_t *next_value(parser_t *ps, vl_query_cond_t *c)
+{
+    ps->nvalues++;
+    vl_query_value_t *v = &c->values[c->n++];
+    v->cmp = VL_CMP_EQ;
+    return v;
+}
+
+static int parse_token(parser_t *ps, const char *name, const char *raw, vl_query_cond_t *c)
+{
+    vl_query_value_t *v = next_value(ps, c);
+    long bar = find_unescaped(raw, '|');
+    if (bar < 0) {
+        v->system = NULL;
+        if (!(v->text = unescape(ps->arena, raw, strlen(raw))))
+            return oom(ps);
+        return 0;
+    }
+    if (bar == 0 && raw[1] == '\0')
+        return bad(ps, name, raw, "a token needs a system or a code");
+    char *sys = unescape(ps->arena, raw, (size_t)bar);
+    char *code = unescape(ps->arena, raw + bar + 1, strlen(raw + bar + 1));
+    if (!sys || !code)
+        return oom(ps);
+    v->system = sys;                /* "" means: no system */
+    v->text = *code ? code : NULL;  /* NULL means: any code of the system */
+    return 0;
+}
+
+static int parse_string(parser_t *ps, const char *raw, vl_query_cond_t *c)
+{
+    vl_query_value_t *v = next_value(ps, c);
+    char *s = unescape(ps->arena, raw, strlen(raw));
+    if (!s)
+        return oom(ps);
+    if (c->match == VL_MATCH_EXACT) {
+        v->text = s;
+        return 0;
+    }
+    char *norm = vl_index_normalize(s);
+    if (!norm)
+        return oom(ps);
+    v->text = arena_strdup(ps->arena, norm);
+    free(norm);
+    return v->text ? 0 : oom(ps);
+}
+
+static int add_reference_value(parser_t *ps, vl_query_cond_t *c, const char *type, const char *id)
+{
+    vl_query_value_t *v = next_value(ps, c);
+    size_t tl = strlen(type), il = strlen(id);
+    char *t = arena_alloc(ps->arena, tl + il + 2);
+    if (!t)
+        return oom(ps);
+    memcpy(t, type, tl);
+    t[tl] = '/';
+    memcpy(t + tl + 1, id, il + 1);
+    v->text = t;
+    return 0;
+}
+
+static int parse_reference(parser_t *ps, const vl_search_param_t *sp, const char *name,
+                           const char *type_mod, const char *raw, vl_query_cond_t *c)
+{
+    char *s = unescape(ps->arena, raw, strlen(raw));
+    if (!s)
+        return oom(ps);
+    char *h = strstr(s, "/_history/");
+    if (h)
+        *h = '\0';
+    if (strstr(s, "://") || strncmp(s, "urn:", 4) == 0) {
+        next_value(ps, c)->text = s;
+        return 0;
+    }
+    char *slash = strchr(s, '/');
+    if (slash) {
+        *slash = '\0';
+        const char *type = s, *id = slash + 1;
+        if (!vl_fhir_is_r4_type(type) || !id_valid(id, strlen(id)))
+            return bad(ps, name, raw, "expected Type/id, an id or an absolute URL");
+        if (sp->target && strcmp(type, sp->target) != 0)
+            return bad(ps, name, raw, "the parameter only refers to another resource type");
+        if (type_mod && strcmp(type, type_mod) != 0)
+            return bad(ps, name, raw, "the type in the value differs from the type modifier");
+        return add_reference_value(ps, c, type, id);
+    }
+    if (!id_valid(s, strlen(s)))
+        return bad(ps, name, raw, "expected Type/id, an id or an absolute URL");
+    if (type_mod)
+        return add_reference_value(ps, c, type_mod, s);
+    if (sp->target)
+        return add_reference_value(ps, c, sp->target, s);
+    /* bare id, any type: one alternative per R4 type */
+    size_t n;
+    const char *const *types = vl_fhir_r4_type_list(&n);
+    for (size_t i = 0; i < n; i++)
+        if (add_reference_value(ps, c, types[i], s) != 0)
+            return -1;
+    return 0;
+}
+
+static int parse_date(parser_t *ps, const char *name, const char *raw, vl_query_cond_t *c)
+{
+    vl_cmp_t cmp;
+    const char *rest;
+    if (parse_prefix(ps, name, raw, &cmp, &rest) != 0)
+        return -1;
+    vl_query_value_t *v = next_value(ps, c);
+    v->cmp = cmp;
+    if (vl_time_parse_range(rest, &v->lo, &v->hi, NULL) != 0)
+        return bad(ps, name, raw, "expected [prefix]YYYY[-MM[-DD[Thh:mm:ss[.sss][Z|+hh:mm]]]]");
+    return 0;
+}
+
+static int parse_quantity(parser_t *ps, const char *name, const char *raw, vl_query_cond_t *c)
+{
+    vl_cmp_t cmp;
+    const char *rest;
+    if (parse_prefix(ps, name, raw, &cmp, &rest) != 0)
+        return -1;
+    vl_query_value_t *v = next_value(ps, c);
+    v->cmp = cmp;
+    long b1 = find_unescaped(rest, '|');
+    char *num;
+    if (b1 < 0) {
+        num = arena_strdup(ps->arena, rest);
+    } else {
+        long b2 = find_unescaped(rest + b1 + 1, '|');
+        if (b2 < 0 || find_unescaped(rest + b1 + 1 + b2 + 1, '|') >= 0)
+            return bad(ps, name, raw, "expected [prefix]number or [prefix]number|system|code");
+        num = arena_strndup(ps->arena, rest, (size_t)b1);
+        char *sys = unescape(ps->arena, rest + b1 + 1, (size_t)b2);
+        const char *cs = rest + b1 + 1 + b2 + 1;
+        char *code = unescape(ps->arena, cs, strlen(cs));
+        if (!sys || !code)
+            return oom(ps);
+        v->system = *sys ? sys : NULL;
+        v->text = *code ? code : NULL;
+    }
+    if (!num)
+        return oom(ps);
+    if (parse_number(num, &v->number) != 0)
+        return bad(ps, name, raw, "expected [prefix]number or [prefix]number|system|code");
+    return 0;
+}
+
+/* A search parameter of the type (not one of the "_" ones). */
+static int parse_param(parser_t *ps, const vl_search_param_t *sp, const char *name,
+                       const char *modifier, const char *value)
+{
+    const char *type_mod = NULL;
+    vl_match_t match = VL_MATCH_DEFAULT;
+    int missing = -1;
+
+    if (modifier) {
+        if (strcmp(modifier, "missing") == 0) {
+            if (strcmp(value, "true") == 0)
+                missing = 1;
+            else if (strcmp(value, "false") == 0)
+                missing = 0;
+            else
+                return bad(ps, name, value, ":missing takes true or false");
+        } else if (sp->kind == VL_INDEX_STRING && strcmp(modifier, "exact") == 0) {
+            match = VL_MATCH_EXACT;
+        } else if (sp->kind == VL_INDEX_STRING && strcmp(modifier, "contains") == 0) {
+            match = VL_MATCH_CONTAINS;
+        } else if (sp->kind == VL_INDEX_REFERENCE && vl_fhir_is_r4_type(modifier)) {
+            if (sp->target && strcmp(modifier, sp->target) != 0)
+                return vl_error_set(ps->err, 400, "invalid", NULL,
+                                    "Search parameter '%s' only refers to %s, not %s", sp->name,
+                                    sp->target, modifier);
+            type_mod = modifier;
+        } else {
+            return vl_error_set(ps->err, 400, "not-supported", NULL,
+                                "The modifier ':%s' is not supported on search parameter '%s'",
+                                modifier, sp->name);
+        }
+    }
+
+    vl_query_cond_t *c = new_cond(ps, sp->name, sp->kind);
+    c->match = match;
+    c->missing = missing;
+    if (missing >= 0)
+        return 0;
+
+    char **items;
+    size_t n;
+    if (split_alternatives(ps->arena, value, &items, &n) != 0)
+        return oom(ps);
+    size_t need = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i][0] == '\0')
+            return bad(ps, name, value, "empty alternative");
+        int bare_any = sp->kind == VL_INDEX_REFERENCE && !type_mod && !sp->target &&
+                       !strchr(items[i], '/') && !strchr(items[i], ':');
+        size_t nt;
+        vl_fhir_r4_type_list(&nt);
+        need += bare_any ? nt : 1;
+    }
+    if (reserve_values(ps, c, need) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        int rc = 0;
+        switch (sp->kind) {
+        case VL_INDEX_TOKEN:
+            rc = parse_token(ps, name, items[i], c);
+            break;
+        case VL_INDEX_STRING:
+            rc = parse_string(ps, items[i], c);
+            break;
+        case VL_INDEX_REFERENCE:
+            rc = parse_reference(ps, sp, name, type_mod, items[i], c);
+            break;
+        case VL_INDEX_DATE:
+            rc = parse_date(ps, name, items[i], c);
+            break;
+        case VL_INDEX_QUANTITY:
+            rc = parse_quantity(ps, name, items[i], c);
+            break;
+        }
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Common and result parameters
+ * ---------------------------------------------------------------------- */
+
+static int parse_int(const char *s, int *out)
+{
+    if (!*s || strlen(s) > 9)
+        return -1;
+    int v = 0;
+    for (const char *p = s; *p; p++) {
+        if (!isdigit((unsigned char)*p))
+            return -1;
+        v = v * 10 + (*p - '0'); /* at most 9 digits: cannot overflow */
+    }
+    *out = v;
+    return 0;
+}
+
+static int once(parser_t *ps, int *seen, const char *name)
+{
+    if ((*seen)++)
+        return vl_error_set(ps->err, 400, "invalid", NULL,
+                            "The search parameter '%s' may appear only once", name);
+    return 0;
+}
+
+static int parse_id(parser_t *ps, const char *value)
+{
+    char **items;
+    size_t n;
+    if (split_alternatives(ps->arena, value, &items, &n) != 0)
+        return oom(ps);
+    for (size_t i = 0; i < n; i++)
+        if (!id_valid(items[i], strlen(items[i])))
+            return bad(ps, "_id", value, "not a valid resource id");
+    if (n == 1 && !ps->id_in_query) {
+        ps->id_in_query = 1;
+        ps->out->query.id = items[0];
+        return 0;
+    }
+    vl_query_cond_t *c = new_cond(ps, "_id", VL_INDEX_TOKEN);
+    if (reserve_values(ps, c, n) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        next_value(ps, c)->text = items[i];
+    return 0;
+}
+
+static int parse_last_updated(parser_t *ps, const char *value)
+{
+    char **items;
+    size_t n;
+    if (split_alternatives(ps->arena, value, &items, &n) != 0)
+        return oom(ps);
+    vl_query_cond_t *c = new_cond(ps, "_lastUpdated", VL_INDEX_DATE);
+    if (reserve_values(ps, c, n) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i][0] == '\0')
+            return bad(ps, "_lastUpdated", value, "empty alternative");
+        if (parse_date(ps, "_lastUpdated", items[i], c) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_sort(parser_t *ps, const char *value)
+{
+    if (strchr(value, ','))
+        return vl_error_set(ps->err, 400, "not-supported", NULL,
+                            "Sorting by more than one key is not supported");
+    int desc = value[0] == '-';
+    const char *key = value + desc;
+    if (strcmp(key, "_lastUpdated") == 0) {
+        ps->out->query.sort_param = "_lastUpdated";
+    } else {
+        const vl_search_param_t *sp = vl_fhir_param_find(ps->type, key);
+        if (!sp || sp->kind != VL_INDEX_DATE)
+            return vl_error_set(ps->err, 400, "not-supported", NULL,
+                                "Sorting by '%s' is not supported (only date parameters and "
+                                "_lastUpdated)",
+                                key);
+        ps->out->query.sort_param = sp->name;
+    }
+    ps->out->query.sort_desc = desc;
+    return 0;
+}
+
+/* Returns 1 if the parameter was used, 0 if skipped, -1 on error. */
+static int parse_one(parser_t *ps, const vl_param_t *prm, int lenient)
+{
+    const char *full = prm->name, *value = prm->value;
+    if (value[0] == '\0')
+        return 0; /* empty value: ignored (FHIR search) */
+    char base[128];
+    const char *colon = strchr(full, ':');
+    size_t blen = colon ? (size_t)(colon - full) : strlen(full);
+    if (blen >= sizeof base)
+        blen = sizeof base - 1;
+    memcpy(base, full, blen);
+    base[blen] = '\0';
+    const char *modifier = colon ? colon + 1 : NULL;
+
+    if (base[0] == '_') {
+        vl_query_t *q = &ps->out->query;
+        int known = 1;
+        if (modifier && (strcmp(base, "_id") == 0 || strcmp(base, "_lastUpdated") == 0 ||
+                         strcmp(base, "_count") == 0 || strcmp(base, "_offset") == 0 ||
+                         strcmp(base, "_sort") == 0 || strcmp(base, "_total") == 0 ||
+                         strcmp(base, "_summary") == 0 || strcmp(base, "_format") == 0 ||
+                         strcmp(base, "_pretty") == 0 || strcmp(base, "_elements") == 0))
+            return vl_error_set(ps->err, 400, "not-supported", NULL,
+                                "The modifier ':%s' is not supported on '%s'", modifier, base);
+        if (strcmp(base, "_id") == 0) {
+            if (parse_id(ps, value) != 0)
+                return -1;
+        } else if (strcmp(base, "_lastUpdated") == 0) {
+            if (parse_last_updated(ps, value) != 0)
+                return -1;
+        } else if (strcmp(base, "_count") == 0) {
+            int n;
+            if (once(ps, &ps->seen_count, base) != 0)
+                return -1;
+            if (parse_int(value, &n) != 0)
+                return bad(ps, base, value, "expected a non-negative integer");
+            q->count = n > VL_SEARCH_COUNT_MAX ? VL_SEARCH_COUNT_MAX : n;
+        } else if (strcmp(base, "_offset") == 0) {
+            int n;
+            if (once(ps, &ps->seen_offset, base) != 0)
+                return -1;
+            if (parse_int(value, &n) != 0)
+                return bad(ps, base, value, "expected a non-negative integer");
+            q->offset = n;
+        } else if (strcmp(base, "_sort") == 0) {
+            if (once(ps, &ps->seen_sort, base) != 0 || parse_sort(ps, value) != 0)
+                return -1;
+        } else if (strcmp(base, "_total") == 0) {
+            if (once(ps, &ps->seen_total, base) != 0)
+                return -1;
+            if (strcmp(value, "none") == 0)
+                ps->out->total_mode = 0;
+            else if (strcmp(value, "accurate") == 0 || strcmp(value, "estimate") == 0)
+                ps->out->total_mode = 1;
+            else
+                return bad(ps, base, value, "expected none, estimate or accurate");
+        } else if (strcmp(base, "_summary") == 0) {
+            if (once(ps, &ps->seen_summary, base) != 0)
+                return -1;
+            if (strcmp(value, "count") == 0)
+                ps->summary_count = 1;
+            else if (strcmp(value, "false") != 0)
+                return vl_error_set(ps->err, 400, "not-supported", NULL,
+                                    "_summary=%s is not supported (only count and false)", value);
+        } else if (strcmp(base, "_elements") == 0) {
+            return vl_error_set(ps->err, 400, "not-supported", NULL,
+                                "The search parameter '_elements' is not supported");
+        } else if (strcmp(base, "_format") == 0 || strcmp(base, "_pretty") == 0) {
+            /* read by the http layer */
+        } else {
+            known = 0;
+        }
+        if (known)
+            return 1;
+    } else {
+        const vl_search_param_t *sp = vl_fhir_param_find(ps->type, base);
+        if (sp)
+            return parse_param(ps, sp, full, modifier, value) == 0 ? 1 : -1;
+    }
+    if (lenient)
+        return 0;
+    return vl_error_set(ps->err, 400, "not-supported", NULL,
+                        "Unknown search parameter '%s' for resource type %s", base, ps->type->name);
+}
+
+/* ------------------------------------------------------------------------
+ * Entry points
+ * ---------------------------------------------------------------------- */
+
+int vl_fhir_search_parse(const vl_fhir_type_t *type, const vl_params_t *params, int lenient,
+                         vl_search_t *out, vl_error_t *err)
+{
+    memset(out, 0, sizeof *out);
+    parser_t ps = {.type = type, .out = out, .err = err};
+    arena_t *a = calloc(1, sizeof *a);
+    if (!a)
+        return oom(&ps);
+    ps.arena = a;
+    out->_mem = a;
+    out->total_mode = 1;
+    vl_query_t *q = &out->query;
+    q->type = type->name;
+    q->count = VL_SEARCH_COUNT_DEFAULT;
+
+    size_t np = params ? params->n : 0;
+    if (np) {
+        /* at most one condition per parameter */
+        q->conds = arena_alloc(a, np * sizeof *q->conds);
+        if (!q->conds) {
+            oom(&ps);
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < np; i++) {
+        const vl_param_t *prm = &params->items[i];
+        int used = parse_one(&ps, prm, lenient);
+        if (used < 0)
+            goto fail;
+        if (used && strcmp(prm->name, "_count") != 0 && strcmp(prm->name, "_offset") != 0)
+            sq_add(&ps, prm);
+    }
+    if (ps.summary_count)
+        q->count = 0;
+    out->self_query = arena_strdup(a, ps.sq ? ps.sq : "");
+    if (ps.oom || !out->self_query) {
+        oom(&ps);
+        goto fail;
+    }
+    free(ps.sq);
+    return 0;
+fail:
+    free(ps.sq);
+    arena_free(a);
+    memset(out, 0, sizeof *out);
+    return -1;
+}
+
+void vl_search_free(vl_search_t *s)
+{
+    if (!s)
+        return;
+    arena_free(s->_mem);
+    memset(s, 0, sizeof *s);
+}

@@ -1,0 +1,543 @@
+/*
+ * libmicrohttpd glue: the request lifecycle.
+ *
+ *   first call      allocate vl_request_t, read headers, id, query; refuse a
+ *                   declared Content-Length over the limit (413) at once
+ *   upload calls    append the body up to max_body; past it remember
+ *                   too_large and discard the rest
+ *   final call      route and answer; a write suspends the connection
+ *   resumed call    (after the writer committed) build the write's answer
+ *   completed       log one line, free the request
+ *
+ * Suspend/resume ordering: vl_submit_write() holds req->mu while it submits
+ * and suspends; the writer's completion takes req->mu before resuming, so a
+ * resume can never overtake its suspend.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http_internal.h"
+
+/* ------------------------------------------------------------------------
+ * Buffers
+ * ---------------------------------------------------------------------- */
+
+void vl_buf_append(vl_buf_t *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->max && b->len + n > b->max) {
+        b->failed = 1;
+        free(b->data);
+        b->data = NULL;
+        return;
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t ncap = b->cap ? b->cap : 256;
+        while (ncap < b->len + n + 1)
+            ncap *= 2;
+        char *p = realloc(b->data, ncap);
+        if (!p) {
+            b->failed = 1;
+            free(b->data);
+            b->data = NULL;
+            return;
+        }
+        b->data = p;
+        b->cap = ncap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void vl_buf_puts(vl_buf_t *b, const char *s)
+{
+    vl_buf_append(b, s, strlen(s));
+}
+
+void vl_buf_json_string(vl_buf_t *b, const char *s)
+{
+    json_t *j = json_string(s);
+    char *t = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+    json_decref(j);
+    if (!t) {
+        b->failed = 1;
+        return;
+    }
+    vl_buf_puts(b, t);
+    free(t);
+}
+
+char *vl_buf_take(vl_buf_t *b, size_t *len)
+{
+    char *d = b->failed ? NULL : b->data;
+    if (!d && !b->failed) { /* empty but fine */
+        d = calloc(1, 1);
+    }
+    if (len)
+        *len = d ? b->len : 0;
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return d;
+}
+
+/* ------------------------------------------------------------------------
+ * Responses
+ * ---------------------------------------------------------------------- */
+
+const char *vl_req_header(vl_request_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+void vl_base_url(vl_request_t *req, char *out, size_t n)
+{
+    const char *host;
+    if (req->http->base_url[0]) {
+        snprintf(out, n, "%s", req->http->base_url);
+        return;
+    }
+    host = vl_req_header(req, MHD_HTTP_HEADER_HOST);
+    if (host && *host && strlen(host) < 200) {
+        int ok = 1;
+        for (const char *p = host; *p; p++)
+            if (!isalnum((unsigned char)*p) && !strchr(".-:[]_", *p))
+                ok = 0;
+        if (ok) {
+            snprintf(out, n, "http://%s", host);
+            return;
+        }
+    }
+    snprintf(out, n, "http://%s:%u", req->http->opts.host, (unsigned)req->http->port);
+}
+
+MHD_RESULT vl_send(vl_request_t *req, vl_response_t *res)
+{
+    struct MHD_Response *r;
+    MHD_RESULT ret;
+    const char *ctype = req->json_as_plain ? "application/json; charset=utf-8"
+                                           : "application/fhir+json; charset=utf-8";
+    r = MHD_create_response_from_buffer(res->body ? res->body_len : 0, res->body,
+                                        res->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        free(res->body);
+        return MHD_NO;
+    }
+    res->body = NULL;
+    if (res->body_len || res->status != 204)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(r, "X-Request-Id", req->request_id);
+    if (res->etag[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, res->etag);
+    if (res->location[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, res->location);
+    if (res->last_modified[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_LAST_MODIFIED, res->last_modified);
+    if (res->allow)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, res->allow);
+    req->status = res->status;
+    ret = MHD_queue_response(req->conn, (unsigned)res->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+char *vl_dump_release(json_t *doc, size_t *len)
+{
+    char *s = doc ? vl_json_dump(doc, len) : NULL;
+    json_decref(doc);
+    return s;
+}
+
+MHD_RESULT vl_send_json(vl_request_t *req, int status, json_t *doc)
+{
+    vl_response_t res = {.status = status};
+    res.body = vl_dump_release(doc, &res.body_len);
+    if (!res.body) {
+        res.status = 500;
+        res.body = strdup("{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":"
+                          "\"fatal\",\"code\":\"exception\",\"diagnostics\":\"out of memory\"}]}");
+        res.body_len = res.body ? strlen(res.body) : 0;
+    }
+    return vl_send(req, &res);
+}
+
+MHD_RESULT vl_send_error(vl_request_t *req, const vl_error_t *err)
+{
+    int status = err->status ? err->status : 500;
+    return vl_send_json(req, status, vl_error_outcome(err));
+}
+
+MHD_RESULT vl_send_errorf(vl_request_t *req, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return vl_send_json(req, status, vl_outcome_new("error", code, msg));
+}
+
+/* ------------------------------------------------------------------------
+ * Asynchronous writes
+ * ---------------------------------------------------------------------- */
+
+static void write_completed(vl_store_write_t *w, void *arg)
+{
+    vl_request_t *req = arg;
+    (void)w;
+    pthread_mutex_lock(&req->mu);
+    req->wstate = VL_WRITE_DONE;
+    MHD_resume_connection(req->conn);
+    pthread_mutex_unlock(&req->mu);
+}
+
+MHD_RESULT vl_submit_write(vl_request_t *req)
+{
+    vl_error_t err = VL_ERROR_INIT;
+    MHD_RESULT ret;
+    req->write.done = write_completed;
+    req->write.done_arg = req;
+    pthread_mutex_lock(&req->mu);
+    req->wstate = VL_WRITE_PENDING;
+    if (vl_store_submit(req->http->store, &req->write, &err) < 0) {
+        req->wstate = VL_WRITE_IDLE;
+        pthread_mutex_unlock(&req->mu);
+        ret = vl_send_error(req, &err);
+        vl_error_clear(&err);
+        return ret;
+    }
+    MHD_suspend_connection(req->conn);
+    pthread_mutex_unlock(&req->mu);
+    return MHD_YES;
+}
+
+/* ------------------------------------------------------------------------
+ * Operational endpoints
+ * ---------------------------------------------------------------------- */
+
+static MHD_RESULT send_text(vl_request_t *req, int status, const char *ctype, char *text)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_RESULT ret;
+    if (!r) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(r, "X-Request-Id", req->request_id);
+    req->status = status;
+    ret = MHD_queue_response(req->conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static MHD_RESULT handle_metrics(vl_request_t *req)
+{
+    vl_http_t *h = req->http;
+    vl_store_stats_t st;
+    vl_buf_t b = {0};
+    char line[256];
+    vl_store_stats(h->store, &st);
+    vl_buf_puts(&b, "# HELP vitalog_http_requests_total HTTP requests received.\n"
+                    "# TYPE vitalog_http_requests_total counter\n");
+    snprintf(line, sizeof line, "vitalog_http_requests_total %llu\n",
+             (unsigned long long)atomic_load(&h->requests_total));
+    vl_buf_puts(&b, line);
+    vl_buf_puts(&b, "# HELP vitalog_http_responses_total HTTP responses by status class.\n"
+                    "# TYPE vitalog_http_responses_total counter\n");
+    for (int c = 1; c <= 5; c++) {
+        snprintf(line, sizeof line, "vitalog_http_responses_total{class=\"%dxx\"} %llu\n", c,
+                 (unsigned long long)atomic_load(&h->responses_by_class[c]));
+        vl_buf_puts(&b, line);
+    }
+    snprintf(line, sizeof line,
+             "# HELP vitalog_store_commits_total Write transactions committed.\n"
+             "# TYPE vitalog_store_commits_total counter\nvitalog_store_commits_total %llu\n",
+             (unsigned long long)st.commits);
+    vl_buf_puts(&b, line);
+    snprintf(line, sizeof line,
+             "# HELP vitalog_store_writes_total Writes completed (ok or failed).\n"
+             "# TYPE vitalog_store_writes_total counter\nvitalog_store_writes_total %llu\n",
+             (unsigned long long)st.writes);
+    vl_buf_puts(&b, line);
+    snprintf(line, sizeof line,
+             "# HELP vitalog_store_write_failures_total Writes that failed.\n"
+             "# TYPE vitalog_store_write_failures_total counter\n"
+             "vitalog_store_write_failures_total %llu\n",
+             (unsigned long long)st.write_failures);
+    vl_buf_puts(&b, line);
+    snprintf(line, sizeof line,
+             "# HELP vitalog_store_queue_depth Writes waiting for the writer.\n"
+             "# TYPE vitalog_store_queue_depth gauge\nvitalog_store_queue_depth %llu\n",
+             (unsigned long long)st.queue_depth);
+    vl_buf_puts(&b, line);
+    char *text = vl_buf_take(&b, NULL);
+    if (!text)
+        return vl_send_errorf(req, 500, "exception", "out of memory");
+    return send_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text);
+}
+
+static MHD_RESULT handle_health(vl_request_t *req, int ready_check)
+{
+    int ok = !ready_check || vl_store_ready(req->http->store) == 0;
+    return send_text(req, ok ? 200 : 503, "application/json",
+                     strdup(ok ? "{\"status\":\"ok\"}" : "{\"status\":\"unavailable\"}"));
+}
+
+/* ------------------------------------------------------------------------
+ * libmicrohttpd callbacks
+ * ---------------------------------------------------------------------- */
+
+static MHD_RESULT collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                              const char *value)
+{
+    vl_request_t *req = cls;
+    (void)kind;
+    vl_params_add(&req->params, key, value ? value : "");
+    return MHD_YES;
+}
+
+/* Percent-decoding for the path and the query (in place): %XX, and '+' as
+ * a space (form encoding; '+' never occurs in a valid FHIR path segment). */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    char *r = s, *w = s;
+    (void)cls;
+    (void)c;
+    while (*r) {
+        if (*r == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
+            char hex[3] = {r[1], r[2], 0};
+            *w++ = (char)strtol(hex, NULL, 16);
+            r += 3;
+        } else if (*r == '+') {
+            *w++ = ' ';
+            r++;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
+static int valid_request_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!isalnum((unsigned char)s[n]) && s[n] != '-' && s[n] != '_' && s[n] != '.')
+            return 0;
+    return n > 0 && n <= 32;
+}
+
+static vl_request_t *request_new(vl_http_t *h, struct MHD_Connection *conn, const char *url,
+                                 const char *method)
+{
+    vl_request_t *req = calloc(1, sizeof *req);
+    const char *rid, *clen;
+    if (!req)
+        return NULL;
+    req->http = h;
+    req->conn = conn;
+    req->start_us = vl_time_now_us();
+    req->method = method;
+    req->route = "unmatched";
+    pthread_mutex_init(&req->mu, NULL);
+    snprintf(req->path, sizeof req->path, "%s", url);
+    vl_params_init(&req->params);
+    req->body.max = h->opts.max_body;
+    rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && valid_request_id(rid))
+        snprintf(req->request_id, sizeof req->request_id, "%s", rid);
+    else
+        vl_id_new(req->request_id);
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, req);
+    clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (clen && strtoull(clen, NULL, 10) > h->opts.max_body)
+        req->too_large = 1;
+    return req;
+}
+
+static void request_free(vl_request_t *req)
+{
+    free(req->body.data);
+    vl_params_free(&req->params);
+    vl_store_write_release(&req->write);
+    if (req->has_if_none_exist)
+        vl_search_free(&req->if_none_exist);
+    json_decref(req->resource);
+    pthread_mutex_destroy(&req->mu);
+    free(req);
+}
+
+static MHD_RESULT route(vl_request_t *req)
+{
+    const char *p = req->path;
+    if (req->too_large)
+        return vl_send_errorf(req, 413, "too-long", "request body exceeds the limit of %zu bytes",
+                              req->http->opts.max_body);
+    if (strcmp(p, "/fhir") == 0 || strncmp(p, "/fhir/", 6) == 0)
+        return vl_rest_dispatch(req);
+    if (strcmp(p, "/healthz") == 0 || strcmp(p, "/readyz") == 0 || strcmp(p, "/metrics") == 0) {
+        req->route = p[1] == 'h' ? "/healthz" : p[1] == 'r' ? "/readyz" : "/metrics";
+        if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+            vl_response_t res = {.status = 405, .allow = "GET, HEAD"};
+            vl_error_t e = VL_ERROR_INIT;
+            vl_error_set(&e, 405, "not-supported", NULL, "%s is not allowed on %s", req->method,
+                         req->route);
+            res.body = vl_dump_release(vl_error_outcome(&e), &res.body_len);
+            vl_error_clear(&e);
+            return vl_send(req, &res);
+        }
+        if (p[1] == 'm')
+            return handle_metrics(req);
+        return handle_health(req, p[1] == 'r');
+    }
+    return vl_send_errorf(req, 404, "not-found", "no such path; the FHIR API is under /fhir");
+}
+
+static MHD_RESULT on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                             const char *method, const char *version, const char *upload_data,
+                             size_t *upload_data_size, void **con_cls)
+{
+    vl_http_t *h = cls;
+    vl_request_t *req = *con_cls;
+    (void)version;
+    if (!req) {
+        req = request_new(h, conn, url, method);
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        atomic_fetch_add(&h->active, 1);
+        atomic_fetch_add(&h->requests_total, 1);
+        if (req->too_large) /* refuse before reading a byte of the body */
+            return route(req);
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        if (!req->too_large) {
+            vl_buf_append(&req->body, upload_data, *upload_data_size);
+            if (req->body.failed)
+                req->too_large = 1;
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (req->wstate == VL_WRITE_DONE) {
+        req->wstate = VL_WRITE_IDLE;
+        return vl_rest_write_done(req);
+    }
+    if (req->status) /* already answered (e.g. 413 on the first call) */
+        return MHD_YES;
+    return route(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    vl_http_t *h = cls;
+    vl_request_t *req = *con_cls;
+    (void)conn;
+    if (!req)
+        return;
+    int64_t us = vl_time_now_us() - req->start_us;
+    int status = req->status;
+    if (status >= 100 && status < 600)
+        atomic_fetch_add(&h->responses_by_class[status / 100], 1);
+    vl_log(status >= 500 ? VL_LOG_ERROR : VL_LOG_INFO, "request",
+           json_pack("{s:s,s:s,s:s,s:i,s:f,s:s}", "request_id", req->request_id, "method",
+                     req->method, "route", req->route, "status", status, "duration_ms",
+                     (double)us / 1000.0, "outcome",
+                     toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "completed" : "aborted"));
+    request_free(req);
+    *con_cls = NULL;
+    atomic_fetch_sub(&h->active, 1);
+}
+
+/* ------------------------------------------------------------------------
+ * Start / stop
+ * ---------------------------------------------------------------------- */
+
+int vl_http_start(const vl_http_options_t *opts, vl_store_t *store, vl_http_t **out,
+                  vl_error_t *err)
+{
+    vl_http_t *h = calloc(1, sizeof *h);
+    struct sockaddr_in addr;
+    const union MHD_DaemonInfo *info;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!h)
+        return vl_error_set(err, 500, "exception", NULL, "out of memory");
+    h->opts = *opts;
+    h->store = store;
+    if (!h->opts.host)
+        h->opts.host = "127.0.0.1";
+    if (!h->opts.threads)
+        h->opts.threads = ncpu > 0 ? (unsigned)ncpu : 2;
+    if (!h->opts.max_body)
+        h->opts.max_body = VL_HTTP_DEFAULT_MAX_BODY;
+    if (!h->opts.max_depth)
+        h->opts.max_depth = VL_HTTP_DEFAULT_MAX_DEPTH;
+    if (!h->opts.conn_timeout)
+        h->opts.conn_timeout = VL_HTTP_DEFAULT_TIMEOUT;
+    if (!h->opts.max_conns)
+        h->opts.max_conns = VL_HTTP_DEFAULT_MAX_CONNS;
+    if (opts->base_url) {
+        snprintf(h->base_url, sizeof h->base_url, "%s", opts->base_url);
+        size_t n = strlen(h->base_url);
+        while (n && h->base_url[n - 1] == '/')
+            h->base_url[--n] = '\0';
+    }
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(opts->port);
+    if (inet_pton(AF_INET, h->opts.host, &addr.sin_addr) != 1) {
+        vl_error_set(err, 500, "exception", NULL, "listen address '%s' is not an IPv4 address",
+                     h->opts.host);
+        free(h);
+        return -1;
+    }
+    h->daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+            MHD_USE_ERROR_LOG,
+        opts->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_THREAD_POOL_SIZE, h->opts.threads, MHD_OPTION_CONNECTION_TIMEOUT,
+        h->opts.conn_timeout, MHD_OPTION_CONNECTION_LIMIT, h->opts.max_conns,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
+        NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+    if (!h->daemon) {
+        free(h);
+        return vl_error_set(err, 500, "exception", NULL, "cannot listen on %s:%u", opts->host,
+                            (unsigned)opts->port);
+    }
+    info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = info ? info->port : opts->port;
+    *out = h;
+    return 0;
+}
+
+uint16_t vl_http_port(const vl_http_t *h)
+{
+    return h->port;
+}
+
+void vl_http_stop(vl_http_t *h, unsigned drain_ms)
+{
+    if (!h)
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(h->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    for (unsigned waited = 0; atomic_load(&h->active) > 0 && waited < drain_ms; waited += 10) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    MHD_stop_daemon(h->daemon);
+    free(h);
+}

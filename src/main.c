@@ -1,0 +1,241 @@
+/*
+ * vitalog — the command line. Thin: parses arguments and calls modules.
+ *
+ *   vitalog serve --data DIR --listen HOST:PORT [options]
+ *   vitalog --help | vitalog CMD --help | vitalog --version
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+
+#include "vitalog/http.h"
+#include "vitalog/store.h"
+#include "vitalog/util.h"
+
+static const char usage_main[] =
+    "usage: vitalog <command> [options]\n"
+    "\n"
+    "vitalog is a FHIR R4 (4.0.1) server for biometric and wearable data,\n"
+    "storing resources in SQLite.\n"
+    "\n"
+    "commands:\n"
+    "  serve      run the FHIR server\n"
+    "\n"
+    "options:\n"
+    "  -h, --help     show this help (vitalog CMD --help for a command)\n"
+    "  --version      print the version\n";
+
+static const char usage_serve[] =
+    "usage: vitalog serve [--data DIR] [--listen HOST:PORT] [options]\n"
+    "\n"
+    "Serves the FHIR REST API under /fhir, plus /healthz, /readyz and /metrics.\n"
+    "Creates DIR and its database (DIR/vitalog.db, SQLite WAL, synchronous=FULL)\n"
+    "on first start and applies schema migrations. Stops on SIGINT or SIGTERM after\n"
+    "finishing in-flight requests.\n"
+    "\n"
+    "options:\n"
+    "  --data DIR            data directory (default: ./data)\n"
+    "  --listen HOST:PORT    IPv4 address and port (default: 127.0.0.1:8080; port 0 = any)\n"
+    "  --port-file FILE      write the bound port number to FILE once listening\n"
+    "  --base-url URL        public base URL for Location and links\n"
+    "                        (default: http://<Host header>)\n"
+    "  --threads N           HTTP worker threads (default: number of CPUs)\n"
+    "  --max-body BYTES      largest accepted request body (default: 1048576); larger: 413\n"
+    "  --max-depth N         deepest accepted JSON nesting (default: 64); deeper: 400\n"
+    "  --timeout SECONDS     idle connection timeout (default: 30)\n"
+    "  --max-connections N   concurrent connections (default: 1024)\n"
+    "  --batch-max N         most writes committed in one transaction (default: 256)\n"
+    "  --log-level LEVEL     debug, info, warn or error (default: info)\n"
+    "  -h, --help            show this help\n"
+    "\n"
+    "Logs are JSON lines on stderr, one per request; they never contain bodies.\n";
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    unsigned long v;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno || *s == '\0' || *end || *s == '-' || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+    const char *colon = strrchr(s, ':');
+    unsigned long p;
+    if (!colon || colon == s || (size_t)(colon - s) >= hostlen)
+        return -1;
+    if (parse_uint(colon + 1, 65535, &p) < 0)
+        return -1;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}
+
+static int write_port_file(const char *path, uint16_t port)
+{
+    char tmp[PATH_MAX];
+    FILE *f;
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "%u\n", (unsigned)port);
+    if (fclose(f) != 0)
+        return -1;
+    return rename(tmp, path);
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"data", required_argument, NULL, 'd'},
+        {"listen", required_argument, NULL, 'l'},
+        {"port-file", required_argument, NULL, 'P'},
+        {"base-url", required_argument, NULL, 'b'},
+        {"threads", required_argument, NULL, 't'},
+        {"max-body", required_argument, NULL, 'm'},
+        {"max-depth", required_argument, NULL, 'D'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"max-connections", required_argument, NULL, 'c'},
+        {"batch-max", required_argument, NULL, 'B'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *data = "./data", *listen = "127.0.0.1:8080", *port_file = NULL;
+    char host[64];
+    vl_http_options_t hopts = {0};
+    vl_store_options_t sopts = {0};
+    vl_store_t *store = NULL;
+    vl_http_t *http = NULL;
+    vl_error_t err = VL_ERROR_INIT;
+    sigset_t sigs;
+    int opt, sig = 0, rc = 1;
+    unsigned long v;
+
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'd': data = optarg; break;
+        case 'l': listen = optarg; break;
+        case 'P': port_file = optarg; break;
+        case 'b': hopts.base_url = optarg; break;
+        case 't':
+            if (parse_uint(optarg, 1024, &v) < 0 || v == 0) goto bad;
+            hopts.threads = (unsigned)v;
+            break;
+        case 'm':
+            if (parse_uint(optarg, 1024ul * 1024 * 1024, &v) < 0 || v == 0) goto bad;
+            hopts.max_body = v;
+            break;
+        case 'D':
+            if (parse_uint(optarg, 10000, &v) < 0 || v == 0) goto bad;
+            hopts.max_depth = v;
+            break;
+        case 'T':
+            if (parse_uint(optarg, 86400, &v) < 0 || v == 0) goto bad;
+            hopts.conn_timeout = (unsigned)v;
+            break;
+        case 'c':
+            if (parse_uint(optarg, 65536, &v) < 0 || v == 0) goto bad;
+            hopts.max_conns = (unsigned)v;
+            break;
+        case 'B':
+            if (parse_uint(optarg, 100000, &v) < 0 || v == 0) goto bad;
+            sopts.batch_max = (int)v;
+            break;
+        case 'L':
+            if (!strcmp(optarg, "debug")) vl_log_set_level(VL_LOG_DEBUG);
+            else if (!strcmp(optarg, "info")) vl_log_set_level(VL_LOG_INFO);
+            else if (!strcmp(optarg, "warn")) vl_log_set_level(VL_LOG_WARN);
+            else if (!strcmp(optarg, "error")) vl_log_set_level(VL_LOG_ERROR);
+            else goto bad;
+            break;
+        case 'h': fputs(usage_serve, stdout); return 0;
+        default: fputs(usage_serve, stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "vitalog serve: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (parse_listen(listen, host, sizeof host, &hopts.port) < 0) {
+        fprintf(stderr, "vitalog serve: --listen takes HOST:PORT, not '%s'\n", listen);
+        return 2;
+    }
+    hopts.host = host;
+
+    /* Signals are taken by sigwait() below; every thread started from here
+     * on inherits the blocked mask. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (vl_store_open(data, &sopts, &store, &err) < 0)
+        goto out;
+    if (vl_http_start(&hopts, store, &http, &err) < 0)
+        goto out;
+    if (port_file && write_port_file(port_file, vl_http_port(http)) < 0) {
+        vl_error_set(&err, 500, "exception", NULL, "cannot write %s: %s", port_file,
+                     strerror(errno));
+        goto out;
+    }
+    vl_log(VL_LOG_INFO, "listening",
+           json_pack("{s:s,s:i,s:s,s:s}", "host", host, "port", (int)vl_http_port(http), "data",
+                     data, "version", VL_VERSION));
+    sigwait(&sigs, &sig);
+    vl_log(VL_LOG_INFO, "shutting down", json_pack("{s:i}", "signal", sig));
+    rc = 0;
+out:
+    if (err.status) {
+        vl_log(VL_LOG_ERROR, vl_error_message(&err), NULL);
+        fprintf(stderr, "vitalog serve: %s\n", vl_error_message(&err));
+    }
+    vl_error_clear(&err);
+    vl_http_stop(http, 10000);
+    vl_store_close(store);
+    if (rc == 0)
+        vl_log(VL_LOG_INFO, "stopped", NULL);
+    return rc;
+bad:
+    fprintf(stderr, "vitalog serve: bad value '%s' for an option\n%s", optarg, usage_serve);
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (sodium_init() < 0) {
+        fputs("vitalog: libsodium failed to initialize\n", stderr);
+        return 1;
+    }
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("vitalog %s (FHIR %s)\n", VL_VERSION, VL_FHIR_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "serve"))
+        return cmd_serve(argc - 1, argv + 1);
+    fprintf(stderr, "vitalog: unknown command '%s'\n\n%s", argv[1], usage_main);
+    return 2;
+}

@@ -1,0 +1,84 @@
+/*
+ * Private to the store module: the store struct and helpers shared by
+ * store.c (connections, reads), writer.c (the writer thread) and query.c
+ * (search SQL).
+ */
+#ifndef VL_STORE_INTERNAL_H
+#define VL_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "vitalog/store.h"
+
+/* Cached statements of a read connection. */
+enum { VL_RSTMT_READ_CURRENT, VL_RSTMT_READ_VERSION, VL_RSTMT_COUNT };
+
+/* Cached statements of the writer connection. */
+enum {
+    VL_WSTMT_LOOKUP,
+    VL_WSTMT_INSERT_RESOURCE,
+    VL_WSTMT_UPDATE_RESOURCE,
+    VL_WSTMT_INSERT_VERSION,
+    VL_WSTMT_DELETE_TOKEN,
+    VL_WSTMT_DELETE_STRING,
+    VL_WSTMT_DELETE_REFERENCE,
+    VL_WSTMT_DELETE_DATE,
+    VL_WSTMT_DELETE_QUANTITY,
+    VL_WSTMT_INSERT_TOKEN,
+    VL_WSTMT_INSERT_STRING,
+    VL_WSTMT_INSERT_REFERENCE,
+    VL_WSTMT_INSERT_DATE,
+    VL_WSTMT_INSERT_QUANTITY,
+    VL_WSTMT_COUNT
+};
+
+typedef struct vl_reader {
+    vl_store_t *store;
+    sqlite3 *db;
+    sqlite3_stmt *stmts[VL_RSTMT_COUNT];
+    struct vl_reader *next;
+} vl_reader_t;
+
+struct vl_store {
+    char path[4096];
+    int batch_max;
+
+    /* readers: one per thread, listed for closing */
+    pthread_key_t reader_key;
+    int key_created;
+    pthread_mutex_t readers_mu;
+    vl_reader_t *readers;
+
+    /* writer: `mu` guards the queue, the flags and stats */
+    sqlite3 *wdb;
+    sqlite3_stmt *wstmts[VL_WSTMT_COUNT];
+    pthread_t writer;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    vl_store_write_t *head, *tail;
+    uint64_t queued;
+    int writer_running;
+    int stopping;
+    int failed; /* the writer hit an error it cannot recover from */
+    vl_store_stats_t stats;
+};
+
+int vl_store_connect(vl_store_t *s, int readonly, sqlite3 **out, vl_error_t *err);
+vl_reader_t *vl_store_reader(vl_store_t *s, vl_error_t *err);
+int vl_store_exec(sqlite3 *db, const char *sql, vl_error_t *err);
+int vl_store_sql_error(vl_error_t *err, sqlite3 *db, const char *what);
+/** Returns the cached statement (reset, bindings cleared), preparing it on
+ *  first use. */
+sqlite3_stmt *vl_store_stmt(sqlite3 *db, sqlite3_stmt **cache, const char *sql, vl_error_t *err);
+int vl_store_row_to_record(sqlite3_stmt *st, vl_record_t *rec);
+int vl_store_collect(sqlite3 *db, sqlite3_stmt *st, vl_records_t *out, vl_error_t *err);
+
+int vl_store_writer_start(vl_store_t *s, vl_error_t *err);
+void vl_store_writer_stop(vl_store_t *s);
+
+/** Runs a query on `db` (reader or writer connection). */
+int vl_store_query_run(sqlite3 *db, const vl_query_t *q, int with_total, vl_records_t *out,
+                       vl_error_t *err);
+
+#endif

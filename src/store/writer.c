@@ -1,0 +1,473 @@
+/*
+ * The writer thread: group commit.
+ *
+ * STATES
+ *
+ *     idle ──(writes queued)──▶ batch ──(COMMIT ok)──▶ complete ──▶ idle
+ *                                  │
+ *                                  └──(COMMIT fails)──▶ complete, every
+ *                                        write of the batch failed (503)
+ *
+ * INVARIANTS
+ *   1. Only this thread writes to the database.
+ *   2. A write is completed (done() called) only after the transaction that
+ *      holds it committed, or with result -1 and nothing of it persisted.
+ *   3. Each write runs in its own SAVEPOINT: a write that fails its checks
+ *      (412, 404, 409) rolls back to it and leaves its neighbours intact.
+ *   4. The rows of a version (resource, resource_version, idx_*) are written
+ *      together in that savepoint; the ledger entry will join them there.
+ *
+ * Batching: the thread takes everything queued (up to batch_max) at once.
+ * While one batch commits (fsync), new writes queue up and form the next
+ * batch, so throughput grows with concurrency while each write waits at
+ * most about two fsyncs.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "store_internal.h"
+
+#define W(s, i, sql, err) vl_store_stmt((s)->wdb, &(s)->wstmts[i], sql, err)
+
+void vl_store_write_release(vl_store_write_t *w)
+{
+    free(w->body);
+    w->body = NULL;
+    vl_error_clear(&w->err);
+    vl_index_free(&w->index);
+}
+
+/* Looks up (type, id): *rid, *version, *deleted; returns 1 found, 0 not, -1 error. */
+static int lookup(vl_store_t *s, const char *type, const char *id, int64_t *rid, int64_t *version,
+                  int *deleted, vl_error_t *err)
+{
+    sqlite3_stmt *st = W(s, VL_WSTMT_LOOKUP,
+                         "SELECT rid, version, deleted FROM resource WHERE type = ?1 AND id = ?2",
+                         err);
+    int rc;
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *rid = sqlite3_column_int64(st, 0);
+        *version = sqlite3_column_int64(st, 1);
+        *deleted = sqlite3_column_int(st, 2);
+        sqlite3_reset(st);
+        return 1;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return vl_store_sql_error(err, s->wdb, "looking up a resource");
+    return 0;
+}
+
+static int step_done(vl_store_t *s, sqlite3_stmt *st, const char *what, vl_error_t *err)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return vl_store_sql_error(err, s->wdb, what);
+    return 0;
+}
+
+static int delete_index(vl_store_t *s, int64_t rid, vl_error_t *err)
+{
+    static const char *const sql[] = {
+        "DELETE FROM idx_token WHERE rid = ?1",     "DELETE FROM idx_string WHERE rid = ?1",
+        "DELETE FROM idx_reference WHERE rid = ?1", "DELETE FROM idx_date WHERE rid = ?1",
+        "DELETE FROM idx_quantity WHERE rid = ?1",
+    };
+    for (int i = 0; i < 5; i++) {
+        sqlite3_stmt *st = W(s, VL_WSTMT_DELETE_TOKEN + i, sql[i], err);
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 1, rid);
+        if (step_done(s, st, "clearing index rows", err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static int insert_index(vl_store_t *s, int64_t rid, const vl_index_t *ix, vl_error_t *err)
+{
+    for (size_t i = 0; i < ix->n; i++) {
+        const vl_index_row_t *row = &ix->rows[i];
+        sqlite3_stmt *st = NULL;
+        switch (row->kind) {
+        case VL_INDEX_TOKEN:
+            st = W(s, VL_WSTMT_INSERT_TOKEN,
+                   "INSERT INTO idx_token (rid, param, system, code) VALUES (?1, ?2, ?3, ?4)", err);
+            if (!st)
+                return -1;
+            bind_text_or_null(st, 3, row->system);
+            bind_text_or_null(st, 4, row->text ? row->text : "");
+            break;
+        case VL_INDEX_STRING:
+            st = W(s, VL_WSTMT_INSERT_STRING,
+                   "INSERT INTO idx_string (rid, param, value, norm) VALUES (?1, ?2, ?3, ?4)", err);
+            if (!st)
+                return -1;
+            bind_text_or_null(st, 3, row->text ? row->text : "");
+            bind_text_or_null(st, 4, row->norm ? row->norm : (row->text ? row->text : ""));
+            break;
+        case VL_INDEX_REFERENCE:
+            st = W(s, VL_WSTMT_INSERT_REFERENCE,
+                   "INSERT INTO idx_reference (rid, param, ref) VALUES (?1, ?2, ?3)", err);
+            if (!st)
+                return -1;
+            bind_text_or_null(st, 3, row->text ? row->text : "");
+            break;
+        case VL_INDEX_DATE:
+            st = W(s, VL_WSTMT_INSERT_DATE,
+                   "INSERT INTO idx_date (rid, param, lo, hi) VALUES (?1, ?2, ?3, ?4)", err);
+            if (!st)
+                return -1;
+            sqlite3_bind_int64(st, 3, row->lo);
+            sqlite3_bind_int64(st, 4, row->hi);
+            break;
+        case VL_INDEX_QUANTITY:
+            st = W(s, VL_WSTMT_INSERT_QUANTITY,
+                   "INSERT INTO idx_quantity (rid, param, value, system, code)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+                   err);
+            if (!st)
+                return -1;
+            sqlite3_bind_double(st, 3, row->number);
+            bind_text_or_null(st, 4, row->system);
+            bind_text_or_null(st, 5, row->text);
+            break;
+        }
+        sqlite3_bind_int64(st, 1, rid);
+        sqlite3_bind_text(st, 2, row->param, -1, SQLITE_STATIC);
+        if (step_done(s, st, "writing index rows", err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/*
+ * Gives the resource its id and meta (versionId, lastUpdated; other meta
+ * elements the client sent are kept) and serializes it, resourceType, id
+ * and meta first.
+ */
+static int finalize_body(vl_store_write_t *w, int64_t version, int64_t now, vl_error_t *err)
+{
+    char vid[24], ts[32];
+    json_t *meta = json_object_get(w->resource, "meta");
+    json_t *out = json_object();
+    const char *key;
+    json_t *value;
+    snprintf(vid, sizeof vid, "%lld", (long long)version);
+    vl_time_format(now, ts);
+    meta = json_is_object(meta) ? json_deep_copy(meta) : json_object();
+    if (!out || !meta)
+        goto oom;
+    json_object_del(meta, "versionId");
+    json_object_del(meta, "lastUpdated");
+    {
+        /* versionId and lastUpdated lead the meta object */
+        json_t *m = json_pack("{s:s,s:s}", "versionId", vid, "lastUpdated", ts);
+        if (!m)
+            goto oom;
+        json_object_update(m, meta);
+        json_decref(meta);
+        meta = m;
+    }
+    json_object_set(out, "resourceType", json_object_get(w->resource, "resourceType"));
+    json_object_set_new(out, "id", json_string(w->id));
+    json_object_set_new(out, "meta", meta);
+    meta = NULL;
+    json_object_foreach(w->resource, key, value)
+    {
+        if (strcmp(key, "resourceType") && strcmp(key, "id") && strcmp(key, "meta"))
+            json_object_set(out, key, value);
+    }
+    free(w->body);
+    w->body = vl_json_dump(out, &w->body_len);
+    json_decref(out);
+    if (!w->body)
+        return vl_error_set(err, 500, "exception", NULL, "out of memory");
+    return 0;
+oom:
+    json_decref(meta);
+    json_decref(out);
+    return vl_error_set(err, 500, "exception", NULL, "out of memory");
+}
+
+/* Applies one write inside the open transaction. */
+static int apply(vl_store_t *s, vl_store_write_t *w, int64_t now, vl_error_t *err)
+{
+    int64_t rid = 0, version = 0;
+    int deleted = 0, found;
+    const char *method = w->op == VL_WRITE_CREATE ? "POST" : w->op == VL_WRITE_UPDATE ? "PUT" : "DELETE";
+    unsigned char salt[32];
+    sqlite3_stmt *st;
+
+    if (w->op == VL_WRITE_CREATE && w->if_none_exist) {
+        vl_records_t hits = {0};
+        vl_query_t q = *w->if_none_exist;
+        q.count = 2;
+        q.offset = 0;
+        if (vl_store_query_run(s->wdb, &q, 0, &hits, err) < 0)
+            return -1;
+        if (hits.n > 1) {
+            vl_records_free(&hits);
+            return vl_error_set(err, 412, "duplicate", NULL,
+                                "If-None-Exist matches more than one resource");
+        }
+        if (hits.n == 1) {
+            vl_record_t *h = &hits.items[0];
+            w->noop = 1;
+            snprintf(w->id, sizeof w->id, "%s", h->id);
+            w->version = h->version;
+            w->last_updated_us = h->last_updated_us;
+            w->body = h->body;
+            w->body_len = h->body_len;
+            h->body = NULL;
+            vl_records_free(&hits);
+            return 0;
+        }
+        vl_records_free(&hits);
+    }
+    if (w->op == VL_WRITE_CREATE && w->id[0] == '\0')
+        vl_id_new(w->id);
+
+    found = lookup(s, w->type, w->id, &rid, &version, &deleted, err);
+    if (found < 0)
+        return -1;
+    if (w->op == VL_WRITE_CREATE && found)
+        return vl_error_set(err, 409, "duplicate", NULL, "%s/%s already exists", w->type, w->id);
+    if (w->if_match && (!found || w->if_match != version))
+        return vl_error_set(err, 412, "conflict", NULL,
+                            "If-Match names version %lld but the current version is %lld",
+                            (long long)w->if_match, (long long)version);
+    if (w->op == VL_WRITE_DELETE) {
+        if (!found)
+            return vl_error_set(err, 404, "not-found", NULL, "%s/%s is not known", w->type, w->id);
+        if (deleted) { /* deleting a deleted resource changes nothing */
+            w->noop = 1;
+            w->version = version;
+            return 0;
+        }
+    }
+    w->created = !found;
+    w->version = version + 1;
+    w->last_updated_us = now;
+
+    if (w->op != VL_WRITE_DELETE && finalize_body(w, w->version, now, err) < 0)
+        return -1;
+
+    if (!found) {
+        st = W(s, VL_WSTMT_INSERT_RESOURCE,
+               "INSERT INTO resource (type, id, version, deleted, last_updated)"
+               " VALUES (?1, ?2, ?3, ?4, ?5)",
+               err);
+        if (!st)
+            return -1;
+        sqlite3_bind_text(st, 1, w->type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, w->id, -1, SQLITE_STATIC);
+    } else {
+        st = W(s, VL_WSTMT_UPDATE_RESOURCE,
+               "UPDATE resource SET version = ?3, deleted = ?4, last_updated = ?5 WHERE rid = ?6",
+               err);
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 6, rid);
+    }
+    sqlite3_bind_int64(st, 3, w->version);
+    sqlite3_bind_int(st, 4, w->op == VL_WRITE_DELETE);
+    sqlite3_bind_int64(st, 5, now);
+    if (step_done(s, st, "writing a resource", err) < 0)
+        return -1;
+    if (!found)
+        rid = sqlite3_last_insert_rowid(s->wdb);
+
+    randombytes_buf(salt, sizeof salt);
+    st = W(s, VL_WSTMT_INSERT_VERSION,
+           "INSERT INTO resource_version (rid, version, last_updated, method, deleted, body, salt)"
+           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+           err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, rid);
+    sqlite3_bind_int64(st, 2, w->version);
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_text(st, 4, method, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 5, w->op == VL_WRITE_DELETE);
+    if (w->body)
+        sqlite3_bind_blob(st, 6, w->body, (int)w->body_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 6);
+    sqlite3_bind_blob(st, 7, salt, sizeof salt, SQLITE_TRANSIENT);
+    if (step_done(s, st, "writing a version", err) < 0)
+        return -1;
+
+    if (found && delete_index(s, rid, err) < 0)
+        return -1;
+    if (w->op != VL_WRITE_DELETE && insert_index(s, rid, &w->index, err) < 0)
+        return -1;
+    return 0;
+}
+
+static void run_batch(vl_store_t *s, vl_store_write_t *batch)
+{
+    vl_error_t err = VL_ERROR_INIT;
+    int64_t now = vl_time_now_us();
+    int committed = 0;
+    uint64_t n = 0, failed = 0;
+
+    if (vl_store_exec(s->wdb, "BEGIN IMMEDIATE;", &err) == 0) {
+        for (vl_store_write_t *w = batch; w; w = w->_next) {
+            if (vl_store_exec(s->wdb, "SAVEPOINT w;", &w->err) < 0) {
+                w->result = -1;
+                continue;
+            }
+            w->result = apply(s, w, now, &w->err);
+            if (w->result < 0) {
+                vl_store_exec(s->wdb, "ROLLBACK TO w;", NULL);
+                free(w->body);
+                w->body = NULL;
+            }
+            vl_store_exec(s->wdb, "RELEASE w;", NULL);
+        }
+        committed = vl_store_exec(s->wdb, "COMMIT;", &err) == 0;
+        if (!committed)
+            vl_store_exec(s->wdb, "ROLLBACK;", NULL);
+    }
+    vl_error_clear(&err);
+
+    for (vl_store_write_t *w = batch, *next; w; w = next) {
+        next = w->_next;
+        if (!committed && w->result == 0) {
+            w->result = -1;
+            free(w->body);
+            w->body = NULL;
+            vl_error_set(&w->err, 503, "transient", NULL,
+                         "the write could not be committed; retry later");
+        }
+        n++;
+        failed += w->result < 0;
+        w->done(w, w->done_arg); /* may free w: do not touch it after */
+    }
+    pthread_mutex_lock(&s->mu);
+    s->stats.commits += committed;
+    s->stats.writes += n;
+    s->stats.write_failures += failed;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void *writer_main(void *arg)
+{
+    vl_store_t *s = arg;
+    for (;;) {
+        vl_store_write_t *batch, *last;
+        int n = 0;
+        pthread_mutex_lock(&s->mu);
+        while (!s->head && !s->stopping)
+            pthread_cond_wait(&s->cond, &s->mu);
+        if (!s->head) { /* stopping and drained */
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        batch = last = s->head;
+        for (n = 1; n < s->batch_max && last->_next; n++)
+            last = last->_next;
+        s->head = last->_next;
+        if (!s->head)
+            s->tail = NULL;
+        last->_next = NULL;
+        s->queued -= (uint64_t)n;
+        pthread_mutex_unlock(&s->mu);
+        run_batch(s, batch);
+    }
+    return NULL;
+}
+
+int vl_store_writer_start(vl_store_t *s, vl_error_t *err)
+{
+    if (pthread_create(&s->writer, NULL, writer_main, s) != 0)
+        return vl_error_set(err, 500, "exception", NULL, "cannot start the writer thread");
+    s->writer_running = 1;
+    return 0;
+}
+
+void vl_store_writer_stop(vl_store_t *s)
+{
+    if (!s->writer_running)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->writer, NULL);
+    s->writer_running = 0;
+}
+
+int vl_store_submit(vl_store_t *s, vl_store_write_t *w, vl_error_t *err)
+{
+    w->_next = NULL;
+    w->result = 0;
+    w->noop = w->created = 0;
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping || !s->writer_running) {
+        pthread_mutex_unlock(&s->mu);
+        return vl_error_set(err, 503, "transient", NULL, "the server is shutting down");
+    }
+    if (s->tail)
+        s->tail->_next = w;
+    else
+        s->head = w;
+    s->tail = w;
+    s->queued++;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+/* Synchronous wrapper: a condition variable per call. */
+typedef struct sync_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int done;
+} sync_wait_t;
+
+static void sync_done(vl_store_write_t *w, void *arg)
+{
+    sync_wait_t *sw = arg;
+    (void)w;
+    pthread_mutex_lock(&sw->mu);
+    sw->done = 1;
+    pthread_cond_signal(&sw->cond);
+    pthread_mutex_unlock(&sw->mu);
+}
+
+int vl_store_write_sync(vl_store_t *s, vl_store_write_t *w)
+{
+    sync_wait_t sw = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    w->done = sync_done;
+    w->done_arg = &sw;
+    if (vl_store_submit(s, w, &w->err) < 0) {
+        w->result = -1;
+        return -1;
+    }
+    pthread_mutex_lock(&sw.mu);
+    while (!sw.done)
+        pthread_cond_wait(&sw.cond, &sw.mu);
+    pthread_mutex_unlock(&sw.mu);
+    pthread_mutex_destroy(&sw.mu);
+    pthread_cond_destroy(&sw.cond);
+    return w->result;
+}
