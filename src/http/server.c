@@ -11,7 +11,8 @@
  *
  * Suspend/resume ordering: vl_submit_write() holds req->mu while it submits
  * and suspends; the writer's completion takes req->mu before resuming, so a
- * resume can never overtake its suspend.
+ * resume can never overtake its suspend. The completion releases req->mu
+ * before resuming and never touches req afterwards (it may be freed).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -188,14 +189,20 @@ MHD_RESULT vl_send_errorf(vl_request_t *req, int status, const char *code, const
  * Asynchronous writes
  * ---------------------------------------------------------------------- */
 
+/* Runs on the writer thread. Once the connection is resumed its pool thread
+ * may answer and free `req` at any moment, so nothing of req is touched
+ * after MHD_resume_connection(). Taking req->mu first guarantees that the
+ * suspend in vl_submit_write() has happened. */
 static void write_completed(vl_store_write_t *w, void *arg)
 {
     vl_request_t *req = arg;
+    struct MHD_Connection *conn;
     (void)w;
     pthread_mutex_lock(&req->mu);
     req->wstate = VL_WRITE_DONE;
-    MHD_resume_connection(req->conn);
+    conn = req->conn;
     pthread_mutex_unlock(&req->mu);
+    MHD_resume_connection(conn);
 }
 
 MHD_RESULT vl_submit_write(vl_request_t *req)
