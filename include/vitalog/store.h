@@ -196,6 +196,8 @@ struct vl_store_write {
     size_t body_len;
     /* private to the store */
     vl_store_write_t *_next;
+    char *_tail;      /* pre-rendered members after meta: ',"a":1,...' or "" */
+    char *_meta_rest; /* pre-rendered meta members other than versionId/lastUpdated */
 };
 
 /** Queues a write; `done` is called exactly once, from the writer thread.

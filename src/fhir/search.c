@@ -56,8 +56,10 @@
  *      le   rlo < lo || (rlo >= lo && rhi <= hi)
  *    (open Period ends are INT64_MIN / INT64_MAX). sa, eb and ap are
  *    rejected with 400 not-supported (vl_cmp_t has no codes for them).
- *    Quantities compare the number only: eq is exact numeric equality (no
- *    implicit precision range), lt/le/gt/ge the usual order, ne inequality.
+ *    Quantities: the store compares the number (eq/ne within a relative
+ *    1e-9 in src/store/query.c; the implicit precision range of the FHIR
+ *    spec, 5.4 = [5.35, 5.45), is not applied), lt/le/gt/ge the usual
+ *    order, plus system and code when given.
  *
  * 6. Modifiers: :missing=true|false on every kind (cond.missing 1/0, no
  *    values); :exact and :contains on strings; a resource type on references
@@ -92,8 +94,6 @@
  *    Unreserved characters and ":/|," stay literal, everything else is %XX.
  */
 #include <ctype.h>
-#include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -299,12 +299,12 @@ typedef struct parser {
     arena_t *arena;
     vl_search_t *out;
     vl_error_t *err;
-    size_t nvalues;    /* values so far, all conditions */
-    char *sq;          /* self_query being built (malloc'd) */
+    size_t nvalues; /* values so far, all conditions */
+    char *sq; /* self_query being built (malloc'd) */
     size_t sq_len, sq_cap;
     int oom;
     int seen_count, seen_offset, seen_sort, seen_total, seen_summary;
-    int id_in_query;   /* query.id already used */
+    int id_in_query; /* query.id already used */
     int summary_count; /* _summary=count */
 } parser_t;
 
@@ -315,8 +315,8 @@ static int oom(parser_t *ps)
 
 static int bad(parser_t *ps, const char *name, const char *value, const char *why)
 {
-    return vl_error_set(ps->err, 400, "invalid", NULL, "Invalid value '%s' for search parameter '%s': %s",
-                        value, name, why);
+    return vl_error_set(ps->err, 400, "invalid", NULL,
+                        "Invalid value '%s' for search parameter '%s': %s", value, name, why);
 }
 
 static int id_valid(const char *s, size_t n)
@@ -422,7 +422,6 @@ static int parse_number(const char *s, double *out)
     }
     if (*p != '\0')
         return -1;
-    errno = 0;
     double d = strtod(s, NULL);
     if (!isfinite(d))
         return -1;
@@ -558,8 +557,8 @@ static int parse_token(parser_t *ps, const char *name, const char *raw, vl_query
     char *code = unescape(ps->arena, raw + bar + 1, strlen(raw + bar + 1));
     if (!sys || !code)
         return oom(ps);
-    v->system = sys;                /* "" means: no system */
-    v->text = *code ? code : NULL;  /* NULL means: any code of the system */
+    v->system = sys; /* "" means: no system */
+    v->text = *code ? code : NULL; /* NULL means: any code of the system */
     return 0;
 }
 

@@ -531,32 +531,62 @@ static vt_t resource_vt(const char *name)
     return vl_fhir_is_r4_type(name) ? VT_OTHER_RESOURCE : VT_NONE;
 }
 
-/* True if some string in `v` equals `s` exactly. */
-static int tree_has_string(const json_t *v, const char *s)
+/* Adds every string of `v` that starts with '#' to the set `refs`. */
+static void collect_local_refs(const json_t *v, json_t *refs)
 {
     const char *key;
     const json_t *item;
     size_t i;
-    if (vl_json_is_string(v))
-        return strcmp(json_string_value(v), s) == 0;
-    if (json_is_object(v)) {
+    if (vl_json_is_string(v)) {
+        const char *s = json_string_value(v);
+        if (s[0] == '#')
+            json_object_set_new(refs, s, json_true());
+    } else if (json_is_object(v)) {
         json_object_foreach((json_t *)v, key, item) {
-            if (tree_has_string(item, s))
-                return 1;
+            collect_local_refs(item, refs);
         }
     } else if (json_is_array(v)) {
         json_array_foreach(v, i, item) {
-            if (tree_has_string(item, s))
-                return 1;
+            collect_local_refs(item, refs);
         }
     }
-    return 0;
+}
+
+/* True if some string in the root resource equals `s` (a "#..." text).
+ * The set is built once per validation, so the check stays linear. */
+static int root_has_local_ref(vctx_t *c, const char *s)
+{
+    if (!c->local_refs) {
+        c->local_refs = json_object();
+        if (!c->local_refs)
+            return 1; /* out of memory: do not invent an issue */
+        collect_local_refs(c->root, c->local_refs);
+    }
+    return json_object_get(c->local_refs, s) != NULL;
+}
+
+int vl_vcontained_has(vctx_t *c, const char *id)
+{
+    if (!c->contained_ids) {
+        const json_t *contained = vl_vget(c->root, "contained"), *r;
+        size_t i;
+        c->contained_ids = json_object();
+        if (!c->contained_ids)
+            return 1;
+        if (json_is_array(contained))
+            json_array_foreach(contained, i, r) {
+                const char *rid = vl_vstr(r, "id");
+                if (rid)
+                    json_object_set_new(c->contained_ids, rid, json_true());
+            }
+    }
+    return json_object_get(c->contained_ids, id) != NULL;
 }
 
 /* The DomainResource rules on contained resources: dom-2 (no nested
  * contained), dom-3 (referenced from elsewhere in the resource by "#id"),
  * dom-4 (no meta.versionId / meta.lastUpdated), dom-5 (no meta.security). */
-static void check_contained(vctx_t *c, const json_t *res, const json_t *container)
+static void check_contained(vctx_t *c, const json_t *res)
 {
     const json_t *meta = vl_vget(res, "meta");
     const char *id = vl_vstr(res, "id");
@@ -574,7 +604,7 @@ static void check_contained(vctx_t *c, const json_t *res, const json_t *containe
     } else {
         char ref[80];
         snprintf(ref, sizeof ref, "#%s", id);
-        if (!tree_has_string(container, ref) && !tree_has_string(res, "#"))
+        if (!root_has_local_ref(c, ref) && !root_has_local_ref(c, "#"))
             vfail(c, 400, "invariant", NULL,
                   "dom-3: contained resource '%.64s' is not referenced from the resource "
                   "(by '#%.64s')",
@@ -637,7 +667,7 @@ static void walk_resource(vctx_t *c, const json_t *v, const char *expected)
         vl_vwalk_object(c, t, v);
     }
     if (!expected)
-        check_contained(c, v, c->root);
+        check_contained(c, v);
 }
 
 /* ------------------------------------------------------------------------
@@ -660,5 +690,7 @@ int vl_fhir_validate(const vl_fhir_type_t *type, const json_t *res, vl_error_t *
         strcmp(vl_vstr(res, "resourceType") ? vl_vstr(res, "resourceType") : "",
                "Observation") == 0)
         vl_vvitals_check(&c, res);
+    json_decref(c.contained_ids);
+    json_decref(c.local_refs);
     return c.issues ? -1 : 0;
 }

@@ -160,12 +160,15 @@ extern const vdef_type_t vl_vdefs[VT__COUNT];
 typedef struct vctx {
     vl_error_t *err;
     const json_t *root; /* the resource passed to vl_fhir_validate() */
-    const json_t *cur_resource; /* innermost resource being walked */
     char path[VPATH_MAX];
     size_t plen;
-    unsigned issues;   /* issues this validation added */
-    int in_contained;  /* walking a contained resource */
+    unsigned issues;        /* issues this validation added */
+    json_t *contained_ids;  /* set of root contained[].id, built on first use */
+    json_t *local_refs;     /* set of "#..." strings in root, built on first use */
 } vctx_t;
+
+/** True if the root resource has a contained resource with this id. */
+int vl_vcontained_has(vctx_t *c, const char *id);
 
 /** Appends ".name" (or "[i]" when name is NULL) to the path; returns the
  *  previous length for vpath_pop(). */

@@ -536,21 +536,9 @@ static void check_reference(vctx_t *c, const json_t *obj)
               ref);
         return;
     }
-    if (local && ref[1] != '\0') {
-        const json_t *contained = vl_vget(c->root, "contained");
-        size_t i;
-        const json_t *r;
-        int found = 0;
-        if (json_is_array(contained))
-            json_array_foreach(contained, i, r) {
-                const char *id = vl_vstr(r, "id");
-                if (id && strcmp(id, ref + 1) == 0)
-                    found = 1;
-            }
-        if (!found)
-            vfail(c, 400, "invariant", "reference",
-                  "ref-1: local reference '%.80s' does not match a contained resource", ref);
-    }
+    if (local && ref[1] != '\0' && !vl_vcontained_has(c, ref + 1))
+        vfail(c, 400, "invariant", "reference",
+              "ref-1: local reference '%.80s' does not match a contained resource", ref);
 }
 
 /* txt-1/txt-2, shallowly: the div is an XHTML div element. */

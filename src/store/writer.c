@@ -36,6 +36,9 @@ void vl_store_write_release(vl_store_write_t *w)
 {
     free(w->body);
     w->body = NULL;
+    free(w->_tail);
+    free(w->_meta_rest);
+    w->_tail = w->_meta_rest = NULL;
     vl_error_clear(&w->err);
     vl_index_free(&w->index);
 }
@@ -159,52 +162,85 @@ static int insert_index(vl_store_t *s, int64_t rid, const vl_index_t *ix, vl_err
 }
 
 /*
- * Gives the resource its id and meta (versionId, lastUpdated; other meta
- * elements the client sent are kept) and serializes it, resourceType, id
- * and meta first.
+ * Serialization is split so the writer thread does no JSON work:
+ * prerender() runs in vl_store_submit(), on the caller's thread, and renders
+ * every member except id and meta.versionId/lastUpdated (which only the
+ * writer knows); finalize_body() splices those in. The served body is
+ *
+ *   {"resourceType":T,"id":ID,"meta":{"versionId":V,"lastUpdated":L<meta_rest>}<tail>}
+ *
+ * with resourceType, id and meta first (FHIR element order is free).
  */
-static int finalize_body(vl_store_write_t *w, int64_t version, int64_t now, vl_error_t *err)
+
+/* Renders the members of `obj` except those named in `skip`, as
+ * ',"k":v,...' ("" when none). Returns malloc'd text or NULL. */
+static char *render_members(json_t *obj, const char *const *skip)
 {
-    char vid[24], ts[32];
-    json_t *meta = json_object_get(w->resource, "meta");
-    json_t *out = json_object();
+    json_t *copy = json_object();
     const char *key;
     json_t *value;
-    snprintf(vid, sizeof vid, "%lld", (long long)version);
-    vl_time_format(now, ts);
-    meta = json_is_object(meta) ? json_deep_copy(meta) : json_object();
-    if (!out || !meta)
-        goto oom;
-    json_object_del(meta, "versionId");
-    json_object_del(meta, "lastUpdated");
+    char *text, *out;
+    size_t n;
+    if (!copy)
+        return NULL;
+    json_object_foreach(obj, key, value)
     {
-        /* versionId and lastUpdated lead the meta object */
-        json_t *m = json_pack("{s:s,s:s}", "versionId", vid, "lastUpdated", ts);
-        if (!m)
-            goto oom;
-        json_object_update(m, meta);
-        json_decref(meta);
-        meta = m;
+        int skipped = 0;
+        for (const char *const *k = skip; *k; k++)
+            skipped |= strcmp(key, *k) == 0;
+        if (!skipped)
+            json_object_set(copy, key, value);
     }
-    json_object_set(out, "resourceType", json_object_get(w->resource, "resourceType"));
-    json_object_set_new(out, "id", json_string(w->id));
-    json_object_set_new(out, "meta", meta);
-    meta = NULL;
-    json_object_foreach(w->resource, key, value)
-    {
-        if (strcmp(key, "resourceType") && strcmp(key, "id") && strcmp(key, "meta"))
-            json_object_set(out, key, value);
+    text = vl_json_dump(copy, &n);
+    json_decref(copy);
+    if (!text)
+        return NULL;
+    /* "{...}" -> ",..." ; "{}" -> "" */
+    if (n <= 2) {
+        text[0] = '\0';
+        return text;
     }
-    free(w->body);
-    w->body = vl_json_dump(out, &w->body_len);
-    json_decref(out);
-    if (!w->body)
+    out = text;
+    out[0] = ',';
+    out[n - 1] = '\0';
+    return out;
+}
+
+static int prerender(vl_store_write_t *w, vl_error_t *err)
+{
+    static const char *const top_skip[] = {"resourceType", "id", "meta", NULL};
+    static const char *const meta_skip[] = {"versionId", "lastUpdated", NULL};
+    json_t *meta = json_object_get(w->resource, "meta");
+    const char *rt = json_string_value(json_object_get(w->resource, "resourceType"));
+    if (!rt || strcmp(rt, w->type) != 0)
+        return vl_error_set(err, 400, "invalid", "resourceType", "resourceType must be %s",
+                            w->type);
+    w->_tail = render_members(w->resource, top_skip);
+    w->_meta_rest = json_is_object(meta) ? render_members(meta, meta_skip) : strdup("");
+    if (!w->_tail || !w->_meta_rest)
         return vl_error_set(err, 500, "exception", NULL, "out of memory");
     return 0;
-oom:
-    json_decref(meta);
-    json_decref(out);
-    return vl_error_set(err, 500, "exception", NULL, "out of memory");
+}
+
+static int finalize_body(vl_store_write_t *w, int64_t version, int64_t now, vl_error_t *err)
+{
+    char ts[32];
+    size_t tail = strlen(w->_tail), meta = strlen(w->_meta_rest);
+    size_t cap = 128 + strlen(w->type) + strlen(w->id) + tail + meta;
+    int n;
+    vl_time_format(now, ts);
+    free(w->body);
+    w->body = malloc(cap);
+    if (!w->body)
+        return vl_error_set(err, 500, "exception", NULL, "out of memory");
+    n = snprintf(w->body, cap,
+                 "{\"resourceType\":\"%s\",\"id\":\"%s\",\"meta\":{\"versionId\":\"%lld\","
+                 "\"lastUpdated\":\"%s\"%s}%s}",
+                 w->type, w->id, (long long)version, ts, w->_meta_rest, w->_tail);
+    if (n < 0 || (size_t)n >= cap)
+        return vl_error_set(err, 500, "exception", NULL, "body rendering failed");
+    w->body_len = (size_t)n;
+    return 0;
 }
 
 /* Applies one write inside the open transaction. */
@@ -421,6 +457,8 @@ int vl_store_submit(vl_store_t *s, vl_store_write_t *w, vl_error_t *err)
     w->_next = NULL;
     w->result = 0;
     w->noop = w->created = 0;
+    if (w->op != VL_WRITE_DELETE && prerender(w, err) < 0)
+        return -1;
     pthread_mutex_lock(&s->mu);
     if (s->stopping || !s->writer_running) {
         pthread_mutex_unlock(&s->mu);

@@ -37,6 +37,9 @@
  * Exit status: 0 when every selected case passed, 1 when one failed, 2 on
  * usage errors. The last line of output is "N passed, M failed".
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* strsignal, mkdtemp, prctl, MSG_NOSIGNAL */
+#endif
 #include <ctype.h>
 #include <curl/curl.h>
 #include <dirent.h>
@@ -643,6 +646,7 @@ typedef struct {
     char *body;       /* inline body text, or NULL */
     char *body_file;  /* @file:path / @body-file path (relative to --data) */
     long long body_size; /* @body-size N: generated body, -1 when unused */
+    long long body_nested; /* @body-nested N: N nested arrays, -1 when unused */
     int repeat;       /* @repeat N (sequential) */
     int parallel;     /* @parallel N (concurrent) */
     bool implicit;    /* implicit checks on (default) */
@@ -690,6 +694,7 @@ static int parse_block(char **lines, int from, int to, step_t *st, buf_t *err)
 {
     memset(st, 0, sizeof *st);
     st->body_size = -1;
+    st->body_nested = -1;
     st->repeat = 1;
     st->parallel = 0;
     st->implicit = true;
@@ -746,6 +751,8 @@ static int parse_block(char **lines, int from, int to, step_t *st, buf_t *err)
                 st->parallel = (int)v;
             else if (starts_with(t, "@body-size ") && v >= 0)
                 st->body_size = v;
+            else if (starts_with(t, "@body-nested ") && v > 0)
+                st->body_nested = v;
             else if (starts_with(t, "@body-file "))
                 st->body_file = xstrdup(trim(arg));
             else if (strcmp(t, "@no-implicit") == 0)
@@ -1560,6 +1567,15 @@ static int build_request(ctx_t *cx, const step_t *st, request_t *rq, buf_t *body
             for (size_t i = 0; i < n; i++)
                 buf_addc(body_store, 'x');
         }
+        has_body = true;
+    } else if (st->body_nested > 0) {
+        /* {"resourceType":"Observation","status":"final","code":{"text":"x"},"note":[[[...]]]} */
+        buf_adds(body_store, "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},\"note\":");
+        for (long long i = 0; i < st->body_nested; i++)
+            buf_addc(body_store, '[');
+        for (long long i = 0; i < st->body_nested; i++)
+            buf_addc(body_store, ']');
+        buf_addc(body_store, '}');
         has_body = true;
     }
     for (size_t i = 0; i < st->nheaders; i++) {

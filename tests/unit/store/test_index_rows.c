@@ -42,7 +42,8 @@ static void test_normalize(void **state)
     expect_norm("\xc5\xb8vonne", "yvonne");                     /* Ÿ */
     expect_norm("2\xc3\x97" "3", "2\xc3\x97" "3");              /* × kept */
     expect_norm("e\xcc\x81te\xcc\x81", "ete");                  /* NFD: combining acute dropped */
-    expect_norm("\xce\x91\xce\xb8\xce\xae\xce\xbd\xce\xb1", "\xce\x91\xce\xb8\xce\xae\xce\xbd\xce\xb1"); /* Greek kept */
+    expect_norm("\xce\x91\xce\xb8\xce\xae\xce\xbd\xce\xb1", /* Greek kept */
+                "\xce\x91\xce\xb8\xce\xae\xce\xbd\xce\xb1");
     expect_norm("\xe6\x9d\xb1\xe4\xba\xac", "\xe6\x9d\xb1\xe4\xba\xac"); /* CJK kept */
     expect_norm("a\xff" "B", "a\xff" "b");                      /* invalid byte copied */
     expect_norm("\xc3", "\xc3");                                /* truncated sequence */
@@ -58,14 +59,13 @@ static void test_rows(void **state)
     for (int i = 0; i < 100; i++) {
         char code[16];
         snprintf(code, sizeof code, "c%d", i);
-        assert_int_equal(vl_index_add(&ix, "code", VL_INDEX_TOKEN, i % 2 ? "http://loinc.org" : NULL,
-                                      code, 0, 0, 0),
-                         0);
+        const char *sys = i % 2 ? "http://loinc.org" : NULL;
+        assert_int_equal(vl_index_add(&ix, "code", VL_INDEX_TOKEN, sys, code, 0, 0, 0), 0);
     }
     assert_int_equal(vl_index_add(&ix, "name", VL_INDEX_STRING, NULL, "J\xc3\xb6rg", 0, 0, 0), 0);
     assert_int_equal(vl_index_add(&ix, "date", VL_INDEX_DATE, NULL, NULL, 0, -5, 7), 0);
-    assert_int_equal(vl_index_add(&ix, "value-quantity", VL_INDEX_QUANTITY, "http://unitsofmeasure.org",
-                                  "kg", 72.5, 0, 0),
+    assert_int_equal(vl_index_add(&ix, "value-quantity", VL_INDEX_QUANTITY,
+                                  "http://unitsofmeasure.org", "kg", 72.5, 0, 0),
                      0);
     assert_int_equal(ix.n, 103);
     assert_true(ix.cap >= ix.n);
