@@ -56,6 +56,8 @@ const vl_fhir_type_t *vl_fhir_type_find(const char *name);
 const vl_search_param_t *vl_fhir_param_find(const vl_fhir_type_t *t, const char *name);
 /** True if `name` is a resource type defined by FHIR R4 (served or not). */
 int vl_fhir_is_r4_type(const char *name);
+/** The sorted list of every R4 resource type name; *n receives its length. */
+const char *const *vl_fhir_r4_type_list(size_t *n);
 
 /* ------------------------------------------------------------------------
  * Validation

@@ -76,6 +76,11 @@ typedef struct vl_index {
     size_t n, cap;
 } vl_index_t;
 
+/** The normalized form of a string for matching: lowercase ASCII, Latin-1
+ *  and Latin Extended-A letters folded to their base letters, combining
+ *  marks dropped (see index_rows.c). Returns malloc'd text (caller frees). */
+char *vl_index_normalize(const char *text);
+
 void vl_index_init(vl_index_t *ix);
 void vl_index_free(vl_index_t *ix);
 /** Appends a row; strings are copied. Returns 0 or -1 (out of memory). */

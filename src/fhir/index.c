@@ -24,7 +24,8 @@
  *    REFERENCE  Reference {reference} -> text: a relative "Type/id" (Type an
  *               R4 resource type) or an absolute URL ("scheme://..." or
  *               "urn:..."), either with any "/_history/n" suffix removed.
- *               Fragments ("#x") and other relative forms are not indexed.
+ *               Fragments ("#x"), other relative forms and references
+ *               longer than 1023 bytes are not indexed.
  *               A parameter with a target type keeps only references whose
  *               type (the segment before the id) is that target.
  *    DATE       date/dateTime/instant string -> its range

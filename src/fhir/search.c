@@ -101,7 +101,6 @@
 #include "vitalog/fhir.h"
 
 /* Defined in store/index_rows.c (requested for store.h). */
-char *vl_index_normalize(const char *text);
 
 #define MAX_VALUES_PER_QUERY 4096 /* after bare-id expansion */
 #define MAX_ID_LEN 64
@@ -292,7 +291,6 @@ const char *vl_params_get(const vl_params_t *p, const char *name)
  * ---------------------------------------------------------------------- */
 
 /* From fhir/types.c: every R4 resource type name. */
-const char *const *vl_fhir_r4_type_list(size_t *n);
 
 typedef struct parser {
     const vl_fhir_type_t *type;

@@ -283,7 +283,6 @@ static const char *const r4_types[] = {
 };
 
 /* Exposed for the unit test (sortedness check); not in fhir.h. */
-const char *const *vl_fhir_r4_type_list(size_t *n);
 const char *const *vl_fhir_r4_type_list(size_t *n)
 {
     *n = sizeof r4_types / sizeof r4_types[0];

@@ -31,7 +31,6 @@
 
 /* Declared here until store.h carries it (requested): shared with the
  * search parser in src/fhir/search.c. */
-char *vl_index_normalize(const char *text);
 
 /* ------------------------------------------------------------------------
  * Normalization

@@ -144,6 +144,16 @@ static void cond_sql(builder_t *bd, const vl_query_cond_t *c)
                                          "idx_quantity"};
     sqlite3_str *s = bd->sql;
 
+    if (strcmp(c->param, "_id") == 0) { /* any of several ids */
+        sqlite3_str_appendall(s, " AND r.id IN (");
+        for (size_t i = 0; i < c->n; i++) {
+            if (i)
+                sqlite3_str_appendall(s, ", ");
+            bind_text(bd, c->values[i].text ? c->values[i].text : "");
+        }
+        sqlite3_str_appendall(s, ")");
+        return;
+    }
     if (strcmp(c->param, "_lastUpdated") == 0) {
         sqlite3_str_appendall(s, " AND (");
         for (size_t i = 0; i < c->n; i++) {
