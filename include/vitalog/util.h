@@ -52,7 +52,7 @@ int vl_error_set(vl_error_t *err, int status, const char *code, const char *expr
                  const char *fmt, ...) VL_PRINTF(5, 6);
 /** Same with an explicit severity (error, warning, information). */
 int vl_error_addv(vl_error_t *err, int status, const char *severity, const char *code,
-                  const char *expression, const char *fmt, va_list ap);
+                  const char *expression, const char *fmt, va_list ap) VL_PRINTF(6, 0);
 /** Number of issues recorded. */
 size_t vl_error_count(const vl_error_t *err);
 /** Text of the first issue's diagnostics, or "" (borrowed). */
