@@ -44,7 +44,7 @@ INVOCATION="bash bench/run.sh"
 SETTINGS="BUILD_DIR=$BUILD_DIR BENCH_SECONDS=$BENCH_SECONDS BENCH_THREADS=$BENCH_THREADS BENCH_CONNECTIONS=$BENCH_CONNECTIONS"
 
 log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+die() { log "error: $*"; BENCH_KEEP=1; exit 1; }
 
 for tool in wrk curl cc pkg-config cmake awk; do
   command -v "$tool" >/dev/null || die "$tool is not installed (scripts/install-deps.sh installs it)"
@@ -251,6 +251,7 @@ BEFORE=$(count_observations)
 run_wrk vitalog_post "$BENCH_THREADS" "$BENCH_CONNECTIONS" bench/post_observation.lua "$BASE/fhir/Observation"
 check_alive vitalog_post
 sleep 0.5  # let requests still in flight when wrk stopped finish
+check_alive "the end of vitalog_post (wrk closing its connections)"
 AFTER=$(count_observations)
 
 # Durability cross-check: every acknowledged (2xx) create must be stored.

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -56,6 +57,41 @@ static const char usage_serve[] =
     "  -h, --help            show this help\n"
     "\n"
     "Logs are JSON lines on stderr, one per request; they never contain bodies.\n";
+
+/* Shutdown signals: the handler writes the signal number into a pipe that
+ * the main thread waits on. Unlike sigwait() this works whichever thread
+ * the kernel picks, including threads a sanitizer runtime starts. */
+static int g_signal_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+    unsigned char b = (unsigned char)sig;
+    ssize_t w = write(g_signal_pipe[1], &b, 1);
+    (void)w;
+}
+
+static int wait_for_signal(void)
+{
+    unsigned char b = 0;
+    while (read(g_signal_pipe[0], &b, 1) < 0 && errno == EINTR)
+        ;
+    return b;
+}
+
+static int install_signals(void)
+{
+    struct sigaction sa;
+    if (pipe(g_signal_pipe) < 0)
+        return -1;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
+        return -1;
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 {
@@ -121,7 +157,6 @@ static int cmd_serve(int argc, char **argv)
     vl_store_t *store = NULL;
     vl_http_t *http = NULL;
     vl_error_t err = VL_ERROR_INIT;
-    sigset_t sigs;
     int opt, sig = 0, rc = 1;
     unsigned long v;
 
@@ -177,13 +212,10 @@ static int cmd_serve(int argc, char **argv)
     }
     hopts.host = host;
 
-    /* Signals are taken by sigwait() below; every thread started from here
-     * on inherits the blocked mask. */
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    if (install_signals() < 0) {
+        perror("vitalog serve: signals");
+        return 1;
+    }
 
     if (vl_store_open(data, &sopts, &store, &err) < 0)
         goto out;
@@ -197,7 +229,7 @@ static int cmd_serve(int argc, char **argv)
     vl_log(VL_LOG_INFO, "listening",
            json_pack("{s:s,s:i,s:s,s:s}", "host", host, "port", (int)vl_http_port(http), "data",
                      data, "version", VL_VERSION));
-    sigwait(&sigs, &sig);
+    sig = wait_for_signal();
     vl_log(VL_LOG_INFO, "shutting down", json_pack("{s:i}", "signal", sig));
     rc = 0;
 out:

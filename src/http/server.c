@@ -437,9 +437,17 @@ static MHD_RESULT on_request(void *cls, struct MHD_Connection *conn, const char 
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (req->wstate == VL_WRITE_DONE) {
-        req->wstate = VL_WRITE_IDLE;
-        return vl_rest_write_done(req);
+    {
+        vl_write_state_t state;
+        pthread_mutex_lock(&req->mu);
+        state = req->wstate;
+        if (state == VL_WRITE_DONE)
+            req->wstate = VL_WRITE_IDLE;
+        pthread_mutex_unlock(&req->mu);
+        if (state == VL_WRITE_PENDING) /* never route (and submit) a queued write twice */
+            return MHD_YES;
+        if (state == VL_WRITE_DONE)
+            return vl_rest_write_done(req);
     }
     if (req->status) /* already answered (e.g. 413 on the first call) */
         return MHD_YES;
