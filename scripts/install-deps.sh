@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages listed in scripts/debian-packages.txt that are
 # not installed yet. Safe to run repeatedly; does nothing when all are present.
-# Usage: scripts/install-deps.sh [runtime|all]   (default: all)
+# Usage: scripts/install-deps.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 list="$here/debian-packages.txt"

@@ -10,9 +10,9 @@
  * abort its neighbours), commits once (one fsync) and only then completes
  * each write. Reads use one SQLite connection per calling thread.
  *
- * The later ledger appends its entry from inside the writer's transaction
- * through the `on_commit_row` hook, so a record never exists without its
- * entry.
+ * The ledger (a later module) will append its entry from inside the same
+ * per-write savepoint of the writer's transaction (writer.c, apply()), so a
+ * record can never exist without its entry.
  */
 #ifndef VITALOG_STORE_H
 #define VITALOG_STORE_H

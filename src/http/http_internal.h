@@ -25,7 +25,8 @@ struct vl_http {
     vl_http_options_t opts;
     char base_url[256];
     uint16_t port;
-    atomic_long active; /* requests between first call and completion */
+    atomic_long active;         /* requests between first call and completion */
+    atomic_long pending_writes; /* writes submitted whose completion has not run */
     atomic_ullong requests_total;
     atomic_ullong responses_by_class[6]; /* 1xx..5xx */
 };

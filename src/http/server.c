@@ -196,6 +196,7 @@ MHD_RESULT vl_send_errorf(vl_request_t *req, int status, const char *code, const
 static void write_completed(vl_store_write_t *w, void *arg)
 {
     vl_request_t *req = arg;
+    vl_http_t *h = req->http;
     struct MHD_Connection *conn;
     (void)w;
     pthread_mutex_lock(&req->mu);
@@ -203,6 +204,8 @@ static void write_completed(vl_store_write_t *w, void *arg)
     conn = req->conn;
     pthread_mutex_unlock(&req->mu);
     MHD_resume_connection(conn);
+    /* last: vl_http_stop() waits for this before stopping the daemon */
+    atomic_fetch_sub(&h->pending_writes, 1);
 }
 
 MHD_RESULT vl_submit_write(vl_request_t *req)
@@ -213,7 +216,9 @@ MHD_RESULT vl_submit_write(vl_request_t *req)
     req->write.done_arg = req;
     pthread_mutex_lock(&req->mu);
     req->wstate = VL_WRITE_PENDING;
+    atomic_fetch_add(&req->http->pending_writes, 1);
     if (vl_store_submit(req->http->store, &req->write, &err) < 0) {
+        atomic_fetch_sub(&req->http->pending_writes, 1);
         req->wstate = VL_WRITE_IDLE;
         pthread_mutex_unlock(&req->mu);
         ret = vl_send_error(req, &err);
@@ -410,6 +415,19 @@ static MHD_RESULT route(vl_request_t *req)
     return vl_send_errorf(req, 404, "not-found", "no such path; the FHIR API is under /fhir");
 }
 
+/* libmicrohttpd's own diagnostics, as JSON log lines like everything else. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    size_t n;
+    (void)cls;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    vl_log(VL_LOG_WARN, "libmicrohttpd", json_pack("{s:s}", "detail", msg));
+}
+
 static MHD_RESULT on_request(void *cls, struct MHD_Connection *conn, const char *url,
                              const char *method, const char *version, const char *upload_data,
                              size_t *upload_data_size, void **con_cls)
@@ -525,7 +543,8 @@ int vl_http_start(const vl_http_options_t *opts, vl_store_t *store, vl_http_t **
         MHD_OPTION_THREAD_POOL_SIZE, h->opts.threads, MHD_OPTION_CONNECTION_TIMEOUT,
         h->opts.conn_timeout, MHD_OPTION_CONNECTION_LIMIT, h->opts.max_conns,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
-        NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+        NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+        MHD_OPTION_END);
     if (!h->daemon) {
         free(h);
         return vl_error_set(err, 500, "exception", NULL, "cannot listen on %s:%u", opts->host,
@@ -551,6 +570,14 @@ void vl_http_stop(vl_http_t *h, unsigned drain_ms)
         close(fd);
     for (unsigned waited = 0; atomic_load(&h->active) > 0 && waited < drain_ms; waited += 10) {
         struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    /* Past the drain deadline idle and slow connections are closed, but a
+     * write the store accepted always completes (and resumes its
+     * connection) before the daemon goes: stopping earlier would free
+     * requests the writer still points to. */
+    while (atomic_load(&h->pending_writes) > 0) {
+        struct timespec ts = {0, 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(h->daemon);

@@ -385,8 +385,20 @@ int vl_store_history(vl_store_t *s, const char *type, const char *id, int64_t si
         out->total = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     st = NULL;
-    if (id && out->total == 0)
-        return vl_error_set(err, 404, "not-found", NULL, "%s/%s is not known", type, id);
+    if (id && out->total == 0) { /* unknown resource (404), or nothing since _since */
+        int exists = 0;
+        if (sqlite3_prepare_v2(r->db, "SELECT 1 FROM resource WHERE type = ?1 AND id = ?2", -1,
+                               &st, NULL) != SQLITE_OK)
+            return vl_store_sql_error(err, r->db, "reading history");
+        sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+        exists = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_finalize(st);
+        st = NULL;
+        if (!exists)
+            return vl_error_set(err, 404, "not-found", NULL, "%s/%s is not known", type, id);
+        return 0;
+    }
     snprintf(sql, sizeof sql,
              "SELECT " RECORD_COLUMNS " FROM resource r JOIN resource_version v ON v.rid = r.rid%s"
              " ORDER BY v.seq DESC LIMIT ?4 OFFSET ?5",

@@ -60,7 +60,7 @@ struct vl_store {
     uint64_t queued;
     int writer_running;
     int stopping;
-    int failed; /* the writer hit an error it cannot recover from */
+    int failed; /* the last batch failed to commit (cleared by the next commit) */
     vl_store_stats_t stats;
 };
 

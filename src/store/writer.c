@@ -383,6 +383,10 @@ static void run_batch(vl_store_t *s, vl_store_write_t *batch)
         if (!committed)
             vl_store_exec(s->wdb, "ROLLBACK;", NULL);
     }
+    /* /readyz reports not ready while commits fail */
+    pthread_mutex_lock(&s->mu);
+    s->failed = !committed;
+    pthread_mutex_unlock(&s->mu);
     vl_error_clear(&err);
 
     for (vl_store_write_t *w = batch, *next; w; w = next) {

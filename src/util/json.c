@@ -8,7 +8,9 @@
  *     1. lex_numbers() copies the input, replacing every number token that
  *        stands outside a string with a JSON string "\u0001<token>". On the
  *        way it checks what jansson would not: nesting depth, the number
- *        grammar, and control characters (raw or escaped) in strings.
+ *        grammar, numbers where an object key is due (tagged, they would
+ *        pass as string keys), and control characters (raw, \uXXXX, \b, \f)
+ *        in strings.
  *     2. jansson parses the rewritten text (rejecting duplicate keys).
  *
  *   Dumping reverses it: jansson writes the tagged string as "\u0001<token>"
@@ -105,8 +107,14 @@ static char *lex_numbers(const char *in, size_t len, size_t max_depth, size_t *o
 {
     size_t cap = len + len / 4 + 64, n = 0, depth = 0;
     char *out = malloc(cap);
+    /* open containers ('{' or '['), so a number where an object key is due
+     * is caught here: tagged, it would pass jansson as a string key */
+    char *stack = malloc(max_depth + 1);
+    char last = 0; /* last structural character seen outside strings */
     lexpos_t pos = {1, 1};
-    if (!out) {
+    if (!out || !stack) {
+        free(out);
+        free(stack);
         vl_error_set(err, 500, "exception", NULL, "out of memory");
         return NULL;
     }
@@ -147,6 +155,13 @@ static char *lex_numbers(const char *in, size_t len, size_t max_depth, size_t *o
                     goto fail;
                 }
                 if (c == '\\' && i + 1 < len) {
+                    if (in[i + 1] == 'b' || in[i + 1] == 'f') {
+                        vl_error_set(err, 400, "structure", NULL,
+                                     "invalid JSON at line %zu column %zu: control character "
+                                     "escape \\%c in string",
+                                     pos.line, pos.col, in[i + 1]);
+                        goto fail;
+                    }
                     if (in[i + 1] == 'u' && i + 5 < len) {
                         int h0 = hexval(in[i + 2]), h1 = hexval(in[i + 3]);
                         int h2 = hexval(in[i + 4]), h3 = hexval(in[i + 5]);
@@ -173,10 +188,18 @@ static char *lex_numbers(const char *in, size_t len, size_t max_depth, size_t *o
                 if (c == '"')
                     break;
             }
+            last = '"';
             continue;
         }
         if (c == '-' || (c >= '0' && c <= '9')) {
             size_t start = i;
+            if (depth > 0 && stack[depth - 1] == '{' && (last == '{' || last == ',')) {
+                vl_error_set(err, 400, "structure", NULL,
+                             "invalid JSON at line %zu column %zu: object keys must be strings",
+                             pos.line, pos.col);
+                goto fail;
+            }
+            last = '0';
             while (i < len && is_number_char(in[i]))
                 i++;
             if (!vl_json_number_valid(in + start, i - start)) {
@@ -205,26 +228,31 @@ static char *lex_numbers(const char *in, size_t len, size_t max_depth, size_t *o
             continue;
         }
         if (c == '{' || c == '[') {
-            if (++depth > max_depth) {
+            if (depth + 1 > max_depth) {
                 vl_error_set(err, 400, "too-costly", NULL,
                              "JSON nesting deeper than %zu levels at line %zu column %zu",
                              max_depth, pos.line, pos.col);
                 goto fail;
             }
+            stack[depth++] = c;
         } else if (c == '}' || c == ']') {
             if (depth > 0)
                 depth--;
         }
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            last = c;
         out[n++] = in[i++];
         advance(&pos, c);
     }
     out[n] = '\0';
     *outlen = n;
+    free(stack);
     return out;
 oom:
     vl_error_set(err, 500, "exception", NULL, "out of memory");
 fail:
     free(out);
+    free(stack);
     return NULL;
 }
 
