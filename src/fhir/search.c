@@ -298,6 +298,7 @@ typedef struct parser {
     vl_search_t *out;
     vl_error_t *err;
     size_t nvalues; /* values so far, all conditions */
+    size_t cap;     /* room in the values array of the condition being filled */
     char *sq; /* self_query being built (malloc'd) */
     size_t sq_len, sq_cap;
     int oom;
@@ -524,17 +525,42 @@ static int reserve_values(parser_t *ps, vl_query_cond_t *c, size_t n)
     if (ps->nvalues + n > MAX_VALUES_PER_QUERY)
         return vl_error_set(ps->err, 400, "too-costly", NULL,
                             "The search has too many values (at most %d)", MAX_VALUES_PER_QUERY);
-    c->values = arena_alloc(ps->arena, n * sizeof *c->values);
+    c->values = arena_alloc(ps->arena, (n ? n : 1) * sizeof *c->values);
     if (!c->values)
         return oom(ps);
-    memset(c->values, 0, n * sizeof *c->values);
+    memset(c->values, 0, (n ? n : 1) * sizeof *c->values);
+    ps->cap = n ? n : 1;
     return 0;
 }
 
+/* The next free value of the condition being filled. reserve_values()
+ * sizes the array from the raw alternatives; a value can still expand into
+ * more (a bare reference id after unescaping), so the array grows here
+ * instead of trusting the estimate. NULL (error recorded) past the per-query
+ * limit or out of memory. */
 static vl_query_value_t *next_value(parser_t *ps, vl_query_cond_t *c)
 {
+    vl_query_value_t *v;
+    if (ps->nvalues >= MAX_VALUES_PER_QUERY) {
+        vl_error_set(ps->err, 400, "too-costly", NULL,
+                     "The search has too many values (at most %d)", MAX_VALUES_PER_QUERY);
+        return NULL;
+    }
+    if (c->n >= ps->cap) {
+        size_t ncap = ps->cap ? ps->cap * 2 : 8;
+        vl_query_value_t *grown = arena_alloc(ps->arena, ncap * sizeof *grown);
+        if (!grown) {
+            oom(ps);
+            return NULL;
+        }
+        memset(grown, 0, ncap * sizeof *grown);
+        if (c->n)
+            memcpy(grown, c->values, c->n * sizeof *grown);
+        c->values = grown;
+        ps->cap = ncap;
+    }
     ps->nvalues++;
-    vl_query_value_t *v = &c->values[c->n++];
+    v = &c->values[c->n++];
     v->cmp = VL_CMP_EQ;
     return v;
 }
@@ -542,6 +568,8 @@ static vl_query_value_t *next_value(parser_t *ps, vl_query_cond_t *c)
 static int parse_token(parser_t *ps, const char *name, const char *raw, vl_query_cond_t *c)
 {
     vl_query_value_t *v = next_value(ps, c);
+    if (!v)
+        return -1;
     long bar = find_unescaped(raw, '|');
     if (bar < 0) {
         v->system = NULL;
@@ -563,6 +591,8 @@ static int parse_token(parser_t *ps, const char *name, const char *raw, vl_query
 static int parse_string(parser_t *ps, const char *raw, vl_query_cond_t *c)
 {
     vl_query_value_t *v = next_value(ps, c);
+    if (!v)
+        return -1;
     char *s = unescape(ps->arena, raw, strlen(raw));
     if (!s)
         return oom(ps);
@@ -581,6 +611,8 @@ static int parse_string(parser_t *ps, const char *raw, vl_query_cond_t *c)
 static int add_reference_value(parser_t *ps, vl_query_cond_t *c, const char *type, const char *id)
 {
     vl_query_value_t *v = next_value(ps, c);
+    if (!v)
+        return -1;
     size_t tl = strlen(type), il = strlen(id);
     char *t = arena_alloc(ps->arena, tl + il + 2);
     if (!t)
@@ -602,7 +634,10 @@ static int parse_reference(parser_t *ps, const vl_search_param_t *sp, const char
     if (h)
         *h = '\0';
     if (strstr(s, "://") || strncmp(s, "urn:", 4) == 0) {
-        next_value(ps, c)->text = s;
+        vl_query_value_t *v = next_value(ps, c);
+        if (!v)
+            return -1;
+        v->text = s;
         return 0;
     }
     char *slash = strchr(s, '/');
@@ -639,6 +674,8 @@ static int parse_date(parser_t *ps, const char *name, const char *raw, vl_query_
     if (parse_prefix(ps, name, raw, &cmp, &rest) != 0)
         return -1;
     vl_query_value_t *v = next_value(ps, c);
+    if (!v)
+        return -1;
     v->cmp = cmp;
     if (vl_time_parse_range(rest, &v->lo, &v->hi, NULL) != 0)
         return bad(ps, name, raw, "expected [prefix]YYYY[-MM[-DD[Thh:mm:ss[.sss][Z|+hh:mm]]]]");
@@ -652,6 +689,8 @@ static int parse_quantity(parser_t *ps, const char *name, const char *raw, vl_qu
     if (parse_prefix(ps, name, raw, &cmp, &rest) != 0)
         return -1;
     vl_query_value_t *v = next_value(ps, c);
+    if (!v)
+        return -1;
     v->cmp = cmp;
     long b1 = find_unescaped(rest, '|');
     char *num;
@@ -800,8 +839,12 @@ static int parse_id(parser_t *ps, const char *value)
     vl_query_cond_t *c = new_cond(ps, "_id", VL_INDEX_TOKEN);
     if (reserve_values(ps, c, n) != 0)
         return -1;
-    for (size_t i = 0; i < n; i++)
-        next_value(ps, c)->text = items[i];
+    for (size_t i = 0; i < n; i++) {
+        vl_query_value_t *v = next_value(ps, c);
+        if (!v)
+            return -1;
+        v->text = items[i];
+    }
     return 0;
 }
 

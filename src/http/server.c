@@ -416,6 +416,7 @@ static MHD_RESULT route(vl_request_t *req)
 }
 
 /* libmicrohttpd's own diagnostics, as JSON log lines like everything else. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) VL_PRINTF(2, 0);
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
