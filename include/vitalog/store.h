@@ -121,7 +121,7 @@ typedef struct vl_query {
     const char *id;   /* _id, or NULL */
     size_t n;         /* conditions AND'd together */
     vl_query_cond_t *conds;
-    const char *sort_param; /* a VL_INDEX_DATE param or "_lastUpdated", NULL: by id */
+    const char *sort_param; /* a VL_INDEX_DATE param or "_lastUpdated"; NULL: creation order */
     int sort_desc;
     int count;  /* page size */
     int offset; /* rows to skip */

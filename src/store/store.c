@@ -16,11 +16,13 @@
  *     transaction.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "store_internal.h"
 
@@ -183,9 +185,19 @@ int vl_store_open(const char *dir, const vl_store_options_t *opts, vl_store_t **
         return vl_error_set(err, 500, "exception", NULL, "pthread_key_create failed");
     }
     s->key_created = 1;
+    {
+        /* create the file 0600 before SQLite does (its -wal and -shm files
+         * take the database file's mode), never looser even for a moment */
+        int fd = open(s->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            vl_error_set(err, 500, "exception", NULL, "cannot create %s: %s", s->path,
+                         strerror(errno));
+            goto fail;
+        }
+        close(fd);
+    }
     if (vl_store_connect(s, 0, &s->wdb, err) < 0)
         goto fail;
-    chmod(s->path, 0600);
     if (migrate(s->wdb, err) < 0)
         goto fail;
     if (vl_store_writer_start(s, err) < 0)

@@ -456,8 +456,25 @@ void vl_store_writer_stop(vl_store_t *s)
     s->writer_running = 0;
 }
 
+/* Type names and ids are spliced into bodies and keys unescaped: only
+ * [A-Za-z] types and FHIR ids ([A-Za-z0-9.-]{1,64}) get that far. */
+static int name_ok(const char *s, int id)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        unsigned char c = (unsigned char)s[n];
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                 (id && ((c >= '0' && c <= '9') || c == '-' || c == '.'));
+        if (!ok)
+            return 0;
+    }
+    return n > 0 && n <= 64;
+}
+
 int vl_store_submit(vl_store_t *s, vl_store_write_t *w, vl_error_t *err)
 {
+    if (!name_ok(w->type, 0) || ((w->op != VL_WRITE_CREATE || w->id[0]) && !name_ok(w->id, 1)))
+        return vl_error_set(err, 400, "invalid", NULL, "invalid resource type or id");
     w->_next = NULL;
     w->result = 0;
     w->noop = w->created = 0;

@@ -109,7 +109,9 @@ static char *lex_numbers(const char *in, size_t len, size_t max_depth, size_t *o
     char *out = malloc(cap);
     /* open containers ('{' or '['), so a number where an object key is due
      * is caught here: tagged, it would pass jansson as a string key */
-    char *stack = malloc(max_depth + 1);
+    /* depth never exceeds the brackets in the input: size the stack by that,
+     * not by the limit (which a caller may set huge, even SIZE_MAX) */
+    char *stack = malloc((max_depth < len ? max_depth : len) + 1);
     char last = 0; /* last structural character seen outside strings */
     lexpos_t pos = {1, 1};
     if (!out || !stack) {
@@ -266,11 +268,15 @@ json_t *vl_json_parse(const char *text, size_t len, const vl_json_limits_t *limi
     char *rewritten = lex_numbers(text, len, max_depth, &rlen, err);
     if (!rewritten)
         return NULL;
-    root = json_loadb(rewritten, rlen, JSON_REJECT_DUPLICATES, &jerr);
+    root = json_loadb(rewritten, rlen, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     free(rewritten);
     if (!root) {
         /* Columns after a number on the same line are shifted by the tags;
-         * the line is exact, which is what a client needs to find it. */
+         * the line is exact, which is what a client needs to find it. The
+         * tag itself is cut out of jansson's text ("near '\u00012'"). */
+        char *tag;
+        while ((tag = strstr(jerr.text, TAG_ESCAPED)))
+            memmove(tag, tag + TAG_ESCAPED_LEN, strlen(tag + TAG_ESCAPED_LEN) + 1);
         vl_error_set(err, 400, "structure", NULL, "invalid JSON at line %d: %s", jerr.line,
                      jerr.text);
         return NULL;
