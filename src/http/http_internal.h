@@ -70,6 +70,8 @@ typedef struct vl_request {
     vl_params_t params; /* query string parameters, in order */
     vl_buf_t body;
     int too_large;
+    int bad_query;  /* a query parameter holds a control character */
+    int dispatched; /* routed: counted in http->active until completed */
     int json_as_plain; /* answer application/json instead of application/fhir+json */
     vl_principal_t who;
     /* asynchronous write state */

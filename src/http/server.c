@@ -9,6 +9,10 @@
  *   resumed call    (after the writer committed) build the write's answer
  *   completed       log one line, free the request
  *
+ * Shutdown drains *dispatched* requests (body complete, being answered):
+ * a client still uploading when SIGTERM arrives is cut off without an
+ * answer, and nothing of its request was written.
+ *
  * Suspend/resume ordering: vl_submit_write() holds req->mu while it submits
  * and suspends; the writer's completion takes req->mu before resuming, so a
  * resume can never overtake its suspend. The completion releases req->mu
@@ -308,17 +312,30 @@ static MHD_RESULT handle_health(vl_request_t *req, int ready_check)
  * libmicrohttpd callbacks
  * ---------------------------------------------------------------------- */
 
+static int has_control(const char *s)
+{
+    for (; s && *s; s++)
+        if ((unsigned char)*s < 0x20 && *s != '\t' && *s != '\n' && *s != '\r')
+            return 1;
+    return 0;
+}
+
 static MHD_RESULT collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
                               const char *value)
 {
     vl_request_t *req = cls;
     (void)kind;
+    if (has_control(key) || has_control(value))
+        req->bad_query = 1;
     vl_params_add(&req->params, key, value ? value : "");
     return MHD_YES;
 }
 
 /* Percent-decoding for the path and the query (in place): %XX, and '+' as
- * a space (form encoding; '+' never occurs in a valid FHIR path segment). */
+ * a space (form encoding; '+' never occurs in a valid FHIR path segment).
+ * %00 cannot live in a C string: it decodes to U+001F instead, a control
+ * character that collect_arg() and id validation reject, so a NUL can
+ * never silently shorten a value. */
 static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
 {
     char *r = s, *w = s;
@@ -327,7 +344,8 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
     while (*r) {
         if (*r == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
             char hex[3] = {r[1], r[2], 0};
-            *w++ = (char)strtol(hex, NULL, 16);
+            char byte = (char)strtol(hex, NULL, 16);
+            *w++ = byte ? byte : '\x1f';
             r += 3;
         } else if (*r == '+') {
             *w++ = ' ';
@@ -392,9 +410,16 @@ static void request_free(vl_request_t *req)
 static MHD_RESULT route(vl_request_t *req)
 {
     const char *p = req->path;
+    if (!req->dispatched) { /* from here on the request counts for the drain */
+        req->dispatched = 1;
+        atomic_fetch_add(&req->http->active, 1);
+    }
     if (req->too_large)
         return vl_send_errorf(req, 413, "too-long", "request body exceeds the limit of %zu bytes",
                               req->http->opts.max_body);
+    if (req->bad_query || has_control(p))
+        return vl_send_errorf(req, 400, "invalid",
+                              "the URL holds a control character (such as %%00)");
     if (strcmp(p, "/fhir") == 0 || strncmp(p, "/fhir/", 6) == 0)
         return vl_rest_dispatch(req);
     if (strcmp(p, "/healthz") == 0 || strcmp(p, "/readyz") == 0 || strcmp(p, "/metrics") == 0) {
@@ -441,7 +466,6 @@ static MHD_RESULT on_request(void *cls, struct MHD_Connection *conn, const char 
         if (!req)
             return MHD_NO;
         *con_cls = req;
-        atomic_fetch_add(&h->active, 1);
         atomic_fetch_add(&h->requests_total, 1);
         if (req->too_large) /* refuse before reading a byte of the body */
             return route(req);
@@ -490,9 +514,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                      req->method, "route", req->route, "status", status, "duration_ms",
                      (double)us / 1000.0, "outcome",
                      toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "completed" : "aborted"));
+    if (req->dispatched)
+        atomic_fetch_sub(&h->active, 1);
     request_free(req);
     *con_cls = NULL;
-    atomic_fetch_sub(&h->active, 1);
 }
 
 /* ------------------------------------------------------------------------
@@ -578,6 +603,13 @@ void vl_http_stop(vl_http_t *h, unsigned drain_ms)
      * connection) before the daemon goes: stopping earlier would free
      * requests the writer still points to. */
     while (atomic_load(&h->pending_writes) > 0) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    /* A resume takes effect only when the connection's pool thread gets to
+     * it, and libmicrohttpd aborts if the daemon stops with a connection
+     * still suspended: give resumed requests time to be answered. */
+    for (unsigned waited = 0; atomic_load(&h->active) > 0 && waited < 2000; waited += 1) {
         struct timespec ts = {0, 1000 * 1000};
         nanosleep(&ts, NULL);
     }

@@ -630,6 +630,13 @@ static char *subst(const vars_t *vs, const char *s, buf_t *err)
 
 typedef enum { STEP_HTTP, STEP_RAW, STEP_CORPUS } step_kind_t;
 
+/* How a RAW step ends its side of the connection. */
+typedef enum {
+    RAW_WAIT,       /* keep the connection open and read one response (default) */
+    RAW_HALF_CLOSE, /* shutdown(SHUT_WR) after sending, then read */
+    RAW_CLOSE       /* close right after sending, read nothing */
+} raw_mode_t;
+
 typedef struct {
     char *text; /* e.g. "status 201" or "json id ~ ^[0-9a-f]{32}$" (after "expect ") */
     bool capture; /* "capture NAME = ..." (text is after "capture ") */
@@ -650,6 +657,7 @@ typedef struct {
     int repeat;       /* @repeat N (sequential) */
     int parallel;     /* @parallel N (concurrent) */
     bool implicit;    /* implicit checks on (default) */
+    raw_mode_t raw_mode; /* RAW steps only */
     expect_t *expects;
     size_t nexpects;
 } step_t;
@@ -728,9 +736,12 @@ static int parse_block(char **lines, int from, int to, step_t *st, buf_t *err)
         }
     }
     i++;
-    /* head: headers and @options until a blank line or an expectation */
+    /* head: headers and @options until a blank line or an expectation
+     * (a RAW block has only @options: its bytes follow directly) */
     for (; i < to; i++) {
         char *l = lines[i];
+        if (st->kind == STEP_RAW && l[0] != '@')
+            break;
         if (trim(l)[0] == '\0') {
             i++;
             break;
@@ -755,6 +766,10 @@ static int parse_block(char **lines, int from, int to, step_t *st, buf_t *err)
                 st->body_nested = v;
             else if (starts_with(t, "@body-file "))
                 st->body_file = xstrdup(trim(arg));
+            else if (strcmp(t, "@half-close") == 0 && st->kind == STEP_RAW)
+                st->raw_mode = RAW_HALF_CLOSE;
+            else if (strcmp(t, "@close") == 0 && st->kind == STEP_RAW)
+                st->raw_mode = RAW_CLOSE;
             else if (strcmp(t, "@no-implicit") == 0)
                 st->implicit = false;
             else {
@@ -1062,9 +1077,31 @@ static void http_perform(const request_t *rq, response_t *resps, int count, bool
     curl_multi_cleanup(m);
 }
 
-/* Raw TCP exchange: sends bytes, reads until the peer closes or 3 s pass.
+/* True once `in` holds a whole HTTP response: headers plus Content-Length
+ * bytes of body (a response without Content-Length ends when the peer
+ * closes). */
+static bool raw_response_complete(const buf_t *in)
+{
+    const char *s = buf_str(in);
+    const char *end = strstr(s, "\r\n\r\n");
+    if (!end)
+        return false;
+    size_t head = (size_t)(end - s) + 4;
+    for (const char *p = s; p < end;) {
+        const char *nl = strstr(p, "\r\n");
+        if (!nl)
+            break;
+        if (strncasecmp(p, "Content-Length:", 15) == 0)
+            return in->len >= head + strtoull(p + 15, NULL, 10);
+        p = nl + 2;
+    }
+    return false;
+}
+
+/* Raw TCP exchange: sends bytes, then (unless RAW_CLOSE) reads until one whole
+ * response arrived, the peer closes, or 3 s pass.
  * The reply (if any) is parsed as an HTTP/1.x response. */
-static void raw_exchange(int port, const char *data, size_t len, response_t *r)
+static void raw_exchange(int port, const char *data, size_t len, raw_mode_t mode, response_t *r)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) {
@@ -1087,10 +1124,15 @@ static void raw_exchange(int port, const char *data, size_t len, response_t *r)
             break; /* the server may close early: not an error by itself */
         off += (size_t)n;
     }
-    shutdown(fd, SHUT_WR);
+    if (mode == RAW_CLOSE) {
+        close(fd);
+        return;
+    }
+    if (mode == RAW_HALF_CLOSE)
+        shutdown(fd, SHUT_WR);
     buf_t in = {0};
     long long deadline = now_ms() + 3000;
-    for (;;) {
+    while (!raw_response_complete(&in)) {
         long long left = deadline - now_ms();
         if (left <= 0)
             break;
@@ -1621,7 +1663,7 @@ static bool run_http_step(ctx_t *cx, const step_t *st, buf_t *fails)
             } else {
                 unescape_raw(b, &body);
                 free(b);
-                raw_exchange(cx->port, buf_str(&body), body.len, &resps[0]);
+                raw_exchange(cx->port, buf_str(&body), body.len, st->raw_mode, &resps[0]);
                 rq.url = xstrdup("(raw socket)");
                 rq.body_len = body.len;
             }
@@ -2059,6 +2101,7 @@ typedef struct {
     int nfilters;
     int verbose;
     bool keep;
+    bool keep_going;
 } opts_t;
 
 static bool run_case(const opts_t *o, case_t *c)
@@ -2107,7 +2150,8 @@ static bool run_case(const opts_t *o, case_t *c)
     if (o->verbose)
         fprintf(stderr, "%s: server pid %d on port %d, data %s\n", c->name, (int)sv.pid, cx.port, dir);
 
-    for (size_t i = 0; i < c->nsteps && ok; i++) {
+    bool stop = false; /* a failing HTTP step ends the case; corpus steps do not */
+    for (size_t i = 0; i < c->nsteps && !stop; i++) {
         step_t *st = &c->steps[i];
         if (o->verbose)
             fprintf(stderr, "%s:%zu (line %d) %s %s\n", c->name, i + 1, st->line, st->method,
@@ -2119,6 +2163,7 @@ static bool run_case(const opts_t *o, case_t *c)
                    st->kind == STEP_CORPUS ? "corpus" : st->method,
                    st->kind == STEP_CORPUS ? st->method : (st->target ? st->target : ""), buf_str(&fails));
             ok = false;
+            stop = st->kind != STEP_CORPUS && !o->keep_going;
         }
         if (!server_alive(&sv)) {
             buf_clear(&why);
@@ -2126,6 +2171,7 @@ static bool run_case(const opts_t *o, case_t *c)
             printf("FAIL %s:%zu (line %d): the server died during this step: %s\n", c->name, i + 1, st->line,
                    buf_str(&why));
             ok = false;
+            stop = true;
         }
     }
     buf_clear(&why);
@@ -2169,6 +2215,7 @@ static void usage(FILE *f)
             "                  bare FILTER arguments do the same)\n"
             "  --tmp DIR       where to create data directories (default $TMPDIR or /tmp)\n"
             "  --keep          keep the data directories\n"
+            "  --keep-going    run the remaining steps of a case after a failing step\n"
             "  --list          list the cases and exit\n"
             "  -v, --verbose   print every request and response to stderr\n");
 }
@@ -2194,6 +2241,8 @@ int main(int argc, char **argv)
             o.tmp_root = argv[++i];
         else if (strcmp(a, "--keep") == 0)
             o.keep = true;
+        else if (strcmp(a, "--keep-going") == 0)
+            o.keep_going = true;
         else if (strcmp(a, "--list") == 0)
             list = true;
         else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0)
@@ -2245,7 +2294,8 @@ int main(int argc, char **argv)
         names[nnames++] = xstrdup(de->d_name);
     }
     closedir(d);
-    qsort(names, nnames, sizeof *names, cmp_str);
+    if (nnames > 1)
+        qsort(names, nnames, sizeof *names, cmp_str);
 
     int passed = 0, failed = 0;
     for (size_t i = 0; i < nnames; i++) {
