@@ -15,7 +15,7 @@
  *
  * Sources: the R4 StructureDefinitions (hl7.org/fhir/R4/<type>.profile.json);
  * the Observation rows were checked against the snapshot in
- * /work/shared/data/fhir/r4-vitalsigns/vitalsigns.profile.json (its "base"
+ * shared/data/fhir/r4-vitalsigns/ (the R4 publication)vitalsigns.profile.json (its "base"
  * cardinalities are the base resource's).
  *
  * The invariants at the end of the file implement the FHIRPath constraints

@@ -2,7 +2,7 @@
  * vitalog — fhir: the FHIR R4 vital-signs profiles.
  *
  * Source: the R4 (4.0.1) StructureDefinitions in
- * /work/shared/data/fhir/r4-vitalsigns/ (vitalsigns, vitalspanel, resprate,
+ * shared/data/fhir/r4-vitalsigns/ (the R4 publication) (vitalsigns, vitalspanel, resprate,
  * heartrate, oxygensat, bodytemp, bodyheight, headcircum, bodyweight, bmi,
  * bp) and their UCUM value sets.
  *

@@ -611,15 +611,10 @@ MHD_RESULT vl_rest_dispatch(vl_request_t *req)
     n = split_path(path, seg, MAX_SEGMENTS);
     if (n < 0)
         return vl_send_errorf(req, 404, "not-found", "no such path");
-    if (n == 0) { /* no system-level interaction is served: an empty Allow */
-        vl_response_t res = {.status = 405, .allow = ""};
-        res.body = vl_dump_release(
-            vl_outcome_new("error", "not-supported",
-                           "system-level interactions (batch, transaction, search-system) are "
-                           "not supported"),
-            &res.body_len);
-        return vl_send(req, &res);
-    }
+    if (n == 0) /* like an unserved type: nothing is served at the base itself */
+        return vl_send_errorf(req, 404, "not-supported",
+                              "system-level interactions (batch, transaction, search-system, "
+                              "history-system) are not supported by this server");
     if (!strcmp(seg[0], "metadata")) {
         req->route = "/fhir/metadata";
         if (n != 1)

@@ -29,9 +29,6 @@
 
 #include "vitalog/store.h"
 
-/* Declared here until store.h carries it (requested): shared with the
- * search parser in src/fhir/search.c. */
-
 /* ------------------------------------------------------------------------
  * Normalization
  * ---------------------------------------------------------------------- */

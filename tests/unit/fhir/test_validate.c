@@ -6,7 +6,7 @@
  *      npm package hl7.fhir.r4.examples 4.0.1, see SOURCE.txt): every
  *      Observation (64) and every Patient, Practitioner, Organization and
  *      Device example must be accepted;
- *   2. the HL7 Java validator's own cases (VL_SHARED_DATA/fhir/
+ *   2. the HL7 Java validator's own cases (tests/data/
  *      validator-cases): for the cases of a type vitalog serves, the ones
  *      with errors must be rejected (by vl_json_parse or
  *      vl_fhir_validate), the ones without accepted;
@@ -36,7 +36,7 @@
 #include "vitalog/util.h"
 
 #define EXAMPLES_DIR VL_TEST_DATA "/hl7-r4-examples"
-#define CASES_DIR VL_SHARED_DATA "/fhir/validator-cases"
+#define CASES_DIR VL_TEST_DATA "/validator-cases"
 
 /* ------------------------------------------------------------------------
  * Helpers

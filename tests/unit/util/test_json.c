@@ -7,7 +7,7 @@
  *   - everything the parser promises to reject is rejected with a 400 whose
  *     message names the line;
  *   - the number grammar, the accessors and the constructor;
- *   - the HL7 validator's JSON syntax cases (VL_SHARED_DATA) and the HL7 R4
+ *   - the HL7 validator's JSON syntax cases (tests/data/validator-cases) and the HL7 R4
  *     examples (VL_TEST_DATA): number tokens in == number tokens out.
  */
 #include <dirent.h>
@@ -709,7 +709,7 @@ static char *read_file(const char *path, size_t *len)
 static void test_validator_cases(void **state)
 {
     (void)state;
-    const char *dir = VL_SHARED_DATA "/fhir/validator-cases";
+    const char *dir = VL_TEST_DATA "/validator-cases";
     char path[1024];
     json_error_t jerr;
     json_t *manifest, *cases, *c;
