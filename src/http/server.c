@@ -255,46 +255,42 @@ static MHD_RESULT send_text(vl_request_t *req, int status, const char *ctype, ch
     return ret;
 }
 
+/* One Prometheus metric: HELP and TYPE lines, then the sample. */
+static void metric(vl_buf_t *b, const char *name, const char *type, const char *help,
+                   const char *labels, unsigned long long value)
+{
+    char line[512];
+    if (help) {
+        snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+        vl_buf_puts(b, line);
+    }
+    snprintf(line, sizeof line, "%s%s %llu\n", name, labels ? labels : "", value);
+    vl_buf_puts(b, line);
+}
+
 static MHD_RESULT handle_metrics(vl_request_t *req)
 {
     vl_http_t *h = req->http;
     vl_store_stats_t st;
     vl_buf_t b = {0};
-    char line[256];
     vl_store_stats(h->store, &st);
-    vl_buf_puts(&b, "# HELP vitalog_http_requests_total HTTP requests received.\n"
-                    "# TYPE vitalog_http_requests_total counter\n");
-    snprintf(line, sizeof line, "vitalog_http_requests_total %llu\n",
-             (unsigned long long)atomic_load(&h->requests_total));
-    vl_buf_puts(&b, line);
-    vl_buf_puts(&b, "# HELP vitalog_http_responses_total HTTP responses by status class.\n"
-                    "# TYPE vitalog_http_responses_total counter\n");
+    metric(&b, "vitalog_http_requests_total", "counter", "HTTP requests received.", NULL,
+           atomic_load(&h->requests_total));
     for (int c = 1; c <= 5; c++) {
-        snprintf(line, sizeof line, "vitalog_http_responses_total{class=\"%dxx\"} %llu\n", c,
-                 (unsigned long long)atomic_load(&h->responses_by_class[c]));
-        vl_buf_puts(&b, line);
+        char labels[32];
+        snprintf(labels, sizeof labels, "{class=\"%dxx\"}", c);
+        metric(&b, "vitalog_http_responses_total", "counter",
+               c == 1 ? "HTTP responses by status class." : NULL, labels,
+               atomic_load(&h->responses_by_class[c]));
     }
-    snprintf(line, sizeof line,
-             "# HELP vitalog_store_commits_total Write transactions committed.\n"
-             "# TYPE vitalog_store_commits_total counter\nvitalog_store_commits_total %llu\n",
-             (unsigned long long)st.commits);
-    vl_buf_puts(&b, line);
-    snprintf(line, sizeof line,
-             "# HELP vitalog_store_writes_total Writes completed (ok or failed).\n"
-             "# TYPE vitalog_store_writes_total counter\nvitalog_store_writes_total %llu\n",
-             (unsigned long long)st.writes);
-    vl_buf_puts(&b, line);
-    snprintf(line, sizeof line,
-             "# HELP vitalog_store_write_failures_total Writes that failed.\n"
-             "# TYPE vitalog_store_write_failures_total counter\n"
-             "vitalog_store_write_failures_total %llu\n",
-             (unsigned long long)st.write_failures);
-    vl_buf_puts(&b, line);
-    snprintf(line, sizeof line,
-             "# HELP vitalog_store_queue_depth Writes waiting for the writer.\n"
-             "# TYPE vitalog_store_queue_depth gauge\nvitalog_store_queue_depth %llu\n",
-             (unsigned long long)st.queue_depth);
-    vl_buf_puts(&b, line);
+    metric(&b, "vitalog_store_commits_total", "counter", "Write transactions committed.", NULL,
+           st.commits);
+    metric(&b, "vitalog_store_writes_total", "counter", "Writes completed (ok or failed).", NULL,
+           st.writes);
+    metric(&b, "vitalog_store_write_failures_total", "counter", "Writes that failed.", NULL,
+           st.write_failures);
+    metric(&b, "vitalog_store_queue_depth", "gauge", "Writes waiting for the writer.", NULL,
+           st.queue_depth);
     char *text = vl_buf_take(&b, NULL);
     if (!text)
         return vl_send_errorf(req, 500, "exception", "out of memory");

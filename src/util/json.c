@@ -81,6 +81,23 @@ static int hexval(char c)
     return -1;
 }
 
+/* Grows *buf (capacity *cap) so that it holds more than `need` bytes. */
+static int reserve(char **buf, size_t *cap, size_t need)
+{
+    size_t ncap = *cap;
+    char *p;
+    if (need < *cap)
+        return 0;
+    while (ncap <= need)
+        ncap *= 2;
+    p = realloc(*buf, ncap);
+    if (!p)
+        return -1;
+    *buf = p;
+    *cap = ncap;
+    return 0;
+}
+
 /* Where pass 1 is: for error messages in the caller's coordinates. */
 typedef struct lexpos {
     size_t line, col;
@@ -122,14 +139,8 @@ static char *lex_numbers(const char *in, size_t len, size_t max_depth, size_t *o
     }
     for (size_t i = 0; i < len;) {
         char c = in[i];
-        if (n + 16 >= cap) {
-            size_t ncap = cap * 2;
-            char *p = realloc(out, ncap);
-            if (!p)
-                goto oom;
-            out = p;
-            cap = ncap;
-        }
+        if (reserve(&out, &cap, n + 16) < 0)
+            goto oom;
         if (c == '"') {
             /* copy a string verbatim, checking escapes for control chars */
             out[n++] = in[i++];
@@ -141,14 +152,8 @@ static char *lex_numbers(const char *in, size_t len, size_t max_depth, size_t *o
                                  pos.line, pos.col);
                     goto fail;
                 }
-                if (n + 16 >= cap) {
-                    size_t ncap = cap * 2;
-                    char *p = realloc(out, ncap);
-                    if (!p)
-                        goto oom;
-                    out = p;
-                    cap = ncap;
-                }
+                if (reserve(&out, &cap, n + 16) < 0)
+                    goto oom;
                 c = in[i];
                 if ((unsigned char)c < 0x20) {
                     vl_error_set(err, 400, "structure", NULL,
@@ -211,15 +216,8 @@ static char *lex_numbers(const char *in, size_t len, size_t max_depth, size_t *o
                              in + start);
                 goto fail;
             }
-            size_t need = (i - start) + TAG_ESCAPED_LEN + 2;
-            while (n + need + 16 >= cap) {
-                size_t ncap = cap * 2;
-                char *p = realloc(out, ncap);
-                if (!p)
-                    goto oom;
-                out = p;
-                cap = ncap;
-            }
+            if (reserve(&out, &cap, n + (i - start) + TAG_ESCAPED_LEN + 2 + 16) < 0)
+                goto oom;
             out[n++] = '"';
             memcpy(out + n, TAG_ESCAPED, TAG_ESCAPED_LEN);
             n += TAG_ESCAPED_LEN;
