@@ -2,7 +2,7 @@
  * bare_server: the baseline of the vitalog benchmarks.
  *
  * A minimal libmicrohttpd server with the same threading model as vitalog
- * (internal polling thread, epoll when available, a thread pool of one
+ * (internal polling thread, poll(), a thread pool of one
  * thread per CPU). It reads and discards every request body and answers
  * every request 201 with a fixed small FHIR JSON body. Whatever rate it
  * reaches on a machine is the ceiling that libmicrohttpd and the load
@@ -167,11 +167,9 @@ int main(int argc, char **argv)
     if (ncpu < 1)
         ncpu = 1;
 
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
-    if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES)
-        flags |= MHD_USE_EPOLL;
-    else
-        flags |= MHD_USE_POLL;
+    /* the same threading model as vitalog (src/http/server.c): a pool of
+     * threads on poll() */
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
 
@@ -198,8 +196,7 @@ int main(int argc, char **argv)
         MHD_stop_daemon(d);
         return 1;
     }
-    fprintf(stderr, "bare_server: listening on port %u (%ld threads, %s)\n", port, ncpu,
-            (flags & MHD_USE_EPOLL) ? "epoll" : "poll");
+    fprintf(stderr, "bare_server: listening on port %u (%ld threads, poll)\n", port, ncpu);
 
     int sig = 0;
     while (sigwait(&stop, &sig) != 0) {

@@ -5,7 +5,7 @@
  * negotiation, OperationOutcome errors, request logs. No SQL here: data
  * goes through the store's interface.
  *
- * Threads: a pool of libmicrohttpd threads (epoll). Reads run on the pool
+ * Threads: a pool of libmicrohttpd threads (poll). Reads run on the pool
  * thread. Writes are handed to the store's writer and the connection is
  * suspended until the write has committed, so a pool thread never blocks
  * on an fsync and many writes share one commit.

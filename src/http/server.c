@@ -559,7 +559,11 @@ int vl_http_start(const vl_http_options_t *opts, vl_store_t *store, vl_http_t **
         return -1;
     }
     h->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+        /* poll(), not epoll: libmicrohttpd 0.9.75 can abort in
+         * MHD_quiesce_daemon() with a thread pool on epoll ("Failed to
+         * remove listen FD from epoll set") when a worker races it; poll
+         * has no such path and costs little at our connection counts */
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
             MHD_USE_ERROR_LOG,
         opts->port, NULL, NULL, on_request, h,
         /* first, so that every diagnostic goes through it */

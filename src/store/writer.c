@@ -389,8 +389,7 @@ static void run_batch(vl_store_t *s, vl_store_write_t *batch)
     pthread_mutex_unlock(&s->mu);
     vl_error_clear(&err);
 
-    for (vl_store_write_t *w = batch, *next; w; w = next) {
-        next = w->_next;
+    for (vl_store_write_t *w = batch; w; w = w->_next) {
         if (!committed && w->result == 0) {
             w->result = -1;
             free(w->body);
@@ -400,13 +399,17 @@ static void run_batch(vl_store_t *s, vl_store_write_t *batch)
         }
         n++;
         failed += w->result < 0;
-        w->done(w, w->done_arg); /* may free w: do not touch it after */
     }
+    /* counters first: whoever sees a write complete sees it counted */
     pthread_mutex_lock(&s->mu);
     s->stats.commits += committed;
     s->stats.writes += n;
     s->stats.write_failures += failed;
     pthread_mutex_unlock(&s->mu);
+    for (vl_store_write_t *w = batch, *next; w; w = next) {
+        next = w->_next;
+        w->done(w, w->done_arg); /* may free w: do not touch it after */
+    }
 }
 
 static void *writer_main(void *arg)
