@@ -34,6 +34,7 @@ test-asan: deps
 
 bench: build
 	bash bench/run.sh
+	bash bench/ledger.sh
 
 format:
 	clang-format -i src/*.c src/*/*.c src/*/*.h include/vitalog/*.h tests/*/*.c tests/unit/*/*.c

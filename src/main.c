@@ -16,7 +16,12 @@
 
 #include <sodium.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+
+#include "vitalog/cli.h"
 #include "vitalog/http.h"
+#include "vitalog/ledger.h"
 #include "vitalog/store.h"
 #include "vitalog/util.h"
 
@@ -28,6 +33,9 @@ static const char usage_main[] =
     "\n"
     "commands:\n"
     "  serve      run the FHIR server\n"
+    "  verify     verify a ledger export (or a data directory) offline\n"
+    "  export     write the ledger export or the records export of a data directory\n"
+    "  key        show or rotate the ledger signing key\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (vitalog CMD --help for a command)\n"
@@ -54,7 +62,14 @@ static const char usage_serve[] =
     "  --max-connections N   concurrent connections (default: 1024)\n"
     "  --batch-max N         most writes committed in one transaction (default: 256)\n"
     "  --log-level LEVEL     debug, info, warn or error (default: info)\n"
+    "  --origin NAME         ledger origin and key name, used when DIR has no key yet\n"
+    "                        (default: vitalog.local/<16 random hex digits>)\n"
+    "  --checkpoint-ms MS    sign a checkpoint at most MS after entries arrive (default: 1000)\n"
     "  -h, --help            show this help\n"
+    "\n"
+    "On first start DIR also gets the ledger key: DIR/ledger.key (Ed25519, mode 0600)\n"
+    "and DIR/ledger.vkey (its C2SP verifier key, also served at /ledger/key). Only one\n"
+    "server may use DIR at a time (DIR/vitalog.lock).\n"
     "\n"
     "Logs are JSON lines on stderr, one per request; they never contain bodies.\n";
 
@@ -91,6 +106,92 @@ static int install_signals(void)
         return -1;
     signal(SIGPIPE, SIG_IGN);
     return 0;
+}
+
+/* Writes a new file durably: O_EXCL (never overwrites), fsync. */
+static int write_new_file(const char *path, const char *data, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    size_t len = strlen(data);
+    if (fd < 0)
+        return -1;
+    if (write(fd, data, len) != (ssize_t)len || fsync(fd) < 0) {
+        close(fd);
+        unlink(path);
+        return -1;
+    }
+    return close(fd);
+}
+
+/* Loads DIR/ledger.key, or creates it (and DIR/ledger.vkey) on first start. */
+static int ledger_key_init(const char *dir, const char *origin, vl_ledger_key_t *key,
+                           vl_error_t *err)
+{
+    char path[PATH_MAX], text[512], name[128];
+    FILE *f;
+    snprintf(path, sizeof path, "%s/ledger.key", dir);
+    f = fopen(path, "r");
+    if (f) {
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[n] = '\0';
+        while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+            text[--n] = '\0';
+        if (vl_ledger_key_parse_skey(text, key, err) < 0)
+            return vl_error_set(err, 500, "exception", NULL, "%s is not a valid ledger key", path);
+        return 0;
+    }
+    if (errno != ENOENT)
+        return vl_error_set(err, 500, "exception", NULL, "cannot read %s: %s", path,
+                            strerror(errno));
+    if (origin) {
+        snprintf(name, sizeof name, "%s", origin);
+    } else {
+        unsigned char r[8];
+        char hex[17];
+        randombytes_buf(r, sizeof r);
+        sodium_bin2hex(hex, sizeof hex, r, sizeof r);
+        snprintf(name, sizeof name, "vitalog.local/%s", hex);
+    }
+    if (vl_ledger_key_generate(name, key, err) < 0 ||
+        vl_ledger_key_skey(key, text, sizeof text) < 0)
+        return vl_error_set(err, 500, "exception", NULL, "cannot create a ledger key named '%s'",
+                            name);
+    strncat(text, "\n", sizeof text - strlen(text) - 1);
+    if (write_new_file(path, text, 0600) < 0) {
+        sodium_memzero(text, sizeof text);
+        return vl_error_set(err, 500, "exception", NULL, "cannot write %s: %s", path,
+                            strerror(errno));
+    }
+    sodium_memzero(text, sizeof text);
+    snprintf(path, sizeof path, "%s/ledger.vkey", dir);
+    if (vl_ledger_key_vkey(key, text, sizeof text - 1) < 0)
+        return vl_error_set(err, 500, "exception", NULL, "cannot format the verifier key");
+    strncat(text, "\n", sizeof text - strlen(text) - 1);
+    unlink(path); /* a stale public key of a lost private key */
+    if (write_new_file(path, text, 0644) < 0)
+        return vl_error_set(err, 500, "exception", NULL, "cannot write %s: %s", path,
+                            strerror(errno));
+    vl_log(VL_LOG_INFO, "ledger key created", json_pack("{s:s}", "vkey", text));
+    return 0;
+}
+
+/* One server per data directory: an exclusive lock held while serving. */
+static int lock_data_dir(const char *dir, vl_error_t *err)
+{
+    char path[PATH_MAX];
+    int fd;
+    snprintf(path, sizeof path, "%s/vitalog.lock", dir);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return vl_error_set(err, 500, "exception", NULL, "cannot open %s: %s", path,
+                            strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        close(fd);
+        return vl_error_set(err, 500, "exception", NULL,
+                            "%s is in use by another vitalog process", dir);
+    }
+    return fd; /* kept open (and locked) until exit */
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -147,10 +248,13 @@ static int cmd_serve(int argc, char **argv)
         {"max-connections", required_argument, NULL, 'c'},
         {"batch-max", required_argument, NULL, 'B'},
         {"log-level", required_argument, NULL, 'L'},
+        {"origin", required_argument, NULL, 'O'},
+        {"checkpoint-ms", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *data = "./data", *listen = "127.0.0.1:8080", *port_file = NULL;
+    const char *data = "./data", *listen = "127.0.0.1:8080", *port_file = NULL, *origin = NULL;
+    vl_ledger_key_t key;
     char host[64];
     vl_http_options_t hopts = {0};
     vl_store_options_t sopts = {0};
@@ -198,6 +302,11 @@ static int cmd_serve(int argc, char **argv)
             else if (!strcmp(optarg, "error")) vl_log_set_level(VL_LOG_ERROR);
             else goto bad;
             break;
+        case 'O': origin = optarg; break;
+        case 'C':
+            if (parse_uint(optarg, 3600000, &v) < 0 || v == 0) goto bad;
+            sopts.checkpoint_ms = (unsigned)v;
+            break;
         case 'h': fputs(usage_serve, stdout); return 0;
         default: fputs(usage_serve, stderr); return 2;
         }
@@ -217,6 +326,16 @@ static int cmd_serve(int argc, char **argv)
         return 1;
     }
 
+    memset(&key, 0, sizeof key);
+    if (mkdir(data, 0700) < 0 && errno != EEXIST) {
+        vl_error_set(&err, 500, "exception", NULL, "cannot create %s: %s", data, strerror(errno));
+        goto out;
+    }
+    if (lock_data_dir(data, &err) < 0 || ledger_key_init(data, origin, &key, &err) < 0)
+        goto out;
+    sopts.key = &key;
+    sopts.origin = key.name;
+    hopts.ledger_key = &key;
     if (vl_store_open(data, &sopts, &store, &err) < 0)
         goto out;
     if (vl_http_start(&hopts, store, &http, &err) < 0)
@@ -240,6 +359,7 @@ out:
     vl_error_clear(&err);
     vl_http_stop(http, 10000);
     vl_store_close(store);
+    sodium_memzero(&key, sizeof key);
     if (rc == 0)
         vl_log(VL_LOG_INFO, "stopped", NULL);
     return rc;
@@ -268,6 +388,12 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "serve"))
         return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "verify"))
+        return vl_cli_verify(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "export"))
+        return vl_cli_export(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "key"))
+        return vl_cli_key(argc - 1, argv + 1);
     fprintf(stderr, "vitalog: unknown command '%s'\n\n%s", argv[1], usage_main);
     return 2;
 }

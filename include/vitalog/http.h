@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vitalog/ledger.h"
 #include "vitalog/store.h"
 
 typedef struct vl_http vl_http_t;
@@ -29,6 +30,7 @@ typedef struct vl_http_options {
     size_t max_depth;       /* JSON nesting; 0: 64 */
     unsigned conn_timeout;  /* seconds of inactivity; 0: 30 */
     unsigned max_conns;     /* 0: 1024 */
+    const vl_ledger_key_t *ledger_key; /* published at /ledger/key (borrowed); NULL: 404 */
 } vl_http_options_t;
 
 #define VL_HTTP_DEFAULT_MAX_BODY (1024u * 1024u)

@@ -20,12 +20,21 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "vitalog/ledger.h"
 #include "vitalog/util.h"
 
 typedef struct vl_store vl_store_t;
 
 typedef struct vl_store_options {
     int batch_max; /* most writes in one transaction; 0 means 256 */
+    /* The ledger: every write appends an entry in its own savepoint; the
+     * writer signs a checkpoint at most `checkpoint_ms` after entries
+     * arrive (0: 1000). `key` (with its secret) signs checkpoints and is
+     * borrowed for the store's lifetime; NULL opens the store read-only
+     * for the ledger (no writes allowed: 503). */
+    const vl_ledger_key_t *key;
+    const char *origin; /* checkpoint origin (and key name) */
+    unsigned checkpoint_ms;
 } vl_store_options_t;
 
 /** A schema migration, schemas/NNN_name.sql, embedded at build time. The
@@ -171,7 +180,13 @@ int vl_store_search(vl_store_t *store, const vl_query_t *q, vl_records_t *out,
  * Writing
  * ---------------------------------------------------------------------- */
 
-typedef enum { VL_WRITE_CREATE, VL_WRITE_UPDATE, VL_WRITE_DELETE } vl_write_op_t;
+typedef enum {
+    VL_WRITE_CREATE,
+    VL_WRITE_UPDATE,
+    VL_WRITE_DELETE,
+    VL_WRITE_CHECKPOINT, /* no record: sign a checkpoint covering every entry */
+    VL_WRITE_ROTATE,     /* no record: append a key rotation to `next_key` */
+} vl_write_op_t;
 
 typedef struct vl_store_write vl_store_write_t;
 /** Completion callback; runs on the writer thread after commit (or after
@@ -188,6 +203,7 @@ struct vl_store_write {
     vl_index_t index; /* rows for this version (owned by caller) */
     int64_t if_match; /* 0: none; else the version the client saw (412 otherwise) */
     const vl_query_t *if_none_exist; /* CREATE: conditional create, or NULL */
+    const vl_ledger_key_t *next_key; /* ROTATE: the new signing key (borrowed) */
     vl_store_done_fn done;
     void *done_arg;
     /* out, valid once done() ran */
@@ -196,6 +212,8 @@ struct vl_store_write {
     int created;        /* 1: a new resource (POST or PUT-create) */
     int noop;           /* 1: conditional create matched an existing resource; nothing written */
     int64_t version;    /* version written (or the existing one for noop) */
+    uint64_t ledger_index;                     /* the write's ledger entry (not for noop) */
+    unsigned char ledger_hash[VL_HASH_LEN];    /* its entry hash */
     int64_t last_updated_us;
     char *body;         /* malloc'd: the stored JSON (CREATE/UPDATE, or noop); caller frees */
     size_t body_len;
@@ -212,6 +230,42 @@ int vl_store_submit(vl_store_t *store, vl_store_write_t *w, vl_error_t *err) VL_
 int vl_store_write_sync(vl_store_t *store, vl_store_write_t *w);
 /** Releases what a completed write owns (body, err, index); not `resource`. */
 void vl_store_write_release(vl_store_write_t *w);
+
+/* ------------------------------------------------------------------------
+ * Ledger reads (see ledger.h for the formats)
+ * ---------------------------------------------------------------------- */
+
+/** Committed ledger entries (the tree size). */
+int vl_store_ledger_size(vl_store_t *store, uint64_t *size, vl_error_t *err) VL_WARN_UNUSED;
+/** Calls `fn` for entries [start, end) in order with their lines; and for
+ *  each stored checkpoint whose size is in (start, end] right after the
+ *  entry that completes it (line NULL, `note` set). Stops early when fn
+ *  returns non-zero (that value is returned). Constant memory. */
+typedef int (*vl_store_ledger_fn)(void *ctx, uint64_t index, const char *line, size_t line_len,
+                                  const char *note, size_t note_len);
+int vl_store_ledger_scan(vl_store_t *store, uint64_t start, uint64_t end, vl_store_ledger_fn fn,
+                         void *ctx, vl_error_t *err);
+/** The latest checkpoint (malloc'd note, caller frees) and its size. With
+ *  `fresh`, first has the writer sign one covering every committed entry. */
+int vl_store_ledger_checkpoint(vl_store_t *store, int fresh, char **note, uint64_t *size,
+                               vl_error_t *err) VL_WARN_UNUSED;
+/** Node source for vl_ledger_*_proof() on the calling thread's reader:
+ *  pass vl_store_ledger_node as fn and the store as ctx. */
+int vl_store_ledger_node(void *store, int level, uint64_t index, unsigned char out[VL_HASH_LEN]);
+/** The ledger entry index, salt and stored bytes of a record version. */
+int vl_store_ledger_record(vl_store_t *store, const char *type, const char *id, int64_t version,
+                           uint64_t *index, unsigned char salt[32], char **bytes, size_t *len,
+                           vl_error_t *err) VL_WARN_UNUSED;
+/** Calls `fn` for every stored record version in ledger order with its
+ *  ref ("Type/id/_history/v"), salt and bytes (empty for a delete); versions
+ *  without a ledger entry (never legitimate once migration 002 ran) come
+ *  last, with index UINT64_MAX. */
+typedef int (*vl_store_record_fn)(void *ctx, uint64_t index, const char *ref,
+                                  const unsigned char salt[32], const char *bytes, size_t len);
+int vl_store_records_scan(vl_store_t *store, vl_store_record_fn fn, void *ctx, vl_error_t *err);
+/** Appends a key-rotation entry (signed by the current key) and makes
+ *  `next` the signing key; the rotation is committed before it returns. */
+int vl_store_ledger_rotate(vl_store_t *store, const vl_ledger_key_t *next, vl_error_t *err);
 
 /** Counters for /metrics. */
 typedef struct vl_store_stats {

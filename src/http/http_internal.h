@@ -57,6 +57,8 @@ typedef struct vl_response {
     char location[512];
     char last_modified[40];
     const char *allow; /* for 405 */
+    char ledger_index[24];  /* X-Ledger-Index receipt, or "" */
+    char ledger_hash[65];   /* X-Ledger-Entry-Hash receipt (hex) */
 } vl_response_t;
 
 typedef struct vl_request {
@@ -103,6 +105,12 @@ MHD_RESULT vl_send_json(vl_request_t *req, int status, json_t *doc);
 MHD_RESULT vl_submit_write(vl_request_t *req);
 /** The public base URL ("http://host:port"), no trailing slash. */
 void vl_base_url(vl_request_t *req, char *out, size_t n);
+
+/* ledger.c */
+/** Handles /ledger/... */
+MHD_RESULT vl_ledger_dispatch(vl_request_t *req);
+/** GET /fhir/{type}/{id}/_history/{vid}/$ledger */
+MHD_RESULT vl_ledger_record(vl_request_t *req, const char *type, const char *id, int64_t vid);
 
 /* rest.c */
 /** Handles /fhir/... once the body is complete (or the write completed). */

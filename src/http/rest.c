@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "http_internal.h"
 
 #define MAX_SEGMENTS 5
@@ -512,6 +514,11 @@ MHD_RESULT vl_rest_write_done(vl_request_t *req)
     vl_response_t res = {0};
     if (w->result < 0)
         return vl_send_error(req, &w->err);
+    if (!w->noop) { /* the receipt: this write's ledger entry */
+        snprintf(res.ledger_index, sizeof res.ledger_index, "%llu",
+                 (unsigned long long)w->ledger_index);
+        sodium_bin2hex(res.ledger_hash, sizeof res.ledger_hash, w->ledger_hash, VL_HASH_LEN);
+    }
     if (w->op == VL_WRITE_DELETE) {
         res.status = 204;
         if (!w->noop)
@@ -690,7 +697,7 @@ MHD_RESULT vl_rest_dispatch(vl_request_t *req)
         }
         return method_not_allowed(req, "GET, PUT, DELETE");
     }
-    if (strcmp(seg[2], "_history") != 0 || n > 4)
+    if (strcmp(seg[2], "_history") != 0 || (n == 5 && strcmp(seg[4], "$ledger") != 0))
         return vl_send_errorf(req, 404, "not-found", "no such path");
     if (n == 3) {
         req->route = "/fhir/{type}/{id}/_history";
@@ -699,7 +706,8 @@ MHD_RESULT vl_rest_dispatch(vl_request_t *req)
         AUTHORIZE("history-instance", t->name, seg[1]);
         return do_history(req, t, seg[1]);
     }
-    req->route = "/fhir/{type}/{id}/_history/{vid}";
+    req->route = n == 5 ? "/fhir/{type}/{id}/_history/{vid}/$ledger"
+                        : "/fhir/{type}/{id}/_history/{vid}";
     if (!is_method(req, "GET") && !is_method(req, "HEAD"))
         return method_not_allowed(req, "GET");
     {
@@ -708,6 +716,8 @@ MHD_RESULT vl_rest_dispatch(vl_request_t *req)
         if (!vid || strchr(seg[3], '"'))
             return vl_send_errorf(req, 400, "invalid", "'%.32s' is not a version id", seg[3]);
         AUTHORIZE("vread", t->name, seg[1]);
+        if (n == 5) /* the same right as reading the version: it returns its bytes */
+            return vl_ledger_record(req, t->name, seg[1], vid);
         if (vl_store_read(req->http->store, t->name, seg[1], vid, &rec, &err) < 0)
             goto fail;
         ret = send_record(req, &rec);

@@ -147,6 +147,10 @@ MHD_RESULT vl_send(vl_request_t *req, vl_response_t *res)
         MHD_add_response_header(r, MHD_HTTP_HEADER_LAST_MODIFIED, res->last_modified);
     if (res->allow)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, res->allow);
+    if (res->ledger_index[0]) {
+        MHD_add_response_header(r, "X-Ledger-Index", res->ledger_index);
+        MHD_add_response_header(r, "X-Ledger-Entry-Hash", res->ledger_hash);
+    }
     req->status = res->status;
     ret = MHD_queue_response(req->conn, (unsigned)res->status, r);
     MHD_destroy_response(r);
@@ -418,6 +422,8 @@ static MHD_RESULT route(vl_request_t *req)
                               "the URL holds a control character (such as %%00)");
     if (strcmp(p, "/fhir") == 0 || strncmp(p, "/fhir/", 6) == 0)
         return vl_rest_dispatch(req);
+    if (strncmp(p, "/ledger/", 8) == 0)
+        return vl_ledger_dispatch(req);
     if (strcmp(p, "/healthz") == 0 || strcmp(p, "/readyz") == 0 || strcmp(p, "/metrics") == 0) {
         req->route = p[1] == 'h' ? "/healthz" : p[1] == 'r' ? "/readyz" : "/metrics";
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {

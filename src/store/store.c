@@ -24,6 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "store_internal.h"
 
 /* ------------------------------------------------------------------------
@@ -133,7 +135,8 @@ sqlite3_stmt *vl_store_stmt(sqlite3 *db, sqlite3_stmt **cache, const char *sql, 
  * Migrations
  * ---------------------------------------------------------------------- */
 
-static int migrate(sqlite3 *db, vl_error_t *err)
+/* Applies pending migrations; *from receives the schema version found. */
+static int migrate(sqlite3 *db, int *from, vl_error_t *err)
 {
     sqlite3_stmt *st = NULL;
     int current = 0;
@@ -142,6 +145,7 @@ static int migrate(sqlite3 *db, vl_error_t *err)
     if (sqlite3_step(st) == SQLITE_ROW)
         current = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
+    *from = current;
     for (const vl_migration_t *m = vl_migrations; m->sql; m++) {
         char pragma[64];
         if (m->number <= current)
@@ -177,6 +181,12 @@ int vl_store_open(const char *dir, const vl_store_options_t *opts, vl_store_t **
         return vl_error_set(err, 500, "exception", NULL, "out of memory");
     snprintf(s->path, sizeof s->path, "%s/vitalog.db", dir);
     s->batch_max = opts && opts->batch_max > 0 ? opts->batch_max : 256;
+    s->cp_ms = opts && opts->checkpoint_ms ? opts->checkpoint_ms : 1000;
+    if (opts && opts->key) {
+        s->key = *opts->key;
+        s->has_key = s->key.has_secret;
+        snprintf(s->origin, sizeof s->origin, "%s", opts->origin ? opts->origin : s->key.name);
+    }
     pthread_mutex_init(&s->readers_mu, NULL);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cond, NULL);
@@ -198,7 +208,9 @@ int vl_store_open(const char *dir, const vl_store_options_t *opts, vl_store_t **
     }
     if (vl_store_connect(s, 0, &s->wdb, err) < 0)
         goto fail;
-    if (migrate(s->wdb, err) < 0)
+    if (migrate(s->wdb, &s->schema_from, err) < 0)
+        goto fail;
+    if (vl_store_ledger_open(s, err) < 0)
         goto fail;
     if (vl_store_writer_start(s, err) < 0)
         goto fail;
@@ -236,6 +248,7 @@ void vl_store_close(vl_store_t *s)
         sqlite3_finalize(s->wstmts[i]);
     if (s->wdb)
         sqlite3_close(s->wdb);
+    sodium_memzero(&s->key, sizeof s->key);
     pthread_mutex_destroy(&s->readers_mu);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cond);

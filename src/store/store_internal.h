@@ -12,7 +12,13 @@
 #include "vitalog/store.h"
 
 /* Cached statements of a read connection. */
-enum { VL_RSTMT_READ_CURRENT, VL_RSTMT_READ_VERSION, VL_RSTMT_COUNT };
+enum {
+    VL_RSTMT_READ_CURRENT,
+    VL_RSTMT_READ_VERSION,
+    VL_RSTMT_LEDGER_LEAF,
+    VL_RSTMT_LEDGER_NODE,
+    VL_RSTMT_COUNT
+};
 
 /* Cached statements of the writer connection. */
 enum {
@@ -30,8 +36,19 @@ enum {
     VL_WSTMT_INSERT_REFERENCE,
     VL_WSTMT_INSERT_DATE,
     VL_WSTMT_INSERT_QUANTITY,
+    VL_WSTMT_LEDGER_ENTRY,
+    VL_WSTMT_LEDGER_NODE,
+    VL_WSTMT_LEDGER_CHECKPOINT,
     VL_WSTMT_COUNT
 };
+
+/* What the writer knows of the ledger; copied before each write and
+ * restored when the write (or its batch) does not commit. */
+typedef struct vl_ledger_state {
+    uint64_t size;
+    unsigned char prev[VL_HASH_LEN];
+    vl_ledger_range_t range;
+} vl_ledger_state_t;
 
 typedef struct vl_reader {
     vl_store_t *store;
@@ -62,6 +79,16 @@ struct vl_store {
     int stopping;
     int failed; /* the last batch failed to commit (cleared by the next commit) */
     vl_store_stats_t stats;
+
+    /* ledger: written only by the writer thread (and by open/close) */
+    vl_ledger_key_t key;     /* signing key (copy); valid if has_key */
+    int has_key;
+    char origin[128];
+    vl_ledger_state_t ledger; /* tree state of everything written so far */
+    uint64_t cp_size;         /* size of the latest checkpoint */
+    int64_t cp_time_us;       /* when it was signed */
+    unsigned cp_ms;
+    int schema_from; /* PRAGMA user_version found at open (before migrations) */
 };
 
 int vl_store_connect(vl_store_t *s, int readonly, sqlite3 **out, vl_error_t *err);
@@ -76,6 +103,18 @@ int vl_store_collect(sqlite3 *db, sqlite3_stmt *st, vl_records_t *out, vl_error_
 
 int vl_store_writer_start(vl_store_t *s, vl_error_t *err);
 void vl_store_writer_stop(vl_store_t *s);
+
+/* ledger.c */
+/** Loads the ledger state, checks the chain's tail and the latest
+ *  checkpoint, anchors versions written before the ledger existed. */
+int vl_store_ledger_open(vl_store_t *s, vl_error_t *err);
+/** Appends an entry inside the open savepoint (fills index and prev);
+ *  returns its hash in `hash`. */
+int vl_store_ledger_append(vl_store_t *s, vl_ledger_entry_t *e, unsigned char hash[VL_HASH_LEN],
+                           vl_error_t *err);
+/** Signs and stores a checkpoint of the current state if it covers new
+ *  entries (inside the open transaction). */
+int vl_store_ledger_sign(vl_store_t *s, int64_t now, vl_error_t *err);
 
 /** Runs a query on `db` (reader or writer connection). */
 int vl_store_query_run(sqlite3 *db, const vl_query_t *q, int with_total, vl_records_t *out,

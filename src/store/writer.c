@@ -22,9 +22,11 @@
  * batch, so throughput grows with concurrency while each write waits at
  * most about two fsyncs.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sodium.h>
 
@@ -252,6 +254,25 @@ static int apply(vl_store_t *s, vl_store_write_t *w, int64_t now, vl_error_t *er
     unsigned char salt[32];
     sqlite3_stmt *st;
 
+    if (w->op == VL_WRITE_CHECKPOINT)
+        return 0; /* run_batch signs */
+    if (!s->has_key)
+        return vl_error_set(err, 503, "transient", NULL,
+                            "the store is open without its ledger key: writes are refused");
+    if (w->op == VL_WRITE_ROTATE) {
+        vl_ledger_entry_t e;
+        memset(&e, 0, sizeof e);
+        e.time_us = now;
+        e.kind = VL_ENTRY_KEY_ROTATION;
+        if (vl_ledger_key_vkey(w->next_key, e.key, sizeof e.key) < 0 ||
+            vl_ledger_rotation_sign(&s->key, &e) < 0)
+            return vl_error_set(err, 500, "exception", NULL, "signing the key rotation failed");
+        if (vl_store_ledger_append(s, &e, w->ledger_hash, err) < 0)
+            return -1;
+        w->ledger_index = e.index;
+        s->key = *w->next_key; /* checkpoints from here on: the new key */
+        return 0;
+    }
     if (w->op == VL_WRITE_CREATE && w->if_none_exist) {
         vl_records_t hits = {0};
         vl_query_t q = *w->if_none_exist;
@@ -333,8 +354,8 @@ static int apply(vl_store_t *s, vl_store_write_t *w, int64_t now, vl_error_t *er
 
     randombytes_buf(salt, sizeof salt);
     st = W(s, VL_WSTMT_INSERT_VERSION,
-           "INSERT INTO resource_version (rid, version, last_updated, method, deleted, body, salt)"
-           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+           "INSERT INTO resource_version (rid, version, last_updated, method, deleted, body, salt,"
+           " ledger_idx) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
            err);
     if (!st)
         return -1;
@@ -348,8 +369,23 @@ static int apply(vl_store_t *s, vl_store_write_t *w, int64_t now, vl_error_t *er
     else
         sqlite3_bind_null(st, 6);
     sqlite3_bind_blob(st, 7, salt, sizeof salt, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 8, (sqlite3_int64)s->ledger.size);
     if (step_done(s, st, "writing a version", err) < 0)
         return -1;
+    {
+        /* the version's ledger entry, in the same savepoint (ledger.c) */
+        vl_ledger_entry_t e;
+        memset(&e, 0, sizeof e);
+        e.time_us = now;
+        e.kind = w->op == VL_WRITE_DELETE ? VL_ENTRY_DELETE
+                 : w->created             ? VL_ENTRY_CREATE
+                                          : VL_ENTRY_UPDATE;
+        snprintf(e.ref, sizeof e.ref, "%s/%s/_history/%lld", w->type, w->id, (long long)w->version);
+        vl_ledger_commitment(salt, w->body, w->body ? w->body_len : 0, e.commitment);
+        if (vl_store_ledger_append(s, &e, w->ledger_hash, err) < 0)
+            return -1;
+        w->ledger_index = e.index;
+    }
 
     if (found && delete_index(s, rid, err) < 0)
         return -1;
@@ -358,30 +394,77 @@ static int apply(vl_store_t *s, vl_store_write_t *w, int64_t now, vl_error_t *er
     return 0;
 }
 
+/* Everything run_batch() must put back when writes do not commit
+ * (invariant 2 of ledger.c). */
+typedef struct snapshot {
+    vl_ledger_state_t ledger;
+    vl_ledger_key_t key;
+    uint64_t cp_size;
+    int64_t cp_time_us;
+} snapshot_t;
+
+static void snapshot_take(const vl_store_t *s, snapshot_t *snap)
+{
+    snap->ledger = s->ledger;
+    snap->key = s->key;
+    snap->cp_size = s->cp_size;
+    snap->cp_time_us = s->cp_time_us;
+}
+
+static void snapshot_restore(vl_store_t *s, const snapshot_t *snap)
+{
+    s->ledger = snap->ledger;
+    s->key = snap->key;
+    s->cp_size = snap->cp_size;
+    s->cp_time_us = snap->cp_time_us;
+}
+
+/* A checkpoint is due when entries are uncovered and the last one is
+ * checkpoint_ms old, or when a write asks for one. */
+static int checkpoint_due(const vl_store_t *s, int64_t now, int asked)
+{
+    if (!s->has_key || s->ledger.size == s->cp_size)
+        return 0;
+    return asked || now - s->cp_time_us >= (int64_t)s->cp_ms * 1000;
+}
+
+/* Runs one batch (NULL: a checkpoint only). */
 static void run_batch(vl_store_t *s, vl_store_write_t *batch)
 {
     vl_error_t err = VL_ERROR_INIT;
     int64_t now = vl_time_now_us();
-    int committed = 0;
+    int committed = 0, asked = batch == NULL;
     uint64_t n = 0, failed = 0;
+    snapshot_t at_start, before_write;
 
+    snapshot_take(s, &at_start);
     if (vl_store_exec(s->wdb, "BEGIN IMMEDIATE;", &err) == 0) {
         for (vl_store_write_t *w = batch; w; w = w->_next) {
+            asked |= w->op == VL_WRITE_CHECKPOINT || w->op == VL_WRITE_ROTATE;
             if (vl_store_exec(s->wdb, "SAVEPOINT w;", &w->err) < 0) {
                 w->result = -1;
                 continue;
             }
+            snapshot_take(s, &before_write);
             w->result = apply(s, w, now, &w->err);
             if (w->result < 0) {
                 vl_store_exec(s->wdb, "ROLLBACK TO w;", NULL);
+                snapshot_restore(s, &before_write);
                 free(w->body);
                 w->body = NULL;
             }
             vl_store_exec(s->wdb, "RELEASE w;", NULL);
         }
+        if (checkpoint_due(s, now, asked) && vl_store_ledger_sign(s, now, &err) < 0) {
+            /* entries stay uncovered until the next try; the writes stand */
+            vl_logf(VL_LOG_ERROR, "ledger: %s", vl_error_message(&err));
+            vl_error_clear(&err);
+        }
         committed = vl_store_exec(s->wdb, "COMMIT;", &err) == 0;
-        if (!committed)
+        if (!committed) {
             vl_store_exec(s->wdb, "ROLLBACK;", NULL);
+            snapshot_restore(s, &at_start);
+        }
     }
     /* /readyz reports not ready while commits fail */
     pthread_mutex_lock(&s->mu);
@@ -418,11 +501,24 @@ static void *writer_main(void *arg)
     for (;;) {
         vl_store_write_t *batch, *last;
         int n = 0;
+        int timed_out = 0;
         pthread_mutex_lock(&s->mu);
-        while (!s->head && !s->stopping)
-            pthread_cond_wait(&s->cond, &s->mu);
-        if (!s->head) { /* stopping and drained */
+        while (!s->head && !s->stopping && !timed_out) {
+            if (s->has_key && s->ledger.size > s->cp_size) {
+                /* uncovered entries: wake when their checkpoint is due */
+                int64_t due = s->cp_time_us + (int64_t)s->cp_ms * 1000;
+                struct timespec ts = {(time_t)(due / 1000000), (long)(due % 1000000) * 1000};
+                timed_out = pthread_cond_timedwait(&s->cond, &s->mu, &ts) == ETIMEDOUT;
+            } else {
+                pthread_cond_wait(&s->cond, &s->mu);
+            }
+        }
+        if (!s->head) { /* a checkpoint is due, or stopping and drained */
             pthread_mutex_unlock(&s->mu);
+            if (s->has_key && s->ledger.size > s->cp_size)
+                run_batch(s, NULL); /* on stop too: leave every entry covered */
+            if (timed_out)
+                continue;
             break;
         }
         batch = last = s->head;
@@ -476,12 +572,16 @@ static int name_ok(const char *s, int id)
 
 int vl_store_submit(vl_store_t *s, vl_store_write_t *w, vl_error_t *err)
 {
-    if (!name_ok(w->type, 0) || ((w->op != VL_WRITE_CREATE || w->id[0]) && !name_ok(w->id, 1)))
+    int record = w->op == VL_WRITE_CREATE || w->op == VL_WRITE_UPDATE || w->op == VL_WRITE_DELETE;
+    if (record && (!name_ok(w->type, 0) || ((w->op != VL_WRITE_CREATE || w->id[0]) &&
+                                            !name_ok(w->id, 1))))
         return vl_error_set(err, 400, "invalid", NULL, "invalid resource type or id");
+    if (w->op == VL_WRITE_ROTATE && (!w->next_key || !w->next_key->has_secret))
+        return vl_error_set(err, 400, "invalid", NULL, "a rotation needs the new secret key");
     w->_next = NULL;
     w->result = 0;
     w->noop = w->created = 0;
-    if (w->op != VL_WRITE_DELETE && prerender(w, err) < 0)
+    if ((w->op == VL_WRITE_CREATE || w->op == VL_WRITE_UPDATE) && prerender(w, err) < 0)
         return -1;
     pthread_mutex_lock(&s->mu);
     if (s->stopping || !s->writer_running) {

@@ -20,6 +20,25 @@
 
 #include "vitalog/http.h"
 #include "vitalog/store.h"
+#include <sodium.h>
+
+/* Stores open with a ledger key (writes are refused without one). */
+static const vl_store_options_t *test_store_options(const vl_store_options_t *base)
+{
+    static vl_ledger_key_t key;
+    static vl_store_options_t opts;
+    static int ready;
+    vl_error_t err = VL_ERROR_INIT;
+    if (!ready) {
+        if (sodium_init() < 0 || vl_ledger_key_generate("test.invalid/log", &key, &err) < 0)
+            abort();
+        ready = 1;
+    }
+    opts = base ? *base : (vl_store_options_t){0};
+    opts.key = &key;
+    opts.origin = key.name;
+    return &opts;
+}
 
 typedef struct fixture {
     char dir[64];
@@ -114,7 +133,7 @@ static int setup(void **state)
     vl_http_options_t opts = {.host = "127.0.0.1", .port = 0, .max_body = 4096};
     snprintf(f->dir, sizeof f->dir, "/tmp/vl-http-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
-    assert_int_equal(vl_store_open(f->dir, NULL, &f->store, &err), 0);
+    assert_int_equal(vl_store_open(f->dir, test_store_options(NULL), &f->store, &err), 0);
     assert_int_equal(vl_http_start(&opts, f->store, &f->http, &err), 0);
     assert_true(vl_http_port(f->http) > 0);
     snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u", (unsigned)vl_http_port(f->http));

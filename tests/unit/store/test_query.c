@@ -27,6 +27,26 @@
 #include <cmocka.h>
 
 #include "vitalog/store.h"
+#include <sodium.h>
+#include <stdlib.h>
+
+/* Stores open with a ledger key (writes are refused without one). */
+static const vl_store_options_t *test_store_options(const vl_store_options_t *base)
+{
+    static vl_ledger_key_t key;
+    static vl_store_options_t opts;
+    static int ready;
+    vl_error_t err = VL_ERROR_INIT;
+    if (!ready) {
+        if (sodium_init() < 0 || vl_ledger_key_generate("test.invalid/log", &key, &err) < 0)
+            abort();
+        ready = 1;
+    }
+    opts = base ? *base : (vl_store_options_t){0};
+    opts.key = &key;
+    opts.origin = key.name;
+    return &opts;
+}
 
 typedef struct fixture {
     char root[64];
@@ -128,7 +148,7 @@ static int group_setup(void **state)
     if (!mkdtemp(F->root))
         return -1;
     snprintf(data, sizeof data, "%s/data", F->root);
-    if (vl_store_open(data, NULL, &F->store, &err) != 0)
+    if (vl_store_open(data, test_store_options(NULL), &F->store, &err) != 0)
         return -1;
 
     /* tokens and references */

@@ -22,6 +22,26 @@
 #include <sqlite3.h>
 
 #include "vitalog/store.h"
+#include <sodium.h>
+#include <stdlib.h>
+
+/* Stores open with a ledger key (writes are refused without one). */
+static const vl_store_options_t *test_store_options(const vl_store_options_t *base)
+{
+    static vl_ledger_key_t key;
+    static vl_store_options_t opts;
+    static int ready;
+    vl_error_t err = VL_ERROR_INIT;
+    if (!ready) {
+        if (sodium_init() < 0 || vl_ledger_key_generate("test.invalid/log", &key, &err) < 0)
+            abort();
+        ready = 1;
+    }
+    opts = base ? *base : (vl_store_options_t){0};
+    opts.key = &key;
+    opts.origin = key.name;
+    return &opts;
+}
 
 /* ------------------------------------------------------------------------
  * Fixture: a temporary directory; the store lives in DIR/data
@@ -51,7 +71,7 @@ static int setup(void **state)
     assert_non_null(mkdtemp(f->root));
     snprintf(f->data, sizeof f->data, "%s/data", f->root);
     snprintf(f->db, sizeof f->db, "%s/vitalog.db", f->data);
-    if (vl_store_open(f->data, NULL, &f->store, &err) != 0)
+    if (vl_store_open(f->data, test_store_options(NULL), &f->store, &err) != 0)
         fail_msg("vl_store_open: %s", vl_error_message(&err));
     *state = f;
     return 0;
@@ -71,7 +91,7 @@ static void reopen(fixture_t *f, const vl_store_options_t *opts)
     vl_error_t err = VL_ERROR_INIT;
     vl_store_close(f->store);
     f->store = NULL;
-    if (vl_store_open(f->data, opts, &f->store, &err) != 0)
+    if (vl_store_open(f->data, test_store_options(opts), &f->store, &err) != 0)
         fail_msg("reopen: %s", vl_error_message(&err));
 }
 

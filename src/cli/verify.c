@@ -1,0 +1,698 @@
+/*
+ * vitalog — cli: `vitalog verify`, the offline ledger verifier.
+ *
+ * Two sources, one engine (vl_ledger_verifier_*, shared with the server):
+ *
+ *   export mode  an export file (or stdin) read line by line with a bounded
+ *                reader: memory is O(log n) for the tree plus one line,
+ *                however long the export.
+ *   data mode    a data directory: the store's ledger scan feeds the same
+ *                verifier, and every stored record version is checked
+ *                against its entry's commitment.
+ *
+ * Records (--records FILE, or the store's records in data mode) are checked
+ * in lockstep with the entries: both are in ledger order, so one pending
+ * record is held while the entry stream advances to the entry with its
+ * ref. Memory stays bounded; a record whose entry does not follow is a
+ * failure.
+ *
+ * Every failure is reported once, the first one found, as
+ *   vitalog verify: FAILED at <entry N | checkpoint at size N | line N ...>
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "vitalog/cli.h"
+#include "vitalog/store.h"
+
+#define PROGRESS_EVERY 100000
+
+static const char usage_verify[] =
+    "usage: vitalog verify --key KEY [--records FILE] EXPORT\n"
+    "       vitalog verify [--key KEY] --data DIR\n"
+    "\n"
+    "Verifies a ledger offline: every entry's form, index and hash chain, every\n"
+    "key rotation, and every signed checkpoint (C2SP signed note, Ed25519) against\n"
+    "the RFC 9162 Merkle root of the entries before it; the last checkpoint must\n"
+    "cover every entry. Exits 0 only if everything holds; otherwise exits 1 and\n"
+    "prints the first failure (\"FAILED at entry N: ...\") to stderr.\n"
+    "\n"
+    "EXPORT is an export as written by GET /ledger/export or `vitalog export`\n"
+    "(NDJSON: entry lines and {\"checkpoint\":...} lines); - reads standard input.\n"
+    "It is streamed: memory does not grow with its size.\n"
+    "\n"
+    "options:\n"
+    "  -k, --key KEY        trusted verifier key (C2SP vkey, as served by GET\n"
+    "                       /ledger/key), or a file holding one per line;\n"
+    "                       repeatable. Keys rotated in by a trusted key are\n"
+    "                       trusted from their rotation entry on.\n"
+    "  -r, --records FILE   also check stored record bytes: FILE is the NDJSON of\n"
+    "                       `vitalog export --records` ({\"ref\",\"salt\",\"bytes\"}\n"
+    "                       in ledger order); SHA-256(salt || bytes) must equal the\n"
+    "                       commitment of the entry with that ref\n"
+    "  -d, --data DIR       verify a data directory instead of an export: its\n"
+    "                       ledger, its checkpoints and every stored record\n"
+    "                       version (KEY defaults to the log's first key: the\n"
+    "                       first line of DIR/ledger.vkey.history after a key\n"
+    "                       rotation, else DIR/ledger.vkey)\n"
+    "  -h, --help           show this help\n"
+    "\n"
+    "On success prints one line to stdout: entries, checkpoints, and the size,\n"
+    "root and origin of the last checkpoint. With --data while a server runs on\n"
+    "DIR, entries newer than its latest checkpoint (signed within a second) are\n"
+    "left out and counted in that line.\n";
+
+typedef struct verify_state {
+    vl_ledger_verifier_t *v;
+    uint64_t entries, checkpoints, records;
+    /* last checkpoint, for the summary */
+    char origin[256];
+    uint64_t cp_size;
+    unsigned char root[VL_HASH_LEN];
+    int have_cp;
+    int progress;
+    int progress_shown;
+    /* the record waiting for its entry */
+    int rec_pending;
+    char rec_ref[256];
+    unsigned char rec_commit[VL_HASH_LEN];
+    uint64_t rec_line; /* export mode: line in the records file */
+    uint64_t unsigned_tail; /* data mode, live server: newest entries not checked */
+    /* the first failure (text after "FAILED at ") */
+    char fail[1024];
+} verify_state_t;
+
+static int fail(verify_state_t *st, const char *fmt, ...) VL_PRINTF(2, 3);
+
+static int fail(verify_state_t *st, const char *fmt, ...)
+{
+    va_list ap;
+    if (st->fail[0])
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(st->fail, sizeof st->fail, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static void progress(verify_state_t *st)
+{
+    if (st->progress && st->entries % PROGRESS_EVERY == 0) {
+        fprintf(stderr, "\r%llu entries", (unsigned long long)st->entries);
+        st->progress_shown = 1;
+    }
+}
+
+static void progress_clear(verify_state_t *st)
+{
+    if (st->progress_shown)
+        fprintf(stderr, "\r%40s\r", "");
+}
+
+/* " (line N)" for export mode, "" for data mode */
+static const char *where(char *buf, size_t n, uint64_t lineno)
+{
+    if (lineno == 0)
+        return "";
+    snprintf(buf, n, " (line %llu)", (unsigned long long)lineno);
+    return buf;
+}
+
+/* One entry line, as stored. Then the pending record, if it is this
+ * entry's. */
+static int on_entry(verify_state_t *st, const char *line, size_t len, uint64_t lineno)
+{
+    vl_error_t err = VL_ERROR_INIT;
+    vl_ledger_entry_t e;
+    char w[48];
+    if (vl_ledger_verifier_entry(st->v, line, len, &err) < 0) {
+        fail(st, "%s%s", vl_error_message(&err), where(w, sizeof w, lineno));
+        vl_error_clear(&err);
+        return -1;
+    }
+    st->entries++;
+    progress(st);
+    if (!st->rec_pending)
+        return 0;
+    if (vl_ledger_entry_parse(line, len, &e, &err) < 0) {
+        /* the verifier accepted it, so this cannot happen; fail closed */
+        fail(st, "entry %llu: %s", (unsigned long long)(st->entries - 1),
+             vl_error_message(&err));
+        vl_error_clear(&err);
+        return -1;
+    }
+    if (e.kind == VL_ENTRY_KEY_ROTATION || strcmp(e.ref, st->rec_ref) != 0)
+        return 0;
+    if (sodium_memcmp(e.commitment, st->rec_commit, VL_HASH_LEN) != 0)
+        fail(st,
+                    "entry %llu: record %s: SHA-256(salt || bytes) does not match the entry's "
+                    "commitment (the stored bytes or salt were changed)",
+                    (unsigned long long)e.index, st->rec_ref);
+    st->rec_pending = 0;
+    st->records++;
+    return 0;
+}
+
+static int on_checkpoint(verify_state_t *st, const char *note, size_t len, uint64_t lineno)
+{
+    vl_error_t err = VL_ERROR_INIT;
+    char w[48];
+    if (vl_ledger_verifier_checkpoint(st->v, note, len, &err) < 0) {
+        fail(st, "%s%s", vl_error_message(&err), where(w, sizeof w, lineno));
+        vl_error_clear(&err);
+        return -1;
+    }
+    st->checkpoints++;
+    if (vl_cli_note_checkpoint(note, len, st->origin, sizeof st->origin, &st->cp_size,
+                               st->root) == 0)
+        st->have_cp = 1;
+    return 0;
+}
+
+static int finish(verify_state_t *st)
+{
+    vl_error_t err = VL_ERROR_INIT;
+    if (vl_ledger_verifier_finish(st->v, &err) < 0) {
+        fail(st, "%s", vl_error_message(&err));
+        vl_error_clear(&err);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Records
+ * ---------------------------------------------------------------------- */
+
+/* Sets the pending record from its parts. */
+static int set_record(verify_state_t *st, const char *ref, const unsigned char salt[32],
+                      const void *bytes, size_t len)
+{
+    if (strlen(ref) >= sizeof st->rec_ref)
+        return -1;
+    snprintf(st->rec_ref, sizeof st->rec_ref, "%s", ref);
+    vl_ledger_commitment(salt, bytes, len, st->rec_commit);
+    st->rec_pending = 1;
+    return 0;
+}
+
+/* Reads the next line of the records file into the pending record.
+ * 0 (rec_pending says whether there was one) or -1 (failure recorded). */
+static int next_record(verify_state_t *st, vl_cli_lines_t *rec)
+{
+    char *line;
+    size_t len, b64len, binlen = 0, saltlen = 0;
+    json_t *doc = NULL, *jref, *jsalt, *jbytes;
+    json_error_t jerr;
+    unsigned char salt[32], *bytes = NULL;
+    const char *b64, *end = NULL;
+    int rc;
+
+    st->rec_pending = 0;
+    rc = vl_cli_lines_next(rec, &line, &len);
+    if (rc == 0)
+        return 0;
+    if (rc < 0)
+        return fail(st, "records file: %s", rec->error);
+    st->rec_line = rec->lineno;
+    doc = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc || !json_is_object(doc)) {
+        fail(st, "records line %llu: not a JSON object%s%s", (unsigned long long)rec->lineno,
+             doc ? "" : ": ", doc ? "" : jerr.text);
+        goto out;
+    }
+    jref = json_object_get(doc, "ref");
+    jsalt = json_object_get(doc, "salt");
+    jbytes = json_object_get(doc, "bytes");
+    if (!json_is_string(jref) || !json_is_string(jsalt) || !json_is_string(jbytes)) {
+        fail(st, "records line %llu: needs string members ref, salt and bytes",
+             (unsigned long long)rec->lineno);
+        goto out;
+    }
+    if (json_string_length(jsalt) != 64 ||
+        sodium_hex2bin(salt, sizeof salt, json_string_value(jsalt), 64, NULL, &saltlen, &end) !=
+            0 ||
+        saltlen != 32) {
+        fail(st, "records line %llu: %s: salt is not 64 hex digits",
+             (unsigned long long)rec->lineno, json_string_value(jref));
+        goto out;
+    }
+    b64 = json_string_value(jbytes);
+    b64len = json_string_length(jbytes);
+    bytes = malloc(b64len / 4 * 3 + 3);
+    if (!bytes) {
+        fail(st, "records line %llu: out of memory", (unsigned long long)rec->lineno);
+        goto out;
+    }
+    end = NULL;
+    if (sodium_base642bin(bytes, b64len / 4 * 3 + 3, b64, b64len, NULL, &binlen, &end,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        end != b64 + b64len) {
+        fail(st, "records line %llu: %s: bytes is not base64", (unsigned long long)rec->lineno,
+             json_string_value(jref));
+        goto out;
+    }
+    if (set_record(st, json_string_value(jref), salt, bytes, binlen) < 0)
+        fail(st, "records line %llu: ref too long", (unsigned long long)rec->lineno);
+out:
+    free(bytes);
+    json_decref(doc);
+    return st->fail[0] ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Export mode
+ * ---------------------------------------------------------------------- */
+
+static int verify_export(verify_state_t *st, const char *path, const char *records)
+{
+    vl_cli_lines_t in, rec;
+    int rc, rec_open = 0;
+    char *line;
+    size_t len;
+
+    if (vl_cli_lines_open(&in, path, VL_CLI_MAX_LINE) < 0) {
+        fprintf(stderr, "vitalog verify: cannot open %s: %s\n", path, strerror(errno));
+        return -2;
+    }
+    if (records) {
+        if (!strcmp(records, "-") && !strcmp(path, "-")) {
+            fprintf(stderr, "vitalog verify: the export and --records cannot both be stdin\n");
+            vl_cli_lines_close(&in);
+            return -2;
+        }
+        if (vl_cli_lines_open(&rec, records, VL_CLI_MAX_RECORD_LINE) < 0) {
+            fprintf(stderr, "vitalog verify: cannot open %s: %s\n", records, strerror(errno));
+            vl_cli_lines_close(&in);
+            return -2;
+        }
+        rec_open = 1;
+        if (next_record(st, &rec) < 0)
+            goto out;
+    }
+
+    while ((rc = vl_cli_lines_next(&in, &line, &len)) > 0) {
+        uint64_t n = in.lineno;
+        if (len == 0) {
+            fail(st, "line %llu (after %llu entries): blank line", (unsigned long long)n,
+                 (unsigned long long)st->entries);
+            goto out;
+        }
+        if (len >= 9 && !memcmp(line, "{\"index\":", 9)) {
+            if (on_entry(st, line, len, n) < 0)
+                goto out;
+            if (rec_open && !st->rec_pending && next_record(st, &rec) < 0)
+                goto out;
+        } else if (len >= 14 && !memcmp(line, "{\"checkpoint\":", 14)) {
+            json_error_t jerr;
+            json_t *doc = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+            json_t *note = json_object_get(doc, "checkpoint");
+            if (!doc || json_object_size(doc) != 1 || !json_is_string(note)) {
+                fail(st,
+                     "line %llu (after %llu entries): malformed checkpoint line (want "
+                     "{\"checkpoint\":\"<signed note>\"})%s%s",
+                     (unsigned long long)n, (unsigned long long)st->entries, doc ? "" : ": ",
+                     doc ? "" : jerr.text);
+                json_decref(doc);
+                goto out;
+            }
+            rc = on_checkpoint(st, json_string_value(note), json_string_length(note), n);
+            json_decref(doc);
+            if (rc < 0)
+                goto out;
+        } else {
+            fail(st, "line %llu (after %llu entries): neither an entry nor a checkpoint line",
+                 (unsigned long long)n, (unsigned long long)st->entries);
+            goto out;
+        }
+    }
+    if (rc < 0) {
+        fail(st, "%s (after %llu entries)", in.error, (unsigned long long)st->entries);
+        goto out;
+    }
+    if (finish(st) < 0)
+        goto out;
+    if (st->rec_pending)
+        fail(st,
+             "record %s (records line %llu): no entry with this ref follows in the export "
+             "(records must be in ledger order)",
+             st->rec_ref, (unsigned long long)st->rec_line);
+out:
+    vl_cli_lines_close(&in);
+    if (rec_open)
+        vl_cli_lines_close(&rec);
+    return st->fail[0] ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Data mode
+ * ---------------------------------------------------------------------- */
+
+typedef struct data_ctx {
+    verify_state_t *st;
+    vl_store_t *store;
+    uint64_t pos;  /* next entry to feed */
+    uint64_t size; /* entries committed when the check started */
+    int beyond;    /* a record past `size` (written meanwhile): stop there */
+    vl_error_t err;
+    /* the stored tree (entry hashes and perfect-subtree nodes that proofs
+     * are built from) must be the tree of the stored lines */
+    vl_ledger_range_t range;
+    int node_bad;
+    int node_level;
+    uint64_t node_index;
+} data_ctx_t;
+
+static void data_node_cb(void *ctx, int level, uint64_t index, const unsigned char hash[VL_HASH_LEN])
+{
+    data_ctx_t *d = ctx;
+    unsigned char stored[VL_HASH_LEN];
+    if (d->node_bad)
+        return;
+    if (vl_store_ledger_node(d->store, level, index, stored) < 0 ||
+        memcmp(stored, hash, VL_HASH_LEN) != 0) {
+        d->node_bad = 1;
+        d->node_level = level;
+        d->node_index = index;
+    }
+}
+
+/* The stored hash of entry `index` and the tree nodes it completes. */
+static int data_check_tree(data_ctx_t *d, uint64_t index, const char *line, size_t len)
+{
+    unsigned char leaf[VL_HASH_LEN], stored[VL_HASH_LEN];
+    vl_ledger_leaf_hash(line, len, leaf);
+    if (vl_store_ledger_node(d->store, 0, index, stored) < 0 ||
+        memcmp(stored, leaf, VL_HASH_LEN) != 0)
+        return fail(d->st, "entry %llu: the stored entry hash is not the hash of its line",
+                    (unsigned long long)index);
+    vl_ledger_range_append(&d->range, leaf, data_node_cb, d);
+    if (d->node_bad)
+        return fail(d->st,
+                    "entry %llu: the stored Merkle tree node (level %d, index %llu) does not "
+                    "match the entries it covers (proofs built from it would be wrong)",
+                    (unsigned long long)index, d->node_level,
+                    (unsigned long long)d->node_index);
+    return 0;
+}
+
+static int data_ledger_cb(void *ctx, uint64_t index, const char *line, size_t line_len,
+                          const char *note, size_t note_len)
+{
+    data_ctx_t *d = ctx;
+    if (line) {
+        if (index != d->pos) {
+            fail(d->st, "entry %llu: the store returned entry %llu out of order",
+                 (unsigned long long)d->pos, (unsigned long long)index);
+            return 1;
+        }
+        if (on_entry(d->st, line, line_len, 0) < 0 ||
+            data_check_tree(d, index, line, line_len) < 0)
+            return 1;
+        d->pos = index + 1;
+        return 0;
+    }
+    if (note)
+        return on_checkpoint(d->st, note, note_len, 0) < 0 ? 1 : 0;
+    return 0;
+}
+
+/* Advances the ledger to `end` (exclusive). */
+static int data_advance(data_ctx_t *d, uint64_t end)
+{
+    int rc;
+    if (end <= d->pos)
+        return 0;
+    rc = vl_store_ledger_scan(d->store, d->pos, end, data_ledger_cb, d, &d->err);
+    if (d->st->fail[0])
+        return -1;
+    if (rc != 0 || d->err.status)
+        return fail(d->st, "entry %llu: reading the ledger: %s", (unsigned long long)d->pos,
+                    d->err.status ? vl_error_message(&d->err) : "scan failed");
+    if (d->pos != end)
+        return fail(d->st, "entry %llu: missing from the store (ledger size %llu)",
+                    (unsigned long long)d->pos, (unsigned long long)d->size);
+    return 0;
+}
+
+static int data_record_cb(void *ctx, uint64_t index, const char *ref,
+                          const unsigned char salt[32], const char *bytes, size_t len)
+{
+    data_ctx_t *d = ctx;
+    verify_state_t *st = d->st;
+    if (index == UINT64_MAX) { /* a stored version that no entry anchors */
+        fail(st, "entry %llu: record %s has no ledger entry (every accepted write must have one)",
+             (unsigned long long)d->size, ref);
+        return 1;
+    }
+    if (index >= d->size) {
+        /* written after the check started, or pointing past the ledger */
+        uint64_t now = 0;
+        vl_error_t err = VL_ERROR_INIT;
+        int rc = vl_store_ledger_size(d->store, &now, &err);
+        vl_error_clear(&err);
+        if (rc == 0 && index >= now) {
+            fail(st, "entry %llu: record %s names an entry past the end of the ledger (size %llu)",
+                 (unsigned long long)index, ref, (unsigned long long)now);
+            return 1;
+        }
+        d->beyond = 1;
+        return 1;
+    }
+    if (index < d->pos) {
+        fail(st, "entry %llu: record %s is not in ledger order (already past entry %llu)",
+             (unsigned long long)index, ref, (unsigned long long)d->pos);
+        return 1;
+    }
+    if (set_record(st, ref, salt, bytes, len) < 0) {
+        fail(st, "entry %llu: record ref too long", (unsigned long long)index);
+        return 1;
+    }
+    if (data_advance(d, index + 1) < 0)
+        return 1;
+    if (st->rec_pending) {
+        fail(st, "entry %llu: record %s is stored for this entry, but the entry is for "
+                 "another ref",
+             (unsigned long long)index, ref);
+        return 1;
+    }
+    return 0;
+}
+
+/* True when a server holds DIR/vitalog.lock right now. */
+static int server_running(const char *dir)
+{
+    char path[PATH_MAX];
+    int fd, busy;
+    snprintf(path, sizeof path, "%s/vitalog.lock", dir);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    busy = flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+    close(fd); /* releases a lock taken here */
+    return busy;
+}
+
+static int verify_data(verify_state_t *st, const char *dir)
+{
+    vl_store_options_t opts;
+    vl_store_t *store = NULL;
+    data_ctx_t d;
+    int rc;
+
+    memset(&d, 0, sizeof d);
+    d.st = st;
+    if (vl_cli_check_data("vitalog verify", dir) < 0)
+        return -2;
+    memset(&opts, 0, sizeof opts);
+    opts.key = NULL; /* read-only for the ledger */
+    if (vl_store_open(dir, &opts, &store, &d.err) < 0) {
+        const char *msg = vl_error_message(&d.err);
+        /* the store checks the tail of the chain and the latest checkpoint
+         * when it opens: what it finds there is a verification result */
+        if (!strncmp(msg, "ledger: ", 8)) {
+            fail(st, "%s (found by the store when opening %s)", msg + 8, dir);
+            vl_error_clear(&d.err);
+            return -1;
+        }
+        fprintf(stderr, "vitalog verify: cannot open the store in %s: %s\n", dir, msg);
+        vl_error_clear(&d.err);
+        return -2;
+    }
+    d.store = store;
+    vl_ledger_range_init(&d.range);
+    if (vl_store_ledger_size(store, &d.size, &d.err) < 0) {
+        fail(st, "entry 0: reading the ledger size: %s", vl_error_message(&d.err));
+        goto out;
+    }
+    if (server_running(dir)) {
+        /* a live server signs new entries within a second: check up to its
+         * latest checkpoint, not the entries it has yet to sign */
+        char *note = NULL;
+        uint64_t cp = 0;
+        if (vl_store_ledger_checkpoint(store, 0, &note, &cp, &d.err) == 0 && cp < d.size) {
+            st->unsigned_tail = d.size - cp;
+            d.size = cp;
+        }
+        vl_error_clear(&d.err);
+        free(note);
+    }
+    rc = vl_store_records_scan(store, data_record_cb, &d, &d.err);
+    if (st->fail[0])
+        goto out;
+    if (rc != 0 && !d.beyond) {
+        fail(st, "entry %llu: reading the records: %s", (unsigned long long)d.pos,
+             d.err.status ? vl_error_message(&d.err) : "scan failed");
+        goto out;
+    }
+    vl_error_clear(&d.err);
+    if (data_advance(&d, d.size) < 0)
+        goto out;
+    finish(st);
+out:
+    vl_error_clear(&d.err);
+    vl_store_close(store);
+    return st->fail[0] ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------
+ * The command
+ * ---------------------------------------------------------------------- */
+
+int vl_cli_verify(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"key", required_argument, NULL, 'k'},
+        {"records", required_argument, NULL, 'r'},
+        {"data", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    vl_ledger_key_t keys[VL_CLI_MAX_KEYS];
+    size_t nkeys = 0, i;
+    const char *records = NULL, *data = NULL, *origin;
+    const char *key_args[VL_CLI_MAX_KEYS];
+    size_t nkey_args = 0;
+    verify_state_t *st = NULL;
+    int opt, rc = 1;
+
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, "k:r:d:h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'k':
+            if (nkey_args == VL_CLI_MAX_KEYS) {
+                fprintf(stderr, "vitalog verify: at most %d --key options\n", VL_CLI_MAX_KEYS);
+                return 2;
+            }
+            key_args[nkey_args++] = optarg;
+            break;
+        case 'r': records = optarg; break;
+        case 'd': data = optarg; break;
+        case 'h': fputs(usage_verify, stdout); return 0;
+        default: fputs(usage_verify, stderr); return 2;
+        }
+    }
+    if (data) {
+        if (optind < argc) {
+            fprintf(stderr, "vitalog verify: give either --data DIR or an EXPORT, not both\n");
+            return 2;
+        }
+        if (records) {
+            fprintf(stderr, "vitalog verify: --records is for exports; with --data every "
+                            "stored record is checked\n");
+            return 2;
+        }
+    } else {
+        if (optind + 1 != argc) {
+            fprintf(stderr, "vitalog verify: %s\n\n%s",
+                    optind == argc ? "missing EXPORT (or --data DIR)" : "more than one EXPORT",
+                    usage_verify);
+            return 2;
+        }
+        if (nkey_args == 0) {
+            fprintf(stderr, "vitalog verify: --key KEY is required to verify an export\n");
+            return 2;
+        }
+    }
+
+    memset(keys, 0, sizeof keys);
+    for (i = 0; i < nkey_args; i++)
+        if (vl_cli_load_vkeys("vitalog verify", key_args[i], keys, &nkeys) < 0)
+            return 2;
+    if (nkey_args == 0) {
+        /* the log's first key: later ones are learnt from rotation entries */
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/ledger.vkey.history", data);
+        if (access(path, F_OK) == 0) {
+            if (vl_cli_load_vkeys("vitalog verify", path, keys, &nkeys) < 0)
+                return 2;
+            nkeys = 1;
+        } else {
+            snprintf(path, sizeof path, "%s/ledger.vkey", data);
+            if (vl_cli_load_vkeys("vitalog verify", path, keys, &nkeys) < 0) {
+                fprintf(stderr, "vitalog verify: give --key, or keep the verifier key in %s\n",
+                        path);
+                return 2;
+            }
+        }
+    }
+    /* checkpoints are named like their key; with keys of one name, insist
+     * on that origin */
+    origin = keys[0].name;
+    for (i = 1; i < nkeys; i++)
+        if (strcmp(keys[i].name, keys[0].name) != 0)
+            origin = NULL;
+
+    st = calloc(1, sizeof *st);
+    if (!st) {
+        fputs("vitalog verify: out of memory\n", stderr);
+        return 1;
+    }
+    st->v = vl_ledger_verifier_new(keys, nkeys, origin);
+    if (!st->v) {
+        fputs("vitalog verify: out of memory\n", stderr);
+        goto out;
+    }
+    st->progress = isatty(STDERR_FILENO);
+    vl_log_set_level(VL_LOG_WARN); /* the store's start-up chatter */
+
+    rc = data ? verify_data(st, data) : verify_export(st, argv[optind], records);
+    progress_clear(st);
+    if (rc == -2) {
+        rc = 1;
+    } else if (rc < 0 || st->fail[0]) {
+        fprintf(stderr, "vitalog verify: FAILED at %s\n", st->fail);
+        rc = 1;
+    } else {
+        char root[sodium_base64_ENCODED_LEN(VL_HASH_LEN, sodium_base64_VARIANT_ORIGINAL)];
+        sodium_bin2base64(root, sizeof root, st->root, VL_HASH_LEN,
+                          sodium_base64_VARIANT_ORIGINAL);
+        printf("vitalog verify: OK: %llu entries, %llu checkpoints, size %llu, root %s, "
+               "origin %s",
+               (unsigned long long)st->entries, (unsigned long long)st->checkpoints,
+               (unsigned long long)(st->have_cp ? st->cp_size : st->entries),
+               st->have_cp ? root : "-", st->have_cp ? st->origin : "-");
+        if (records || data)
+            printf(", %llu records", (unsigned long long)st->records);
+        if (st->unsigned_tail)
+            printf(" (a server is running: %llu newer entries not signed yet, not checked)",
+                   (unsigned long long)st->unsigned_tail);
+        putchar('\n');
+        rc = fflush(stdout) == 0 ? 0 : 1;
+    }
+out:
+    if (st)
+        vl_ledger_verifier_free(st->v);
+    free(st);
+    return rc;
+}

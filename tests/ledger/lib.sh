@@ -1,0 +1,133 @@
+# Shared helpers for tests/ledger/*.sh (sourced, not run).
+# Needs: VITALOG, T (scratch dir). Provides pass/fail counters, server start/
+# stop (only processes started here are signalled, by pid), small HTTP helpers.
+
+PASS=0
+FAIL=0
+SERVER_PIDS=()
+PY=/usr/bin/python3
+
+pass() { PASS=$((PASS + 1)); echo "ok   $*"; }
+fail() { FAIL=$((FAIL + 1)); echo "FAIL $*" >&2; }
+# expect_ok DESC CMD...: CMD must exit 0.   expect_fail DESC CMD...: non-zero.
+expect_ok() {
+    local d=$1; shift
+    if "$@" >"$T/last.out" 2>"$T/last.err"; then pass "$d"; else
+        fail "$d (exit $?)"; sed 's/^/     | /' "$T/last.err" "$T/last.out" | head -20 >&2; fi
+}
+expect_fail() {
+    local d=$1; shift
+    if "$@" >"$T/last.out" 2>"$T/last.err"; then
+        fail "$d (accepted, must be rejected)"; sed 's/^/     | /' "$T/last.out" | head -10 >&2
+    else pass "$d -> $(head -c 160 "$T/last.err" | tr '\n' ' ')"; fi
+}
+
+# start_server DATADIR: starts vitalog on an ephemeral port; sets SERVER_PID and
+# BASE (http://127.0.0.1:PORT). Returns 1 if it does not become ready.
+start_server() {
+    local d=$1
+    mkdir -p "$d"
+    rm -f "$d/port"
+    "$VITALOG" serve --data "$d" --listen 127.0.0.1:0 --port-file "$d/port" \
+        >>"$d.log" 2>&1 &
+    SERVER_PID=$!
+    SERVER_PIDS+=("$SERVER_PID")
+    local i port
+    for i in $(seq 1 300); do
+        if [ -s "$d/port" ]; then
+            port=$(cat "$d/port")
+            BASE="http://127.0.0.1:$port"
+            if [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 200 ] ||
+               [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/fhir/metadata")" = 200 ]; then
+                return 0
+            fi
+        fi
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "server on $d exited while starting; log:" >&2
+            tail -20 "$d.log" >&2
+            return 1
+        fi
+        sleep 0.05
+    done
+    echo "server on $d did not become ready; log:" >&2
+    tail -20 "$d.log" >&2
+    return 1
+}
+
+# stop_server PID: SIGTERM and wait for it to exit (SIGKILL after 15 s).
+stop_server() {
+    local p=$1 i
+    kill -TERM "$p" 2>/dev/null || return 0
+    for i in $(seq 1 150); do
+        kill -0 "$p" 2>/dev/null || { wait "$p" 2>/dev/null; return 0; }
+        sleep 0.1
+    done
+    echo "server $p ignored SIGTERM for 15 s; killing it" >&2
+    kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+    return 1
+}
+
+lib_cleanup() {
+    local p
+    for p in "${SERVER_PIDS[@]}"; do
+        kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
+    done
+    wait 2>/dev/null
+    if [ "${KEEP:-0}" = 1 ]; then echo "kept $T"; else rm -rf "$T"; fi
+}
+
+# observation_body N: the sample Observation, with a per-call value.
+observation_body() {
+    printf '{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p%d"},"effectiveDateTime":"2024-05-06T10:00:00Z","valueQuantity":{"value":%d.00,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}' \
+        "$1" "$((60 + $1))"
+}
+
+# http METHOD URL OUTPREFIX [BODYFILE]: writes OUTPREFIX.body/.hdr, prints status.
+http() {
+    local m=$1 url=$2 out=$3 body=${4:-}
+    if [ -n "$body" ]; then
+        curl -s -m 20 -X "$m" -H 'Content-Type: application/fhir+json' \
+            --data-binary "@$body" -o "$out.body" -D "$out.hdr" -w '%{http_code}' "$url"
+    else
+        curl -s -m 20 -X "$m" -o "$out.body" -D "$out.hdr" -w '%{http_code}' "$url"
+    fi
+}
+
+# header FILE NAME: value of a response header (case-insensitive), CR stripped.
+header() {
+    grep -i "^$2:" "$1" | tail -1 | sed 's/^[^:]*:[[:space:]]*//' | tr -d '\r'
+}
+
+# json_field FILE KEY: top-level string/number member of a JSON file.
+json_field() {
+    "$PY" -c 'import json,sys; v=json.load(open(sys.argv[1])).get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"
+}
+
+# flip FILE LINE COL: replaces the character at LINE (1-based; -1 = last line),
+# column COL (0-based; negative counts from the end) with a different
+# base64/hex-alphabet character, in place.
+flip() {
+    "$PY" - "$@" <<'PYEOF'
+import sys
+path, ln, col = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = open(path, "rb").read()
+lines = data.split(b"\n")
+trail = lines[-1] == b""
+if trail:
+    lines = lines[:-1]
+i = ln - 1 if ln > 0 else len(lines) + ln
+l = bytearray(lines[i])
+c = chr(l[col])
+# stay inside the character's own class (digit, lowercase hex, letter) so the
+# change keeps the line well-formed and only the cryptography can catch it
+for alphabet in ("0123456789", "abcdef", "ghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ"):
+    if c in alphabet:
+        l[col] = ord(alphabet[(alphabet.index(c) + 1) % len(alphabet)])
+        break
+else:
+    l[col] = ord("A")
+lines[i] = bytes(l)
+open(path, "wb").write(b"\n".join(lines) + (b"\n" if trail else b""))
+PYEOF
+}
