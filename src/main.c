@@ -145,6 +145,13 @@ static int ledger_key_init(const char *dir, const char *origin, vl_ledger_key_t 
         return vl_error_set(err, 500, "exception", NULL, "cannot read %s: %s", path,
                             strerror(errno));
     if (origin) {
+        /* printable ASCII that never needs JSON escaping (docs/ledger.md 5) */
+        for (const char *c = origin; *c; c++)
+            if (*c <= ' ' || *c > '~' || *c == '+' || *c == '"' || *c == '\\')
+                return vl_error_set(err, 400, "invalid", NULL,
+                                    "--origin may hold printable ASCII except space, +, \" and \\");
+        if (!*origin || strlen(origin) >= sizeof name)
+            return vl_error_set(err, 400, "invalid", NULL, "--origin must be 1-127 characters");
         snprintf(name, sizeof name, "%s", origin);
     } else {
         unsigned char r[8];

@@ -429,8 +429,9 @@ MHD_RESULT vl_ledger_record(vl_request_t *req, const char *type, const char *id,
             goto fail;
         }
         b64((const unsigned char *)bytes, len, bytes64, b64len);
-        doc = json_pack("{s:o,s:s,s:I,s:s,s:s,s:{s:I,s:o},s:s}", "entry", entry, "entryHash",
-                        hash_hex, "index", (json_int_t)index, "salt", salt_hex, "bytes", bytes64,
+        doc = json_pack("{s:s,s:o,s:s,s:I,s:s,s:s,s:{s:I,s:o},s:s}", "line", line, "entry", entry,
+                        "entryHash", hash_hex, "index", (json_int_t)index, "salt", salt_hex,
+                        "bytes", bytes64,
                         "inclusionProof", "size", (json_int_t)size, "hashes",
                         hashes_json(proof, n), "checkpoint", note);
         free(bytes64);
