@@ -141,7 +141,9 @@ int vl_ledger_note_verify(const char *note, size_t len, const vl_ledger_key_t *k
 /** Checkpoint body "<origin>\n<size>\n<base64 root>\n" (malloc'd). */
 char *vl_ledger_checkpoint_text(const char *origin, uint64_t size,
                                 const unsigned char root[VL_HASH_LEN]);
-/** Parses a checkpoint body (strict: exactly three lines, canonical size). */
+/** Parses a checkpoint body: origin, canonical size and a 32-byte base64
+ *  root, plus optional non-empty extension lines (ignored; vitalog never
+ *  writes any). */
 int vl_ledger_checkpoint_parse(const char *text, char *origin, size_t origin_len, uint64_t *size,
                                unsigned char root[VL_HASH_LEN], vl_error_t *err);
 
@@ -188,7 +190,10 @@ vl_ledger_verifier_t *vl_ledger_verifier_new(const vl_ledger_key_t *trusted, siz
                                              const char *origin);
 void vl_ledger_verifier_free(vl_ledger_verifier_t *v);
 /** Checks an entry's form, its index (next expected), the chain (prev) and
- *  a rotation's signature; appends it to the tree. */
+ *  a rotation's signature; appends it to the tree. A broken chain between
+ *  entries i and i+1 is reported on the next call (or in finish), once it
+ *  is known which of the two was altered; after a failure every call
+ *  returns that first error. */
 int vl_ledger_verifier_entry(vl_ledger_verifier_t *v, const char *line, size_t len,
                              vl_error_t *err) VL_WARN_UNUSED;
 /** Checks a signed checkpoint against the entries seen so far: signature
