@@ -77,6 +77,29 @@ int vl_cli_lines_next(vl_cli_lines_t *r, char **line, size_t *len);
 void vl_cli_lines_close(vl_cli_lines_t *r);
 
 /**
+ * A pipelined line reader for ledger exports: a producer thread reads lines
+ * (through a vl_cli_lines_t) into blocks and computes the leaf hash of every
+ * entry line (those starting with {"index":) while the caller verifies the
+ * previous block, so hashing runs on a second core. Memory is bounded: at
+ * most VL_CLI_PIPE_BLOCKS blocks of VL_CLI_PIPE_LINES lines.
+ */
+#define VL_CLI_PIPE_BLOCKS 3
+#define VL_CLI_PIPE_LINES 4096
+
+typedef struct vl_cli_pipe vl_cli_pipe_t;
+
+/** Opens `path` ("-": stdin) and starts the producer. NULL with errno set. */
+vl_cli_pipe_t *vl_cli_pipe_open(const char *path, size_t max_line);
+/** Like vl_cli_lines_next; *leaf is the line's leaf hash, or NULL when the
+ *  line is not an entry line. Valid until the next call. */
+int vl_cli_pipe_next(vl_cli_pipe_t *p, char **line, size_t *len, const unsigned char **leaf);
+/** Number of the line last returned (1-based), and the error text after -1. */
+uint64_t vl_cli_pipe_lineno(const vl_cli_pipe_t *p);
+const char *vl_cli_pipe_error(const vl_cli_pipe_t *p);
+/** Stops the producer and frees everything. */
+void vl_cli_pipe_close(vl_cli_pipe_t *p);
+
+/**
  * Loads trusted verifier keys from `arg`: a C2SP verifier key string, or
  * the path of a file holding one per line (blank lines ignored). Appends
  * to keys[*n] (capacity VL_CLI_MAX_KEYS). On failure prints a message

@@ -196,6 +196,11 @@ void vl_ledger_verifier_free(vl_ledger_verifier_t *v);
  *  returns that first error. */
 int vl_ledger_verifier_entry(vl_ledger_verifier_t *v, const char *line, size_t len,
                              vl_error_t *err) VL_WARN_UNUSED;
+/** Same, with the line's leaf hash already computed by the caller (e.g. on
+ *  another thread): `leaf` must be vl_ledger_leaf_hash(line, len). */
+int vl_ledger_verifier_entry_hashed(vl_ledger_verifier_t *v, const char *line, size_t len,
+                                    const unsigned char leaf[VL_HASH_LEN],
+                                    vl_error_t *err) VL_WARN_UNUSED;
 /** Checks a signed checkpoint against the entries seen so far: signature
  *  by a trusted key, origin, size == entries so far, root equal. */
 int vl_ledger_verifier_checkpoint(vl_ledger_verifier_t *v, const char *note, size_t len,

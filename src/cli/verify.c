@@ -130,12 +130,14 @@ static const char *where(char *buf, size_t n, uint64_t lineno)
 
 /* One entry line, as stored. Then the pending record, if it is this
  * entry's. */
-static int on_entry(verify_state_t *st, const char *line, size_t len, uint64_t lineno)
+static int on_entry(verify_state_t *st, const char *line, size_t len,
+                    const unsigned char *leaf, uint64_t lineno)
 {
     vl_error_t err = VL_ERROR_INIT;
     vl_ledger_entry_t e;
     char w[48];
-    if (vl_ledger_verifier_entry(st->v, line, len, &err) < 0) {
+    if ((leaf ? vl_ledger_verifier_entry_hashed(st->v, line, len, leaf, &err)
+              : vl_ledger_verifier_entry(st->v, line, len, &err)) < 0) {
         fail(st, "%s%s", vl_error_message(&err), where(w, sizeof w, lineno));
         vl_error_clear(&err);
         return -1;
@@ -276,24 +278,26 @@ out:
 
 static int verify_export(verify_state_t *st, const char *path, const char *records)
 {
-    vl_cli_lines_t in, rec;
+    vl_cli_pipe_t *in; /* leaf hashes computed on a second thread */
+    vl_cli_lines_t rec;
     int rc, rec_open = 0;
     char *line;
     size_t len;
+    const unsigned char *leaf;
 
-    if (vl_cli_lines_open(&in, path, VL_CLI_MAX_LINE) < 0) {
+    if (!(in = vl_cli_pipe_open(path, VL_CLI_MAX_LINE))) {
         fprintf(stderr, "vitalog verify: cannot open %s: %s\n", path, strerror(errno));
         return -2;
     }
     if (records) {
         if (!strcmp(records, "-") && !strcmp(path, "-")) {
             fprintf(stderr, "vitalog verify: the export and --records cannot both be stdin\n");
-            vl_cli_lines_close(&in);
+            vl_cli_pipe_close(in);
             return -2;
         }
         if (vl_cli_lines_open(&rec, records, VL_CLI_MAX_RECORD_LINE) < 0) {
             fprintf(stderr, "vitalog verify: cannot open %s: %s\n", records, strerror(errno));
-            vl_cli_lines_close(&in);
+            vl_cli_pipe_close(in);
             return -2;
         }
         rec_open = 1;
@@ -301,15 +305,15 @@ static int verify_export(verify_state_t *st, const char *path, const char *recor
             goto out;
     }
 
-    while ((rc = vl_cli_lines_next(&in, &line, &len)) > 0) {
-        uint64_t n = in.lineno;
+    while ((rc = vl_cli_pipe_next(in, &line, &len, &leaf)) > 0) {
+        uint64_t n = vl_cli_pipe_lineno(in);
         if (len == 0) {
             fail(st, "line %llu (after %llu entries): blank line", (unsigned long long)n,
                  (unsigned long long)st->entries);
             goto out;
         }
         if (len >= 9 && !memcmp(line, "{\"index\":", 9)) {
-            if (on_entry(st, line, len, n) < 0)
+            if (on_entry(st, line, len, leaf, n) < 0)
                 goto out;
             if (rec_open && !st->rec_pending && next_record(st, &rec) < 0)
                 goto out;
@@ -337,7 +341,8 @@ static int verify_export(verify_state_t *st, const char *path, const char *recor
         }
     }
     if (rc < 0) {
-        fail(st, "%s (after %llu entries)", in.error, (unsigned long long)st->entries);
+        fail(st, "%s (after %llu entries)", vl_cli_pipe_error(in),
+             (unsigned long long)st->entries);
         goto out;
     }
     if (finish(st) < 0)
@@ -348,7 +353,7 @@ static int verify_export(verify_state_t *st, const char *path, const char *recor
              "(records must be in ledger order)",
              st->rec_ref, (unsigned long long)st->rec_line);
 out:
-    vl_cli_lines_close(&in);
+    vl_cli_pipe_close(in);
     if (rec_open)
         vl_cli_lines_close(&rec);
     return st->fail[0] ? -1 : 0;
@@ -416,7 +421,7 @@ static int data_ledger_cb(void *ctx, uint64_t index, const char *line, size_t li
                  (unsigned long long)d->pos, (unsigned long long)index);
             return 1;
         }
-        if (on_entry(d->st, line, line_len, 0) < 0 ||
+        if (on_entry(d->st, line, line_len, NULL, 0) < 0 ||
             data_check_tree(d, index, line, line_len) < 0)
             return 1;
         d->pos = index + 1;

@@ -147,6 +147,12 @@ static int resolve(vl_ledger_verifier_t *v, vl_error_t *err, uint64_t b, enum ev
 int vl_ledger_verifier_entry(vl_ledger_verifier_t *v, const char *line, size_t len,
                              vl_error_t *err)
 {
+    return vl_ledger_verifier_entry_hashed(v, line, len, NULL, err);
+}
+
+int vl_ledger_verifier_entry_hashed(vl_ledger_verifier_t *v, const char *line, size_t len,
+                                    const unsigned char leaf[VL_HASH_LEN], vl_error_t *err)
+{
     vl_ledger_entry_t e;
     unsigned char h[VL_HASH_LEN];
     const char *why = NULL;
@@ -209,7 +215,10 @@ int vl_ledger_verifier_entry(vl_ledger_verifier_t *v, const char *line, size_t l
         v->keys[0] = nk; /* the new key alone signs from here on */
         v->nkeys = 1;
     }
-    vl_ledger_leaf_hash(line, len, h);
+    if (leaf)
+        memcpy(h, leaf, VL_HASH_LEN);
+    else
+        vl_ledger_leaf_hash(line, len, h);
     range_copy(&v->before_last, &v->range);
     vl_ledger_range_append(&v->range, h, NULL, NULL);
     memcpy(v->prev, h, VL_HASH_LEN);
