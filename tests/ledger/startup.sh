@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The server checks its own ledger at start and refuses to serve when the
+# chain's tail or the latest checkpoint is broken, saying where.
+# usage: tests/ledger/startup.sh BUILD/vitalog
+set -u
+VITALOG=$1
+T=$(mktemp -d "${TMPDIR:-/tmp}/vitalog-startup.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+passed=0 failed=0
+pass() { passed=$((passed + 1)); }
+fail() { failed=$((failed + 1)); echo "startup.sh: FAIL: $*" >&2; }
+
+OBS='{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2024-05-06T10:00:00Z","valueQuantity":{"value":72.00,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}'
+
+# run DIR: starts a server, answers 0 if it became ready; leaves PID set
+run() {
+    rm -f "$1/port"
+    "$VITALOG" serve --data "$1" --listen 127.0.0.1:0 --port-file "$1/port" 2>"$T/log" &
+    PID=$!
+    for _ in $(seq 1 100); do
+        [ -s "$1/port" ] && return 0
+        kill -0 "$PID" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+stop() { kill -TERM "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; }
+
+D="$T/data"
+run "$D" || { echo "startup.sh: server did not start" >&2; exit 1; }
+for i in 1 2 3 4 5 6; do
+    curl -sf -o /dev/null -X POST -H 'Content-Type: application/fhir+json' -d "$OBS" \
+        "http://127.0.0.1:$(cat "$D/port")/fhir/Observation" || fail "create $i"
+done
+stop
+cp "$D/vitalog.db" "$T/good.db"
+
+# expect_refusal WHAT SQL PATTERN: after SQL, serve must exit non-zero and
+# stderr must match PATTERN; then the good database starts again.
+expect_refusal() {
+    cp "$T/good.db" "$D/vitalog.db"
+    rm -f "$D/vitalog.db-wal" "$D/vitalog.db-shm"
+    sqlite3 "$D/vitalog.db" "$2" || { fail "$1: sqlite3"; return; }
+    if run "$D"; then
+        fail "$1: the server started"
+        stop
+        return
+    fi
+    wait "$PID" 2>/dev/null
+    if grep -q -- "$3" "$T/log"; then pass; else
+        fail "$1: stderr does not say '$3':"; cat "$T/log" >&2
+    fi
+}
+
+expect_refusal "changed entry" \
+    "UPDATE ledger_entry SET line = replace(line, '\"kind\":\"create\"', '\"kind\":\"update\"') WHERE idx = 4" \
+    "entry 4"
+expect_refusal "deleted last entry" "DELETE FROM ledger_entry WHERE idx = 5" "ledger"
+expect_refusal "deleted middle entry" "DELETE FROM ledger_entry WHERE idx = 2" "entry 2"
+expect_refusal "checkpoint signature" \
+    "UPDATE ledger_checkpoint SET note = replace(note, substr(note, -10, 4), 'AAAA')" \
+    "checkpoint"
+expect_refusal "forged stored hash" "UPDATE ledger_entry SET hash = zeroblob(32) WHERE idx = 3" "entry 3"
+
+cp "$T/good.db" "$D/vitalog.db"
+rm -f "$D/vitalog.db-wal" "$D/vitalog.db-shm"
+if run "$D"; then pass; stop; else fail "the untouched database did not start"; cat "$T/log" >&2; fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
