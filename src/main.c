@@ -144,6 +144,18 @@ static int ledger_key_init(const char *dir, const char *origin, vl_ledger_key_t 
     if (errno != ENOENT)
         return vl_error_set(err, 500, "exception", NULL, "cannot read %s: %s", path,
                             strerror(errno));
+    {
+        /* a published verifier key without its secret: the key was lost;
+         * never replace it silently (docs/operations.md) */
+        char vpath[PATH_MAX];
+        snprintf(vpath, sizeof vpath, "%s/ledger.vkey", dir);
+        if (access(vpath, F_OK) == 0)
+            return vl_error_set(err, 500, "exception", NULL,
+                                "%s is missing but %s exists: restore the ledger key from a "
+                                "backup; vitalog will not create a new one over an existing "
+                                "ledger",
+                                path, vpath);
+    }
     if (origin) {
         /* printable ASCII that never needs JSON escaping (docs/ledger.md 5) */
         for (const char *c = origin; *c; c++)
@@ -175,7 +187,6 @@ static int ledger_key_init(const char *dir, const char *origin, vl_ledger_key_t 
     if (vl_ledger_key_vkey(key, text, sizeof text - 1) < 0)
         return vl_error_set(err, 500, "exception", NULL, "cannot format the verifier key");
     strncat(text, "\n", sizeof text - strlen(text) - 1);
-    unlink(path); /* a stale public key of a lost private key */
     if (write_new_file(path, text, 0644) < 0)
         return vl_error_set(err, 500, "exception", NULL, "cannot write %s: %s", path,
                             strerror(errno));

@@ -64,6 +64,18 @@ expect_refusal "forged stored hash" "UPDATE ledger_entry SET hash = zeroblob(32)
 
 cp "$T/good.db" "$D/vitalog.db"
 rm -f "$D/vitalog.db-wal" "$D/vitalog.db-shm"
+
+# a lost secret key is never silently replaced
+mv "$D/ledger.key" "$T/ledger.key"
+vkey_before=$(cat "$D/ledger.vkey")
+if run "$D"; then fail "started without its ledger key"; stop; else
+    wait "$PID" 2>/dev/null
+    grep -q "restore the ledger key" "$T/log" && pass || { fail "lost key: no clear message"; cat "$T/log" >&2; }
+fi
+[ ! -e "$D/ledger.key" ] && [ "$(cat "$D/ledger.vkey")" = "$vkey_before" ] && pass ||
+    fail "lost key: key files were changed"
+mv "$T/ledger.key" "$D/ledger.key"
+
 if run "$D"; then pass; stop; else fail "the untouched database did not start"; cat "$T/log" >&2; fi
 
 echo "$passed passed, $failed failed"
