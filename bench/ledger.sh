@@ -34,10 +34,10 @@ cmake -S "$work/base" -B "$work/base/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/
 cmake --build "$work/base/build" -j"$(nproc)" --target vitalog >/dev/null
 BUILD_DIR="$work/base/build" BENCH_SKIP_BUILD=1 BENCH_RESULTS="$work/base.md" bash bench/run.sh >/dev/null 2>"$work/base.log"
 BUILD_DIR="$BUILD_DIR" BENCH_SKIP_BUILD=1 BENCH_RESULTS="$work/ledger.md" bash bench/run.sh >/dev/null 2>"$work/ledger.log"
-base_rate=$(grep -m1 '^bench: vitalog_post:' "$work/base.log" | sed -E 's/.*: ([0-9.]+) requests\/s.*/\1/')
-ledger_rate=$(grep -m1 '^bench: vitalog_post:' "$work/ledger.log" | sed -E 's/.*: ([0-9.]+) requests\/s.*/\1/')
-base_bare=$(grep -m1 '^bench: bare_post:' "$work/base.log" | sed -E 's/.*: ([0-9.]+) requests\/s.*/\1/')
-ledger_bare=$(grep -m1 '^bench: bare_post:' "$work/ledger.log" | sed -E 's/.*: ([0-9.]+) requests\/s.*/\1/')
+base_rate=$(grep -m1 '^bench: vitalog_post: [0-9]' "$work/base.log" | sed -E 's/.*: ([0-9.]+) requests\/s.*/\1/')
+ledger_rate=$(grep -m1 '^bench: vitalog_post: [0-9]' "$work/ledger.log" | sed -E 's/.*: ([0-9.]+) requests\/s.*/\1/')
+base_bare=$(grep -m1 '^bench: bare_post: [0-9]' "$work/base.log" | sed -E 's/.*: ([0-9.]+) requests\/s.*/\1/')
+ledger_bare=$(grep -m1 '^bench: bare_post: [0-9]' "$work/ledger.log" | sed -E 's/.*: ([0-9.]+) requests\/s.*/\1/')
 
 {
   echo "# ledger benchmark"

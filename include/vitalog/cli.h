@@ -22,8 +22,9 @@
  * where SHA-256(salt || bytes) is the commitment of the entry with that ref.
  *
  * Data directory files used here: DIR/vitalog.db, DIR/ledger.key (signer key,
- * 0600), DIR/ledger.vkey (verifier key, 0644), DIR/ledger.key.next (a key
- * being rotated in), DIR/vitalog.lock (flock held by a running server).
+ * 0600), DIR/ledger.vkey (verifier key, 0644), DIR/ledger.vkey.history (the
+ * verifier keys before each rotation, oldest first), DIR/ledger.key.next (a
+ * key being rotated in), DIR/vitalog.lock (flock held by a running server).
  */
 #ifndef VITALOG_CLI_H
 #define VITALOG_CLI_H

@@ -9,7 +9,7 @@
  *        crash here: .next exists, no rotation entry names it
  *   3. append the rotation entry (signed by the old key) and commit
  *        crash here: .next exists and the last rotation entry names it
- *   5. append the old verifier key to DIR/ledger.vkey.history, rename
+ *   4. append the old verifier key to DIR/ledger.vkey.history, rename
  *      ledger.key.next -> ledger.key, rewrite DIR/ledger.vkey (temp file,
  *      fsync, rename)
  *

@@ -279,15 +279,18 @@ out:
     return ret;
 }
 
-/* Anchors record versions written before the ledger existed, in their
- * original order. Runs only on the open that applies migration 002: at any
- * later open a version without an entry is tampering (or an erased entry),
- * which `vitalog verify --data` reports, and must not be made to look new. */
+/* Anchors record versions written before the ledger existed (a database
+ * from before migration 002), in their original order. Only while the
+ * ledger is still empty, with no checkpoint, and the key at hand: once any
+ * entry or checkpoint exists, a version without an entry is tampering (or
+ * an erased entry), which `vitalog verify --data` reports, and must never
+ * be made to look new. (Opens without the key, e.g. `vitalog verify
+ * --data` on an old directory, leave the anchoring to the server.) */
 static int backfill(vl_store_t *s, vl_error_t *err)
 {
     sqlite3_stmt *sel = NULL, *upd = NULL;
     int rc, ret = -1, n = 0;
-    if (!s->has_key || s->schema_from >= 2)
+    if (!s->has_key || s->ledger.size > 0 || s->cp_size > 0)
         return 0;
     if (vl_store_exec(s->wdb, "BEGIN IMMEDIATE;", err) < 0)
         return -1;

@@ -135,8 +135,8 @@ sqlite3_stmt *vl_store_stmt(sqlite3 *db, sqlite3_stmt **cache, const char *sql, 
  * Migrations
  * ---------------------------------------------------------------------- */
 
-/* Applies pending migrations; *from receives the schema version found. */
-static int migrate(sqlite3 *db, int *from, vl_error_t *err)
+/* Applies pending migrations. */
+static int migrate(sqlite3 *db, vl_error_t *err)
 {
     sqlite3_stmt *st = NULL;
     int current = 0;
@@ -145,7 +145,6 @@ static int migrate(sqlite3 *db, int *from, vl_error_t *err)
     if (sqlite3_step(st) == SQLITE_ROW)
         current = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
-    *from = current;
     for (const vl_migration_t *m = vl_migrations; m->sql; m++) {
         char pragma[64];
         if (m->number <= current)
@@ -208,7 +207,7 @@ int vl_store_open(const char *dir, const vl_store_options_t *opts, vl_store_t **
     }
     if (vl_store_connect(s, 0, &s->wdb, err) < 0)
         goto fail;
-    if (migrate(s->wdb, &s->schema_from, err) < 0)
+    if (migrate(s->wdb, err) < 0)
         goto fail;
     if (vl_store_ledger_open(s, err) < 0)
         goto fail;

@@ -88,7 +88,6 @@ struct vl_store {
     uint64_t cp_size;         /* size of the latest checkpoint */
     int64_t cp_time_us;       /* when it was signed */
     unsigned cp_ms;
-    int schema_from; /* PRAGMA user_version found at open (before migrations) */
 };
 
 int vl_store_connect(vl_store_t *s, int readonly, sqlite3 **out, vl_error_t *err);

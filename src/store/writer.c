@@ -14,8 +14,9 @@
  *      holds it committed, or with result -1 and nothing of it persisted.
  *   3. Each write runs in its own SAVEPOINT: a write that fails its checks
  *      (412, 404, 409) rolls back to it and leaves its neighbours intact.
- *   4. The rows of a version (resource, resource_version, idx_*) are written
- *      together in that savepoint; the ledger entry will join them there.
+ *   4. The rows of a version (resource, resource_version, idx_*) and its
+ *      ledger entry (and any Merkle nodes it completes) are written together
+ *      in that savepoint (src/store/ledger.c).
  *
  * Batching: the thread takes everything queued (up to batch_max) at once.
  * While one batch commits (fsync), new writes queue up and form the next
