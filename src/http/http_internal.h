@@ -98,6 +98,8 @@ MHD_RESULT vl_send_errorf(vl_request_t *req, int status, const char *code, const
 MHD_RESULT vl_send(vl_request_t *req, vl_response_t *res);
 /** Serializes `doc` (numbers as their text) and drops the reference. */
 char *vl_dump_release(json_t *doc, size_t *len);
+/** Sends `body` (malloc'd, taken; NULL answers 500) with a Content-Type. */
+MHD_RESULT vl_send_text(vl_request_t *req, int status, const char *ctype, char *body, size_t len);
 /** Sends a jansson document (numbers as their text); takes the reference. */
 MHD_RESULT vl_send_json(vl_request_t *req, int status, json_t *doc);
 /** Suspends the connection and submits req->write to the store; the

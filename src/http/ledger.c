@@ -25,24 +25,6 @@
 #define ENTRIES_MAX 1000
 #define EXPORT_CHUNK 512
 
-static MHD_RESULT send_plain(vl_request_t *req, int status, const char *ctype, char *body,
-                             size_t len)
-{
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    MHD_RESULT ret;
-    if (!r) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    MHD_add_response_header(r, "X-Request-Id", req->request_id);
-    req->status = status;
-    ret = MHD_queue_response(req->conn, (unsigned)status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
 /* A whole non-negative number parameter; -1 when missing or malformed. */
 static int64_t uparam(vl_request_t *req, const char *name)
 {
@@ -89,7 +71,7 @@ static MHD_RESULT handle_checkpoint(vl_request_t *req)
         vl_error_clear(&err);
         return ret;
     }
-    return send_plain(req, 200, "text/plain; charset=utf-8", note, strlen(note));
+    return vl_send_text(req, 200, "text/plain; charset=utf-8", note, strlen(note));
 }
 
 static MHD_RESULT handle_key(vl_request_t *req)
@@ -99,7 +81,7 @@ static MHD_RESULT handle_key(vl_request_t *req)
         vl_ledger_key_vkey(req->http->opts.ledger_key, vkey, sizeof vkey) < 0)
         return vl_send_errorf(req, 404, "not-found", "this server has no ledger key");
     snprintf(line, sizeof line, "%s\n", vkey);
-    return send_plain(req, 200, "text/plain; charset=utf-8", strdup(line), strlen(line));
+    return vl_send_text(req, 200, "text/plain; charset=utf-8", strdup(line), strlen(line));
 }
 
 /* Collects scanned lines (entries only, or entries and checkpoints) as NDJSON. */
@@ -157,7 +139,7 @@ static MHD_RESULT handle_entries(vl_request_t *req)
     text = vl_buf_take(&b, &len);
     if (!text)
         return vl_send_errorf(req, 500, "exception", "out of memory");
-    return send_plain(req, 200, "application/x-ndjson", text, len);
+    return vl_send_text(req, 200, "application/x-ndjson", text, len);
 fail:
     free(b.data);
     ret = vl_send_error(req, &err);
@@ -415,7 +397,7 @@ MHD_RESULT vl_ledger_record(vl_request_t *req, const char *type, const char *id,
         free(line);
         if (!text)
             return vl_send_errorf(req, 500, "exception", "out of memory");
-        return send_plain(req, 200, "text/plain; charset=utf-8", text, outlen);
+        return vl_send_text(req, 200, "text/plain; charset=utf-8", text, outlen);
     }
     {
         json_t *entry = json_loadb(line, lb.len, 0, NULL);

@@ -242,13 +242,15 @@ MHD_RESULT vl_submit_write(vl_request_t *req)
  * Operational endpoints
  * ---------------------------------------------------------------------- */
 
-static MHD_RESULT send_text(vl_request_t *req, int status, const char *ctype, char *text)
+MHD_RESULT vl_send_text(vl_request_t *req, int status, const char *ctype, char *body, size_t len)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r;
     MHD_RESULT ret;
+    if (!body)
+        return vl_send_errorf(req, 500, "exception", "out of memory");
+    r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!r) {
-        free(text);
+        free(body);
         return MHD_NO;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
@@ -298,14 +300,14 @@ static MHD_RESULT handle_metrics(vl_request_t *req)
     char *text = vl_buf_take(&b, NULL);
     if (!text)
         return vl_send_errorf(req, 500, "exception", "out of memory");
-    return send_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text);
+    return vl_send_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
 }
 
 static MHD_RESULT handle_health(vl_request_t *req, int ready_check)
 {
     int ok = !ready_check || vl_store_ready(req->http->store) == 0;
-    return send_text(req, ok ? 200 : 503, "application/json",
-                     strdup(ok ? "{\"status\":\"ok\"}" : "{\"status\":\"unavailable\"}"));
+    const char *body = ok ? "{\"status\":\"ok\"}" : "{\"status\":\"unavailable\"}";
+    return vl_send_text(req, ok ? 200 : 503, "application/json", strdup(body), strlen(body));
 }
 
 /* ------------------------------------------------------------------------

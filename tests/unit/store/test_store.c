@@ -25,23 +25,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 
-/* Stores open with a ledger key (writes are refused without one). */
-static const vl_store_options_t *test_store_options(const vl_store_options_t *base)
-{
-    static vl_ledger_key_t key;
-    static vl_store_options_t opts;
-    static int ready;
-    vl_error_t err = VL_ERROR_INIT;
-    if (!ready) {
-        if (sodium_init() < 0 || vl_ledger_key_generate("test.invalid/log", &key, &err) < 0)
-            abort();
-        ready = 1;
-    }
-    opts = base ? *base : (vl_store_options_t){0};
-    opts.key = &key;
-    opts.origin = key.name;
-    return &opts;
-}
+#include "../support.h"
 
 /* ------------------------------------------------------------------------
  * Fixture: a temporary directory; the store lives in DIR/data

@@ -1,0 +1,32 @@
+/*
+ * Shared by unit tests that open a store: stores refuse writes without a
+ * ledger key, so tests open them with a throwaway one.
+ */
+#ifndef VL_TEST_SUPPORT_H
+#define VL_TEST_SUPPORT_H
+
+#include <stdlib.h>
+
+#include <sodium.h>
+
+#include "vitalog/store.h"
+
+/** `base` (may be NULL) plus a ledger key generated once per process. */
+static inline const vl_store_options_t *test_store_options(const vl_store_options_t *base)
+{
+    static vl_ledger_key_t key;
+    static vl_store_options_t opts;
+    static int ready;
+    vl_error_t err = VL_ERROR_INIT;
+    if (!ready) {
+        if (sodium_init() < 0 || vl_ledger_key_generate("test.invalid/log", &key, &err) < 0)
+            abort();
+        ready = 1;
+    }
+    opts = base ? *base : (vl_store_options_t){0};
+    opts.key = &key;
+    opts.origin = key.name;
+    return &opts;
+}
+
+#endif
