@@ -467,6 +467,9 @@ static void run_batch(vl_store_t *s, vl_store_write_t *batch)
             snapshot_restore(s, &at_start);
         }
     }
+    /* the snapshots hold a copy of the secret key */
+    sodium_memzero(&at_start, sizeof at_start);
+    sodium_memzero(&before_write, sizeof before_write);
     /* /readyz reports not ready while commits fail */
     pthread_mutex_lock(&s->mu);
     s->failed = !committed;
