@@ -155,6 +155,18 @@ static int ledger_key_init(const char *dir, const char *origin, vl_ledger_key_t 
                                 "backup; vitalog will not create a new one over an existing "
                                 "ledger",
                                 path, vpath);
+        switch (vl_store_has_ledger(dir, err)) {
+        case 0:
+            break;
+        case 1:
+            return vl_error_set(err, 500, "exception", NULL,
+                                "%s is missing but the database holds a ledger: restore the "
+                                "ledger key from a backup; vitalog will not create a new one "
+                                "over an existing ledger",
+                                path);
+        default:
+            return -1;
+        }
     }
     if (origin) {
         /* printable ASCII that never needs JSON escaping (docs/ledger.md 5) */

@@ -52,6 +52,9 @@ extern const vl_migration_t vl_migrations[];
  *  and starts the writer thread. */
 int vl_store_open(const char *dir, const vl_store_options_t *opts, vl_store_t **out,
                   vl_error_t *err) VL_WARN_UNUSED;
+/** Whether DIR/vitalog.db exists and holds at least one ledger entry
+ *  (read-only; migrates nothing). 1 yes, 0 no, -1 error. */
+int vl_store_has_ledger(const char *dir, vl_error_t *err);
 /** Completes queued writes, stops the writer, closes every connection. */
 void vl_store_close(vl_store_t *store);
 /** 0 when the store can serve (writer running, database readable). */

@@ -27,6 +27,7 @@ struct vl_http {
     uint16_t port;
     atomic_long active;         /* requests between first call and completion */
     atomic_long pending_writes; /* writes submitted whose completion has not run */
+    atomic_int stopping;        /* set by vl_http_stop(): no new writes */
     atomic_ullong requests_total;
     atomic_ullong responses_by_class[6]; /* 1xx..5xx */
 };

@@ -13,6 +13,7 @@
  *                                               inclusion proof and checkpoint; with
  *                                               ?download=tlog-proof a C2SP tlog-proof
  */
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,7 @@ static int64_t uparam(vl_request_t *req, const char *name)
     const char *v = vl_params_get(&req->params, name);
     char *end;
     unsigned long long n;
-    if (!v || !*v || *v == '-' || *v == '+')
+    if (!v || !isdigit((unsigned char)*v)) /* no sign, no leading space */
         return -1;
     n = strtoull(v, &end, 10);
     if (*end || n > (unsigned long long)INT64_MAX)
@@ -127,13 +128,18 @@ static MHD_RESULT handle_entries(vl_request_t *req)
     if (end - start > ENTRIES_MAX)
         return vl_send_errorf(req, 400, "too-costly", "at most %d entries per request",
                               ENTRIES_MAX);
-    if (committed_size(req, &size, &err) < 0 || vl_store_ledger_scan(req->http->store, (uint64_t)start,
-                                                                      (uint64_t)end, collect_line,
-                                                                      &c, &err) < 0)
+    if (committed_size(req, &size, &err) < 0)
         goto fail;
     if ((uint64_t)end > size) {
         vl_error_set(&err, 400, "invalid", "end", "end %lld is past the ledger's %llu entries",
                      (long long)end, (unsigned long long)size);
+        goto fail;
+    }
+    if (vl_store_ledger_scan(req->http->store, (uint64_t)start, (uint64_t)end, collect_line, &c,
+                             &err) != 0 ||
+        b.failed) {
+        if (!err.status)
+            vl_error_set(&err, 500, "exception", NULL, "out of memory reading entries");
         goto fail;
     }
     text = vl_buf_take(&b, &len);
@@ -343,13 +349,20 @@ MHD_RESULT vl_ledger_record(vl_request_t *req, const char *type, const char *id,
         return vl_send_errorf(req, 400, "invalid", "download must be tlog-proof");
     if (vl_store_ledger_record(st, type, id, vid, &index, salt, &bytes, &len, &err) < 0)
         goto fail;
-    if (vl_store_ledger_checkpoint(st, 1, &note, &size, &err) < 0)
+    /* the latest checkpoint usually covers it; only then ask the writer */
+    if (vl_store_ledger_checkpoint(st, 0, &note, &size, &err) < 0 && err.status != 404)
         goto fail;
-    if (index >= size) { /* committed after the checkpoint was read: ask again */
+    vl_error_clear(&err);
+    if (!note || index >= size) {
         free(note);
         note = NULL;
         if (vl_store_ledger_checkpoint(st, 1, &note, &size, &err) < 0)
             goto fail;
+    }
+    if (index >= size) {
+        vl_error_set(&err, 503, "transient", NULL,
+                     "no checkpoint covers this entry yet; retry in a second");
+        goto fail;
     }
     if (vl_store_ledger_scan(st, index, index + 1, collect_line, &c, &err) < 0 || lb.failed ||
         lb.len < 2) {
@@ -358,8 +371,7 @@ MHD_RESULT vl_ledger_record(vl_request_t *req, const char *type, const char *id,
     }
     line = lb.data;
     line[--lb.len] = '\0'; /* drop the newline */
-    if (index >= size ||
-        vl_ledger_inclusion_proof(vl_store_ledger_node, st, index, size, proof, &n) < 0) {
+    if (vl_ledger_inclusion_proof(vl_store_ledger_node, st, index, size, proof, &n) < 0) {
         vl_error_set(&err, 500, "exception", NULL, "the inclusion proof could not be built");
         goto fail;
     }

@@ -225,7 +225,12 @@ MHD_RESULT vl_submit_write(vl_request_t *req)
     pthread_mutex_lock(&req->mu);
     req->wstate = VL_WRITE_PENDING;
     atomic_fetch_add(&req->http->pending_writes, 1);
-    if (vl_store_submit(req->http->store, &req->write, &err) < 0) {
+    /* checked after the increment: vl_http_stop() sets stopping, then waits
+     * for pending_writes to reach 0, so no write can slip in between */
+    if (atomic_load(&req->http->stopping) ||
+        vl_store_submit(req->http->store, &req->write, &err) < 0) {
+        if (!err.status)
+            vl_error_set(&err, 503, "transient", NULL, "the server is shutting down");
         atomic_fetch_sub(&req->http->pending_writes, 1);
         req->wstate = VL_WRITE_IDLE;
         pthread_mutex_unlock(&req->mu);
@@ -601,6 +606,7 @@ void vl_http_stop(vl_http_t *h, unsigned drain_ms)
 {
     if (!h)
         return;
+    atomic_store(&h->stopping, 1);
     MHD_socket fd = MHD_quiesce_daemon(h->daemon);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);

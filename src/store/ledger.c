@@ -92,7 +92,7 @@ int vl_store_ledger_append(vl_store_t *s, vl_ledger_entry_t *e, unsigned char ha
     return 0;
 }
 
-int vl_store_ledger_sign(vl_store_t *s, int64_t now, vl_error_t *err)
+int vl_store_ledger_sign(vl_store_t *s, vl_error_t *err)
 {
     unsigned char root[VL_HASH_LEN];
     char *text, *note;
@@ -120,7 +120,6 @@ int vl_store_ledger_sign(vl_store_t *s, int64_t now, vl_error_t *err)
     if (rc != SQLITE_DONE)
         return vl_store_sql_error(err, s->wdb, "storing a checkpoint");
     s->cp_size = s->ledger.size;
-    s->cp_time_us = now;
     return 0;
 }
 
@@ -297,7 +296,7 @@ static int backfill(vl_store_t *s, vl_error_t *err)
     if (sqlite3_prepare_v2(s->wdb,
                            "SELECT v.seq, r.type, r.id, v.version, v.method, v.body, v.salt,"
                            " v.last_updated FROM resource_version v JOIN resource r ON r.rid = v.rid"
-                           " WHERE v.ledger_idx IS NULL ORDER BY v.seq",
+                           " WHERE +v.ledger_idx IS NULL ORDER BY v.seq",
                            -1, &sel, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->wdb, "UPDATE resource_version SET ledger_idx = ?1 WHERE seq = ?2", -1,
                            &upd, NULL) != SQLITE_OK) {
@@ -333,7 +332,7 @@ static int backfill(vl_store_t *s, vl_error_t *err)
         vl_store_sql_error(err, s->wdb, "anchoring earlier versions");
         goto out;
     }
-    if (n && vl_store_ledger_sign(s, vl_time_now_us(), err) < 0)
+    if (n && vl_store_ledger_sign(s, err) < 0)
         goto out;
     ret = 0;
 out:
@@ -499,13 +498,15 @@ int vl_store_ledger_checkpoint(vl_store_t *s, int fresh, char **note, uint64_t *
     if (sqlite3_prepare_v2(r->db, "SELECT size, note FROM ledger_checkpoint ORDER BY size DESC LIMIT 1",
                            -1, &st, NULL) != SQLITE_OK)
         return vl_store_sql_error(err, r->db, "reading checkpoints");
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *size = (uint64_t)sqlite3_column_int64(st, 0);
-        *note = strdup((const char *)sqlite3_column_text(st, 1));
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return vl_error_set(err, 404, "not-found", NULL, "the ledger has no checkpoint yet");
     }
+    *size = (uint64_t)sqlite3_column_int64(st, 0);
+    *note = strdup((const char *)sqlite3_column_text(st, 1));
     sqlite3_finalize(st);
     if (!*note)
-        return vl_error_set(err, 404, "not-found", NULL, "the ledger has no checkpoint yet");
+        return vl_error_set(err, 500, "exception", NULL, "out of memory");
     return 0;
 }
 

@@ -188,7 +188,14 @@ int vl_store_open(const char *dir, const vl_store_options_t *opts, vl_store_t **
     }
     pthread_mutex_init(&s->readers_mu, NULL);
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cond, NULL);
+    {
+        /* the writer's checkpoint timer waits on CLOCK_MONOTONIC */
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->cond, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     if (pthread_key_create(&s->reader_key, reader_destroy) != 0) {
         free(s);
         return vl_error_set(err, 500, "exception", NULL, "pthread_key_create failed");
@@ -218,6 +225,28 @@ int vl_store_open(const char *dir, const vl_store_options_t *opts, vl_store_t **
 fail:
     vl_store_close(s);
     return -1;
+}
+
+int vl_store_has_ledger(const char *dir, vl_error_t *err)
+{
+    char path[4096];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int found = 0;
+    snprintf(path, sizeof path, "%s/vitalog.db", dir);
+    if (access(path, F_OK) != 0)
+        return 0;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        vl_store_sql_error(err, db, "opening the database");
+        sqlite3_close(db);
+        return -1;
+    }
+    /* before migration 002 there is no ledger_entry table: no ledger */
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM ledger_entry LIMIT 1", -1, &st, NULL) == SQLITE_OK)
+        found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return found;
 }
 
 void vl_store_close(vl_store_t *s)

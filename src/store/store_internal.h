@@ -86,7 +86,7 @@ struct vl_store {
     char origin[128];
     vl_ledger_state_t ledger; /* tree state of everything written so far */
     uint64_t cp_size;         /* size of the latest checkpoint */
-    int64_t cp_time_us;       /* when it was signed */
+    int64_t cp_time_us;       /* when it was signed or last tried (CLOCK_MONOTONIC) */
     unsigned cp_ms;
 };
 
@@ -112,8 +112,11 @@ int vl_store_ledger_open(vl_store_t *s, vl_error_t *err);
 int vl_store_ledger_append(vl_store_t *s, vl_ledger_entry_t *e, unsigned char hash[VL_HASH_LEN],
                            vl_error_t *err);
 /** Signs and stores a checkpoint of the current state if it covers new
- *  entries (inside the open transaction). */
-int vl_store_ledger_sign(vl_store_t *s, int64_t now, vl_error_t *err);
+ *  entries (inside the open transaction). The caller schedules the next. */
+int vl_store_ledger_sign(vl_store_t *s, vl_error_t *err);
+/** CLOCK_MONOTONIC in microseconds: checkpoint scheduling (wall-clock
+ *  steps must not delay checkpoints). */
+int64_t vl_store_mono_us(void);
 
 /** Runs a query on `db` (reader or writer connection). */
 int vl_store_query_run(sqlite3 *db, const vl_query_t *q, int with_total, vl_records_t *out,

@@ -422,23 +422,31 @@ static void snapshot_restore(vl_store_t *s, const snapshot_t *snap)
 
 /* A checkpoint is due when entries are uncovered and the last one is
  * checkpoint_ms old, or when a write asks for one. */
-static int checkpoint_due(const vl_store_t *s, int64_t now, int asked)
+static int checkpoint_due(const vl_store_t *s, int64_t mono, int asked)
 {
     if (!s->has_key || s->ledger.size == s->cp_size)
         return 0;
-    return asked || now - s->cp_time_us >= (int64_t)s->cp_ms * 1000;
+    return asked || mono - s->cp_time_us >= (int64_t)s->cp_ms * 1000;
+}
+
+int64_t vl_store_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* Runs one batch (NULL: a checkpoint only). */
 static void run_batch(vl_store_t *s, vl_store_write_t *batch)
 {
     vl_error_t err = VL_ERROR_INIT;
-    int64_t now = vl_time_now_us();
-    int committed = 0, asked = batch == NULL;
+    int64_t now = vl_time_now_us(), mono = vl_store_mono_us();
+    int committed = 0, asked = batch == NULL, lost = 0, sign_failed = 0;
     uint64_t n = 0, failed = 0;
     snapshot_t at_start, before_write;
 
     snapshot_take(s, &at_start);
+    memset(&before_write, 0, sizeof before_write);
     if (vl_store_exec(s->wdb, "BEGIN IMMEDIATE;", &err) == 0) {
         for (vl_store_write_t *w = batch; w; w = w->_next) {
             asked |= w->op == VL_WRITE_CHECKPOINT || w->op == VL_WRITE_ROTATE;
@@ -449,22 +457,50 @@ static void run_batch(vl_store_t *s, vl_store_write_t *batch)
             snapshot_take(s, &before_write);
             w->result = apply(s, w, now, &w->err);
             if (w->result < 0) {
-                vl_store_exec(s->wdb, "ROLLBACK TO w;", NULL);
+                /* SQLite may have rolled back the whole transaction (some
+                 * I/O, full-disk and memory errors do): then nothing of
+                 * this batch stands, and it must not go on outside one */
+                if (sqlite3_get_autocommit(s->wdb) ||
+                    vl_store_exec(s->wdb, "ROLLBACK TO w;", NULL) < 0) {
+                    lost = 1;
+                    break;
+                }
                 snapshot_restore(s, &before_write);
                 free(w->body);
                 w->body = NULL;
             }
-            vl_store_exec(s->wdb, "RELEASE w;", NULL);
+            if (vl_store_exec(s->wdb, "RELEASE w;", NULL) < 0 || sqlite3_get_autocommit(s->wdb)) {
+                lost = 1;
+                break;
+            }
         }
-        if (checkpoint_due(s, now, asked) && vl_store_ledger_sign(s, now, &err) < 0) {
-            /* entries stay uncovered until the next try; the writes stand */
-            vl_logf(VL_LOG_ERROR, "ledger: %s", vl_error_message(&err));
-            vl_error_clear(&err);
+        if (!lost && checkpoint_due(s, mono, asked)) {
+            if (vl_store_ledger_sign(s, &err) == 0) {
+                s->cp_time_us = mono;
+            } else {
+                /* entries stay uncovered; retry one interval later, not in
+                 * a loop. The writes stand; checkpoint requests fail. */
+                vl_logf(VL_LOG_ERROR, "ledger: %s", vl_error_message(&err));
+                vl_error_clear(&err);
+                s->cp_time_us = mono;
+                sign_failed = 1;
+                lost = sqlite3_get_autocommit(s->wdb);
+            }
         }
-        committed = vl_store_exec(s->wdb, "COMMIT;", &err) == 0;
+        if (lost) {
+            if (!sqlite3_get_autocommit(s->wdb))
+                vl_store_exec(s->wdb, "ROLLBACK;", NULL);
+            vl_logf(VL_LOG_ERROR, "store: a batch's transaction was rolled back; its writes "
+                                  "fail with 503");
+        } else {
+            committed = vl_store_exec(s->wdb, "COMMIT;", &err) == 0;
+            if (!committed)
+                vl_store_exec(s->wdb, "ROLLBACK;", NULL);
+        }
         if (!committed) {
-            vl_store_exec(s->wdb, "ROLLBACK;", NULL);
             snapshot_restore(s, &at_start);
+            if (sign_failed)
+                s->cp_time_us = mono;
         }
     }
     /* the snapshots hold a copy of the secret key */
@@ -477,6 +513,13 @@ static void run_batch(vl_store_t *s, vl_store_write_t *batch)
     vl_error_clear(&err);
 
     for (vl_store_write_t *w = batch; w; w = w->_next) {
+        if (sign_failed && w->result == 0 &&
+            (w->op == VL_WRITE_CHECKPOINT || w->op == VL_WRITE_ROTATE)) {
+            w->result = w->op == VL_WRITE_CHECKPOINT ? -1 : 0; /* a rotation stands */
+            if (w->result < 0)
+                vl_error_set(&w->err, 503, "transient", NULL,
+                             "the checkpoint could not be signed; retry later");
+        }
         if (!committed && w->result == 0) {
             w->result = -1;
             free(w->body);

@@ -74,6 +74,14 @@ if run "$D"; then fail "started without its ledger key"; stop; else
 fi
 [ ! -e "$D/ledger.key" ] && [ "$(cat "$D/ledger.vkey")" = "$vkey_before" ] && pass ||
     fail "lost key: key files were changed"
+# both key files lost: the database still holds the ledger, so no new key
+mv "$D/ledger.vkey" "$T/ledger.vkey"
+if run "$D"; then fail "started with both key files lost"; stop; else
+    wait "$PID" 2>/dev/null
+    grep -q "database holds a ledger" "$T/log" && pass || { fail "both keys lost: no clear message"; cat "$T/log" >&2; }
+fi
+[ ! -e "$D/ledger.key" ] && [ ! -e "$D/ledger.vkey" ] && pass || fail "both keys lost: a key was created"
+mv "$T/ledger.vkey" "$D/ledger.vkey"
 mv "$T/ledger.key" "$D/ledger.key"
 
 if run "$D"; then pass; stop; else fail "the untouched database did not start"; cat "$T/log" >&2; fi

@@ -239,6 +239,77 @@ static void test_stop_keeps_acknowledged_writes(void **state)
     }
 }
 
+/* Clients that keep their connection open and write while the server
+ * stops: every write is answered (201 or 503) or the connection closes, the
+ * process does not abort (libmicrohttpd refuses to stop with a suspended
+ * connection), and every 201 is stored. Three rounds: it is a race. */
+typedef struct keepalive {
+    const fixture_t *f;
+    int created;
+    volatile int *stop;
+} keepalive_t;
+
+static void *post_keepalive(void *arg)
+{
+    keepalive_t *k = arg;
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/fhir+json");
+    char url[128];
+    snprintf(url, sizeof url, "%s/fhir/Observation", k->f->base);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, OBS);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    for (int i = 0; i < 400 && !*k->stop; i++) {
+        reply_t r;
+        long status = 0;
+        memset(&r, 0, sizeof r);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+        if (curl_easy_perform(c) != CURLE_OK)
+            break; /* the server went away */
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        if (status == 201)
+            k->created++;
+    }
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+static void test_stop_with_keepalive_writers(void **state)
+{
+    fixture_t *f = *state;
+    for (int round = 0; round < 3; round++) {
+        pthread_t t[6];
+        keepalive_t k[6];
+        volatile int stop = 0;
+        vl_records_t all = {0};
+        vl_query_t q = {.type = "Observation", .count = 0};
+        vl_error_t err = VL_ERROR_INIT;
+        vl_http_options_t opts = {.host = "127.0.0.1", .port = 0, .max_body = 4096};
+        int acked = 0;
+        for (int i = 0; i < 6; i++) {
+            k[i] = (keepalive_t){f, 0, &stop};
+            pthread_create(&t[i], NULL, post_keepalive, &k[i]);
+        }
+        usleep(60 * 1000);
+        vl_http_stop(f->http, 200); /* a short drain: keep-alive clients are still busy */
+        f->http = NULL;
+        stop = 1;
+        for (int i = 0; i < 6; i++) {
+            pthread_join(t[i], NULL);
+            acked += k[i].created;
+        }
+        assert_int_equal(vl_store_search(f->store, &q, &all, &err), 0);
+        assert_true(all.total >= acked);
+        vl_records_free(&all);
+        assert_int_equal(vl_http_start(&opts, f->store, &f->http, &err), 0);
+        snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u",
+                 (unsigned)vl_http_port(f->http));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -246,6 +317,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_url_control_characters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_declared_length_over_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_keeps_acknowledged_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_with_keepalive_writers, setup, teardown),
     };
     int rc;
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <sodium.h>
@@ -201,9 +203,163 @@ static void test_failed_write_leaves_no_entry(void **state)
     rm_dir(dir);
 }
 
+/* ------------------------------------------------------------------------
+ * Failures inside a batch
+ * ---------------------------------------------------------------------- */
+
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int entered, open, done;
+} gate_t;
+
+static void gate_done(vl_store_write_t *w, void *arg)
+{
+    gate_t *g = arg;
+    (void)w;
+    pthread_mutex_lock(&g->mu);
+    g->entered = 1;
+    pthread_cond_broadcast(&g->cond);
+    while (!g->open)
+        pthread_cond_wait(&g->cond, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void count_done(vl_store_write_t *w, void *arg)
+{
+    gate_t *g = arg;
+    (void)w;
+    pthread_mutex_lock(&g->mu);
+    g->done++;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static vl_store_write_t *patient_write(const char *code)
+{
+    vl_store_write_t *w = calloc(1, sizeof *w);
+    w->op = VL_WRITE_CREATE;
+    snprintf(w->type, sizeof w->type, "Patient");
+    w->resource = json_pack("{s:s}", "resourceType", "Patient");
+    vl_index_init(&w->index);
+    vl_index_add(&w->index, "identifier", VL_INDEX_TOKEN, "urn:t", code, 0, 0, 0);
+    return w;
+}
+
+static void free_write(vl_store_write_t *w)
+{
+    json_decref(w->resource);
+    vl_store_write_release(w);
+    free(w);
+}
+
+static void exec_sql(const char *dir, const char *sql)
+{
+    char path[128];
+    sqlite3 *db;
+    snprintf(path, sizeof path, "%s/vitalog.db", dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* SQLite rolls back the whole transaction in the middle of a batch (as some
+ * I/O and full-disk errors do): nothing of that batch may stand, and the
+ * ledger must stay a chain the next open accepts. */
+static void test_transaction_lost_mid_batch(void **state)
+{
+    char dir[64];
+    vl_store_t *s;
+    vl_error_t err = VL_ERROR_INIT;
+    gate_t g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+    vl_store_write_t *gw, *w[6];
+    const char *codes[6] = {"a", "b", "boom", "c", "d", "e"};
+    uint64_t before;
+    int ok = 0;
+    (void)state;
+    make_dir(dir, sizeof dir);
+    assert_int_equal(vl_store_open(dir, with_key(), &s, &err), 0);
+    vl_store_close(s);
+    exec_sql(dir, "CREATE TRIGGER boom BEFORE INSERT ON idx_token WHEN NEW.code = 'boom'"
+                  " BEGIN SELECT RAISE(ROLLBACK, 'injected'); END;");
+    assert_int_equal(vl_store_open(dir, with_key(), &s, &err), 0);
+    gw = patient_write("gate");
+    gw->done = gate_done;
+    gw->done_arg = &g;
+    assert_int_equal(vl_store_submit(s, gw, &err), 0);
+    pthread_mutex_lock(&g.mu);
+    while (!g.entered)
+        pthread_cond_wait(&g.cond, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    before = ledger_size(s);
+    for (int i = 0; i < 6; i++) { /* queued while the writer is held: one batch */
+        w[i] = patient_write(codes[i]);
+        w[i]->done = count_done;
+        w[i]->done_arg = &g;
+        assert_int_equal(vl_store_submit(s, w[i], &err), 0);
+    }
+    pthread_mutex_lock(&g.mu);
+    g.open = 1;
+    pthread_cond_broadcast(&g.cond);
+    while (g.done < 6)
+        pthread_cond_wait(&g.cond, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    for (int i = 0; i < 6; i++) {
+        ok += w[i]->result == 0;
+        free_write(w[i]);
+    }
+    free_write(gw);
+    assert_int_equal(ok, 0);                  /* the whole batch failed */
+    assert_int_equal(ledger_size(s), before); /* and left nothing */
+    w[0] = patient_write("after");
+    assert_int_equal(vl_store_write_sync(s, w[0]), 0); /* the next batch works */
+    assert_int_equal(w[0]->ledger_index, before);
+    free_write(w[0]);
+    vl_store_close(s);
+    assert_int_equal(vl_store_open(dir, with_key(), &s, &err), 0); /* chain intact */
+    assert_int_equal(ledger_size(s), before + 1);
+    vl_store_close(s);
+    rm_dir(dir);
+}
+
+/* Signing fails (here: the checkpoint row is refused): checkpoint requests
+ * get a 503, not a stale success, and the writer retries once an interval,
+ * not in a loop. */
+static void test_failing_checkpoint(void **state)
+{
+    char dir[64], *note = NULL;
+    vl_store_t *s;
+    vl_error_t err = VL_ERROR_INIT;
+    vl_store_stats_t a, b;
+    vl_store_write_t *w;
+    uint64_t size;
+    (void)state;
+    make_dir(dir, sizeof dir);
+    assert_int_equal(vl_store_open(dir, with_key(), &s, &err), 0);
+    vl_store_close(s);
+    exec_sql(dir, "CREATE TRIGGER nocp BEFORE INSERT ON ledger_checkpoint"
+                  " BEGIN SELECT RAISE(ABORT, 'injected'); END;");
+    assert_int_equal(vl_store_open(dir, with_key(), &s, &err), 0);
+    w = patient_write("x");
+    assert_int_equal(vl_store_write_sync(s, w), 0); /* the write stands */
+    free_write(w);
+    assert_int_equal(vl_store_ledger_checkpoint(s, 1, &note, &size, &err), -1);
+    assert_int_equal(err.status, 503);
+    vl_error_clear(&err);
+    vl_store_stats(s, &a);
+    usleep(300 * 1000);
+    vl_store_stats(s, &b);
+    assert_true(b.commits - a.commits <= 2); /* about one try per second, no spin */
+    assert_int_equal(ledger_size(s), 1);
+    vl_store_close(s);
+    rm_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_transaction_lost_mid_batch),
+        cmocka_unit_test(test_failing_checkpoint),
         cmocka_unit_test(test_old_database_anchored_after_keyless_open),
         cmocka_unit_test(test_no_late_anchoring),
         cmocka_unit_test(test_failed_write_leaves_no_entry),
