@@ -127,15 +127,21 @@ int vl_store_ledger_sign(vl_store_t *s, vl_error_t *err)
  * Opening: load, check, backfill
  * ---------------------------------------------------------------------- */
 
-/* Node source on the writer connection (used only at open). */
-static int writer_node(void *ctx, int level, uint64_t index, unsigned char out[VL_HASH_LEN])
+/* One Merkle node (level 0: an entry's hash) on `db`, through its statement
+ * cache: the writer's connection at open, a reader's for proofs. */
+static int node_lookup(sqlite3 *db, sqlite3_stmt **leaf_cache, sqlite3_stmt **node_cache,
+                       int level, uint64_t index, unsigned char out[VL_HASH_LEN])
 {
-    vl_store_t *s = ctx;
-    sqlite3_stmt *st = NULL;
+    vl_error_t err = VL_ERROR_INIT;
+    sqlite3_stmt *st;
     int ok = 0;
-    const char *sql = level == 0 ? "SELECT hash FROM ledger_entry WHERE idx = ?2"
-                                 : "SELECT hash FROM ledger_node WHERE level = ?1 AND idx = ?2";
-    if (sqlite3_prepare_v2(s->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+    st = level == 0 ? vl_store_stmt(db, leaf_cache, "SELECT hash FROM ledger_entry WHERE idx = ?2",
+                                    &err)
+                    : vl_store_stmt(db, node_cache,
+                                    "SELECT hash FROM ledger_node WHERE level = ?1 AND idx = ?2",
+                                    &err);
+    vl_error_clear(&err);
+    if (!st)
         return -1;
     if (level)
         sqlite3_bind_int(st, 1, level);
@@ -144,8 +150,16 @@ static int writer_node(void *ctx, int level, uint64_t index, unsigned char out[V
         memcpy(out, sqlite3_column_blob(st, 0), VL_HASH_LEN);
         ok = 1;
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return ok ? 0 : -1;
+}
+
+/* Node source on the writer connection (used at open). */
+static int writer_node(void *ctx, int level, uint64_t index, unsigned char out[VL_HASH_LEN])
+{
+    vl_store_t *s = ctx;
+    return node_lookup(s->wdb, &s->wstmts[VL_WSTMT_LEDGER_LEAF_READ],
+                       &s->wstmts[VL_WSTMT_LEDGER_NODE_READ], level, index, out);
 }
 
 /* Rebuilds the compact range of `size` leaves from the stored nodes: one
@@ -396,28 +410,11 @@ int vl_store_ledger_node(void *ctx, int level, uint64_t index, unsigned char out
     vl_store_t *s = ctx;
     vl_error_t err = VL_ERROR_INIT;
     vl_reader_t *r = vl_store_reader(s, &err);
-    sqlite3_stmt *st;
-    int ok = 0;
     vl_error_clear(&err);
     if (!r)
         return -1;
-    st = level == 0 ? vl_store_stmt(r->db, &r->stmts[VL_RSTMT_LEDGER_LEAF],
-                                    "SELECT hash FROM ledger_entry WHERE idx = ?2", &err)
-                    : vl_store_stmt(r->db, &r->stmts[VL_RSTMT_LEDGER_NODE],
-                                    "SELECT hash FROM ledger_node WHERE level = ?1 AND idx = ?2",
-                                    &err);
-    vl_error_clear(&err);
-    if (!st)
-        return -1;
-    if (level)
-        sqlite3_bind_int(st, 1, level);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)index);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == VL_HASH_LEN) {
-        memcpy(out, sqlite3_column_blob(st, 0), VL_HASH_LEN);
-        ok = 1;
-    }
-    sqlite3_reset(st);
-    return ok ? 0 : -1;
+    return node_lookup(r->db, &r->stmts[VL_RSTMT_LEDGER_LEAF], &r->stmts[VL_RSTMT_LEDGER_NODE],
+                       level, index, out);
 }
 
 int vl_store_ledger_scan(vl_store_t *s, uint64_t start, uint64_t end, vl_store_ledger_fn fn,

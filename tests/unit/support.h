@@ -5,6 +5,7 @@
 #ifndef VL_TEST_SUPPORT_H
 #define VL_TEST_SUPPORT_H
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <sodium.h>
@@ -27,6 +28,32 @@ static inline const vl_store_options_t *test_store_options(const vl_store_option
     opts.key = &key;
     opts.origin = key.name;
     return &opts;
+}
+
+/** Reads a whole file, NUL-terminated (caller frees); NULL if it cannot be
+ *  opened or read. `len` (may be NULL) receives its length. */
+static inline char *test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+    if (len)
+        *len = 0;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = malloc((size_t)n + 1)) != NULL) {
+        if (fread(buf, 1, (size_t)n, f) == (size_t)n) {
+            buf[n] = '\0';
+            if (len)
+                *len = (size_t)n;
+        } else {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    fclose(f);
+    return buf;
 }
 
 #endif

@@ -35,6 +35,8 @@
 #include "vitalog/fhir.h"
 #include "vitalog/util.h"
 
+#include "../support.h"
+
 #define EXAMPLES_DIR VL_TEST_DATA "/hl7-r4-examples"
 #define CASES_DIR VL_TEST_DATA "/validator-cases"
 
@@ -64,28 +66,6 @@ static json_t *parse_q(const char *s)
     return j;
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
 
 static void print_issues(const char *what, const vl_error_t *err)
 {
@@ -181,7 +161,7 @@ static char *obs(const char *fields)
 static int validate_file(const char *type, const char *path, vl_error_t *err)
 {
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = test_read_file(path, &len);
     json_t *res;
     int rc;
     if (!text)
@@ -308,7 +288,7 @@ static void test_hl7_observation_mutants(void **state)
         if (strncmp(de->d_name, "Observation-", 12) != 0)
             continue;
         snprintf(path, sizeof path, "%s/%s", EXAMPLES_DIR, de->d_name);
-        text = read_file(path, &len);
+        text = test_read_file(path, &len);
         assert_non_null(text);
         res = vl_json_parse(text, len, NULL, &err);
         free(text);
@@ -333,7 +313,7 @@ static void test_validator_cases(void **state)
     json_error_t jerr;
     (void)state;
 
-    text = read_file(CASES_DIR "/manifest.json", &len);
+    text = test_read_file(CASES_DIR "/manifest.json", &len);
     assert_non_null(text);
     manifest = json_loadb(text, len, 0, &jerr);
     free(text);

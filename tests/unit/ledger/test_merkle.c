@@ -19,6 +19,8 @@
 
 #include "vitalog/ledger.h"
 
+#include "../support.h"
+
 #define MAXN 64
 #define H VL_HASH_LEN
 
@@ -90,25 +92,6 @@ static void synthetic(unsigned char leaves[MAXN][H])
     }
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n)
-        n = 0;
-    buf[n] = '\0';
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return buf;
-}
 
 static void unhex(const char *hex, unsigned char *out, size_t *len)
 {
@@ -343,7 +326,7 @@ static uint64_t vec_uint(const char *text, const char *field)
 static void run_vector(vec_ctx_t *c, const char *path, int inclusion)
 {
     json_error_t jerr;
-    char *text = slurp(path, NULL);
+    char *text = test_read_file(path, NULL);
     json_t *doc = text ? json_loads(text, JSON_DECODE_INT_AS_REAL, &jerr) : NULL;
     unsigned char a[H], b[H], proof[VL_LEDGER_MAX_PROOF][H], gen[VL_LEDGER_MAX_PROOF][H];
     size_t n = 0, gn = 0;
@@ -413,7 +396,7 @@ static void test_rfc9162_vectors(void **state)
     json_t *j, *li;
     memset(&c, 0, sizeof c);
     snprintf(path, sizeof path, "%s/ledger/rfc9162/leaves-and-roots.json", VL_TEST_DATA);
-    doc = slurp(path, NULL);
+    doc = test_read_file(path, NULL);
     assert_non_null(doc);
     j = json_loads(doc, 0, NULL);
     li = json_object_get(j, "leaf_inputs_hex");

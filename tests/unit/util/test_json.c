@@ -24,6 +24,8 @@
 
 #include "vitalog/util.h"
 
+#include "../support.h"
+
 /* ------------------------------------------------------------------------
  * Helpers
  * ---------------------------------------------------------------------- */
@@ -679,28 +681,6 @@ static void test_parse_len_bounds(void **state)
  * Corpora
  * ---------------------------------------------------------------------- */
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        *len = (size_t)n;
-    }
-    return buf;
-}
 
 /* The validator's JSON syntax cases: json-* and bad-json-* with errors > 0
  * are broken JSON text, except json-prop-key (valid JSON, not a resource).
@@ -742,7 +722,7 @@ static void test_validator_cases(void **state)
         else
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, file);
-        text = read_file(path, &len);
+        text = test_read_file(path, &len);
         if (!text)
             fail_msg("cannot read %s", path);
         j = vl_json_parse(text, len, NULL, &err);
@@ -823,7 +803,7 @@ static void test_hl7_examples_keep_numbers(void **state)
         if (!strstr(de->d_name, ".json"))
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        text = read_file(path, &len);
+        text = test_read_file(path, &len);
         assert_non_null(text);
         j = vl_json_parse(text, len, NULL, &err);
         if (!j)
