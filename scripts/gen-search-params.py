@@ -42,8 +42,8 @@ import tarfile
 
 PACKAGE = "hl7.fhir.r4.examples@4.0.1"
 BUNDLE = "package/Bundle-searchParams.json"
-OUT_DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "fhir",
-                           "search_params.c")
+OUT_DEFAULT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                            "src", "fhir", "search_params.c"))
 SCRIPT = "scripts/gen-search-params.py"
 
 # The served types, in the order of vl_fhir_types[] (src/fhir/types.c), and

@@ -32,13 +32,17 @@ enum {
  *  Paths are dot-separated element names from the resource root; a final
  *  element may be a CodeableConcept, Coding, Identifier, code, boolean,
  *  string, HumanName, Address, Reference, Quantity, date/dateTime/instant or
- *  Period, and the extractor handles each by its JSON shape. */
+ *  Period, and the extractor handles each by its JSON shape. The tables are
+ *  generated from the R4 SearchParameter definitions
+ *  (src/fhir/search_params.c, by scripts/gen-search-params.py). */
 typedef struct vl_search_param {
     const char *name;
     vl_index_kind_t kind;
     const char *paths[6]; /* NULL-terminated */
     const char *target;   /* references: only "Type/..." of this type, or NULL */
     const char *description;
+    const char *url;        /* R4 canonical URL of the SearchParameter */
+    const char *expression; /* its R4 FHIRPath expression, the part for this type */
 } vl_search_param_t;
 
 typedef struct vl_fhir_type {
