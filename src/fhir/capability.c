@@ -10,6 +10,9 @@
  *    resource with that id), conditionalCreate true (If-None-Exist),
  *    conditionalUpdate false, conditionalDelete "not-supported", and one
  *    searchParam per table entry plus the common _id and _lastUpdated.
+ *    Each searchParam's definition is the R4 canonical URL of its
+ *    SearchParameter (vl_search_param_t.url, from the generated tables),
+ *    its documentation the R4 description.
  *
  * 2. No rest-level interactions (batch/transaction, history-system) are
  *    declared: they are not in the tables. The lead adds them here once the
@@ -19,9 +22,11 @@
  *    is built by code, not parsed.
  */
 #include <stddef.h>
-#include <stdio.h>
 
 #include "vitalog/fhir.h"
+
+/* Generated: fhir/search_params.c (scripts/gen-search-params.py). */
+extern const vl_search_param_t vl_fhir_params_common[];
 
 static const char *kind_name(vl_index_kind_t kind)
 {
@@ -40,16 +45,15 @@ static const char *kind_name(vl_index_kind_t kind)
     return "special";
 }
 
-static json_t *search_param(const char *name, const char *type, const char *definition,
-                            const char *doc)
+static json_t *search_param(const vl_search_param_t *sp)
 {
     json_t *p = json_object();
-    json_object_set_new(p, "name", json_string(name));
-    if (definition)
-        json_object_set_new(p, "definition", json_string(definition));
-    json_object_set_new(p, "type", json_string(type));
-    if (doc)
-        json_object_set_new(p, "documentation", json_string(doc));
+    json_object_set_new(p, "name", json_string(sp->name));
+    if (sp->url)
+        json_object_set_new(p, "definition", json_string(sp->url));
+    json_object_set_new(p, "type", json_string(kind_name(sp->kind)));
+    if (sp->description)
+        json_object_set_new(p, "documentation", json_string(sp->description));
     return p;
 }
 
@@ -95,20 +99,10 @@ static json_t *resource_entry(const vl_fhir_type_t *t)
 
     if (t->interactions & VL_INT_SEARCH) {
         json_t *params = json_array();
-        json_array_append_new(
-            params, search_param("_id", "token", "http://hl7.org/fhir/SearchParameter/Resource-id",
-                                 "Logical id of this artifact (comma-separated list allowed)"));
-        json_array_append_new(
-            params, search_param("_lastUpdated", "date",
-                                 "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
-                                 "When the resource version last changed"));
-        for (const vl_search_param_t *p = t->params; p && p->name; p++) {
-            char def[160];
-            snprintf(def, sizeof def, "http://hl7.org/fhir/SearchParameter/%s-%s", t->name,
-                     p->name);
-            json_array_append_new(params,
-                                  search_param(p->name, kind_name(p->kind), def, p->description));
-        }
+        for (const vl_search_param_t *p = vl_fhir_params_common; p->name; p++)
+            json_array_append_new(params, search_param(p));
+        for (const vl_search_param_t *p = t->params; p && p->name; p++)
+            json_array_append_new(params, search_param(p));
         json_object_set_new(r, "searchParam", params);
     }
     return r;
