@@ -11,13 +11,17 @@ resources and data types the expressions walk through.
 Run by hand when the served set or the translator changes; the build never
 runs it and never touches the network:
 
-    npm pack hl7.fhir.r4.examples@4.0.1 --pack-destination /tmp
-    python3 scripts/gen-search-params.py /tmp/hl7.fhir.r4.examples-4.0.1.tgz
+    bash tests/setup.sh    # npm pack into tests/.cache, SHA-256 checked
+    python3 scripts/gen-search-params.py tests/.cache/hl7.fhir.r4.examples-4.0.1.tgz
 
 PACKAGE is the npm tarball or its unpacked directory (the one holding
-package/ or the package/ directory itself). --check writes nothing and
-exits 1 if the committed file differs from what would be generated
-(the ctest fhir_search_params_generated does this). Standard library only.
+package/ or the package/ directory itself). It also writes
+tests/unit/fhir/r4_search_parameters.json: the url, code, type and base of
+every R4 SearchParameter of the served types and Resource, copied from the
+Bundle, against which tests/unit/fhir/test_types.c checks the tables and the
+CapabilityStatement. --check writes nothing and exits 1 if either committed
+file differs from what would be generated (the ctest
+fhir_search_params_generated does this). Standard library only.
 
 What is offered. For each served type, every R4 SearchParameter whose base
 names the type is translated (translate_branch): an expression is a union
@@ -44,10 +48,13 @@ PACKAGE = "hl7.fhir.r4.examples@4.0.1"
 BUNDLE = "package/Bundle-searchParams.json"
 OUT_DEFAULT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                             "src", "fhir", "search_params.c"))
+REFERENCE_DEFAULT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                  "..", "tests", "unit", "fhir",
+                                                  "r4_search_parameters.json"))
 SCRIPT = "scripts/gen-search-params.py"
 
-# The served types, in the order of vl_fhir_types[] (src/fhir/types.c), and
-# the C name of each one's table.
+# The served types, in the order of vl_fhir_types[] (src/fhir/types.c); the
+# table of type T is vl_fhir_params_<t> (array_name).
 SERVED = ["Observation", "Patient", "Device", "Organization", "Practitioner"]
 
 # The parameters common to all types that the search parser handles itself
@@ -90,12 +97,14 @@ DEVIATIONS = {
     },
 }
 
-# R4 parameters of a served type that map onto index.c but are not served.
+# R4 parameters of a served type that are deliberately not served, whatever
+# their translation would give: (type, name) -> why.
+COMBO = "combo-* parameters are not offered (each would index the code or value rows twice)"
 NOT_OFFERED = {
-    ("Observation", "combo-code"): "combo-* parameters are not offered",
-    ("Observation", "combo-data-absent-reason"): "combo-* parameters are not offered",
-    ("Observation", "combo-value-concept"): "combo-* parameters are not offered",
-    ("Observation", "combo-value-quantity"): "combo-* parameters are not offered",
+    ("Observation", "combo-code"): COMBO,
+    ("Observation", "combo-data-absent-reason"): COMBO,
+    ("Observation", "combo-value-concept"): COMBO,
+    ("Observation", "combo-value-quantity"): COMBO,
 }
 
 MAX_PATHS = 5  # vl_search_param_t.paths[6], NULL-terminated
@@ -113,6 +122,9 @@ class Package:
     def __init__(self, path):
         self._tar = None
         self._dir = None
+        if not os.path.exists(path):
+            raise SystemExit("%s: no such file or directory (the %s tarball; "
+                             "bash tests/setup.sh fetches it into tests/.cache)" % (path, PACKAGE))
         if os.path.isdir(path):
             if os.path.isdir(os.path.join(path, "package")):
                 self._dir = path
@@ -514,8 +526,8 @@ def render(bundle, tables, common, left_out, deviations):
     o.append(" * expressions walk. DO NOT EDIT: change the generator and run it")
     o.append(" * again, by hand (the build never runs it and needs no network):")
     o.append(" *")
-    o.append(" *     npm pack %s --pack-destination /tmp" % PACKAGE)
-    o.append(" *     python3 %s /tmp/hl7.fhir.r4.examples-4.0.1.tgz" % SCRIPT)
+    o.append(" *     bash tests/setup.sh    # npm pack into tests/.cache, SHA-256 checked")
+    o.append(" *     python3 %s tests/.cache/hl7.fhir.r4.examples-4.0.1.tgz" % SCRIPT)
     o.append(" *")
     o.append(" * The ctest fhir_search_params_generated fails when this file differs from")
     o.append(" * what the generator writes.")
@@ -558,17 +570,71 @@ def render(bundle, tables, common, left_out, deviations):
     return "\n".join(o) + "\n"
 
 
+def render_reference(bundle):
+    """The R4 SearchParameters whose base is a served type or Resource, as
+    the unit test tests/unit/fhir/test_types.c reads them: url, code, type
+    and base, straight from the Bundle (no translation), sorted by url."""
+    rows = []
+    for e in bundle["entry"]:
+        sp = e.get("resource", {})
+        if sp.get("resourceType") != "SearchParameter":
+            continue
+        base = sp.get("base", [])
+        if not any(b in base for b in SERVED + ["Resource"]):
+            continue
+        rows.append({"url": sp["url"], "code": sp["code"], "type": sp["type"], "base": base})
+    rows.sort(key=lambda r: r["url"])
+    lines = ["[\n"]
+    for i, r in enumerate(rows):
+        lines.append("  " + json.dumps(r, ensure_ascii=True, separators=(", ", ": ")) +
+                     ("," if i + 1 < len(rows) else "") + "\n")
+    lines.append("]\n")
+    return "".join(lines)
+
+
+def check(path, text):
+    """0 if the file at `path` holds exactly `text`; else prints a diff."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
+    except OSError as e:
+        print("%s: %s" % (path, e), file=sys.stderr)
+        return 1
+    if old != text:
+        sys.stdout.writelines(difflib.unified_diff(
+            old.splitlines(True), text.splitlines(True), path, "generated"))
+        print("%s differs from what %s generates from %s; run it again" %
+              (path, SCRIPT, PACKAGE), file=sys.stderr)
+        return 1
+    print("%s is up to date" % path)
+    return 0
+
+
+def write(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    print("wrote %s" % path)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("package", help="the %s tarball or its unpacked directory" % PACKAGE)
-    ap.add_argument("-o", "--output", default=OUT_DEFAULT, help="default: src/fhir/search_params.c")
+    ap.add_argument("-o", "--output", default=OUT_DEFAULT,
+                    help="default: src/fhir/search_params.c")
+    ap.add_argument("--reference", default=REFERENCE_DEFAULT,
+                    help="the R4 definitions the unit test checks the tables against; "
+                    "default: tests/unit/fhir/r4_search_parameters.json")
     ap.add_argument("--check", action="store_true",
-                    help="write nothing; exit 1 if OUTPUT differs from the generated text")
+                    help="write nothing; exit 1 if OUTPUT or REFERENCE differs from the "
+                    "generated text")
     args = ap.parse_args()
 
     pkg = Package(args.package)
     bundle, tables, common, left_out, deviations = build(pkg)
     text = render(bundle, tables, common, left_out, deviations)
+    reference = render_reference(bundle)
 
     for t in SERVED:
         print("%-13s %2d parameters" % (t, len(tables[t])))
@@ -580,25 +646,11 @@ def main():
         print("  %s %s (%s): %s" % (t, name, url, why))
 
     if args.check:
-        try:
-            with open(args.output, encoding="utf-8") as f:
-                old = f.read()
-        except OSError as e:
-            print("%s: %s" % (args.output, e), file=sys.stderr)
-            return 1
-        if old != text:
-            sys.stdout.writelines(difflib.unified_diff(
-                old.splitlines(True), text.splitlines(True), args.output, "generated"))
-            print("%s differs from what %s generates from %s; run it again" %
-                  (args.output, SCRIPT, PACKAGE), file=sys.stderr)
-            return 1
-        print("%s is up to date" % args.output)
-        return 0
-    tmp = args.output + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, args.output)
-    print("wrote %s" % args.output)
+        bad = check(args.output, text)
+        bad |= check(args.reference, reference)
+        return bad
+    write(args.output, text)
+    write(args.reference, reference)
     return 0
 
 

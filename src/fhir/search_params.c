@@ -7,8 +7,8 @@
  * expressions walk. DO NOT EDIT: change the generator and run it
  * again, by hand (the build never runs it and needs no network):
  *
- *     npm pack hl7.fhir.r4.examples@4.0.1 --pack-destination /tmp
- *     python3 scripts/gen-search-params.py /tmp/hl7.fhir.r4.examples-4.0.1.tgz
+ *     bash tests/setup.sh    # npm pack into tests/.cache, SHA-256 checked
+ *     python3 scripts/gen-search-params.py tests/.cache/hl7.fhir.r4.examples-4.0.1.tgz
  *
  * The ctest fhir_search_params_generated fails when this file differs from
  * what the generator writes.
@@ -25,10 +25,14 @@
  *   Observation value-quantity: valueSampledData (the bounds of sampled data are not indexed)
  *
  * R4 parameters of the served types that are not offered:
- *   Observation combo-code: combo-* parameters are not offered
- *   Observation combo-data-absent-reason: combo-* parameters are not offered
- *   Observation combo-value-concept: combo-* parameters are not offered
- *   Observation combo-value-quantity: combo-* parameters are not offered
+ *   Observation combo-code: combo-* parameters are not offered (each would index the code or
+ *     value rows twice)
+ *   Observation combo-data-absent-reason: combo-* parameters are not offered (each would index
+ *     the code or value rows twice)
+ *   Observation combo-value-concept: combo-* parameters are not offered (each would index the
+ *     code or value rows twice)
+ *   Observation combo-value-quantity: combo-* parameters are not offered (each would index the
+ *     code or value rows twice)
  *   Observation code-value-concept: R4 type composite: index.c has no such kind of index
  *   Observation code-value-date: R4 type composite: index.c has no such kind of index
  *   Observation code-value-quantity: R4 type composite: index.c has no such kind of index

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# ctest fhir_search_params_generated: src/fhir/search_params.c and
+# tests/unit/fhir/r4_search_parameters.json must be exactly what
+# scripts/gen-search-params.py generates from the FHIR R4 package
+# hl7.fhir.r4.examples@4.0.1. tests/setup.sh fetches the package with npm
+# into tests/.cache; if it cannot, this test fails (it never skips).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+bash "$root/tests/setup.sh"
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+exec "$py" "$root/scripts/gen-search-params.py" --check \
+    "$root/tests/.cache/hl7.fhir.r4.examples-4.0.1.tgz"
