@@ -270,6 +270,52 @@ static void test_other_types(void **state)
     vl_index_free(&ix);
 }
 
+/* Paths and targets that the R4 expressions give (the tables are generated
+ * by scripts/gen-search-params.py). */
+static void test_r4_paths(void **state)
+{
+    (void)state;
+    vl_index_t ix;
+    /* value-string: (Observation.value as string) |
+     * (Observation.value as CodeableConcept).text */
+    index_of("Observation",
+             "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+             "\"valueCodeableConcept\":{\"coding\":[{\"system\":\"http://snomed.info/sct\","
+             "\"code\":\"260385009\"}],\"text\":\"Negative\"}}",
+             &ix);
+    assert_non_null(find(&ix, "value-string", NULL, "Negative"));
+    assert_int_equal(count(&ix, "value-string"), 1);
+    assert_non_null(find(&ix, "value-concept", "http://snomed.info/sct", "260385009"));
+    vl_index_free(&ix);
+
+    /* death-date: (Patient.deceased as dateTime); a boolean gives no row */
+    index_of("Patient",
+             "{\"resourceType\":\"Patient\",\"deceasedDateTime\":\"2020-01-02\","
+             "\"address\":[{\"use\":\"home\",\"city\":\"X\"}],"
+             "\"managingOrganization\":{\"reference\":\"Practitioner/not-an-org\"}}",
+             &ix);
+    const vl_index_row_t *d = find(&ix, "death-date", NULL, NULL);
+    assert_non_null(d);
+    assert_true(d->lo == 1577923200 * S && d->hi == 1578009600 * S);
+    assert_non_null(find(&ix, "address-use", NULL, "home"));
+    /* organization: Reference(Organization) only (its one R4 target) */
+    assert_int_equal(count(&ix, "organization"), 0);
+    vl_index_free(&ix);
+    index_of("Patient", "{\"resourceType\":\"Patient\",\"deceasedBoolean\":true}", &ix);
+    assert_int_equal(count(&ix, "death-date"), 0);
+    vl_index_free(&ix);
+
+    /* address-use on Organization and Practitioner too */
+    index_of("Organization",
+             "{\"resourceType\":\"Organization\",\"address\":[{\"use\":\"work\"}]}", &ix);
+    assert_non_null(find(&ix, "address-use", NULL, "work"));
+    vl_index_free(&ix);
+    index_of("Practitioner",
+             "{\"resourceType\":\"Practitioner\",\"address\":[{\"use\":\"work\"}]}", &ix);
+    assert_non_null(find(&ix, "address-use", NULL, "work"));
+    vl_index_free(&ix);
+}
+
 /* Wrong shapes everywhere: nothing crashes, nothing is indexed. */
 static void test_odd_shapes(void **state)
 {
@@ -300,7 +346,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_observation), cmocka_unit_test(test_observation_variants),
         cmocka_unit_test(test_patient),     cmocka_unit_test(test_other_types),
-        cmocka_unit_test(test_odd_shapes),
+        cmocka_unit_test(test_r4_paths),    cmocka_unit_test(test_odd_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

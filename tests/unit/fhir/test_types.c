@@ -1,6 +1,12 @@
 /*
  * Unit tests for src/fhir/types.c (type and parameter tables, the R4 type
- * list) and src/fhir/capability.c (the CapabilityStatement).
+ * list), the generated src/fhir/search_params.c and src/fhir/capability.c
+ * (the CapabilityStatement).
+ *
+ * r4_search_parameters.json (next to this file) holds the url, code, type
+ * and base of the R4 SearchParameters of the served types and Resource, as
+ * scripts/gen-search-params.py copies them from the R4 package; the ctest
+ * fhir_search_params_generated keeps it equal to the package.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -66,6 +72,8 @@ static void test_tables_consistent(void **state)
             assert_non_null(p->paths[0]);
             assert_null(p->paths[5]);
             assert_non_null(p->description);
+            assert_non_null(p->url);
+            assert_non_null(p->expression);
             assert_true(p->name[0] != '_');
             if (p->target) {
                 assert_int_equal(p->kind, VL_INDEX_REFERENCE);
@@ -178,12 +186,186 @@ static void test_capability(void **state)
     json_decref(cs);
 }
 
+/* ------------------------------------------------------------------------
+ * The tables and the CapabilityStatement against the R4 definitions
+ * ---------------------------------------------------------------------- */
+
+#define R4_REFERENCE VL_TEST_DATA "/../unit/fhir/r4_search_parameters.json"
+
+static json_t *r4_reference(void)
+{
+    json_error_t jerr;
+    json_t *ref = json_load_file(R4_REFERENCE, 0, &jerr);
+    if (!json_is_array(ref) || json_array_size(ref) < 50)
+        fail_msg("%s: %s", R4_REFERENCE, jerr.text);
+    return ref;
+}
+
+static const char *kind_code(vl_index_kind_t kind)
+{
+    switch (kind) {
+    case VL_INDEX_TOKEN:
+        return "token";
+    case VL_INDEX_STRING:
+        return "string";
+    case VL_INDEX_REFERENCE:
+        return "reference";
+    case VL_INDEX_DATE:
+        return "date";
+    case VL_INDEX_QUANTITY:
+        return "quantity";
+    }
+    return "?";
+}
+
+/* Fails unless R4 defines `url` as a SearchParameter with code `name` and
+ * type `type` whose base includes `type_name` (or Resource). */
+static void assert_r4_defines(const json_t *ref, const char *url, const char *name,
+                              const char *type, const char *type_name)
+{
+    size_t i;
+    const json_t *e;
+    json_array_foreach(ref, i, e)
+    {
+        if (strcmp(json_string_value(json_object_get(e, "url")), url) != 0)
+            continue;
+        if (strcmp(json_string_value(json_object_get(e, "code")), name) != 0)
+            fail_msg("%s %s: R4 %s has code %s", type_name, name, url,
+                     json_string_value(json_object_get(e, "code")));
+        if (strcmp(json_string_value(json_object_get(e, "type")), type) != 0)
+            fail_msg("%s %s: R4 %s has type %s, not %s", type_name, name, url,
+                     json_string_value(json_object_get(e, "type")), type);
+        size_t j;
+        const json_t *b;
+        json_array_foreach(json_object_get(e, "base"), j, b)
+        {
+            if (strcmp(json_string_value(b), type_name) == 0 ||
+                strcmp(json_string_value(b), "Resource") == 0)
+                return;
+        }
+        fail_msg("%s %s: R4 %s is not defined for %s", type_name, name, url, type_name);
+    }
+    fail_msg("%s %s: %s is not an R4 SearchParameter", type_name, name, url);
+}
+
+static void test_tables_r4(void **state)
+{
+    (void)state;
+    json_t *ref = r4_reference();
+    for (const vl_fhir_type_t *t = vl_fhir_types; t->name; t++) {
+        size_t n = strlen(t->name);
+        for (const vl_search_param_t *p = t->params; p->name; p++) {
+            assert_r4_defines(ref, p->url, p->name, kind_code(p->kind), t->name);
+            /* the part of the expression for this type, and only it */
+            const char *x = p->expression;
+            if (x[0] == '(')
+                x++;
+            if (strncmp(x, t->name, n) != 0 || x[n] != '.')
+                fail_msg("%s %s: expression %s", t->name, p->name, p->expression);
+        }
+    }
+    json_decref(ref);
+}
+
+static const vl_search_param_t *param(const char *type, const char *name)
+{
+    const vl_search_param_t *p = vl_fhir_param_find(vl_fhir_type_find(type), name);
+    if (!p)
+        fail_msg("%s has no parameter %s", type, name);
+    return p;
+}
+
+#define SP "http://hl7.org/fhir/SearchParameter/"
+
+static void test_r4_urls(void **state)
+{
+    (void)state;
+    /* shared definitions have the shared URL, not <Type>-<name> */
+    assert_string_equal(param("Observation", "code")->url, SP "clinical-code");
+    assert_string_equal(param("Observation", "code")->expression, "Observation.code");
+    assert_string_equal(param("Observation", "date")->url, SP "clinical-date");
+    assert_string_equal(param("Observation", "patient")->url, SP "clinical-patient");
+    assert_string_equal(param("Observation", "patient")->expression,
+                        "Observation.subject.where(resolve() is Patient)");
+    assert_string_equal(param("Observation", "identifier")->url, SP "clinical-identifier");
+    assert_string_equal(param("Patient", "given")->url, SP "individual-given");
+    assert_string_equal(param("Practitioner", "given")->url, SP "individual-given");
+    assert_string_equal(param("Practitioner", "given")->expression, "Practitioner.name.given");
+    assert_string_equal(param("Patient", "birthdate")->url, SP "individual-birthdate");
+    assert_string_equal(param("Patient", "identifier")->url, SP "Patient-identifier");
+    assert_string_equal(param("Device", "model")->url, SP "Device-model");
+    /* paths derived from the expression */
+    const vl_search_param_t *p = param("Observation", "value-quantity");
+    assert_string_equal(p->url, SP "Observation-value-quantity");
+    assert_string_equal(p->expression,
+                        "(Observation.value as Quantity) | (Observation.value as SampledData)");
+    assert_string_equal(p->paths[0], "valueQuantity");
+    assert_null(p->paths[1]);
+    p = param("Observation", "value-string");
+    assert_string_equal(p->paths[0], "valueString");
+    assert_string_equal(p->paths[1], "valueCodeableConcept.text");
+    assert_null(p->paths[2]);
+    p = param("Observation", "date");
+    assert_string_equal(p->paths[0], "effectiveDateTime");
+    assert_string_equal(p->paths[1], "effectivePeriod");
+    assert_string_equal(p->paths[2], "effectiveInstant");
+    assert_null(p->paths[3]);
+    assert_string_equal(param("Patient", "death-date")->paths[0], "deceasedDateTime");
+    /* targets: where(resolve() is T), or the only R4 target */
+    assert_string_equal(param("Observation", "patient")->target, "Patient");
+    assert_null(param("Observation", "subject")->target);
+    assert_string_equal(param("Device", "patient")->target, "Patient");
+    assert_string_equal(param("Patient", "organization")->target, "Organization");
+    /* not offered (design note 2 of fhir/types.c) */
+    assert_null(vl_fhir_param_find(vl_fhir_type_find("Observation"), "combo-code"));
+    assert_null(vl_fhir_param_find(vl_fhir_type_find("Patient"), "phone"));
+    assert_null(vl_fhir_param_find(vl_fhir_type_find("Device"), "url"));
+}
+
+/* Every searchParam.definition of the CapabilityStatement is the R4
+ * SearchParameter of that name and type, for that resource type. */
+static void test_capability_r4(void **state)
+{
+    (void)state;
+    json_t *ref = r4_reference();
+    json_t *cs = vl_fhir_capability(NULL);
+    json_t *res = json_object_get(json_array_get(json_object_get(cs, "rest"), 0), "resource");
+    size_t i, j, n = 0;
+    json_t *r, *e;
+    json_array_foreach(res, i, r)
+    {
+        const char *type = json_string_value(json_object_get(r, "type"));
+        json_array_foreach(json_object_get(r, "searchParam"), j, e)
+        {
+            const char *name = json_string_value(json_object_get(e, "name"));
+            const char *def = json_string_value(json_object_get(e, "definition"));
+            if (!def)
+                fail_msg("%s %s: no definition", type, name);
+            assert_r4_defines(ref, def, name, json_string_value(json_object_get(e, "type")),
+                              type);
+            if (strcmp(name, "_id") == 0)
+                assert_string_equal(def, SP "Resource-id");
+            if (strcmp(name, "_lastUpdated") == 0)
+                assert_string_equal(def, SP "Resource-lastUpdated");
+            if (strcmp(type, "Observation") == 0 && strcmp(name, "code") == 0)
+                assert_string_equal(def, SP "clinical-code");
+            if (strcmp(type, "Patient") == 0 && strcmp(name, "given") == 0)
+                assert_string_equal(def, SP "individual-given");
+            n++;
+        }
+    }
+    assert_true(n > 80);
+    json_decref(cs);
+    json_decref(ref);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_type_find),   cmocka_unit_test(test_param_find),
         cmocka_unit_test(test_tables_consistent), cmocka_unit_test(test_r4_types),
-        cmocka_unit_test(test_capability),
+        cmocka_unit_test(test_capability),  cmocka_unit_test(test_tables_r4),
+        cmocka_unit_test(test_r4_urls),     cmocka_unit_test(test_capability_r4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
