@@ -51,7 +51,7 @@ LOG_TAIL = 16384  # bytes of server log in a failure report
 # included. requests re-quotes a URL when it prepares it (so the prepared
 # URL is replaced below) and urllib3 percent-encodes the target right
 # before sending it (`|` -> `%7C`, `%zz` -> `%25zz`): turned off here, for
-# this test process only. test_harness.py checks what arrives on the wire.
+# this test process only. test_runner.py checks what arrives on the wire.
 urllib3.connectionpool._encode_target = lambda target: target
 
 
