@@ -39,13 +39,13 @@
 
 static const char usage_verify[] =
     "usage: vitalog verify --key KEY [--records FILE] EXPORT\n"
-    "       vitalog verify [--key KEY] --data DIR\n"
+    "       vitalog verify --keys FILE [--key KEY] [--records FILE] EXPORT\n"
+    "       vitalog verify [--key KEY | --keys FILE] --data DIR\n"
     "\n"
     "Verifies a ledger offline: every entry's form, index and hash chain, every\n"
     "key rotation, and every signed checkpoint (C2SP signed note, Ed25519) against\n"
     "the RFC 9162 Merkle root of the entries before it; the last checkpoint must\n"
-    "cover every entry. Exits 0 only if everything holds; otherwise exits 1 and\n"
-    "prints the first failure (\"FAILED at entry N: ...\") to stderr.\n"
+    "cover every entry. Exits 0 only if everything holds.\n"
     "\n"
     "EXPORT is an export as written by GET /ledger/export or `vitalog export`\n"
     "(NDJSON: entry lines and {\"checkpoint\":...} lines); - reads standard input.\n"
@@ -56,6 +56,15 @@ static const char usage_verify[] =
     "                       /ledger/key), or a file holding one per line;\n"
     "                       repeatable. Keys rotated in by a trusted key are\n"
     "                       trusted from their rotation entry on.\n"
+    "      --keys FILE      the log's keys list (GET /ledger/keys, `vitalog key\n"
+    "                       list`, docs/ledger.md 5.1): trusts its first key\n"
+    "                       (\"from\":0) for the log's beginning, and requires\n"
+    "                       every key rotation in the log to introduce exactly\n"
+    "                       the next listed key at the listed index, and every\n"
+    "                       listed key to be introduced. Each later key still\n"
+    "                       needs its rotation entry signed by the key before.\n"
+    "                       With --key as well, the list's first key must be a\n"
+    "                       --key key (the one you trust for the beginning).\n"
     "  -r, --records FILE   also check stored record bytes: FILE is the NDJSON of\n"
     "                       `vitalog export --records` ({\"ref\",\"salt\",\"bytes\"}\n"
     "                       in ledger order); SHA-256(salt || bytes) must equal the\n"
@@ -574,23 +583,43 @@ out:
  * The command
  * ---------------------------------------------------------------------- */
 
+/* With --key and --keys: 0 if the list's first key is one of the --key
+ * keys, else the failure (the list does not start where the auditor's
+ * trust does). */
+static int check_pinned(verify_state_t *st, const vl_ledger_keys_t *list,
+                        const vl_ledger_key_t *keys, size_t nkeys)
+{
+    vl_ledger_key_t first;
+    if (vl_ledger_key_parse_vkey(list->first, &first, NULL) == 0)
+        for (size_t i = 0; i < nkeys; i++)
+            if (!strcmp(keys[i].name, first.name) && !memcmp(keys[i].pk, first.pk, 32))
+                return 0;
+    return fail(st,
+                "entry 0: the keys list begins with %s, which is not a --key key (the list "
+                "does not start from the key you trust for the log's beginning)",
+                list->first);
+}
+
 int vl_cli_verify(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"key", required_argument, NULL, 'k'},
+        {"keys", required_argument, NULL, 'K'},
         {"records", required_argument, NULL, 'r'},
         {"data", required_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     vl_ledger_key_t keys[VL_CLI_MAX_KEYS];
+    vl_ledger_keys_t list;
     size_t nkeys = 0, i;
-    const char *records = NULL, *data = NULL, *origin;
+    const char *records = NULL, *data = NULL, *keys_path = NULL, *origin;
     const char *key_args[VL_CLI_MAX_KEYS];
     size_t nkey_args = 0;
     verify_state_t *st = NULL;
     int opt, rc = 1;
 
+    memset(&list, 0, sizeof list);
     optind = 0;
     while ((opt = getopt_long(argc, argv, "k:r:d:h", longopts, NULL)) != -1) {
         switch (opt) {
@@ -600,6 +629,13 @@ int vl_cli_verify(int argc, char **argv)
                 return 2;
             }
             key_args[nkey_args++] = optarg;
+            break;
+        case 'K':
+            if (keys_path) {
+                fprintf(stderr, "vitalog verify: at most one --keys list\n");
+                return 2;
+            }
+            keys_path = optarg;
             break;
         case 'r': records = optarg; break;
         case 'd': data = optarg; break;
@@ -624,8 +660,9 @@ int vl_cli_verify(int argc, char **argv)
                     usage_verify);
             return 2;
         }
-        if (nkey_args == 0) {
-            fprintf(stderr, "vitalog verify: --key KEY is required to verify an export\n");
+        if (nkey_args == 0 && !keys_path) {
+            fprintf(stderr,
+                    "vitalog verify: --key KEY or --keys FILE is required to verify an export\n");
             return 2;
         }
     }
@@ -634,22 +671,24 @@ int vl_cli_verify(int argc, char **argv)
     for (i = 0; i < nkey_args; i++)
         if (vl_cli_load_vkeys("vitalog verify", key_args[i], keys, &nkeys) < 0)
             return 2;
-    if (nkey_args == 0) {
+    if (keys_path) {
+        if (vl_cli_load_keys_list("vitalog verify", keys_path, &list) < 0)
+            return 2;
+    } else if (nkey_args == 0) {
         /* the log's first key: later ones are learnt from rotation entries */
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/ledger.vkey.history", data);
-        if (access(path, F_OK) == 0) {
-            if (vl_cli_load_vkeys("vitalog verify", path, keys, &nkeys) < 0)
-                return 2;
-            nkeys = 1;
-        } else {
-            snprintf(path, sizeof path, "%s/ledger.vkey", data);
-            if (vl_cli_load_vkeys("vitalog verify", path, keys, &nkeys) < 0) {
-                fprintf(stderr, "vitalog verify: give --key, or keep the verifier key in %s\n",
-                        path);
-                return 2;
-            }
+        char first[512];
+        vl_error_t err = VL_ERROR_INIT;
+        if (vl_cli_first_vkey("vitalog verify", data, first, sizeof first) < 0) {
+            fprintf(stderr, "vitalog verify: give --key or --keys, or keep the log's verifier "
+                            "keys in %s\n",
+                    data);
+            return 2;
         }
+        if (vl_ledger_key_parse_vkey(first, &keys[0], &err) < 0) { /* checked: cannot fail */
+            vl_error_clear(&err);
+            return 2;
+        }
+        nkeys = 1;
     }
     /* checkpoints are named like their key; with keys of one name, insist
      * on that origin */
@@ -661,9 +700,10 @@ int vl_cli_verify(int argc, char **argv)
     st = calloc(1, sizeof *st);
     if (!st) {
         fputs("vitalog verify: out of memory\n", stderr);
-        return 1;
+        goto out;
     }
-    st->v = vl_ledger_verifier_new(keys, nkeys, origin);
+    st->v = keys_path ? vl_ledger_verifier_new_keys(&list)
+                      : vl_ledger_verifier_new(keys, nkeys, origin);
     if (!st->v) {
         fputs("vitalog verify: out of memory\n", stderr);
         goto out;
@@ -671,7 +711,10 @@ int vl_cli_verify(int argc, char **argv)
     st->progress = isatty(STDERR_FILENO);
     vl_log_set_level(VL_LOG_WARN); /* the store's start-up chatter */
 
-    rc = data ? verify_data(st, data) : verify_export(st, argv[optind], records);
+    if (keys_path && nkeys > 0 && check_pinned(st, &list, keys, nkeys) < 0)
+        rc = -1;
+    else
+        rc = data ? verify_data(st, data) : verify_export(st, argv[optind], records);
     progress_clear(st);
     if (rc == -2) {
         rc = 1;
@@ -689,6 +732,8 @@ int vl_cli_verify(int argc, char **argv)
                st->have_cp ? root : "-", st->have_cp ? st->origin : "-");
         if (records || data)
             printf(", %llu records", (unsigned long long)st->records);
+        if (keys_path)
+            printf(", %zu listed keys", list.n + 1);
         if (st->unsigned_tail)
             printf(" (a server is running: %llu newer entries not signed yet, not checked)",
                    (unsigned long long)st->unsigned_tail);
@@ -699,5 +744,6 @@ out:
     if (st)
         vl_ledger_verifier_free(st->v);
     free(st);
+    vl_ledger_keys_clear(&list);
     return rc;
 }

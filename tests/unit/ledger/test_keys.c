@@ -216,6 +216,15 @@ static void test_parse_malformed(void **state)
     assert_int_equal(vl_ledger_keys_parse(doc, strlen(doc), &k, &err), 0);
     vl_ledger_keys_clear(&k);
 
+    /* a NUL byte after a valid document */
+    {
+        size_t n = strlen(doc);
+        memcpy(doc + n, "\0x", 3);
+        assert_int_not_equal(vl_ledger_keys_parse(doc, n + 2, &k, &err), 0);
+        assert_true(starts(vl_error_message(&err), "keys list: not JSON"));
+        vl_error_clear(&err);
+        assert_null(k.rotations);
+    }
     /* not JSON, not an object */
     expect_refused("", "empty");
     expect_refused("{", "truncated");
