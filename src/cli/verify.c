@@ -583,8 +583,9 @@ static int data_record_cb(void *ctx, uint64_t index, const char *ref,
  * from its check of the newest entries and the latest checkpoint), put in
  * the forms above: "entry N is missing" -> "entry N: missing", "the
  * checkpoint at size N ..." -> "checkpoint at size N: ...", "the tree node
- * (level L, index I) is missing" -> "entry I*2^L: ...". -1 if the message
- * has none of these shapes (then it is no verification result). */
+ * (level L, index I) is missing" -> "entry I*2^L: ...". -1 with the
+ * failure recorded; -2 if the message has none of these shapes (then it is
+ * no verification result, and the caller reports it as an open error). */
 static int store_open_failure(verify_state_t *st, const char *msg, const char *dir)
 {
     unsigned long long n, idx;
