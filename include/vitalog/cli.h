@@ -2,9 +2,11 @@
  * vitalog — cli: the ledger command-line tools.
  *
  *   vitalog verify --key KEY [--records FILE] EXPORT   offline check of an export
- *   vitalog verify [--key KEY] --data DIR              check a data directory
+ *   vitalog verify --keys FILE [--key KEY] EXPORT      ... against the log's keys list
+ *   vitalog verify [--key KEY | --keys FILE] --data DIR  check a data directory
  *   vitalog export --data DIR [--records] [-o FILE]    ledger (or records) export
  *   vitalog key show --data DIR                        print the verifier key
+ *   vitalog key list --data DIR                        print the keys list (GET /ledger/keys)
  *   vitalog key rotate --data DIR                      rotate the signing key
  *
  * Each command takes its own argv (argv[0] is the command name, as in
@@ -35,11 +37,15 @@
 #include "vitalog/ledger.h"
 
 /** `vitalog verify`: exit 0 only if the whole export (or data directory)
- *  verifies; otherwise 1 and "vitalog verify: FAILED at ..." on stderr. */
+ *  verifies; otherwise 1 and "vitalog verify: FAILED at <where>: <why>" on
+ *  stderr, <where> one of "entry N", "checkpoint at size N", "line L
+ *  (after N entries)" and "records line L" (the --help text says what each
+ *  means), or 1 with another message when an input cannot be read; 2 for
+ *  bad usage or an unreadable key or keys list. */
 int vl_cli_verify(int argc, char **argv);
 /** `vitalog export`: writes the ledger export or the records NDJSON. */
 int vl_cli_export(int argc, char **argv);
-/** `vitalog key show|rotate`. */
+/** `vitalog key show|list|rotate`. */
 int vl_cli_key(int argc, char **argv);
 
 /* ------------------------------------------------------------------------
@@ -107,6 +113,15 @@ void vl_cli_pipe_close(vl_cli_pipe_t *p);
  * prefixed with `cmd` to stderr and returns -1.
  */
 int vl_cli_load_vkeys(const char *cmd, const char *arg, vl_ledger_key_t *keys, size_t *n);
+/** The first verifier key of the log in DIR (the one it began with): the
+ *  first non-blank line of DIR/ledger.vkey.history after a key rotation,
+ *  else DIR/ledger.vkey. Checks that it parses. Into out[n]; prints why
+ *  (prefixed with `cmd`) and returns -1 on failure. */
+int vl_cli_first_vkey(const char *cmd, const char *dir, char *out, size_t n);
+/** Loads a keys list document (docs/ledger.md 5.1, GET /ledger/keys) from
+ *  `path` into *list (free with vl_ledger_keys_clear). Prints why
+ *  (prefixed with `cmd`) and returns -1 on failure, leaving *list empty. */
+int vl_cli_load_keys_list(const char *cmd, const char *path, vl_ledger_keys_t *list);
 /** Loads the signer key DIR/ledger.key (or `path` if non-NULL). Prints a
  *  message prefixed with `cmd` and returns -1 on failure. */
 int vl_cli_load_skey(const char *cmd, const char *path, vl_ledger_key_t *key);

@@ -177,6 +177,78 @@ int vl_ledger_entry_parse(const char *line, size_t len, vl_ledger_entry_t *out, 
 int vl_ledger_rotation_sign(const vl_ledger_key_t *old, vl_ledger_entry_t *e);
 
 /* ------------------------------------------------------------------------
+ * Keys list: every verifier key of a log, oldest first, with the tree
+ * sizes each one signs (docs/ledger.md section 5.1). The document, exactly
+ * as vl_ledger_keys_format() writes it (one line, then "\n"):
+ *
+ *   {"origin":"<origin>","keys":[{"key":"<vkey 0>","from":0},
+ *    {"key":"<vkey i>","from":<R_i + 1>,"rotation":<R_i>},...]}
+ *
+ * R_i is the index of the key-rotation entry that introduced key i (signed
+ * by key i-1); key i signs every checkpoint of size s with
+ * from_i <= s < from_(i+1). Served by GET /ledger/keys and printed by
+ * `vitalog key list`; `vitalog verify --keys` checks a log against it.
+ * ---------------------------------------------------------------------- */
+
+#define VL_LEDGER_KEYS_MAX 1024               /* keys in one list (first + rotations) */
+#define VL_LEDGER_KEYS_MAX_LEN (512u * 1024)  /* bytes of one document */
+
+typedef struct vl_ledger_rotation {
+    uint64_t index; /* of the key-rotation entry */
+    char key[256];  /* the verifier key it introduces */
+} vl_ledger_rotation_t;
+
+/** A keys list: `first` signs from the beginning; rotations[0..n) in
+ *  index order. `rotations` is malloc'd and owned (vl_ledger_keys_clear). */
+typedef struct vl_ledger_keys {
+    char origin[128];
+    char first[256];
+    vl_ledger_rotation_t *rotations;
+    size_t n;
+} vl_ledger_keys_t;
+
+/**
+ * Renders the keys document of a log named `origin` that began with the
+ * verifier key `first` and had the key rotations rotations[0..n) (index
+ * order). Returns the malloc'd document (caller frees), "\n"-terminated,
+ * its length in *len (may be NULL); NULL if the input is not a valid list
+ * (a key that does not parse or is not named `origin`, indices not
+ * strictly increasing, a key listed twice, more than VL_LEDGER_KEYS_MAX
+ * keys) or out of memory.
+ */
+char *vl_ledger_keys_format(const char *origin, const char *first,
+                            const vl_ledger_rotation_t *rotations, size_t n, size_t *len);
+/**
+ * Parses a keys document (any JSON text with exactly the members above;
+ * at most VL_LEDGER_KEYS_MAX_LEN bytes and VL_LEDGER_KEYS_MAX keys) and
+ * checks every rule of docs/ledger.md 5.1 that needs no log: every key a
+ * valid verifier key named like the origin, the first with from 0 and no
+ * rotation, each later one with from = rotation + 1, rotations strictly
+ * increasing, no key twice. Fails closed: on failure *out is empty (no
+ * allocation to free) and err says why. On success free with
+ * vl_ledger_keys_clear(). vl_ledger_keys_format() of the parts gives the
+ * canonical bytes back.
+ */
+int vl_ledger_keys_parse(const char *doc, size_t len, vl_ledger_keys_t *out,
+                         vl_error_t *err) VL_WARN_UNUSED;
+/** Frees the rotations and empties the list (safe on an empty one). */
+void vl_ledger_keys_clear(vl_ledger_keys_t *k);
+
+/**
+ * Building a list from a log: init with the log's first verifier key
+ * (origin = its name), then feed every entry line in index order (e.g.
+ * from vl_store_ledger_scan). Lines that are not key-rotation entries are
+ * skipped unchecked; a key-rotation entry must be canonical, later than the
+ * previous one, signed by the key before it (fails otherwise: the list
+ * would not verify), and name a new key of the same name. Then format
+ * with vl_ledger_keys_format(k.origin, k.first, k.rotations, k.n, &len).
+ * On failure the list keeps what it had; clear it in any case.
+ */
+int vl_ledger_keys_init(vl_ledger_keys_t *k, const char *first, vl_error_t *err) VL_WARN_UNUSED;
+int vl_ledger_keys_add_entry(vl_ledger_keys_t *k, const char *line, size_t len,
+                             vl_error_t *err) VL_WARN_UNUSED;
+
+/* ------------------------------------------------------------------------
  * Streaming verifier: feed entries in order and checkpoints where they
  * occur; O(log n) memory. Shared by the server and `vitalog verify`.
  * Every failure names the index where it was found.
@@ -189,6 +261,17 @@ typedef struct vl_ledger_verifier vl_ledger_verifier_t;
 vl_ledger_verifier_t *vl_ledger_verifier_new(const vl_ledger_key_t *trusted, size_t n,
                                              const char *origin);
 void vl_ledger_verifier_free(vl_ledger_verifier_t *v);
+/**
+ * A verifier that checks a log against a keys list: it trusts list->first
+ * alone for the log's beginning, insists on origin list->origin, and
+ * requires every key-rotation entry to be the list's next rotation (same
+ * index, same key) and every listed rotation to occur (an entry at a
+ * listed index that is not a rotation, a rotation the list does not name,
+ * and a listed rotation past the last entry all fail, as "entry N: ...").
+ * The list is copied. NULL if its first key does not parse or out of memory.
+ */
+vl_ledger_verifier_t *vl_ledger_verifier_new_keys(const vl_ledger_keys_t *list);
+
 /** Checks an entry's form, its index (next expected), the chain (prev) and
  *  a rotation's signature; appends it to the tree. A broken chain between
  *  entries i and i+1 is reported on the next call (or in finish), once it

@@ -135,7 +135,9 @@ int vl_cli_lines_next(vl_cli_lines_t *r, char **line, size_t *len)
  * Files
  * ---------------------------------------------------------------------- */
 
-char *vl_cli_read_small(const char *path, size_t max)
+/* The whole file (at most `max` bytes) into a malloc'd buffer with a NUL
+ * after its *len bytes. NULL with errno (EFBIG: longer than max). */
+static char *read_all(const char *path, size_t max, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     char *buf;
@@ -170,6 +172,17 @@ char *vl_cli_read_small(const char *path, size_t max)
         }
     }
     close(fd);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+char *vl_cli_read_small(const char *path, size_t max)
+{
+    size_t n = 0;
+    char *buf = read_all(path, max, &n);
+    if (!buf)
+        return NULL;
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
                      buf[n - 1] == '\t'))
         n--;
@@ -358,6 +371,69 @@ int vl_cli_load_vkeys(const char *cmd, const char *arg, vl_ledger_key_t *keys, s
         fprintf(stderr, "%s: %s holds no verifier key\n", cmd, arg);
         rc = -1;
     }
+    free(text);
+    return rc;
+}
+
+int vl_cli_first_vkey(const char *cmd, const char *dir, char *out, size_t n)
+{
+    char path[PATH_MAX];
+    vl_ledger_key_t k;
+    vl_error_t err = VL_ERROR_INIT;
+    char *text, *line, *end;
+    int rc = -1;
+    snprintf(path, sizeof path, "%s/ledger.vkey.history", dir);
+    text = vl_cli_read_small(path, 1024 * 1024);
+    if (!text && errno == ENOENT) {
+        snprintf(path, sizeof path, "%s/ledger.vkey", dir);
+        text = vl_cli_read_small(path, 64 * 1024);
+    }
+    if (!text) {
+        fprintf(stderr, "%s: cannot read the log's first verifier key from %s: %s\n", cmd, path,
+                strerror(errno));
+        return -1;
+    }
+    /* the first non-blank line, without surrounding blanks */
+    line = text + strspn(text, " \t\r\n");
+    end = line + strcspn(line, "\r\n");
+    while (end > line && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    *end = '\0';
+    if (!*line) {
+        fprintf(stderr, "%s: %s holds no verifier key\n", cmd, path);
+    } else if (vl_ledger_key_parse_vkey(line, &k, &err) < 0) {
+        fprintf(stderr, "%s: %s: not a verifier key: %s\n", cmd, path, vl_error_message(&err));
+    } else if ((size_t)snprintf(out, n, "%s", line) >= n) {
+        fprintf(stderr, "%s: %s: verifier key too long\n", cmd, path);
+    } else {
+        rc = 0;
+    }
+    vl_error_clear(&err);
+    free(text);
+    return rc;
+}
+
+int vl_cli_load_keys_list(const char *cmd, const char *path, vl_ledger_keys_t *list)
+{
+    vl_error_t err = VL_ERROR_INIT;
+    size_t len = 0;
+    char *text = read_all(path, VL_LEDGER_KEYS_MAX_LEN, &len);
+    int rc = 0;
+    memset(list, 0, sizeof *list);
+    if (!text) {
+        if (errno == EFBIG)
+            fprintf(stderr, "%s: --keys %s: longer than %u bytes\n", cmd, path,
+                    VL_LEDGER_KEYS_MAX_LEN);
+        else
+            fprintf(stderr, "%s: --keys %s: %s\n", cmd, path, strerror(errno));
+        return -1;
+    }
+    if (vl_ledger_keys_parse(text, len, list, &err) < 0) { /* a NUL inside fails */
+        fprintf(stderr, "%s: --keys %s: not a ledger keys list (GET /ledger/keys): %s\n", cmd,
+                path, vl_error_message(&err));
+        rc = -1;
+    }
+    vl_error_clear(&err);
     free(text);
     return rc;
 }

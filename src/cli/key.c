@@ -1,6 +1,12 @@
 /*
- * vitalog — cli: `vitalog key show|rotate`, the ledger signing key of a
- * data directory.
+ * vitalog — cli: `vitalog key show|list|rotate`, the ledger signing key of
+ * a data directory.
+ *
+ * `key list` prints the keys list (docs/ledger.md 5.1), the same bytes as
+ * GET /ledger/keys: the log's first verifier key (vl_cli_first_vkey) and
+ * every key-rotation entry of the ledger, each checked to be signed by the
+ * key before it (vl_ledger_keys_add_entry), so a list that would not
+ * verify is never printed.
  *
  * Rotation, and what a crash at each step leaves behind:
  *
@@ -37,6 +43,7 @@
 
 static const char usage_key[] =
     "usage: vitalog key show [--data DIR]\n"
+    "       vitalog key list [--data DIR]\n"
     "       vitalog key rotate [--data DIR]\n"
     "\n"
     "The ledger signing key of a data directory: DIR/ledger.key (signer key,\n"
@@ -45,6 +52,14 @@ static const char usage_key[] =
     "verifier keys, oldest first, in DIR/ledger.vkey.history.\n"
     "\n"
     "  show     print the current verifier key\n"
+    "  list     print the log's keys list, the document GET /ledger/keys serves\n"
+    "           (docs/ledger.md 5.1): every verifier key, oldest first, with the\n"
+    "           tree sizes it signs, {\"origin\":...,\"keys\":[{\"key\":...,\"from\":0},\n"
+    "           {\"key\":...,\"from\":R+1,\"rotation\":R},...]}, R the index of the\n"
+    "           key-rotation entry that introduced the key. The first key comes\n"
+    "           from DIR/ledger.vkey.history (else DIR/ledger.vkey), the others\n"
+    "           from the ledger, each checked against the one before. For\n"
+    "           `vitalog verify --keys`. May run while the server serves.\n"
     "  rotate   generate a new key with the same name and append a key-rotation\n"
     "           entry signed by the old key; later checkpoints are signed by the\n"
     "           new key, which verifiers trust through that entry. The server\n"
@@ -126,6 +141,91 @@ static int key_show(int argc, char **argv)
                 cmd, path);
     printf("%s\n", vkey);
     return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------------
+ * The keys list
+ * ---------------------------------------------------------------------- */
+
+typedef struct list_ctx {
+    vl_ledger_keys_t *keys;
+    vl_error_t err;
+} list_ctx_t;
+
+static int list_cb(void *ctx, uint64_t index, const char *line, size_t line_len,
+                   const char *note, size_t note_len)
+{
+    list_ctx_t *lc = ctx;
+    (void)index;
+    (void)note;
+    (void)note_len;
+    if (!line)
+        return 0; /* a checkpoint */
+    return vl_ledger_keys_add_entry(lc->keys, line, line_len, &lc->err) == 0 ? 0 : 1;
+}
+
+static int key_list(int argc, char **argv)
+{
+    const char *cmd = "vitalog key list", *data = "./data";
+    char first[VKEY_MAX], path[PATH_MAX], *doc = NULL, *current;
+    vl_ledger_keys_t keys;
+    list_ctx_t lc;
+    vl_store_options_t opts;
+    vl_store_t *store = NULL;
+    uint64_t size = 0;
+    size_t len = 0;
+    int rc = parse_data(cmd, argc, argv, &data);
+    if (rc >= 0)
+        return rc;
+    rc = 1;
+    memset(&keys, 0, sizeof keys);
+    memset(&lc, 0, sizeof lc);
+    lc.keys = &keys;
+    if (vl_cli_check_data(cmd, data) < 0 ||
+        vl_cli_first_vkey(cmd, data, first, sizeof first) < 0)
+        return 1;
+    if (vl_ledger_keys_init(&keys, first, &lc.err) < 0) {
+        fprintf(stderr, "%s: %s\n", cmd, vl_error_message(&lc.err));
+        goto out;
+    }
+    vl_log_set_level(VL_LOG_WARN);
+    memset(&opts, 0, sizeof opts); /* read-only for the ledger */
+    if (vl_store_open(data, &opts, &store, &lc.err) < 0) {
+        fprintf(stderr, "%s: cannot open the store in %s: %s\n", cmd, data,
+                vl_error_message(&lc.err));
+        goto out;
+    }
+    if (vl_store_ledger_size(store, &size, &lc.err) < 0 ||
+        (size > 0 && vl_store_ledger_scan(store, 0, size, list_cb, &lc, &lc.err) != 0)) {
+        fprintf(stderr, "%s: %s: %s\n", cmd, data,
+                lc.err.status ? vl_error_message(&lc.err) : "cannot read the ledger");
+        if (lc.err.status && strstr(vl_error_message(&lc.err), "not signed by the key before"))
+            fprintf(stderr, "%s: the first key (%s) is not the one this log began with, or the "
+                            "ledger was altered; check with `vitalog verify --data %s`\n",
+                    cmd, first, data);
+        goto out;
+    }
+    doc = vl_ledger_keys_format(keys.origin, keys.first, keys.rotations, keys.n, &len);
+    if (!doc) {
+        fprintf(stderr, "%s: cannot render the keys list\n", cmd);
+        goto out;
+    }
+    /* the last listed key signs now: ledger.vkey should be it */
+    snprintf(path, sizeof path, "%s/ledger.vkey", data);
+    current = vl_cli_read_small(path, VKEY_MAX);
+    if (current && strcmp(current, keys.n ? keys.rotations[keys.n - 1].key : keys.first) != 0)
+        fprintf(stderr, "%s: warning: %s is not the last key the ledger rotated to (an "
+                        "interrupted rotation? run `vitalog key rotate` with the server stopped "
+                        "to finish it)\n",
+                cmd, path);
+    free(current);
+    rc = fwrite(doc, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : 1;
+out:
+    free(doc);
+    vl_store_close(store);
+    vl_ledger_keys_clear(&keys);
+    vl_error_clear(&lc.err);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------
@@ -402,6 +502,8 @@ int vl_cli_key(int argc, char **argv)
     }
     if (!strcmp(argv[1], "show"))
         return key_show(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "list"))
+        return key_list(argc - 1, argv + 1);
     if (!strcmp(argv[1], "rotate"))
         return key_rotate(argc - 1, argv + 1);
     fprintf(stderr, "vitalog key: unknown subcommand '%s'\n\n%s", argv[1], usage_key);

@@ -17,7 +17,12 @@
  * failure.
  *
  * Every failure is reported once, the first one found, as
- *   vitalog verify: FAILED at <entry N | checkpoint at size N | line N ...>
+ *   vitalog verify: FAILED at <where>: <what>
+ * with <where> exactly one of "entry N", "checkpoint at size N", "line L
+ * (after N entries)" (export lines that are neither) and "records line L";
+ * usage_verify documents each, and tests/unit/cli/test_verify_forms.c
+ * produces each. Messages from elsewhere (the verifier, the line readers,
+ * the store's open-time check) are put into these forms here.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,13 +44,13 @@
 
 static const char usage_verify[] =
     "usage: vitalog verify --key KEY [--records FILE] EXPORT\n"
-    "       vitalog verify [--key KEY] --data DIR\n"
+    "       vitalog verify --keys FILE [--key KEY] [--records FILE] EXPORT\n"
+    "       vitalog verify [--key KEY | --keys FILE] --data DIR\n"
     "\n"
     "Verifies a ledger offline: every entry's form, index and hash chain, every\n"
     "key rotation, and every signed checkpoint (C2SP signed note, Ed25519) against\n"
     "the RFC 9162 Merkle root of the entries before it; the last checkpoint must\n"
-    "cover every entry. Exits 0 only if everything holds; otherwise exits 1 and\n"
-    "prints the first failure (\"FAILED at entry N: ...\") to stderr.\n"
+    "cover every entry. Exits 0 only if everything holds.\n"
     "\n"
     "EXPORT is an export as written by GET /ledger/export or `vitalog export`\n"
     "(NDJSON: entry lines and {\"checkpoint\":...} lines); - reads standard input.\n"
@@ -56,6 +61,15 @@ static const char usage_verify[] =
     "                       /ledger/key), or a file holding one per line;\n"
     "                       repeatable. Keys rotated in by a trusted key are\n"
     "                       trusted from their rotation entry on.\n"
+    "      --keys FILE      the log's keys list (GET /ledger/keys, `vitalog key\n"
+    "                       list`, docs/ledger.md 5.1): trusts its first key\n"
+    "                       (\"from\":0) for the log's beginning, and requires\n"
+    "                       every key rotation in the log to introduce exactly\n"
+    "                       the next listed key at the listed index, and every\n"
+    "                       listed key to be introduced. Each later key still\n"
+    "                       needs its rotation entry signed by the key before.\n"
+    "                       With --key as well, the list's first key must be a\n"
+    "                       --key key (the one you trust for the beginning).\n"
     "  -r, --records FILE   also check stored record bytes: FILE is the NDJSON of\n"
     "                       `vitalog export --records` ({\"ref\",\"salt\",\"bytes\"}\n"
     "                       in ledger order); SHA-256(salt || bytes) must equal the\n"
@@ -70,7 +84,61 @@ static const char usage_verify[] =
     "On success prints one line to stdout: entries, checkpoints, and the size,\n"
     "root and origin of the last checkpoint. With --data while a server runs on\n"
     "DIR, entries newer than its latest checkpoint (signed within a second) are\n"
-    "left out and counted in that line.\n";
+    "left out and counted in that line.\n"
+    "\n"
+    "Exit status: 0 everything holds; 1 a failure (below), or an input that\n"
+    "cannot be read (a message without \"FAILED\"); 2 bad usage, or a key or keys\n"
+    "list that cannot be read or parsed.\n"
+    "\n"
+    "Failures. The first failure found is printed to stderr as one line\n"
+    "  vitalog verify: FAILED at <where>: <what>\n"
+    "where <where> is one of:\n"
+    "  entry N\n"
+    "      Ledger entry N (its index, from 0) is wrong or missing: not in\n"
+    "      canonical form; another index where N was due (entries missing,\n"
+    "      duplicated or reordered); altered (its hash or its prev breaks the\n"
+    "      chain: the altered one of the two is named when the next entry or\n"
+    "      checkpoint tells); a key rotation not signed by the trusted key; not\n"
+    "      covered by a signed checkpoint; its record does not match its\n"
+    "      commitment (--records, --data); or not what the keys list says\n"
+    "      (--keys). In an export the line ends with \"(line L)\", the line of\n"
+    "      the file it was found on; with --data, \"(found by the store when\n"
+    "      opening DIR)\" means the store's own check of the newest 1,024\n"
+    "      entries found it.\n"
+    "  checkpoint at size N\n"
+    "      The signed checkpoint covering entries 0..N-1 does not hold: no\n"
+    "      signature by the key trusted at that point, a bad signature by it,\n"
+    "      another origin, a size other than the number of entries before it,\n"
+    "      or a root other than their Merkle root; \"missing\" when there is no\n"
+    "      checkpoint at all. Also ends with \"(line L)\" in an export.\n"
+    "  line L (after N entries)\n"
+    "      Export only: line L of the file is no entry or checkpoint line at all\n"
+    "      (blank, another shape, malformed checkpoint JSON, longer than 64 KiB,\n"
+    "      or unreadable); N entries were read before it.\n"
+    "  records line L\n"
+    "      --records only: line L of the records file is malformed, or no entry\n"
+    "      with its ref follows in the export (records are in ledger order).\n"
+    "Entries before the failure are proven only as far as a checkpoint that\n"
+    "verified before it covers them; nothing from the failure on is.\n"
+    "\n"
+    "What to do:\n"
+    "  entry N         fetch entry N again (GET /ledger/entries?start=N&end=N+1,\n"
+    "                  or an export you kept) and compare: a different server copy\n"
+    "                  means yours was damaged, the same one that the log was\n"
+    "                  altered: keep the export and report this line to the\n"
+    "                  operator. \"reading the ledger\" or \"reading the records\"\n"
+    "                  (--data) is an I/O error, not evidence: fix it, run again.\n"
+    "                  A keys-list failure: fetch the list, then the export, and\n"
+    "                  run again; if it persists the list is false: report it.\n"
+    "  checkpoint      check the key first: after a key rotation use the log's\n"
+    "                  first key (or --keys); another log's key fails here. With\n"
+    "                  the right key the checkpoint or the entries before it were\n"
+    "                  altered: compare with checkpoints you kept (GET\n"
+    "                  /ledger/proof/consistency) and report it.\n"
+    "  line L          the file is truncated, damaged or not an export (the\n"
+    "                  records file?): download it again.\n"
+    "  records line L  export the records of this log again (`vitalog export\n"
+    "                  --records`) and run again.\n";
 
 typedef struct verify_state {
     vl_ledger_verifier_t *v;
@@ -117,6 +185,21 @@ static void progress_clear(verify_state_t *st)
 {
     if (st->progress_shown)
         fprintf(stderr, "\r%40s\r", "");
+}
+
+/* A line reader's error without its leading "line N: " (the caller says
+ * which line). */
+static const char *reason_of(const char *error)
+{
+    const char *p = error;
+    if (strncmp(p, "line ", 5) != 0)
+        return error;
+    p += 5;
+    if (*p < '0' || *p > '9')
+        return error;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    return p[0] == ':' && p[1] == ' ' ? p + 2 : error;
 }
 
 /* " (line N)" for export mode, "" for data mode */
@@ -225,7 +308,8 @@ static int next_record(verify_state_t *st, vl_cli_lines_t *rec)
     if (rc == 0)
         return 0;
     if (rc < 0)
-        return fail(st, "records file: %s", rec->error);
+        return fail(st, "records line %llu: %s", (unsigned long long)rec->lineno + 1,
+                    reason_of(rec->error));
     st->rec_line = rec->lineno;
     doc = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!doc || !json_is_object(doc)) {
@@ -341,17 +425,18 @@ static int verify_export(verify_state_t *st, const char *path, const char *recor
         }
     }
     if (rc < 0) {
-        fail(st, "%s (after %llu entries)", vl_cli_pipe_error(in),
-             (unsigned long long)st->entries);
+        fail(st, "line %llu (after %llu entries): %s",
+             (unsigned long long)vl_cli_pipe_lineno(in) + 1, (unsigned long long)st->entries,
+             reason_of(vl_cli_pipe_error(in)));
         goto out;
     }
     if (finish(st) < 0)
         goto out;
     if (st->rec_pending)
         fail(st,
-             "record %s (records line %llu): no entry with this ref follows in the export "
+             "records line %llu: record %s: no entry with this ref follows in the export "
              "(records must be in ledger order)",
-             st->rec_ref, (unsigned long long)st->rec_line);
+             (unsigned long long)st->rec_line, st->rec_ref);
 out:
     vl_cli_pipe_close(in);
     if (rec_open)
@@ -494,6 +579,36 @@ static int data_record_cb(void *ctx, uint64_t index, const char *ref,
     return 0;
 }
 
+/* What the store found wrong when it opened (its message after "ledger: ",
+ * from its check of the newest entries and the latest checkpoint), put in
+ * the forms above: "entry N is missing" -> "entry N: missing", "the
+ * checkpoint at size N ..." -> "checkpoint at size N: ...", "the tree node
+ * (level L, index I) is missing" -> "entry I*2^L: ...". -1 with the
+ * failure recorded; -2 if the message has none of these shapes (then it is
+ * no verification result, and the caller reports it as an open error). */
+static int store_open_failure(verify_state_t *st, const char *msg, const char *dir)
+{
+    unsigned long long n, idx;
+    int level, off = 0;
+    if (sscanf(msg, "entry %llu %n", &n, &off) == 1 && off > 0) {
+        const char *rest = msg + off;
+        if (!strncmp(rest, "is ", 3))
+            rest += 3;
+        return fail(st, "entry %llu: %s (found by the store when opening %s)", n, rest, dir);
+    }
+    if (sscanf(msg, "the checkpoint at size %llu %n", &n, &off) == 1 && off > 0)
+        return fail(st, "checkpoint at size %llu: %s (found by the store when opening %s)", n,
+                    msg + off, dir);
+    if (sscanf(msg, "the tree node (level %d, index %llu) is missing%n", &level, &idx, &off) ==
+            2 &&
+        off > 0 && msg[off] == '\0' && level >= 0 && level < 64 && idx <= UINT64_MAX >> level)
+        return fail(st,
+                    "entry %llu: the stored Merkle tree node (level %d, index %llu) is missing "
+                    "(found by the store when opening %s)",
+                    idx << level, level, idx, dir);
+    return -2;
+}
+
 /* True when a server holds DIR/vitalog.lock right now. */
 static int server_running(const char *dir)
 {
@@ -525,8 +640,7 @@ static int verify_data(verify_state_t *st, const char *dir)
         const char *msg = vl_error_message(&d.err);
         /* the store checks the tail of the chain and the latest checkpoint
          * when it opens: what it finds there is a verification result */
-        if (!strncmp(msg, "ledger: ", 8)) {
-            fail(st, "%s (found by the store when opening %s)", msg + 8, dir);
+        if (!strncmp(msg, "ledger: ", 8) && store_open_failure(st, msg + 8, dir) == -1) {
             vl_error_clear(&d.err);
             return -1;
         }
@@ -574,23 +688,43 @@ out:
  * The command
  * ---------------------------------------------------------------------- */
 
+/* With --key and --keys: 0 if the list's first key is one of the --key
+ * keys, else the failure (the list does not start where the auditor's
+ * trust does). */
+static int check_pinned(verify_state_t *st, const vl_ledger_keys_t *list,
+                        const vl_ledger_key_t *keys, size_t nkeys)
+{
+    vl_ledger_key_t first;
+    if (vl_ledger_key_parse_vkey(list->first, &first, NULL) == 0)
+        for (size_t i = 0; i < nkeys; i++)
+            if (!strcmp(keys[i].name, first.name) && !memcmp(keys[i].pk, first.pk, 32))
+                return 0;
+    return fail(st,
+                "entry 0: the keys list begins with %s, which is not a --key key (the list "
+                "does not start from the key you trust for the log's beginning)",
+                list->first);
+}
+
 int vl_cli_verify(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"key", required_argument, NULL, 'k'},
+        {"keys", required_argument, NULL, 'K'},
         {"records", required_argument, NULL, 'r'},
         {"data", required_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     vl_ledger_key_t keys[VL_CLI_MAX_KEYS];
+    vl_ledger_keys_t list;
     size_t nkeys = 0, i;
-    const char *records = NULL, *data = NULL, *origin;
+    const char *records = NULL, *data = NULL, *keys_path = NULL, *origin;
     const char *key_args[VL_CLI_MAX_KEYS];
     size_t nkey_args = 0;
     verify_state_t *st = NULL;
     int opt, rc = 1;
 
+    memset(&list, 0, sizeof list);
     optind = 0;
     while ((opt = getopt_long(argc, argv, "k:r:d:h", longopts, NULL)) != -1) {
         switch (opt) {
@@ -600,6 +734,13 @@ int vl_cli_verify(int argc, char **argv)
                 return 2;
             }
             key_args[nkey_args++] = optarg;
+            break;
+        case 'K':
+            if (keys_path) {
+                fprintf(stderr, "vitalog verify: at most one --keys list\n");
+                return 2;
+            }
+            keys_path = optarg;
             break;
         case 'r': records = optarg; break;
         case 'd': data = optarg; break;
@@ -624,8 +765,9 @@ int vl_cli_verify(int argc, char **argv)
                     usage_verify);
             return 2;
         }
-        if (nkey_args == 0) {
-            fprintf(stderr, "vitalog verify: --key KEY is required to verify an export\n");
+        if (nkey_args == 0 && !keys_path) {
+            fprintf(stderr,
+                    "vitalog verify: --key KEY or --keys FILE is required to verify an export\n");
             return 2;
         }
     }
@@ -634,22 +776,24 @@ int vl_cli_verify(int argc, char **argv)
     for (i = 0; i < nkey_args; i++)
         if (vl_cli_load_vkeys("vitalog verify", key_args[i], keys, &nkeys) < 0)
             return 2;
-    if (nkey_args == 0) {
+    if (keys_path) {
+        if (vl_cli_load_keys_list("vitalog verify", keys_path, &list) < 0)
+            return 2;
+    } else if (nkey_args == 0) {
         /* the log's first key: later ones are learnt from rotation entries */
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/ledger.vkey.history", data);
-        if (access(path, F_OK) == 0) {
-            if (vl_cli_load_vkeys("vitalog verify", path, keys, &nkeys) < 0)
-                return 2;
-            nkeys = 1;
-        } else {
-            snprintf(path, sizeof path, "%s/ledger.vkey", data);
-            if (vl_cli_load_vkeys("vitalog verify", path, keys, &nkeys) < 0) {
-                fprintf(stderr, "vitalog verify: give --key, or keep the verifier key in %s\n",
-                        path);
-                return 2;
-            }
+        char first[512];
+        vl_error_t err = VL_ERROR_INIT;
+        if (vl_cli_first_vkey("vitalog verify", data, first, sizeof first) < 0) {
+            fprintf(stderr, "vitalog verify: give --key or --keys, or keep the log's verifier "
+                            "keys in %s\n",
+                    data);
+            return 2;
         }
+        if (vl_ledger_key_parse_vkey(first, &keys[0], &err) < 0) { /* checked: cannot fail */
+            vl_error_clear(&err);
+            return 2;
+        }
+        nkeys = 1;
     }
     /* checkpoints are named like their key; with keys of one name, insist
      * on that origin */
@@ -661,9 +805,10 @@ int vl_cli_verify(int argc, char **argv)
     st = calloc(1, sizeof *st);
     if (!st) {
         fputs("vitalog verify: out of memory\n", stderr);
-        return 1;
+        goto out;
     }
-    st->v = vl_ledger_verifier_new(keys, nkeys, origin);
+    st->v = keys_path ? vl_ledger_verifier_new_keys(&list)
+                      : vl_ledger_verifier_new(keys, nkeys, origin);
     if (!st->v) {
         fputs("vitalog verify: out of memory\n", stderr);
         goto out;
@@ -671,7 +816,10 @@ int vl_cli_verify(int argc, char **argv)
     st->progress = isatty(STDERR_FILENO);
     vl_log_set_level(VL_LOG_WARN); /* the store's start-up chatter */
 
-    rc = data ? verify_data(st, data) : verify_export(st, argv[optind], records);
+    if (keys_path && nkeys > 0 && check_pinned(st, &list, keys, nkeys) < 0)
+        rc = -1;
+    else
+        rc = data ? verify_data(st, data) : verify_export(st, argv[optind], records);
     progress_clear(st);
     if (rc == -2) {
         rc = 1;
@@ -689,6 +837,8 @@ int vl_cli_verify(int argc, char **argv)
                st->have_cp ? root : "-", st->have_cp ? st->origin : "-");
         if (records || data)
             printf(", %llu records", (unsigned long long)st->records);
+        if (keys_path)
+            printf(", %zu listed keys", list.n + 1);
         if (st->unsigned_tail)
             printf(" (a server is running: %llu newer entries not signed yet, not checked)",
                    (unsigned long long)st->unsigned_tail);
@@ -699,5 +849,6 @@ out:
     if (st)
         vl_ledger_verifier_free(st->v);
     free(st);
+    vl_ledger_keys_clear(&list);
     return rc;
 }

@@ -23,6 +23,14 @@
  * So a failure may surface one call late (at the next entry, checkpoint or
  * vl_ledger_verifier_finish()), never later: callers must call finish.
  *
+ * With a keys list (vl_ledger_verifier_new_keys, docs/ledger.md 5.1) the
+ * verifier also holds the listed rotations and a cursor into them: a
+ * key-rotation entry must be the one under the cursor (same index, same
+ * key; its signature is checked as always), an entry at the cursor's index
+ * must be a rotation, and finish fails while the cursor has not reached
+ * the end. The list adds checks, never trust: only its first key is
+ * trusted, and every later one still needs its signed rotation entry.
+ *
  * Every error message starts with "entry N:" or "checkpoint at size N:".
  */
 #include <stdarg.h>
@@ -48,11 +56,14 @@ struct vl_ledger_verifier {
     uint64_t checkpoints;              /* checkpoints accepted */
     uint64_t last_checkpoint;          /* size of the last one */
     int failed;                        /* FAILED state: errmsg repeats */
-    char errmsg[512];
+    char errmsg[1024];
     int pending;                       /* chain break between next-2 and next-1 */
     unsigned char pend_claimed[VL_HASH_LEN]; /* prev recorded in entry next-1 */
     vl_ledger_range_t pend_base;       /* tree over entries [0, next-2) */
     int pend_root;                     /* checkpoint at size next had another root */
+    int listed;                        /* checking against a keys list */
+    vl_ledger_rotation_t *expect;      /* its rotations, index order */
+    size_t nexpect, expect_next;       /* how many; the next one due */
 };
 
 static void range_copy(vl_ledger_range_t *dst, const vl_ledger_range_t *src)
@@ -94,12 +105,47 @@ vl_ledger_verifier_t *vl_ledger_verifier_new(const vl_ledger_key_t *trusted, siz
     return v;
 }
 
+vl_ledger_verifier_t *vl_ledger_verifier_new_keys(const vl_ledger_keys_t *list)
+{
+    vl_ledger_verifier_t *v;
+    vl_ledger_key_t first;
+    if (!list || (list->n > 0 && !list->rotations) ||
+        vl_ledger_key_parse_vkey(list->first, &first, NULL) != 0)
+        return NULL;
+    v = vl_ledger_verifier_new(&first, 1, list->origin[0] ? list->origin : first.name);
+    if (!v)
+        return NULL;
+    v->listed = 1;
+    if (list->n > 0) {
+        v->expect = malloc(list->n * sizeof *v->expect);
+        if (!v->expect) {
+            vl_ledger_verifier_free(v);
+            return NULL;
+        }
+        memcpy(v->expect, list->rotations, list->n * sizeof *v->expect);
+    }
+    v->nexpect = list->n;
+    return v;
+}
+
 void vl_ledger_verifier_free(vl_ledger_verifier_t *v)
 {
     if (!v)
         return;
     free(v->keys);
+    free(v->expect);
     free(v);
+}
+
+static const char *kind_name(vl_entry_kind_t k)
+{
+    return k == VL_ENTRY_CREATE ? "create" : k == VL_ENTRY_UPDATE ? "update" : "delete";
+}
+
+/* The keys list's next rotation, if one is due. */
+static const vl_ledger_rotation_t *listed_next(const vl_ledger_verifier_t *v)
+{
+    return v->expect_next < v->nexpect ? &v->expect[v->expect_next] : NULL;
 }
 
 uint64_t vl_ledger_verifier_size(const vl_ledger_verifier_t *v)
@@ -206,6 +252,25 @@ int vl_ledger_verifier_entry_hashed(vl_ledger_verifier_t *v, const char *line, s
             return fail(v, err, "entry %llu: key rotation is not signed by a trusted key", i);
         if (vl_ledger_key_parse_vkey(e.key, &nk, NULL) != 0)
             return fail(v, err, "entry %llu: key rotation names an invalid key", i);
+        if (v->listed) {
+            const vl_ledger_rotation_t *x = listed_next(v);
+            if (!x)
+                return fail(v, err,
+                            "entry %llu: key rotation to %s is not in the keys list (it lists "
+                            "no further key)",
+                            i, e.key);
+            if (x->index != e.index)
+                return fail(v, err,
+                            "entry %llu: key rotation to %s is not in the keys list (its next "
+                            "key, %s, is listed with rotation %llu)",
+                            i, e.key, x->key, (unsigned long long)x->index);
+            if (strcmp(x->key, e.key) != 0)
+                return fail(v, err,
+                            "entry %llu: key rotation introduces %s, but the keys list names %s "
+                            "for this rotation",
+                            i, e.key, x->key);
+            v->expect_next++;
+        }
         if (v->nkeys == 0) {
             vl_ledger_key_t *nkeys = realloc(v->keys, sizeof *nkeys);
             if (!nkeys)
@@ -214,6 +279,11 @@ int vl_ledger_verifier_entry_hashed(vl_ledger_verifier_t *v, const char *line, s
         }
         v->keys[0] = nk; /* the new key alone signs from here on */
         v->nkeys = 1;
+    } else if (v->listed && listed_next(v) && listed_next(v)->index == e.index) {
+        return fail(v, err,
+                    "entry %llu: the keys list names a key rotation here (to %s), but this "
+                    "entry is a %s",
+                    i, listed_next(v)->key, kind_name(e.kind));
     }
     if (leaf)
         memcpy(h, leaf, VL_HASH_LEN);
@@ -321,5 +391,11 @@ int vl_ledger_verifier_finish(vl_ledger_verifier_t *v, vl_error_t *err)
                     "of %llu entries)",
                     (unsigned long long)v->last_checkpoint,
                     (unsigned long long)v->last_checkpoint, (unsigned long long)v->next);
+    if (v->listed && listed_next(v))
+        return fail(v, err,
+                    "entry %llu: the keys list names a key rotation here (to %s), but the log "
+                    "has only %llu entries",
+                    (unsigned long long)listed_next(v)->index, listed_next(v)->key,
+                    (unsigned long long)v->next);
     return 0;
 }

@@ -381,7 +381,7 @@ static void test_verify_records_tampered(void **state)
     assert_int_equal(run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey,
                                 "--records", rpath, g_fx.export_path, NULL),
                      1);
-    assert_non_null(strstr(err, "record Observation/zz/_history/1 (records line 1): no entry"));
+    assert_non_null(strstr(err, "FAILED at records line 1: record Observation/zz/_history/1: no entry"));
     /* bad base64 */
     f = fopen(rpath, "w");
     fprintf(f, "{\"ref\":\"%s\",\"salt\":\"%064d\",\"bytes\":\"@@@\"}\n", g_fx.refs[0], 0);
