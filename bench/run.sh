@@ -7,8 +7,10 @@
 # 2. POST load (durable Observation creates, wrk -t2 -c16) against the bare
 #    libmicrohttpd server, then the same load against vitalog;
 # 3. checks that vitalog stored every create it acknowledged;
-# 4. single-reader (wrk -t1 -c1) and 16-connection GETs of one Observation;
-# 5. prints a markdown table and writes it to bench/results/latest.md.
+# 4. transaction Bundles of 100 Observations over 4 connections (wrk -c4),
+#    checking that whole Bundles were stored;
+# 5. single-reader (wrk -t1 -c1) and 16-connection GETs of one Observation;
+# 6. prints a markdown table and writes it to bench/results/latest.md.
 #
 # Environment (all optional):
 #   BUILD_DIR          cmake build directory (default: build)
@@ -281,6 +283,30 @@ else
 fi
 log "durability check: $CHECK"
 
+# Transaction Bundles of BENCH_BUNDLE_SIZE Observations over 4 connections.
+BENCH_BUNDLE_SIZE=${BENCH_BUNDLE_SIZE:-100}
+export BENCH_BUNDLE_SIZE
+BEFORE_TX=$(count_observations)
+run_wrk vitalog_tx "$BENCH_THREADS" 4 bench/post_transaction.lua "$BASE/fhir"
+check_alive vitalog_tx
+sleep 0.5
+AFTER_TX=$(count_observations)
+OBS_PER_S=$(awk -v r="$RPS_vitalog_tx" -v n="$BENCH_BUNDLE_SIZE" 'BEGIN { printf "%.0f", r * n }')
+if [[ $BEFORE_TX =~ ^[0-9]+$ && $AFTER_TX =~ ^[0-9]+$ ]]; then
+  STORED_TX=$((AFTER_TX - BEFORE_TX))
+  WANT_TX=$((OK_vitalog_tx * BENCH_BUNDLE_SIZE))
+  SLACK_TX=$(((4 + ERR_vitalog_tx) * BENCH_BUNDLE_SIZE))
+  if ((STORED_TX >= WANT_TX && STORED_TX <= WANT_TX + SLACK_TX && STORED_TX % BENCH_BUNDLE_SIZE == 0)); then
+    CHECK_TX="pass: $STORED_TX Observations stored for $OK_vitalog_tx acknowledged transactions (whole Bundles only)"
+  else
+    CHECK_TX="FAIL: $STORED_TX Observations stored for $OK_vitalog_tx acknowledged transactions of $BENCH_BUNDLE_SIZE"
+    CHECK_OK=0
+  fi
+else
+  CHECK_TX="not checked: no Bundle total"
+fi
+log "transactions: $OBS_PER_S Observations/s; $CHECK_TX"
+
 # Single reader, then 16 readers, of one Observation created now.
 log "warm-up create"
 HDRS=$SCRATCH/create.headers
@@ -338,11 +364,14 @@ REPORT=$(
 |---|---|---:|---:|---:|---:|---:|---:|---:|
 $(row "POST /fhir/Observation, $BENCH_CONNECTIONS connections" bare bare_post "1.0000" "$(mib "$RSS_bare")")
 $(row "POST /fhir/Observation, $BENCH_CONNECTIONS connections" vitalog vitalog_post "**$FRACTION**" "")
+$(row "POST /fhir transaction of $BENCH_BUNDLE_SIZE Observations, 4 connections" vitalog vitalog_tx "–" "")
 $(row "GET /fhir/Observation/{id}, 1 connection" vitalog vitalog_get1 "–" "")
 $(row "GET /fhir/Observation/{id}, $BENCH_CONNECTIONS connections" vitalog vitalog_get16 "–" "$(mib "$RSS_vitalog")")
 
 - **vitalog / bare for durable creates: $FRACTION** (the figure to improve)
+- **transaction Bundles: $OBS_PER_S Observations/s** ($(fmt_rps "$RPS_vitalog_tx") Bundles/s x $BENCH_BUNDLE_SIZE)
 - durability check (Observations stored vs. 2xx creates): $CHECK
+- transaction check: $CHECK_TX
 - peak RSS is VmHWM from /proc/PID/status after the server's last run; vitalog's covers all three runs
 - vitalog exit status after SIGTERM: $VL_EXIT
 
@@ -358,7 +387,7 @@ printf '%s\n' "$REPORT" >"$BENCH_RESULTS"
 log "results written to $BENCH_RESULTS"
 
 status=0
-if [[ ${NON2XX_vitalog_post} != 0 || ${NON2XX_vitalog_get1} != 0 || ${NON2XX_vitalog_get16} != 0 ]]; then
+if [[ ${NON2XX_vitalog_post} != 0 || ${NON2XX_vitalog_tx} != 0 || ${NON2XX_vitalog_get1} != 0 || ${NON2XX_vitalog_get16} != 0 ]]; then
   log "error: vitalog answered non-2xx statuses (see the table); the rates are not valid"
   status=1
 fi

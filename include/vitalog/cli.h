@@ -1,6 +1,7 @@
 /*
- * vitalog — cli: the ledger command-line tools.
+ * vitalog — cli: the commands.
  *
+ *   vitalog serve --data DIR --listen HOST:PORT [options]   the server
  *   vitalog verify --key KEY [--records FILE] EXPORT   offline check of an export
  *   vitalog verify --keys FILE [--key KEY] EXPORT      ... against the log's keys list
  *   vitalog verify [--key KEY | --keys FILE] --data DIR  check a data directory
@@ -36,6 +37,8 @@
 
 #include "vitalog/ledger.h"
 
+/** `vitalog serve`: runs the server until SIGINT or SIGTERM. */
+int vl_cli_serve(int argc, char **argv);
 /** `vitalog verify`: exit 0 only if the whole export (or data directory)
  *  verifies; otherwise 1 and "vitalog verify: FAILED at <where>: <why>" on
  *  stderr, <where> one of "entry N", "checkpoint at size N", "line L
@@ -133,6 +136,8 @@ char *vl_cli_read_small(const char *path, size_t max);
 /** Writes `data` to `path` durably: temp file in the same directory with
  *  `mode`, fsync, rename over `path`, fsync of the directory. */
 int vl_cli_write_atomic(const char *path, const char *data, size_t len, unsigned mode);
+/** The same, but never replacing an existing `path` (-1 with EEXIST). */
+int vl_cli_write_new(const char *path, const char *data, size_t len, unsigned mode);
 /** fsync of the directory holding `path`. */
 int vl_cli_fsync_dir_of(const char *path);
 /** 0 if DIR/vitalog.db exists; otherwise prints why (prefixed with `cmd`)

@@ -13,6 +13,10 @@
 #ifndef VITALOG_FHIR_H
 #define VITALOG_FHIR_H
 
+#include <sys/types.h>
+
+#include "vitalog/auth.h"
+#include "vitalog/ledger.h"
 #include "vitalog/store.h"
 #include "vitalog/util.h"
 
@@ -78,7 +82,8 @@ const char *const *vl_fhir_r4_type_list(size_t *n);
  */
 int vl_fhir_validate(const vl_fhir_type_t *type, const json_t *res, vl_error_t *err) VL_WARN_UNUSED;
 
-/** True if `s` is a valid FHIR id (1-64 of [A-Za-z0-9.-]). */
+/** True if `s` is a valid FHIR id (1-64 of [A-Za-z0-9.-]), except "." and
+ *  ".." (dot segments that URL normalization would remove). */
 int vl_fhir_id_valid(const char *s);
 
 /* ------------------------------------------------------------------------
@@ -86,8 +91,15 @@ int vl_fhir_id_valid(const char *s);
  * ---------------------------------------------------------------------- */
 
 /** Extracts the index rows of every search parameter of `type` from `res`
- *  into `ix` (appended). */
+ *  into `ix` (appended), and the patient compartments the resource is in
+ *  through its references (R4 CompartmentDefinition patient; a Patient's
+ *  own compartment is added by vl_fhir_compartment_self() once its id is
+ *  known). */
 int vl_fhir_index(const vl_fhir_type_t *type, const json_t *res, vl_index_t *ix, vl_error_t *err);
+/** Adds the compartments of `res` only (called by vl_fhir_index). */
+int vl_fhir_compartments(const vl_fhir_type_t *type, const json_t *res, vl_index_t *ix);
+/** A Patient is in its own compartment: adds `id` when `type` is Patient. */
+int vl_fhir_compartment_self(const vl_fhir_type_t *type, const char *id, vl_index_t *ix);
 
 /** A decoded query-string parameter. */
 typedef struct vl_param {
@@ -137,7 +149,106 @@ void vl_search_free(vl_search_t *s);
  * Bundles and metadata
  * ---------------------------------------------------------------------- */
 
-/** The CapabilityStatement generated from vl_fhir_types (new reference). */
+/** The CapabilityStatement generated from vl_fhir_types and the
+ *  interaction table (new reference). */
 json_t *vl_fhir_capability(const char *base_url);
+
+/* ------------------------------------------------------------------------
+ * The interaction layer (src/fhir/interaction.c and friends)
+ *
+ * Plain data in, plain data out: the transport (src/http) turns a request
+ * into a vl_fhir_request_t, calls vl_fhir_handle(), and sends the
+ * vl_fhir_response_t. One table of interactions and operations
+ * (interaction.c) drives routing, authorization and the
+ * CapabilityStatement. For every request the layer, in this order:
+ * routes it (404, 405 with Allow, unknown operation), identifies the
+ * caller (401), parses a FHIR body (415, 400), asks the policy once with a
+ * full description of what is asked (403), and runs the row's handler with
+ * the access scope the policy gave. Writes go to the store as units and
+ * answer asynchronously.
+ * ---------------------------------------------------------------------- */
+
+typedef struct vl_fhir vl_fhir_t;
+typedef struct vl_fhir_exchange vl_fhir_exchange_t;
+
+typedef struct vl_fhir_options {
+    vl_store_t *store;          /* borrowed; must outlive the layer */
+    const vl_policy_t *policy;  /* NULL: vl_auth_default_policy */
+    size_t max_depth;           /* JSON nesting of bodies; 0: 64 */
+    size_t max_bundle_entries;  /* entries of a batch or transaction; 0: VL_FHIR_DEFAULT_MAX_ENTRIES */
+    size_t max_page_bytes;      /* resource bytes in one search or history page; 0: VL_FHIR_DEFAULT_PAGE_BYTES */
+    const vl_ledger_key_t *ledger_key; /* published at /ledger/key (borrowed); NULL: 404 */
+    const char *ledger_first_vkey;     /* the log's first verifier key (before any rotation);
+                                          NULL: the current key */
+    /* /metrics: the transport appends its own counters (may be NULL) */
+    void (*metrics)(void *ctx, vl_buf_t *out);
+    void *metrics_ctx;
+} vl_fhir_options_t;
+
+#define VL_FHIR_DEFAULT_MAX_ENTRIES 1000u
+#define VL_FHIR_DEFAULT_PAGE_BYTES (4u * 1024u * 1024u)
+
+/** A request. Every string is borrowed and must stay valid until the
+ *  exchange is freed. Header fields are NULL when the header is absent. */
+typedef struct vl_fhir_request {
+    const char *method;        /* GET, HEAD, POST, PUT, DELETE, PATCH, ... */
+    const char *path;          /* percent-decoded path without the query ("/fhir/Patient/1") */
+    const vl_params_t *params; /* query parameters, in order */
+    const char *base_url;      /* public base ("https://h:8443"), no trailing slash */
+    const char *authorization;
+    const char *content_type;
+    const char *if_match;
+    const char *if_none_exist;
+    const char *prefer;
+    const char *body;
+    size_t body_len;
+} vl_fhir_request_t;
+
+/** Fills up to `max` bytes of a streamed body: returns the count, 0 at the
+ *  end, -1 on error (the transport then aborts the connection). */
+typedef ssize_t (*vl_fhir_stream_fn)(void *ctx, char *buf, size_t max);
+
+typedef struct vl_fhir_response {
+    int status;
+    const char *route;        /* the route template, for logs (static) */
+    const char *content_type; /* NULL: FHIR JSON (the transport picks fhir+json or json);
+                                 otherwise sent as is */
+    char *body;               /* malloc'd, owned by the response; NULL: no body */
+    size_t body_len;
+    vl_fhir_stream_fn stream; /* instead of body: streamed (stream_ctx owned) */
+    void (*stream_free)(void *ctx);
+    void *stream_ctx;
+    char etag[32];
+    char location[640];
+    char last_modified[40];
+    const char *allow;        /* 405: the allowed methods (static) */
+    char ledger_index[24];    /* X-Ledger-Index receipt of a write, or "" */
+    char ledger_hash[65];     /* X-Ledger-Entry-Hash (hex) */
+} vl_fhir_response_t;
+
+/** Called once, on a store thread, when a pending exchange can be resumed. */
+typedef void (*vl_fhir_notify_fn)(void *arg);
+
+vl_fhir_t *vl_fhir_new(const vl_fhir_options_t *opts);
+void vl_fhir_free(vl_fhir_t *f);
+
+/**
+ * Handles a request. *x receives the request's exchange (free it with
+ * vl_fhir_exchange_free() once the response is sent). Returns 0 with *res
+ * complete, or 1 when the answer waits for the store: notify(arg) is then
+ * called exactly once, from another thread, after which the caller calls
+ * vl_fhir_resume() to obtain the response.
+ */
+int vl_fhir_handle(vl_fhir_t *f, const vl_fhir_request_t *req, vl_fhir_notify_fn notify,
+                   void *arg, vl_fhir_exchange_t **x, vl_fhir_response_t *res);
+void vl_fhir_resume(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+void vl_fhir_exchange_free(vl_fhir_exchange_t *x);
+/** Frees the body (or the stream context) of a response not sent. */
+void vl_fhir_response_free(vl_fhir_response_t *res);
+/** Fills `res` with an OperationOutcome for `err` (status from err, 500 if none). */
+void vl_fhir_response_error(vl_fhir_response_t *res, const vl_error_t *err);
+
+/** Maps a store failure to an HTTP status and OperationOutcome issue. */
+int vl_fhir_store_error(const vl_store_err_t *serr, vl_error_t *err);
 
 #endif

@@ -1,18 +1,36 @@
 /*
  * vitalog — store: the only module that speaks SQL.
  *
- * Resources live in SQLite (WAL, synchronous=FULL). Every version of every
- * resource is kept; search index rows describe the current version only.
+ * Every version of every resource is kept; search index rows describe the
+ * current version only. The store knows neither FHIR nor HTTP: it keeps
+ * bytes, index rows and compartments that the fhir module computed, and
+ * reports failures as kinds (vl_store_kind_t) that the caller maps.
  *
- * Writes go through one writer thread with group commit: callers submit a
- * vl_store_write_t, the writer takes every queued write, runs them in one
- * transaction (each inside its own SAVEPOINT, so one failing write does not
- * abort its neighbours), commits once (one fsync) and only then completes
- * each write. Reads use one SQLite connection per calling thread.
+ * LAYERS (docs/architecture.md, "The store seam")
  *
- * The ledger (a later module) will append its entry from inside the same
- * per-write savepoint of the writer's transaction (writer.c, apply()), so a
- * record can never exist without its entry.
+ *   core (src/store/core.c, ledger_state.c): the write queue, the single
+ *        writer thread with group commit, units and their savepoints, the
+ *        ledger's state (chain, Merkle range, checkpoints), snapshots;
+ *        backend-neutral.
+ *   backend (src/store/backend.h, sqlite*.c): the narrow set of operations
+ *        the core needs (transactions, rows, index rows, ledger rows, reads,
+ *        queries). SQLite today (WAL, synchronous=FULL); a PostgreSQL
+ *        backend is new files behind the same table of operations.
+ *
+ * WRITES: a caller submits a *unit* (vl_store_unit_t). The writer takes
+ * every queued unit, runs them in one transaction, each unit inside its own
+ * savepoint, commits once (one fsync) and only then completes each unit.
+ * A unit's `apply` callback runs on the writer thread inside its savepoint
+ * and uses the vl_store_txn_* operations: it may read (seeing the writes
+ * of the unit so far), and put any number of record versions, each with
+ * its ledger entry. If apply fails, the savepoint is rolled back: none of
+ * the unit's writes and none of its ledger entries remain, and the other
+ * units of the batch are untouched. A unit is all or nothing.
+ *
+ * READS take an access scope (vl_scope_t, by value: a read without one does
+ * not compile). The policy (auth module) fills it from the caller; a zeroed
+ * scope sees nothing (default deny). A record outside the scope is reported
+ * exactly like a record that does not exist.
  */
 #ifndef VITALOG_STORE_H
 #define VITALOG_STORE_H
@@ -25,13 +43,76 @@
 
 typedef struct vl_store vl_store_t;
 
+/* ------------------------------------------------------------------------
+ * Errors: kinds, not HTTP statuses (the fhir layer maps them).
+ * ---------------------------------------------------------------------- */
+
+typedef enum vl_store_kind {
+    VL_STORE_OK = 0,
+    VL_STORE_NOT_FOUND,   /* no such resource, version or ledger item (or outside the scope) */
+    VL_STORE_CONFLICT,    /* a write contradicts the stored state (a version already taken) */
+    VL_STORE_INVALID,     /* a malformed argument (type, id, range) */
+    VL_STORE_DENIED,      /* the scope does not cover this kind of read (ledger, records) */
+    VL_STORE_TOO_COSTLY,  /* a query or unit beyond the store's limits */
+    VL_STORE_UNAVAILABLE, /* transient: shutting down, busy, a commit failed, no ledger key */
+    VL_STORE_ABORTED,     /* a unit's own apply callback failed (details are the caller's) */
+    VL_STORE_FAILED,      /* storage error, corruption, out of memory */
+} vl_store_kind_t;
+
+typedef struct vl_store_err {
+    vl_store_kind_t kind; /* VL_STORE_OK while nothing failed */
+    char message[256];    /* for logs and diagnostics; never holds record contents */
+} vl_store_err_t;
+
+#define VL_STORE_ERR_INIT {VL_STORE_OK, {0}}
+
+/** Records a failure (the first one recorded wins) and returns -1. */
+int vl_store_fail(vl_store_err_t *err, vl_store_kind_t kind, const char *fmt, ...)
+    VL_PRINTF(3, 4);
+/** A short name of a kind ("not-found", ...), for logs. */
+const char *vl_store_kind_name(vl_store_kind_t kind);
+
+/* ------------------------------------------------------------------------
+ * Access scopes
+ * ---------------------------------------------------------------------- */
+
+enum {
+    VL_SCOPE_ALL = 1 << 0,     /* every record */
+    VL_SCOPE_SHARED = 1 << 1,  /* records in no patient compartment (Organization, ...) */
+    VL_SCOPE_LEDGER = 1 << 2,  /* the ledger: entries, checkpoints, proofs, keys */
+    VL_SCOPE_RECORDS = 1 << 3, /* the records export (every version's bytes); needs ALL */
+};
+
+/**
+ * What a read may see. A record version is visible when the scope has
+ * VL_SCOPE_ALL, or the version is in the compartment of one of `patients`
+ * (ids of Patient resources), or it is in no patient compartment and the
+ * scope has VL_SCOPE_SHARED. `patients` is borrowed for the call.
+ */
+typedef struct vl_scope {
+    unsigned flags;
+    size_t n_patients;
+    const char *const *patients;
+} vl_scope_t;
+
+/** The scope of the data directory's owner (tools, the server itself). */
+static inline vl_scope_t vl_scope_everything(void)
+{
+    vl_scope_t s = {VL_SCOPE_ALL | VL_SCOPE_SHARED | VL_SCOPE_LEDGER | VL_SCOPE_RECORDS, 0, NULL};
+    return s;
+}
+
+/* ------------------------------------------------------------------------
+ * Opening
+ * ---------------------------------------------------------------------- */
+
 typedef struct vl_store_options {
-    int batch_max; /* most writes in one transaction; 0 means 256 */
-    /* The ledger: every write appends an entry in its own savepoint; the
-     * writer signs a checkpoint at most `checkpoint_ms` after entries
-     * arrive (0: 1000). `key` (with its secret) signs checkpoints and is
-     * borrowed for the store's lifetime; NULL opens the store read-only
-     * for the ledger (no writes allowed: 503). */
+    int batch_max; /* most units in one transaction; 0 means 256 */
+    /* The ledger: every record version appends an entry in its unit's
+     * savepoint; the writer signs a checkpoint at most `checkpoint_ms` after
+     * entries arrive (0: 1000). `key` (with its secret) signs checkpoints
+     * and is copied; NULL opens the store without it: writes fail with
+     * VL_STORE_UNAVAILABLE, reads work. */
     const vl_ledger_key_t *key;
     const char *origin; /* checkpoint origin (and key name) */
     unsigned checkpoint_ms;
@@ -48,21 +129,21 @@ typedef struct vl_migration {
 /** The embedded migrations in ascending order, terminated by {0}. */
 extern const vl_migration_t vl_migrations[];
 
-/** Opens (creating if needed) DIR/vitalog.db, applies pending migrations
- *  and starts the writer thread. */
+/** Opens (creating if needed, mode 0600) DIR/vitalog.db, applies pending
+ *  migrations, checks the ledger's tail and starts the writer thread. */
 int vl_store_open(const char *dir, const vl_store_options_t *opts, vl_store_t **out,
-                  vl_error_t *err) VL_WARN_UNUSED;
+                  vl_store_err_t *err) VL_WARN_UNUSED;
 /** Whether DIR/vitalog.db exists and holds at least one ledger entry
  *  (read-only; migrates nothing). 1 yes, 0 no, -1 error. */
-int vl_store_has_ledger(const char *dir, vl_error_t *err);
-/** Completes queued writes, stops the writer, closes every connection. */
+int vl_store_has_ledger(const char *dir, vl_store_err_t *err);
+/** Completes queued units, stops the writer, closes every connection. */
 void vl_store_close(vl_store_t *store);
-/** 0 when the store can serve (writer running, database readable). */
+/** 0 when the store can serve (writer running, last commit ok, readable). */
 int vl_store_ready(vl_store_t *store);
 
 /* ------------------------------------------------------------------------
  * Search index rows: extracted by the fhir module from a resource, written
- * by the store in the same transaction as the version they describe.
+ * by the store in the same savepoint as the version they describe.
  * ---------------------------------------------------------------------- */
 
 typedef enum {
@@ -83,9 +164,13 @@ typedef struct vl_index_row {
     int64_t lo, hi;
 } vl_index_row_t;
 
+/** Index rows of one version, and the ids of the patients in whose
+ *  compartment it is (R4 CompartmentDefinition patient, computed by fhir). */
 typedef struct vl_index {
     vl_index_row_t *rows;
     size_t n, cap;
+    char **patients;
+    size_t n_patients, cap_patients;
 } vl_index_t;
 
 /** The normalized form of a string for matching: lowercase ASCII, Latin-1
@@ -98,6 +183,8 @@ void vl_index_free(vl_index_t *ix);
 /** Appends a row; strings are copied. Returns 0 or -1 (out of memory). */
 int vl_index_add(vl_index_t *ix, const char *param, vl_index_kind_t kind, const char *system,
                  const char *text, double number, int64_t lo, int64_t hi);
+/** Adds a patient compartment (copied; duplicates are kept once). 0 or -1. */
+int vl_index_add_patient(vl_index_t *ix, const char *patient_id);
 
 /* ------------------------------------------------------------------------
  * Queries: a conjunction of conditions, each a disjunction of values.
@@ -140,24 +227,28 @@ typedef struct vl_query {
 } vl_query_t;
 
 /* ------------------------------------------------------------------------
- * Reading
+ * Records
  * ---------------------------------------------------------------------- */
 
-/** One stored version. `body` is the exact JSON served, with id and meta. */
+/** What a version was written by: FHIR's Bundle.entry.request.method. */
+typedef enum { VL_METHOD_POST, VL_METHOD_PUT, VL_METHOD_DELETE } vl_method_t;
+
+/** One stored version. `body` is the exact bytes stored (NULL: a delete). */
 typedef struct vl_record {
     char type[64];
     char id[65];
     int64_t version;
     int deleted;
     int64_t last_updated_us;
-    char method[8]; /* POST, PUT, DELETE */
-    char *body;     /* malloc'd, NUL-terminated; NULL for a delete */
+    vl_method_t method;
+    char *body; /* malloc'd, NUL-terminated; NULL for a delete */
     size_t body_len;
 } vl_record_t;
 
 void vl_record_free(vl_record_t *rec);
 
-/** A list of records; `total` is the count of all matches (searches). */
+/** A list of records; `total` is the count of all matches (searches and
+ *  history), within the scope. */
 typedef struct vl_records {
     vl_record_t *items;
     size_t n, cap;
@@ -166,116 +257,181 @@ typedef struct vl_records {
 
 void vl_records_free(vl_records_t *list);
 
-/** Reads the current version (version 0) or a given version. 404 when the
- *  resource or version is unknown; a deleted current version is returned
- *  with deleted=1 (the caller answers 410). */
-int vl_store_read(vl_store_t *store, const char *type, const char *id, int64_t version,
-                  vl_record_t *out, vl_error_t *err) VL_WARN_UNUSED;
-/** History newest first: of one resource (id non-NULL) or of a type.
- *  `since_us` 0 means all; `count`/`offset` page it. */
-int vl_store_history(vl_store_t *store, const char *type, const char *id, int64_t since_us,
-                     int count, int offset, vl_records_t *out, vl_error_t *err) VL_WARN_UNUSED;
-/** Runs a query over current, non-deleted resources. */
-int vl_store_search(vl_store_t *store, const vl_query_t *q, vl_records_t *out,
-                    vl_error_t *err) VL_WARN_UNUSED;
+/** History paging: newest first; `since_us` 0 means all. `max_bytes` (0:
+ *  none) stops a page early once its bodies hold that many bytes (at least
+ *  one record is always returned). */
+typedef struct vl_page {
+    int count;
+    int offset;
+    int64_t since_us;
+    size_t max_bytes;
+} vl_page_t;
 
 /* ------------------------------------------------------------------------
- * Writing
+ * Reading (any thread; one connection per thread)
  * ---------------------------------------------------------------------- */
 
-typedef enum {
-    VL_WRITE_CREATE,
-    VL_WRITE_UPDATE,
-    VL_WRITE_DELETE,
-    VL_WRITE_CHECKPOINT, /* no record: sign a checkpoint covering every entry */
-    VL_WRITE_ROTATE,     /* no record: append a key rotation to `next_key` */
-} vl_write_op_t;
-
-typedef struct vl_store_write vl_store_write_t;
-/** Completion callback; runs on the writer thread after commit (or after
- *  the write failed). It must not block. */
-typedef void (*vl_store_done_fn)(vl_store_write_t *w, void *arg);
-
-struct vl_store_write {
-    /* in */
-    vl_write_op_t op;
-    char type[64];
-    char id[65];      /* CREATE: empty = assign; UPDATE/DELETE: required */
-    json_t *resource; /* CREATE/UPDATE: the resource; the writer sets id and
-                         meta.versionId/lastUpdated on it (reference owned by caller) */
-    vl_index_t index; /* rows for this version (owned by caller) */
-    int64_t if_match; /* 0: none; else the version the client saw (412 otherwise) */
-    const vl_query_t *if_none_exist; /* CREATE: conditional create, or NULL */
-    const vl_ledger_key_t *next_key; /* ROTATE: the new signing key (borrowed) */
-    vl_store_done_fn done;
-    void *done_arg;
-    /* out, valid once done() ran */
-    int result; /* 0 ok, -1 failed (see err) */
-    vl_error_t err;
-    int created;        /* 1: a new resource (POST or PUT-create) */
-    int noop;           /* 1: conditional create matched an existing resource; nothing written */
-    int64_t version;    /* version written (or the existing one for noop) */
-    uint64_t ledger_index;                     /* the write's ledger entry (not for noop) */
-    unsigned char ledger_hash[VL_HASH_LEN];    /* its entry hash */
-    int64_t last_updated_us;
-    char *body;         /* malloc'd: the stored JSON (CREATE/UPDATE, or noop); caller frees */
-    size_t body_len;
-    /* private to the store */
-    vl_store_write_t *_next;
-    char *_tail;      /* pre-rendered members after meta: ',"a":1,...' or "" */
-    char *_meta_rest; /* pre-rendered meta members other than versionId/lastUpdated */
-};
-
-/** Queues a write; `done` is called exactly once, from the writer thread.
- *  Returns -1 (503) if the store is shutting down, without calling done. */
-int vl_store_submit(vl_store_t *store, vl_store_write_t *w, vl_error_t *err) VL_WARN_UNUSED;
-/** Queues a write and waits for its completion; returns w->result. */
-int vl_store_write_sync(vl_store_t *store, vl_store_write_t *w);
-/** Releases what a completed write owns (body, err, index); not `resource`. */
-void vl_store_write_release(vl_store_write_t *w);
+/** Reads the current version (version 0) or a given version. NOT_FOUND
+ *  when unknown or outside the scope; a deleted current version is
+ *  returned with deleted=1. */
+int vl_store_read(vl_store_t *store, vl_scope_t scope, const char *type, const char *id,
+                  int64_t version, vl_record_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
+/** History, newest first: of one resource (id non-NULL; NOT_FOUND when it
+ *  has no visible version at all) or of a type. */
+int vl_store_history(vl_store_t *store, vl_scope_t scope, const char *type, const char *id,
+                     const vl_page_t *page, vl_records_t *out, vl_store_err_t *err)
+    VL_WARN_UNUSED;
+/** Runs a query over current, non-deleted, visible resources; with
+ *  `with_total` also counts every match. `max_bytes` as in vl_page_t. */
+int vl_store_search(vl_store_t *store, vl_scope_t scope, const vl_query_t *q, int with_total,
+                    size_t max_bytes, vl_records_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
 
 /* ------------------------------------------------------------------------
- * Ledger reads (see ledger.h for the formats)
+ * Writing: units
+ * ---------------------------------------------------------------------- */
+
+/** Valid only inside a unit's apply callback, on the writer thread. */
+typedef struct vl_store_txn vl_store_txn_t;
+typedef struct vl_store_unit vl_store_unit_t;
+
+/** Runs on the writer thread inside the unit's savepoint. Returns 0 to keep
+ *  what it wrote, -1 to roll all of it back (the unit fails with
+ *  VL_STORE_ABORTED; the callback reports its own reasons through `arg`).
+ *  Must not block on anything but the store. */
+typedef int (*vl_store_apply_fn)(vl_store_txn_t *txn, void *arg);
+/** Completion: runs on the writer thread after the commit (or once the
+ *  unit failed). Must not block; it may free the unit. */
+typedef void (*vl_store_done_fn)(vl_store_unit_t *unit, void *arg);
+
+struct vl_store_unit {
+    /* in */
+    vl_store_apply_fn apply;
+    void *arg;
+    vl_store_done_fn done;
+    void *done_arg;
+    /* out, valid in done(): 0 committed; -1 failed, nothing of it stored */
+    int result;
+    vl_store_err_t err;
+    /* private to the store */
+    int _op;
+    const vl_ledger_key_t *_next_key;
+    vl_store_unit_t *_next;
+};
+
+/** Queues a unit; `done` is called exactly once, from the writer thread.
+ *  Returns -1 (UNAVAILABLE) without calling done if the store is closing. */
+int vl_store_submit(vl_store_t *store, vl_store_unit_t *unit, vl_store_err_t *err)
+    VL_WARN_UNUSED;
+/** Queues a unit and waits for it (its `done` is replaced); returns
+ *  unit->result. */
+int vl_store_run(vl_store_t *store, vl_store_unit_t *unit);
+
+/** The current state of a resource as the transaction sees it. */
+typedef struct vl_store_head {
+    int exists;
+    int64_t version; /* current version (0 if none) */
+    int deleted;
+    int64_t last_updated_us;
+} vl_store_head_t;
+
+/** One version to write. */
+typedef struct vl_store_put {
+    const char *type;
+    const char *id;       /* [A-Za-z0-9.-]{1,64}, not "." or ".." */
+    int64_t version;      /* must be head.version + 1 */
+    vl_method_t method;   /* VL_METHOD_DELETE writes a delete (no body, no rows) */
+    const char *body;     /* the exact bytes to store and serve */
+    size_t body_len;
+    const vl_index_t *index; /* rows and compartments of this version (not for a delete) */
+} vl_store_put_t;
+
+/** What a put wrote: its version's anchor in the ledger. */
+typedef struct vl_store_receipt {
+    int64_t version;
+    int64_t time_us;
+    uint64_t ledger_index;
+    unsigned char ledger_hash[VL_HASH_LEN];
+} vl_store_receipt_t;
+
+/** The time every version of this batch is written at (lastUpdated). */
+int64_t vl_store_txn_time(const vl_store_txn_t *txn);
+int vl_store_txn_head(vl_store_txn_t *txn, const char *type, const char *id,
+                      vl_store_head_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
+int vl_store_txn_read(vl_store_txn_t *txn, vl_scope_t scope, const char *type, const char *id,
+                      int64_t version, vl_record_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
+int vl_store_txn_search(vl_store_txn_t *txn, vl_scope_t scope, const vl_query_t *q,
+                        int with_total, vl_records_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
+int vl_store_txn_history(vl_store_txn_t *txn, vl_scope_t scope, const char *type, const char *id,
+                         const vl_page_t *page, vl_records_t *out, vl_store_err_t *err)
+    VL_WARN_UNUSED;
+/** Writes a version with its index rows, compartments and ledger entry.
+ *  CONFLICT when p->version is not the next version (nothing written).
+ *  A put that fails after it began writing rows makes its whole unit roll
+ *  back, whatever the apply callback returns. */
+int vl_store_txn_put(vl_store_txn_t *txn, const vl_store_put_t *p, vl_store_receipt_t *out,
+                     vl_store_err_t *err) VL_WARN_UNUSED;
+
+/* ------------------------------------------------------------------------
+ * The ledger (see ledger.h for the formats). Reads need VL_SCOPE_LEDGER.
  * ---------------------------------------------------------------------- */
 
 /** Committed ledger entries (the tree size). */
-int vl_store_ledger_size(vl_store_t *store, uint64_t *size, vl_error_t *err) VL_WARN_UNUSED;
+int vl_store_ledger_size(vl_store_t *store, vl_scope_t scope, uint64_t *size,
+                         vl_store_err_t *err) VL_WARN_UNUSED;
 /** Calls `fn` for entries [start, end) in order with their lines; and for
  *  each stored checkpoint whose size is in (start, end] right after the
  *  entry that completes it (line NULL, `note` set). Stops early when fn
  *  returns non-zero (that value is returned). Constant memory. */
 typedef int (*vl_store_ledger_fn)(void *ctx, uint64_t index, const char *line, size_t line_len,
                                   const char *note, size_t note_len);
-int vl_store_ledger_scan(vl_store_t *store, uint64_t start, uint64_t end, vl_store_ledger_fn fn,
-                         void *ctx, vl_error_t *err);
+int vl_store_ledger_scan(vl_store_t *store, vl_scope_t scope, uint64_t start, uint64_t end,
+                         vl_store_ledger_fn fn, void *ctx, vl_store_err_t *err);
 /** The latest checkpoint (malloc'd note, caller frees) and its size. With
- *  `fresh`, first has the writer sign one covering every committed entry. */
-int vl_store_ledger_checkpoint(vl_store_t *store, int fresh, char **note, uint64_t *size,
-                               vl_error_t *err) VL_WARN_UNUSED;
-/** Node source for vl_ledger_*_proof() on the calling thread's reader:
- *  pass vl_store_ledger_node as fn and the store as ctx. */
-int vl_store_ledger_node(void *store, int level, uint64_t index, unsigned char out[VL_HASH_LEN]);
-/** The ledger entry index, salt and stored bytes of a record version. */
-int vl_store_ledger_record(vl_store_t *store, const char *type, const char *id, int64_t version,
-                           uint64_t *index, unsigned char salt[32], char **bytes, size_t *len,
-                           vl_error_t *err) VL_WARN_UNUSED;
+ *  `fresh`, first has the writer sign one covering every committed entry.
+ *  NOT_FOUND when none exists. */
+int vl_store_ledger_checkpoint(vl_store_t *store, vl_scope_t scope, int fresh, char **note,
+                               uint64_t *size, vl_store_err_t *err) VL_WARN_UNUSED;
+/** RFC 9162 inclusion proof of entry `index` in the tree of `size`
+ *  entries, and consistency proof between sizes `first` and `second`. */
+int vl_store_ledger_inclusion(vl_store_t *store, vl_scope_t scope, uint64_t index, uint64_t size,
+                              unsigned char proof[][VL_HASH_LEN], size_t *n, vl_store_err_t *err)
+    VL_WARN_UNUSED;
+int vl_store_ledger_consistency(vl_store_t *store, vl_scope_t scope, uint64_t first,
+                                uint64_t second, unsigned char proof[][VL_HASH_LEN], size_t *n,
+                                vl_store_err_t *err) VL_WARN_UNUSED;
+/** A stored tree node: level 0 an entry's hash, level >= 1 a perfect
+ *  subtree's (for checks such as `vitalog verify --data`). -1 if missing. */
+int vl_store_ledger_node(vl_store_t *store, vl_scope_t scope, int level, uint64_t index,
+                         unsigned char out[VL_HASH_LEN]);
+/** The ledger entry index, salt and stored bytes of a record version;
+ *  needs the version to be visible in the scope. */
+int vl_store_ledger_record(vl_store_t *store, vl_scope_t scope, const char *type, const char *id,
+                           int64_t version, uint64_t *index, unsigned char salt[32], char **bytes,
+                           size_t *len, vl_store_err_t *err) VL_WARN_UNUSED;
+/** Calls `fn` for each key-rotation entry in order: its index and the
+ *  verifier key it introduces. */
+typedef int (*vl_store_rotation_fn)(void *ctx, uint64_t index, const char *vkey);
+int vl_store_ledger_rotations(vl_store_t *store, vl_scope_t scope, vl_store_rotation_fn fn,
+                              void *ctx, vl_store_err_t *err);
 /** Calls `fn` for every stored record version in ledger order with its
  *  ref ("Type/id/_history/v"), salt and bytes (empty for a delete); versions
  *  without a ledger entry (never legitimate once migration 002 ran) come
- *  last, with index UINT64_MAX. */
+ *  last, with index UINT64_MAX. Needs VL_SCOPE_RECORDS. */
 typedef int (*vl_store_record_fn)(void *ctx, uint64_t index, const char *ref,
                                   const unsigned char salt[32], const char *bytes, size_t len);
-int vl_store_records_scan(vl_store_t *store, vl_store_record_fn fn, void *ctx, vl_error_t *err);
+int vl_store_records_scan(vl_store_t *store, vl_scope_t scope, vl_store_record_fn fn, void *ctx,
+                          vl_store_err_t *err);
 /** Appends a key-rotation entry (signed by the current key) and makes
  *  `next` the signing key; the rotation is committed before it returns. */
-int vl_store_ledger_rotate(vl_store_t *store, const vl_ledger_key_t *next, vl_error_t *err);
+int vl_store_ledger_rotate(vl_store_t *store, const vl_ledger_key_t *next, vl_store_err_t *err);
 
 /** Counters for /metrics. */
 typedef struct vl_store_stats {
     uint64_t commits;        /* transactions committed */
-    uint64_t writes;         /* writes completed */
-    uint64_t write_failures; /* writes that failed */
-    uint64_t queue_depth;    /* writes waiting right now */
+    uint64_t units;          /* units completed (ok or failed) */
+    uint64_t unit_failures;  /* units that failed */
+    uint64_t versions;       /* record versions committed */
+    uint64_t queue_depth;    /* units waiting right now */
 } vl_store_stats_t;
 
 void vl_store_stats(vl_store_t *store, vl_store_stats_t *out);

@@ -113,12 +113,69 @@ double vl_json_number_value(const json_t *json);
 int vl_json_number_valid(const char *text, size_t len);
 
 /* ------------------------------------------------------------------------
+ * Buffers, arrays and arenas (src/util/buf.c)
+ * ---------------------------------------------------------------------- */
+
+/**
+ * A growable byte buffer with a hard cap (`max`, 0 = none). On any failure
+ * (the cap, or out of memory) it frees its data and stays failed: callers
+ * append freely and check once, at vl_buf_take() or b->failed. `data` is
+ * always NUL-terminated while non-NULL.
+ */
+typedef struct vl_buf {
+    char *data;
+    size_t len, cap, max;
+    int failed;
+} vl_buf_t;
+
+#define VL_BUF_INIT(max) {NULL, 0, 0, (max), 0}
+
+/** Appends `n` bytes. Returns 0, or -1 once the buffer has failed. */
+int vl_buf_append(vl_buf_t *b, const void *s, size_t n);
+int vl_buf_puts(vl_buf_t *b, const char *s);
+int vl_buf_printf(vl_buf_t *b, const char *fmt, ...) VL_PRINTF(2, 3);
+/** Appends `s` as a JSON string literal (quoted and escaped). */
+int vl_buf_json_string(vl_buf_t *b, const char *s);
+/** The data (malloc'd, NUL-terminated, caller frees; "" when nothing was
+ *  appended) and its length; NULL if the buffer failed. Resets `b`. */
+char *vl_buf_take(vl_buf_t *b, size_t *len) VL_WARN_UNUSED;
+/** Empties the buffer, keeping its memory (and clearing a failure). */
+void vl_buf_reset(vl_buf_t *b);
+/** Frees the data and resets the buffer. */
+void vl_buf_free(vl_buf_t *b);
+
+/**
+ * Makes the array `*items` (elements of `size` bytes, capacity `*cap`) hold
+ * at least `need` elements, doubling its capacity (at least 16). Returns 0,
+ * or -1 when out of memory or on overflow (the array is left as it was).
+ */
+int vl_grow(void *items, size_t *cap, size_t need, size_t size) VL_WARN_UNUSED;
+
+/**
+ * An arena: many small allocations freed at once (the h2o memory pool).
+ * Allocations are 16-byte aligned; nothing is freed one by one.
+ */
+typedef struct vl_arena vl_arena_t;
+
+vl_arena_t *vl_arena_new(void);
+/** NULL when out of memory. */
+void *vl_arena_alloc(vl_arena_t *a, size_t size);
+char *vl_arena_strdup(vl_arena_t *a, const char *s);
+char *vl_arena_strndup(vl_arena_t *a, const char *s, size_t n);
+void vl_arena_free(vl_arena_t *a);
+
+/* ------------------------------------------------------------------------
  * Ids and time
  * ---------------------------------------------------------------------- */
 
-/** Writes a new random resource id: 32 lowercase hex digits (128 bits from
- *  libsodium's CSPRNG). `out` must hold 33 bytes. */
+/** Writes a new resource id: 32 lowercase hex digits, 48 bits of
+ *  milliseconds since the epoch then 80 random bits (libsodium's CSPRNG),
+ *  so that ids created later sort later (see id.c). `out` holds 33 bytes. */
 void vl_id_new(char out[33]);
+/** Fills `out` with `n` bytes from libsodium's CSPRNG, drawn through a
+ *  per-thread pool (one system call per 4 KiB); bytes handed out are
+ *  wiped from the pool. For salts and ids, not for keys. */
+void vl_random(void *out, size_t n);
 /** Current time as microseconds since the Unix epoch (UTC). */
 int64_t vl_time_now_us(void);
 /** Formats microseconds since the epoch as a FHIR instant with millisecond

@@ -1,14 +1,16 @@
 /*
- * The authorization hook. This version admits every caller as anonymous and
- * allows every interaction; the decision point exists so that bearer
- * tokens, roles and Consent enforcement slot in here, not in the handlers.
+ * The default policy. This version admits every caller as anonymous and
+ * allows every interaction with the whole store in scope; the decision
+ * point exists so that bearer tokens, roles and Consent slot in here, not
+ * in the handlers (the interaction layer calls it once per request).
  */
 #include <string.h>
 
 #include "vitalog/auth.h"
 
-int vl_auth_identify(const char *authorization, vl_principal_t *who, vl_error_t *err)
+static int identify(void *ctx, const char *authorization, vl_principal_t *who, vl_error_t *err)
 {
+    (void)ctx;
     (void)authorization;
     (void)err;
     memset(who, 0, sizeof *who);
@@ -16,10 +18,16 @@ int vl_auth_identify(const char *authorization, vl_principal_t *who, vl_error_t 
     return 0;
 }
 
-int vl_auth_authorize(const vl_principal_t *who, const vl_access_t *what, vl_error_t *err)
+static int authorize(void *ctx, const vl_principal_t *who, const vl_access_t *what,
+                     vl_arena_t *arena, vl_scope_t *scope, vl_error_t *err)
 {
+    (void)ctx;
     (void)who;
     (void)what;
+    (void)arena;
     (void)err;
+    *scope = vl_scope_everything();
     return 0;
 }
+
+const vl_policy_t vl_auth_default_policy = {identify, authorize, NULL};

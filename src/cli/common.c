@@ -215,7 +215,10 @@ int vl_cli_fsync_dir_of(const char *path)
     return rc;
 }
 
-int vl_cli_write_atomic(const char *path, const char *data, size_t len, unsigned mode)
+/* Writes `data` durably to a temp file beside `path`, then moves it into
+ * place: rename() (replacing) or link() (never replacing: EEXIST). */
+static int write_durably(const char *path, const char *data, size_t len, unsigned mode,
+                         int replace)
 {
     char tmp[PATH_MAX];
     int fd, e;
@@ -246,8 +249,10 @@ int vl_cli_write_atomic(const char *path, const char *data, size_t len, unsigned
         goto fail;
     }
     fd = -1;
-    if (rename(tmp, path) < 0)
+    if (replace ? rename(tmp, path) < 0 : link(tmp, path) < 0)
         goto fail;
+    if (!replace)
+        unlink(tmp);
     return vl_cli_fsync_dir_of(path);
 fail:
     e = errno;
@@ -256,6 +261,16 @@ fail:
     unlink(tmp);
     errno = e;
     return -1;
+}
+
+int vl_cli_write_atomic(const char *path, const char *data, size_t len, unsigned mode)
+{
+    return write_durably(path, data, len, mode, 1);
+}
+
+int vl_cli_write_new(const char *path, const char *data, size_t len, unsigned mode)
+{
+    return write_durably(path, data, len, mode, 0);
 }
 
 int vl_cli_check_data(const char *cmd, const char *dir)

@@ -123,14 +123,9 @@ static int record_cb(void *ctx, uint64_t index, const char *ref, const unsigned 
     export_ctx_t *x = ctx;
     char hex[65];
     size_t need = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
-    if (need > x->buf_cap) {
-        char *nb = realloc(x->buf, need);
-        if (!nb) {
-            x->failed = 1;
-            return 1;
-        }
-        x->buf = nb;
-        x->buf_cap = need;
+    if (vl_grow(&x->buf, &x->buf_cap, need, 1) < 0) {
+        x->failed = 1;
+        return 1;
     }
     sodium_bin2hex(hex, sizeof hex, salt, 32);
     sodium_bin2base64(x->buf, need, (const unsigned char *)bytes, len,
@@ -157,7 +152,7 @@ int vl_cli_export(int argc, char **argv)
     vl_ledger_key_t key;
     vl_store_options_t opts;
     vl_store_t *store = NULL;
-    vl_error_t err = VL_ERROR_INIT;
+    vl_store_err_t err = VL_STORE_ERR_INIT;
     export_ctx_t x;
     char *note = NULL;
     uint64_t size = 0;
@@ -200,7 +195,7 @@ int vl_cli_export(int argc, char **argv)
     }
     if (vl_store_open(data, &opts, &store, &err) < 0) {
         fprintf(stderr, "vitalog export: cannot open the store in %s: %s\n", data,
-                vl_error_message(&err));
+                err.message);
         goto out;
     }
 
@@ -222,17 +217,17 @@ int vl_cli_export(int argc, char **argv)
     }
 
     if (records) {
-        if (vl_store_records_scan(store, record_cb, &x, &err) != 0 || x.failed) {
+        if (vl_store_records_scan(store, vl_scope_everything(), record_cb, &x, &err) != 0 || x.failed) {
             fprintf(stderr, "vitalog export: reading the records failed after %llu: %s\n",
                     (unsigned long long)x.records,
-                    err.status ? vl_error_message(&err)
+                    err.kind ? err.message
                                : (ferror(x.out) ? strerror(errno) : "out of memory"));
             goto out;
         }
     } else {
-        if (vl_store_ledger_checkpoint(store, have_key, &note, &size, &err) < 0) {
+        if (vl_store_ledger_checkpoint(store, vl_scope_everything(), have_key, &note, &size, &err) < 0) {
             fprintf(stderr, "vitalog export: %s a checkpoint failed: %s\n",
-                    have_key ? "signing" : "reading", vl_error_message(&err));
+                    have_key ? "signing" : "reading", err.message);
             goto out;
         }
         if (!note) {
@@ -240,10 +235,10 @@ int vl_cli_export(int argc, char **argv)
             goto out;
         }
         if (size > 0 &&
-            (vl_store_ledger_scan(store, 0, size, ledger_cb, &x, &err) != 0 || x.failed)) {
+            (vl_store_ledger_scan(store, vl_scope_everything(), 0, size, ledger_cb, &x, &err) != 0 || x.failed)) {
             fprintf(stderr, "vitalog export: reading the ledger failed after %llu entries: %s\n",
                     (unsigned long long)x.entries,
-                    err.status ? vl_error_message(&err)
+                    err.kind ? err.message
                                : (ferror(x.out) ? strerror(errno) : "out of memory"));
             goto out;
         }
@@ -292,7 +287,6 @@ out:
         unlink(tmp);
     free(note);
     free(x.buf);
-    vl_error_clear(&err);
     vl_store_close(store);
     sodium_memzero(&key, sizeof key);
     return rc;

@@ -172,6 +172,7 @@ static int key_list(int argc, char **argv)
     list_ctx_t lc;
     vl_store_options_t opts;
     vl_store_t *store = NULL;
+    vl_store_err_t serr = VL_STORE_ERR_INIT;
     uint64_t size = 0;
     size_t len = 0;
     int rc = parse_data(cmd, argc, argv, &data);
@@ -190,15 +191,17 @@ static int key_list(int argc, char **argv)
     }
     vl_log_set_level(VL_LOG_WARN);
     memset(&opts, 0, sizeof opts); /* read-only for the ledger */
-    if (vl_store_open(data, &opts, &store, &lc.err) < 0) {
-        fprintf(stderr, "%s: cannot open the store in %s: %s\n", cmd, data,
-                vl_error_message(&lc.err));
+    if (vl_store_open(data, &opts, &store, &serr) < 0) {
+        fprintf(stderr, "%s: cannot open the store in %s: %s\n", cmd, data, serr.message);
         goto out;
     }
-    if (vl_store_ledger_size(store, &size, &lc.err) < 0 ||
-        (size > 0 && vl_store_ledger_scan(store, 0, size, list_cb, &lc, &lc.err) != 0)) {
+    if (vl_store_ledger_size(store, vl_scope_everything(), &size, &serr) < 0 ||
+        (size > 0 && vl_store_ledger_scan(store, vl_scope_everything(), 0, size, list_cb, &lc,
+                                          &serr) != 0)) {
         fprintf(stderr, "%s: %s: %s\n", cmd, data,
-                lc.err.status ? vl_error_message(&lc.err) : "cannot read the ledger");
+                lc.err.status ? vl_error_message(&lc.err)
+                : serr.kind   ? serr.message
+                              : "cannot read the ledger");
         if (lc.err.status && strstr(vl_error_message(&lc.err), "not signed by the key before"))
             fprintf(stderr, "%s: the first key (%s) is not the one this log began with, or the "
                             "ledger was altered; check with `vitalog verify --data %s`\n",
@@ -268,26 +271,12 @@ fail:
     return -1;
 }
 
-typedef struct last_rotation {
-    char key[256]; /* vkey named by the last rotation entry, or "" */
-    int failed;
-} last_rotation_t;
-
-static int rotation_cb(void *ctx, uint64_t index, const char *line, size_t line_len,
-                       const char *note, size_t note_len)
+/* The verifier key named by the ledger's last rotation entry. */
+static int last_rotation(void *ctx, uint64_t index, const char *vkey)
 {
-    last_rotation_t *lr = ctx;
-    vl_ledger_entry_t e;
-    vl_error_t err = VL_ERROR_INIT;
-    if (!line || !memmem(line, line_len, "\"kind\":\"key-rotation\"", 21))
-        return 0;
-    if (vl_ledger_entry_parse(line, line_len, &e, &err) < 0) {
-        vl_error_clear(&err);
-        lr->failed = 1;
-        return 1;
-    }
-    if (e.kind == VL_ENTRY_KEY_ROTATION)
-        snprintf(lr->key, sizeof lr->key, "%s", e.key);
+    char *last = ctx;
+    (void)index;
+    snprintf(last, VKEY_MAX, "%s", vkey);
     return 0;
 }
 
@@ -296,30 +285,22 @@ static int rotation_committed(const char *cmd, const char *data, const vl_ledger
 {
     vl_store_options_t opts;
     vl_store_t *store = NULL;
-    vl_error_t err = VL_ERROR_INIT;
-    last_rotation_t lr;
-    char vkey[VKEY_MAX];
-    uint64_t size = 0;
+    vl_store_err_t err = VL_STORE_ERR_INIT;
+    char vkey[VKEY_MAX], last[VKEY_MAX] = "";
     int rc = -1;
     memset(&opts, 0, sizeof opts);
-    memset(&lr, 0, sizeof lr);
     if (vl_ledger_key_vkey(next, vkey, sizeof vkey) < 0)
         return -1;
     if (vl_store_open(data, &opts, &store, &err) < 0) {
-        fprintf(stderr, "%s: cannot open the store in %s: %s\n", cmd, data,
-                vl_error_message(&err));
+        fprintf(stderr, "%s: cannot open the store in %s: %s\n", cmd, data, err.message);
         goto out;
     }
-    if (vl_store_ledger_size(store, &size, &err) < 0 ||
-        (size > 0 && vl_store_ledger_scan(store, 0, size, rotation_cb, &lr, &err) != 0) ||
-        lr.failed) {
-        fprintf(stderr, "%s: cannot read the ledger: %s\n", cmd,
-                err.status ? vl_error_message(&err) : "malformed rotation entry");
+    if (vl_store_ledger_rotations(store, vl_scope_everything(), last_rotation, last, &err) != 0) {
+        fprintf(stderr, "%s: cannot read the ledger: %s\n", cmd, err.message);
         goto out;
     }
-    rc = strcmp(lr.key, vkey) == 0;
+    rc = strcmp(last, vkey) == 0;
 out:
-    vl_error_clear(&err);
     vl_store_close(store);
     return rc;
 }
@@ -403,6 +384,7 @@ static int key_rotate(int argc, char **argv)
     vl_store_options_t opts;
     vl_store_t *store = NULL;
     vl_error_t err = VL_ERROR_INIT;
+    vl_store_err_t serr = VL_STORE_ERR_INIT;
     int lockfd = -1, rc = parse_data(cmd, argc, argv, &data);
     if (rc >= 0)
         return rc;
@@ -455,15 +437,13 @@ static int key_rotate(int argc, char **argv)
     memset(&opts, 0, sizeof opts);
     opts.key = &old;
     opts.origin = old.name;
-    if (vl_store_open(data, &opts, &store, &err) < 0) {
-        fprintf(stderr, "%s: cannot open the store in %s: %s\n", cmd, data,
-                vl_error_message(&err));
+    if (vl_store_open(data, &opts, &store, &serr) < 0) {
+        fprintf(stderr, "%s: cannot open the store in %s: %s\n", cmd, data, serr.message);
         unlink(nextpath);
         goto out;
     }
-    if (vl_store_ledger_rotate(store, &next, &err) < 0) {
-        fprintf(stderr, "%s: the rotation entry was not committed: %s\n", cmd,
-                vl_error_message(&err));
+    if (vl_store_ledger_rotate(store, &next, &serr) < 0) {
+        fprintf(stderr, "%s: the rotation entry was not committed: %s\n", cmd, serr.message);
         vl_store_close(store);
         store = NULL;
         unlink(nextpath);

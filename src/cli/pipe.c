@@ -50,17 +50,8 @@ struct vl_cli_pipe {
 
 static int append_line(block_t *b, const char *line, size_t len)
 {
-    if (b->arena_len + len + 1 > b->arena_cap) {
-        size_t ncap = b->arena_cap ? b->arena_cap : 1u << 20;
-        char *p;
-        while (ncap < b->arena_len + len + 1)
-            ncap *= 2;
-        p = realloc(b->arena, ncap);
-        if (!p)
-            return -1;
-        b->arena = p;
-        b->arena_cap = ncap;
-    }
+    if (vl_grow(&b->arena, &b->arena_cap, b->arena_len + len + 1, 1) < 0)
+        return -1;
     memcpy(b->arena + b->arena_len, line, len);
     b->arena[b->arena_len + len] = '\0';
     b->off[b->n] = b->arena_len;

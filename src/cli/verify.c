@@ -454,7 +454,7 @@ typedef struct data_ctx {
     uint64_t pos;  /* next entry to feed */
     uint64_t size; /* entries committed when the check started */
     int beyond;    /* a record past `size` (written meanwhile): stop there */
-    vl_error_t err;
+    vl_store_err_t err;
     /* the stored tree (entry hashes and perfect-subtree nodes that proofs
      * are built from) must be the tree of the stored lines */
     vl_ledger_range_t range;
@@ -469,7 +469,7 @@ static void data_node_cb(void *ctx, int level, uint64_t index, const unsigned ch
     unsigned char stored[VL_HASH_LEN];
     if (d->node_bad)
         return;
-    if (vl_store_ledger_node(d->store, level, index, stored) < 0 ||
+    if (vl_store_ledger_node(d->store, vl_scope_everything(), level, index, stored) < 0 ||
         memcmp(stored, hash, VL_HASH_LEN) != 0) {
         d->node_bad = 1;
         d->node_level = level;
@@ -482,7 +482,7 @@ static int data_check_tree(data_ctx_t *d, uint64_t index, const char *line, size
 {
     unsigned char leaf[VL_HASH_LEN], stored[VL_HASH_LEN];
     vl_ledger_leaf_hash(line, len, leaf);
-    if (vl_store_ledger_node(d->store, 0, index, stored) < 0 ||
+    if (vl_store_ledger_node(d->store, vl_scope_everything(), 0, index, stored) < 0 ||
         memcmp(stored, leaf, VL_HASH_LEN) != 0)
         return fail(d->st, "entry %llu: the stored entry hash is not the hash of its line",
                     (unsigned long long)index);
@@ -523,12 +523,13 @@ static int data_advance(data_ctx_t *d, uint64_t end)
     int rc;
     if (end <= d->pos)
         return 0;
-    rc = vl_store_ledger_scan(d->store, d->pos, end, data_ledger_cb, d, &d->err);
+    rc = vl_store_ledger_scan(d->store, vl_scope_everything(), d->pos, end, data_ledger_cb, d,
+                              &d->err);
     if (d->st->fail[0])
         return -1;
-    if (rc != 0 || d->err.status)
+    if (rc != 0 || d->err.kind)
         return fail(d->st, "entry %llu: reading the ledger: %s", (unsigned long long)d->pos,
-                    d->err.status ? vl_error_message(&d->err) : "scan failed");
+                    d->err.kind ? d->err.message : "scan failed");
     if (d->pos != end)
         return fail(d->st, "entry %llu: missing from the store (ledger size %llu)",
                     (unsigned long long)d->pos, (unsigned long long)d->size);
@@ -548,9 +549,8 @@ static int data_record_cb(void *ctx, uint64_t index, const char *ref,
     if (index >= d->size) {
         /* written after the check started, or pointing past the ledger */
         uint64_t now = 0;
-        vl_error_t err = VL_ERROR_INIT;
-        int rc = vl_store_ledger_size(d->store, &now, &err);
-        vl_error_clear(&err);
+        vl_store_err_t err = VL_STORE_ERR_INIT;
+        int rc = vl_store_ledger_size(d->store, vl_scope_everything(), &now, &err);
         if (rc == 0 && index >= now) {
             fail(st, "entry %llu: record %s names an entry past the end of the ledger (size %llu)",
                  (unsigned long long)index, ref, (unsigned long long)now);
@@ -637,21 +637,19 @@ static int verify_data(verify_state_t *st, const char *dir)
     memset(&opts, 0, sizeof opts);
     opts.key = NULL; /* read-only for the ledger */
     if (vl_store_open(dir, &opts, &store, &d.err) < 0) {
-        const char *msg = vl_error_message(&d.err);
+        const char *msg = d.err.message;
         /* the store checks the tail of the chain and the latest checkpoint
          * when it opens: what it finds there is a verification result */
         if (!strncmp(msg, "ledger: ", 8) && store_open_failure(st, msg + 8, dir) == -1) {
-            vl_error_clear(&d.err);
             return -1;
         }
         fprintf(stderr, "vitalog verify: cannot open the store in %s: %s\n", dir, msg);
-        vl_error_clear(&d.err);
         return -2;
     }
     d.store = store;
     vl_ledger_range_init(&d.range);
-    if (vl_store_ledger_size(store, &d.size, &d.err) < 0) {
-        fail(st, "entry 0: reading the ledger size: %s", vl_error_message(&d.err));
+    if (vl_store_ledger_size(store, vl_scope_everything(), &d.size, &d.err) < 0) {
+        fail(st, "entry 0: reading the ledger size: %s", d.err.message);
         goto out;
     }
     if (server_running(dir)) {
@@ -659,27 +657,27 @@ static int verify_data(verify_state_t *st, const char *dir)
          * latest checkpoint, not the entries it has yet to sign */
         char *note = NULL;
         uint64_t cp = 0;
-        if (vl_store_ledger_checkpoint(store, 0, &note, &cp, &d.err) == 0 && cp < d.size) {
+        if (vl_store_ledger_checkpoint(store, vl_scope_everything(), 0, &note, &cp, &d.err) == 0 &&
+            cp < d.size) {
             st->unsigned_tail = d.size - cp;
             d.size = cp;
         }
-        vl_error_clear(&d.err);
+        d.err = (vl_store_err_t)VL_STORE_ERR_INIT;
         free(note);
     }
-    rc = vl_store_records_scan(store, data_record_cb, &d, &d.err);
+    rc = vl_store_records_scan(store, vl_scope_everything(), data_record_cb, &d, &d.err);
     if (st->fail[0])
         goto out;
     if (rc != 0 && !d.beyond) {
         fail(st, "entry %llu: reading the records: %s", (unsigned long long)d.pos,
-             d.err.status ? vl_error_message(&d.err) : "scan failed");
+             d.err.kind ? d.err.message : "scan failed");
         goto out;
     }
-    vl_error_clear(&d.err);
+    d.err = (vl_store_err_t)VL_STORE_ERR_INIT;
     if (data_advance(&d, d.size) < 0)
         goto out;
     finish(st);
 out:
-    vl_error_clear(&d.err);
     vl_store_close(store);
     return st->fail[0] ? -1 : 0;
 }

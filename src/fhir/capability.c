@@ -5,25 +5,30 @@
  *
  * DESIGN NOTES
  *
- * 1. Per type: the interactions of its bit set, versioning "versioned",
- *    readHistory true, updateCreate true (PUT to a new id creates the
- *    resource with that id), conditionalCreate true (If-None-Exist),
- *    conditionalUpdate false, conditionalDelete "not-supported", and one
- *    searchParam per table entry plus the common _id and _lastUpdated.
+ * 1. Per type: the interactions of the route table (interaction.c) that
+ *    its bit set allows, versioning "versioned", readHistory true,
+ *    updateCreate true (PUT to a new id creates the resource with that
+ *    id), conditionalCreate true (If-None-Exist), conditionalUpdate true
+ *    and conditionalDelete "single" when the table has PUT and DELETE on
+ *    /fhir/{type}, the table's operations, and one searchParam per table
+ *    entry plus the common _id and _lastUpdated.
  *    Each searchParam's definition is the R4 canonical URL of its
  *    SearchParameter (vl_search_param_t.url, from the generated tables),
  *    its documentation the R4 description.
  *
- * 2. No rest-level interactions (batch/transaction, history-system) are
- *    declared: they are not in the tables. The lead adds them here once the
- *    Bundle endpoint exists.
+ * 2. Rest level: transaction and batch when the table has POST /fhir.
+ *    Operations name their definition under VL_FHIR_OPERATION_BASE (a
+ *    canonical that identifies vitalog's operations; docs/api.md documents
+ *    them).
  *
  * 3. Only plain jansson values are used (no tagged numbers): the document
  *    is built by code, not parsed.
  */
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
-#include "vitalog/fhir.h"
+#include "fhir_internal.h"
 
 /* Generated: fhir/search_params.c (scripts/gen-search-params.py). */
 extern const vl_search_param_t vl_fhir_params_common[];
@@ -57,7 +62,9 @@ static json_t *search_param(const vl_search_param_t *sp)
     return p;
 }
 
-static json_t *interactions(unsigned bits)
+/* The type-level and instance-level interactions of the route table that
+ * the type's bit set allows, each once, in the R4 value set's order. */
+static json_t *interactions(const vl_fhir_type_t *t)
 {
     static const struct {
         unsigned bit;
@@ -74,11 +81,38 @@ static json_t *interactions(unsigned bits)
     };
     json_t *arr = json_array();
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
-        if (bits & map[i].bit) {
-            json_t *o = json_object();
-            json_object_set_new(o, "code", json_string(map[i].code));
-            json_array_append_new(arr, o);
+        if (!(t->interactions & map[i].bit))
+            continue;
+        for (const vl_route_t *r = vl_routes; r->pattern; r++) {
+            if (strstr(r->pattern, "{type}") && !strcmp(r->interaction, map[i].code)) {
+                json_array_append_new(arr, json_pack("{s:s}", "code", map[i].code));
+                break;
+            }
         }
+    }
+    return arr;
+}
+
+/* Whether the table has a row for `method` on `pattern`. */
+static int has_row(const char *pattern, const char *method)
+{
+    for (const vl_route_t *r = vl_routes; r->pattern; r++)
+        if (!strcmp(r->pattern, pattern) && !strcmp(r->method, method))
+            return 1;
+    return 0;
+}
+
+/* Operation rows at the type, instance or version level. */
+static json_t *operations(void)
+{
+    json_t *arr = json_array();
+    for (const vl_route_t *r = vl_routes; r->pattern; r++) {
+        char def[128];
+        if (!r->operation || !strstr(r->pattern, "{type}"))
+            continue;
+        snprintf(def, sizeof def, "%s/%s", VL_FHIR_OPERATION_BASE, r->operation + 1);
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "name", r->operation + 1,
+                                             "definition", def, "documentation", r->pattern));
     }
     return arr;
 }
@@ -86,16 +120,23 @@ static json_t *interactions(unsigned bits)
 static json_t *resource_entry(const vl_fhir_type_t *t)
 {
     json_t *r = json_object();
+    json_t *ops = operations();
     json_object_set_new(r, "type", json_string(t->name));
     if (t->profile)
         json_object_set_new(r, "profile", json_string(t->profile));
-    json_object_set_new(r, "interaction", interactions(t->interactions));
+    json_object_set_new(r, "interaction", interactions(t));
     json_object_set_new(r, "versioning", json_string("versioned"));
     json_object_set_new(r, "readHistory", json_true());
     json_object_set_new(r, "updateCreate", json_true());
     json_object_set_new(r, "conditionalCreate", json_true());
-    json_object_set_new(r, "conditionalUpdate", json_false());
-    json_object_set_new(r, "conditionalDelete", json_string("not-supported"));
+    json_object_set_new(r, "conditionalUpdate",
+                        json_boolean(has_row("/fhir/{type}", "PUT") &&
+                                     (t->interactions & VL_INT_UPDATE)));
+    json_object_set_new(r, "conditionalDelete",
+                        json_string(has_row("/fhir/{type}", "DELETE") &&
+                                            (t->interactions & VL_INT_DELETE)
+                                        ? "single"
+                                        : "not-supported"));
 
     if (t->interactions & VL_INT_SEARCH) {
         json_t *params = json_array();
@@ -105,6 +146,10 @@ static json_t *resource_entry(const vl_fhir_type_t *t)
             json_array_append_new(params, search_param(p));
         json_object_set_new(r, "searchParam", params);
     }
+    if (json_array_size(ops))
+        json_object_set_new(r, "operation", ops);
+    else
+        json_decref(ops);
     return r;
 }
 
@@ -143,6 +188,9 @@ json_t *vl_fhir_capability(const char *base_url)
     for (const vl_fhir_type_t *t = vl_fhir_types; t->name; t++)
         json_array_append_new(resources, resource_entry(t));
     json_object_set_new(rest, "resource", resources);
+    if (has_row("/fhir", "POST"))
+        json_object_set_new(rest, "interaction",
+                            json_pack("[{s:s},{s:s}]", "code", "transaction", "code", "batch"));
     json_t *rests = json_array();
     json_array_append_new(rests, rest);
     json_object_set_new(cs, "rest", rests);

@@ -316,5 +316,8 @@ int vl_fhir_index(const vl_fhir_type_t *type, const json_t *res, vl_index_t *ix,
             return vl_error_set(err, 500, "exception", NULL,
                                 "Out of memory while indexing %s", type->name);
     }
+    if (vl_fhir_compartments(type, res, ix) < 0)
+        return vl_error_set(err, 500, "exception", NULL, "Out of memory while indexing %s",
+                            type->name);
     return 0;
 }

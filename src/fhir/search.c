@@ -106,66 +106,6 @@
 #define MAX_ID_LEN 64
 
 /* ------------------------------------------------------------------------
- * Arena
- * ---------------------------------------------------------------------- */
-
-typedef struct chunk {
-    struct chunk *next;
-    size_t used, cap;
-    _Alignas(max_align_t) unsigned char data[];
-} chunk_t;
-
-typedef struct arena {
-    chunk_t *head;
-} arena_t;
-
-static void *arena_alloc(arena_t *a, size_t size)
-{
-    size = (size + 15) & ~(size_t)15;
-    if (!a->head || a->head->cap - a->head->used < size) {
-        size_t cap = size > 8192 ? size : 8192;
-        chunk_t *c = malloc(sizeof *c + cap);
-        if (!c)
-            return NULL;
-        c->next = a->head;
-        c->used = 0;
-        c->cap = cap;
-        a->head = c;
-    }
-    void *p = a->head->data + a->head->used;
-    a->head->used += size;
-    return p;
-}
-
-static char *arena_strndup(arena_t *a, const char *s, size_t n)
-{
-    char *d = arena_alloc(a, n + 1);
-    if (d) {
-        memcpy(d, s, n);
-        d[n] = '\0';
-    }
-    return d;
-}
-
-static char *arena_strdup(arena_t *a, const char *s)
-{
-    return arena_strndup(a, s, strlen(s));
-}
-
-static void arena_free(arena_t *a)
-{
-    if (!a)
-        return;
-    chunk_t *c = a->head;
-    while (c) {
-        chunk_t *next = c->next;
-        free(c);
-        c = next;
-    }
-    free(a);
-}
-
-/* ------------------------------------------------------------------------
  * Parameters
  * ---------------------------------------------------------------------- */
 
@@ -190,14 +130,8 @@ void vl_params_free(vl_params_t *p)
 
 static int params_push(vl_params_t *p, char *name, char *value)
 {
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 8;
-        vl_param_t *items = realloc(p->items, cap * sizeof *items);
-        if (!items)
-            return -1;
-        p->items = items;
-        p->cap = cap;
-    }
+    if (vl_grow(&p->items, &p->cap, p->n + 1, sizeof *p->items) < 0)
+        return -1;
     p->items[p->n].name = name;
     p->items[p->n].value = value;
     p->n++;
@@ -294,13 +228,12 @@ const char *vl_params_get(const vl_params_t *p, const char *name)
 
 typedef struct parser {
     const vl_fhir_type_t *type;
-    arena_t *arena;
+    vl_arena_t *arena;
     vl_search_t *out;
     vl_error_t *err;
     size_t nvalues; /* values so far, all conditions */
     size_t cap;     /* room in the values array of the condition being filled */
-    char *sq; /* self_query being built (malloc'd) */
-    size_t sq_len, sq_cap;
+    vl_buf_t sq; /* self_query being built */
     int oom;
     int seen_count, seen_offset, seen_sort, seen_total, seen_summary;
     int id_in_query; /* query.id already used */
@@ -345,9 +278,9 @@ static long find_unescaped(const char *s, char ch)
 }
 
 /* Copies s[0..n) without its backslash escapes into the arena. */
-static char *unescape(arena_t *a, const char *s, size_t n)
+static char *unescape(vl_arena_t *a, const char *s, size_t n)
 {
-    char *d = arena_alloc(a, n + 1);
+    char *d = vl_arena_alloc(a, n + 1);
     if (!d)
         return NULL;
     size_t o = 0;
@@ -361,7 +294,7 @@ static char *unescape(arena_t *a, const char *s, size_t n)
 }
 
 /* Splits a value on unescaped commas; the pieces keep their escapes. */
-static int split_alternatives(arena_t *a, const char *value, char ***items, size_t *n)
+static int split_alternatives(vl_arena_t *a, const char *value, char ***items, size_t *n)
 {
     size_t count = 1;
     for (const char *p = value; *p; p++) {
@@ -370,7 +303,7 @@ static int split_alternatives(arena_t *a, const char *value, char ***items, size
         else if (*p == ',')
             count++;
     }
-    char **v = arena_alloc(a, count * sizeof *v);
+    char **v = vl_arena_alloc(a, count * sizeof *v);
     if (!v)
         return -1;
     size_t k = 0;
@@ -381,7 +314,7 @@ static int split_alternatives(arena_t *a, const char *value, char ***items, size
             continue;
         }
         if (*p == ',' || *p == '\0') {
-            if (!(v[k++] = arena_strndup(a, start, (size_t)(p - start))))
+            if (!(v[k++] = vl_arena_strndup(a, start, (size_t)(p - start))))
                 return -1;
             if (*p == '\0')
                 break;
@@ -463,30 +396,16 @@ static int parse_prefix(parser_t *ps, const char *name, const char *s, vl_cmp_t 
 
 static void sq_put(parser_t *ps, const char *s, size_t n)
 {
-    if (ps->oom)
-        return;
-    if (ps->sq_len + n + 1 > ps->sq_cap) {
-        size_t cap = ps->sq_cap ? ps->sq_cap : 128;
-        while (cap < ps->sq_len + n + 1)
-            cap *= 2;
-        char *b = realloc(ps->sq, cap);
-        if (!b) {
-            ps->oom = 1;
-            return;
-        }
-        ps->sq = b;
-        ps->sq_cap = cap;
-    }
-    memcpy(ps->sq + ps->sq_len, s, n);
-    ps->sq_len += n;
-    ps->sq[ps->sq_len] = '\0';
+    if (vl_buf_append(&ps->sq, s, n) < 0)
+        ps->oom = 1;
 }
 
 static void sq_encode(parser_t *ps, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (isalnum(*p) || strchr("-._~:/|,", *p)) {
+        /* RFC 3986 query characters that need no escaping ('|' does) */
+        if (isalnum(*p) || strchr("-._~:/,", *p)) {
             sq_put(ps, (const char *)p, 1);
         } else {
             char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
@@ -497,7 +416,7 @@ static void sq_encode(parser_t *ps, const char *s)
 
 static void sq_add(parser_t *ps, const vl_param_t *prm)
 {
-    if (ps->sq_len)
+    if (ps->sq.len)
         sq_put(ps, "&", 1);
     sq_encode(ps, prm->name);
     sq_put(ps, "=", 1);
@@ -525,7 +444,7 @@ static int reserve_values(parser_t *ps, vl_query_cond_t *c, size_t n)
     if (ps->nvalues + n > MAX_VALUES_PER_QUERY)
         return vl_error_set(ps->err, 400, "too-costly", NULL,
                             "The search has too many values (at most %d)", MAX_VALUES_PER_QUERY);
-    c->values = arena_alloc(ps->arena, (n ? n : 1) * sizeof *c->values);
+    c->values = vl_arena_alloc(ps->arena, (n ? n : 1) * sizeof *c->values);
     if (!c->values)
         return oom(ps);
     memset(c->values, 0, (n ? n : 1) * sizeof *c->values);
@@ -548,7 +467,7 @@ static vl_query_value_t *next_value(parser_t *ps, vl_query_cond_t *c)
     }
     if (c->n >= ps->cap) {
         size_t ncap = ps->cap ? ps->cap * 2 : 8;
-        vl_query_value_t *grown = arena_alloc(ps->arena, ncap * sizeof *grown);
+        vl_query_value_t *grown = vl_arena_alloc(ps->arena, ncap * sizeof *grown);
         if (!grown) {
             oom(ps);
             return NULL;
@@ -603,7 +522,7 @@ static int parse_string(parser_t *ps, const char *raw, vl_query_cond_t *c)
     char *norm = vl_index_normalize(s);
     if (!norm)
         return oom(ps);
-    v->text = arena_strdup(ps->arena, norm);
+    v->text = vl_arena_strdup(ps->arena, norm);
     free(norm);
     return v->text ? 0 : oom(ps);
 }
@@ -614,7 +533,7 @@ static int add_reference_value(parser_t *ps, vl_query_cond_t *c, const char *typ
     if (!v)
         return -1;
     size_t tl = strlen(type), il = strlen(id);
-    char *t = arena_alloc(ps->arena, tl + il + 2);
+    char *t = vl_arena_alloc(ps->arena, tl + il + 2);
     if (!t)
         return oom(ps);
     memcpy(t, type, tl);
@@ -695,12 +614,12 @@ static int parse_quantity(parser_t *ps, const char *name, const char *raw, vl_qu
     long b1 = find_unescaped(rest, '|');
     char *num;
     if (b1 < 0) {
-        num = arena_strdup(ps->arena, rest);
+        num = vl_arena_strdup(ps->arena, rest);
     } else {
         long b2 = find_unescaped(rest + b1 + 1, '|');
         if (b2 < 0 || find_unescaped(rest + b1 + 1 + b2 + 1, '|') >= 0)
             return bad(ps, name, raw, "expected [prefix]number or [prefix]number|system|code");
-        num = arena_strndup(ps->arena, rest, (size_t)b1);
+        num = vl_arena_strndup(ps->arena, rest, (size_t)b1);
         char *sys = unescape(ps->arena, rest + b1 + 1, (size_t)b2);
         const char *cs = rest + b1 + 1 + b2 + 1;
         char *code = unescape(ps->arena, cs, strlen(cs));
@@ -983,7 +902,7 @@ int vl_fhir_search_parse(const vl_fhir_type_t *type, const vl_params_t *params, 
 {
     memset(out, 0, sizeof *out);
     parser_t ps = {.type = type, .out = out, .err = err};
-    arena_t *a = calloc(1, sizeof *a);
+    vl_arena_t *a = vl_arena_new();
     if (!a)
         return oom(&ps);
     ps.arena = a;
@@ -996,7 +915,7 @@ int vl_fhir_search_parse(const vl_fhir_type_t *type, const vl_params_t *params, 
     size_t np = params ? params->n : 0;
     if (np) {
         /* at most one condition per parameter */
-        q->conds = arena_alloc(a, np * sizeof *q->conds);
+        q->conds = vl_arena_alloc(a, np * sizeof *q->conds);
         if (!q->conds) {
             oom(&ps);
             goto fail;
@@ -1012,16 +931,16 @@ int vl_fhir_search_parse(const vl_fhir_type_t *type, const vl_params_t *params, 
     }
     if (ps.summary_count)
         q->count = 0;
-    out->self_query = arena_strdup(a, ps.sq ? ps.sq : "");
+    out->self_query = vl_arena_strdup(a, ps.sq.data ? ps.sq.data : "");
     if (ps.oom || !out->self_query) {
         oom(&ps);
         goto fail;
     }
-    free(ps.sq);
+    vl_buf_free(&ps.sq);
     return 0;
 fail:
-    free(ps.sq);
-    arena_free(a);
+    vl_buf_free(&ps.sq);
+    vl_arena_free(a);
     memset(out, 0, sizeof *out);
     return -1;
 }
@@ -1030,6 +949,6 @@ void vl_search_free(vl_search_t *s)
 {
     if (!s)
         return;
-    arena_free(s->_mem);
+    vl_arena_free(s->_mem);
     memset(s, 0, sizeof *s);
 }

@@ -31,7 +31,9 @@ int vl_fhir_id_valid(const char *s)
         if (n >= 64 || !(isalnum(ch) || ch == '-' || ch == '.'))
             return 0;
     }
-    return n > 0;
+    /* "." and ".." match the R4 id pattern but are path segments that RFC
+     * 3986 normalization removes: /Patient/.. would be another URL */
+    return n > 0 && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
 }
 
 int vl_vstring_ok(vctx_t *c, const char *s)

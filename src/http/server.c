@@ -1,142 +1,154 @@
 /*
- * libmicrohttpd glue: the request lifecycle.
+ * vitalog — http/server.c: the libmicrohttpd glue.
  *
- *   first call      allocate vl_request_t, read headers, id, query; refuse a
- *                   declared Content-Length over the limit (413) at once
- *   upload calls    append the body up to max_body; past it remember
- *                   too_large and discard the rest
- *   final call      route and answer; a write suspends the connection
- *   resumed call    (after the writer committed) build the write's answer
+ * REQUEST LIFECYCLE
+ *
+ *   first call      allocate vl_request_t; framing checks (RFC 9112 6.1, 6.3:
+ *                   Content-Length and Transfer-Encoding together, several
+ *                   Content-Lengths, an unknown Transfer-Encoding, a header
+ *                   name with whitespace, HTTP/1.1 without exactly one
+ *                   Host: 400 and close, before a byte of the body is read);
+ *                   a target over max_path: 414; a path or query that is
+ *                   not UTF-8 or holds a control character: 400
+ *   upload calls    append the body up to max_body; past it read and
+ *                   discard (up to a bound) so the client gets its 413
+ *   final call      negotiate (406), hand the request to vl_fhir_handle();
+ *                   a pending answer suspends the connection
+ *   resumed call    (after the writer committed) vl_fhir_resume()
  *   completed       log one line, free the request
  *
- * Shutdown drains *dispatched* requests (body complete, being answered):
- * a client still uploading when SIGTERM arrives is cut off without an
- * answer, and nothing of its request was written.
+ * SUSPEND/RESUME ORDERING: dispatch() holds req->mu while the layer handles
+ * the request and while it suspends; on_notify() (writer thread) takes
+ * req->mu before resuming, so a resume can never overtake its suspend. It
+ * releases req->mu before resuming and never touches req afterwards.
  *
- * Suspend/resume ordering: vl_submit_write() holds req->mu while it submits
- * and suspends; the writer's completion takes req->mu before resuming, so a
- * resume can never overtake its suspend. The completion releases req->mu
- * before resuming and never touches req afterwards (it may be freed).
+ * SHUTDOWN (vl_http_stop): stop accepting; requests in flight, from their
+ * first byte of headers on (counted in `active`), get up to drain_ms to
+ * finish, including clients still sending a body; answers sent while
+ * stopping carry "Connection: close". Writes the store accepted always
+ * complete before the daemon stops.
+ *
+ * SLOWLORIS: a connection must deliver each request's headers within
+ * header_timeout of its start (or of the end of its previous request);
+ * the watchdog shuts the socket of one that does not. Connections per
+ * client address are limited (max_conns_per_ip).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "http_internal.h"
 
 /* ------------------------------------------------------------------------
- * Buffers
+ * Small helpers
  * ---------------------------------------------------------------------- */
 
-void vl_buf_append(vl_buf_t *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->max && b->len + n > b->max) {
-        b->failed = 1;
-        free(b->data);
-        b->data = NULL;
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t ncap = b->cap ? b->cap : 256;
-        while (ncap < b->len + n + 1)
-            ncap *= 2;
-        char *p = realloc(b->data, ncap);
-        if (!p) {
-            b->failed = 1;
-            free(b->data);
-            b->data = NULL;
-            return;
-        }
-        b->data = p;
-        b->cap = ncap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-void vl_buf_puts(vl_buf_t *b, const char *s)
-{
-    vl_buf_append(b, s, strlen(s));
-}
-
-void vl_buf_json_string(vl_buf_t *b, const char *s)
-{
-    json_t *j = json_string(s);
-    char *t = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-    json_decref(j);
-    if (!t) {
-        b->failed = 1;
-        return;
-    }
-    vl_buf_puts(b, t);
-    free(t);
-}
-
-char *vl_buf_take(vl_buf_t *b, size_t *len)
-{
-    char *d = b->failed ? NULL : b->data;
-    if (!d && !b->failed) { /* empty but fine */
-        d = calloc(1, 1);
-    }
-    if (len)
-        *len = d ? b->len : 0;
-    b->data = NULL;
-    b->len = b->cap = 0;
-    return d;
-}
-
-/* ------------------------------------------------------------------------
- * Responses
- * ---------------------------------------------------------------------- */
-
-const char *vl_req_header(vl_request_t *req, const char *name)
+static const char *header(vl_request_t *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
-void vl_base_url(vl_request_t *req, char *out, size_t n)
+static int64_t mono_ms(void)
 {
-    const char *host;
-    if (req->http->base_url[0]) {
-        snprintf(out, n, "%s", req->http->base_url);
-        return;
-    }
-    host = vl_req_header(req, MHD_HTTP_HEADER_HOST);
-    if (host && *host && strlen(host) < 200) {
-        int ok = 1;
-        for (const char *p = host; *p; p++)
-            if (!isalnum((unsigned char)*p) && !strchr(".-:[]_", *p))
-                ok = 0;
-        if (ok) {
-            snprintf(out, n, "http://%s", host);
-            return;
-        }
-    }
-    snprintf(out, n, "http://%s:%u", req->http->opts.host, (unsigned)req->http->port);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-MHD_RESULT vl_send(vl_request_t *req, vl_response_t *res)
+static void sleep_ms(unsigned ms)
 {
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Valid UTF-8 (RFC 3629: no overlongs, no surrogates, at most U+10FFFF)
+ * without control characters other than tab. */
+static int text_ok(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (p && *p) {
+        unsigned char c = *p;
+        int n;
+        uint32_t cp;
+        if (c < 0x80) {
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                return 0;
+            p++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        for (int i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return 0;
+        p += n + 1;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------------
+ * Sending
+ * ---------------------------------------------------------------------- */
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    vl_request_t *req = cls;
+    ssize_t n;
+    (void)pos;
+    n = req->res.stream(req->res.stream_ctx, buf, max);
+    if (n == 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n < 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    return n;
+}
+
+/* Sends req->res (whose body or stream the response takes over). */
+static MHD_RESULT send_response(vl_request_t *req)
+{
+    vl_fhir_response_t *res = &req->res;
     struct MHD_Response *r;
     MHD_RESULT ret;
-    const char *ctype = req->json_as_plain ? "application/json; charset=utf-8"
-                                           : "application/fhir+json; charset=utf-8";
-    r = MHD_create_response_from_buffer(res->body ? res->body_len : 0, res->body,
-                                        res->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    if (!r) {
-        free(res->body);
-        return MHD_NO;
+    const char *ctype = res->content_type;
+    if (!ctype)
+        ctype = req->json_as_plain ? "application/json; charset=utf-8"
+                                   : "application/fhir+json; charset=utf-8";
+    if (res->stream) {
+        /* the stream context lives with the request (freed in on_completed) */
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, req,
+                                              NULL);
+    } else {
+        r = MHD_create_response_from_buffer(res->body ? res->body_len : 0, res->body,
+                                            res->body ? MHD_RESPMEM_MUST_FREE
+                                                      : MHD_RESPMEM_PERSISTENT);
+        if (r)
+            res->body = NULL;
     }
-    res->body = NULL;
-    if (res->body_len || res->status != 204)
+    if (!r)
+        return MHD_NO;
+    if (res->body_len || res->stream || res->status != 204)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(r, "X-Request-Id", req->request_id);
     if (res->etag[0])
@@ -151,62 +163,98 @@ MHD_RESULT vl_send(vl_request_t *req, vl_response_t *res)
         MHD_add_response_header(r, "X-Ledger-Index", res->ledger_index);
         MHD_add_response_header(r, "X-Ledger-Entry-Hash", res->ledger_hash);
     }
+    if (req->close || atomic_load(&req->http->stopping))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     req->status = res->status;
+    req->route = res->route ? res->route : req->route;
     ret = MHD_queue_response(req->conn, (unsigned)res->status, r);
     MHD_destroy_response(r);
     return ret;
 }
 
-char *vl_dump_release(json_t *doc, size_t *len)
+/* An error answer from the transport itself (before the layer). */
+static MHD_RESULT send_transport_error(vl_request_t *req, int status, const char *code,
+                                       const char *msg, int close)
 {
-    char *s = doc ? vl_json_dump(doc, len) : NULL;
-    json_decref(doc);
-    return s;
-}
-
-MHD_RESULT vl_send_json(vl_request_t *req, int status, json_t *doc)
-{
-    vl_response_t res = {.status = status};
-    res.body = vl_dump_release(doc, &res.body_len);
-    if (!res.body) {
-        res.status = 500;
-        res.body = strdup("{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":"
-                          "\"fatal\",\"code\":\"exception\",\"diagnostics\":\"out of memory\"}]}");
-        res.body_len = res.body ? strlen(res.body) : 0;
-    }
-    return vl_send(req, &res);
-}
-
-MHD_RESULT vl_send_error(vl_request_t *req, const vl_error_t *err)
-{
-    int status = err->status ? err->status : 500;
-    return vl_send_json(req, status, vl_error_outcome(err));
-}
-
-MHD_RESULT vl_send_errorf(vl_request_t *req, int status, const char *code, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return vl_send_json(req, status, vl_outcome_new("error", code, msg));
+    vl_error_t err = VL_ERROR_INIT;
+    vl_error_set(&err, status, code, NULL, "%s", msg);
+    vl_fhir_response_free(&req->res);
+    memset(&req->res, 0, sizeof req->res);
+    vl_fhir_response_error(&req->res, &err);
+    vl_error_clear(&err);
+    req->close |= close;
+    return send_response(req);
 }
 
 /* ------------------------------------------------------------------------
- * Asynchronous writes
+ * Negotiation (Accept and _format): 406 or the JSON flavour
  * ---------------------------------------------------------------------- */
 
-/* Runs on the writer thread. Once the connection is resumed its pool thread
- * may answer and free `req` at any moment, so nothing of req is touched
- * after MHD_resume_connection(). Taking req->mu first guarantees that the
- * suspend in vl_submit_write() has happened. */
-static void write_completed(vl_store_write_t *w, void *arg)
+static int negotiate(vl_request_t *req, const char **why)
+{
+    const char *fmt = vl_params_get(&req->params, "_format");
+    const char *accept = header(req, MHD_HTTP_HEADER_ACCEPT);
+    if (fmt) {
+        if (!strcmp(fmt, "json") || !strcmp(fmt, "application/fhir+json") ||
+            !strcmp(fmt, "application/json+fhir"))
+            return 0;
+        if (!strcmp(fmt, "application/json")) {
+            req->json_as_plain = 1;
+            return 0;
+        }
+        *why = strstr(fmt, "xml") ? "XML is not supported; this server speaks FHIR JSON only "
+                                    "(use _format=json or Accept: application/fhir+json)"
+                                  : "unsupported _format; use json";
+        return -1;
+    }
+    if (!accept || !*accept || strstr(accept, "*/*") || strstr(accept, "application/*") ||
+        strstr(accept, "fhir+json") || strstr(accept, "json+fhir"))
+        return 0;
+    if (strstr(accept, "application/json")) {
+        req->json_as_plain = 1;
+        return 0;
+    }
+    if (strstr(accept, "text/plain") || strstr(accept, "application/x-ndjson"))
+        return 0; /* /metrics, /ledger: their own types */
+    *why = strstr(accept, "xml") ? "XML is not supported; this server speaks FHIR JSON only "
+                                   "(Accept: application/fhir+json)"
+                                 : "cannot answer in any of the accepted types; this server "
+                                   "produces application/fhir+json and application/json";
+    return -1;
+}
+
+/* ------------------------------------------------------------------------
+ * Dispatch to the interaction layer
+ * ---------------------------------------------------------------------- */
+
+static void base_url(vl_request_t *req, char *out, size_t n)
+{
+    const char *host;
+    vl_http_t *h = req->http;
+    if (h->base_url[0]) {
+        snprintf(out, n, "%s", h->base_url);
+        return;
+    }
+    host = header(req, MHD_HTTP_HEADER_HOST);
+    if (host && *host && strlen(host) < 200) {
+        int ok = 1;
+        for (const char *p = host; *p; p++)
+            if (!isalnum((unsigned char)*p) && !strchr(".-:[]_", *p))
+                ok = 0;
+        if (ok) {
+            snprintf(out, n, "http://%s", host);
+            return;
+        }
+    }
+    snprintf(out, n, "http://%s:%u", h->opts.host, (unsigned)h->port);
+}
+
+/* Runs on the writer thread when a pending answer can be built. */
+static void on_notify(void *arg)
 {
     vl_request_t *req = arg;
     vl_http_t *h = req->http;
     struct MHD_Connection *conn;
-    (void)w;
     pthread_mutex_lock(&req->mu);
     req->wstate = VL_WRITE_DONE;
     conn = req->conn;
@@ -216,133 +264,121 @@ static void write_completed(vl_store_write_t *w, void *arg)
     atomic_fetch_sub(&h->pending_writes, 1);
 }
 
-MHD_RESULT vl_submit_write(vl_request_t *req)
-{
-    vl_error_t err = VL_ERROR_INIT;
-    MHD_RESULT ret;
-    req->write.done = write_completed;
-    req->write.done_arg = req;
-    pthread_mutex_lock(&req->mu);
-    req->wstate = VL_WRITE_PENDING;
-    atomic_fetch_add(&req->http->pending_writes, 1);
-    /* checked after the increment: vl_http_stop() sets stopping, then waits
-     * for pending_writes to reach 0, so no write can slip in between */
-    if (atomic_load(&req->http->stopping) ||
-        vl_store_submit(req->http->store, &req->write, &err) < 0) {
-        if (!err.status)
-            vl_error_set(&err, 503, "transient", NULL, "the server is shutting down");
-        atomic_fetch_sub(&req->http->pending_writes, 1);
-        req->wstate = VL_WRITE_IDLE;
-        pthread_mutex_unlock(&req->mu);
-        ret = vl_send_error(req, &err);
-        vl_error_clear(&err);
-        return ret;
-    }
-    MHD_suspend_connection(req->conn);
-    pthread_mutex_unlock(&req->mu);
-    return MHD_YES;
-}
-
-/* ------------------------------------------------------------------------
- * Operational endpoints
- * ---------------------------------------------------------------------- */
-
-MHD_RESULT vl_send_text(vl_request_t *req, int status, const char *ctype, char *body, size_t len)
-{
-    struct MHD_Response *r;
-    MHD_RESULT ret;
-    if (!body)
-        return vl_send_errorf(req, 500, "exception", "out of memory");
-    r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    MHD_add_response_header(r, "X-Request-Id", req->request_id);
-    req->status = status;
-    ret = MHD_queue_response(req->conn, (unsigned)status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-/* One Prometheus metric: HELP and TYPE lines, then the sample. */
-static void metric(vl_buf_t *b, const char *name, const char *type, const char *help,
-                   const char *labels, unsigned long long value)
-{
-    char line[512];
-    if (help) {
-        snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-        vl_buf_puts(b, line);
-    }
-    snprintf(line, sizeof line, "%s%s %llu\n", name, labels ? labels : "", value);
-    vl_buf_puts(b, line);
-}
-
-static MHD_RESULT handle_metrics(vl_request_t *req)
+static MHD_RESULT dispatch(vl_request_t *req)
 {
     vl_http_t *h = req->http;
-    vl_store_stats_t st;
-    vl_buf_t b = {0};
-    vl_store_stats(h->store, &st);
-    metric(&b, "vitalog_http_requests_total", "counter", "HTTP requests received.", NULL,
-           atomic_load(&h->requests_total));
-    for (int c = 1; c <= 5; c++) {
-        char labels[32];
-        snprintf(labels, sizeof labels, "{class=\"%dxx\"}", c);
-        metric(&b, "vitalog_http_responses_total", "counter",
-               c == 1 ? "HTTP responses by status class." : NULL, labels,
-               atomic_load(&h->responses_by_class[c]));
-    }
-    metric(&b, "vitalog_store_commits_total", "counter", "Write transactions committed.", NULL,
-           st.commits);
-    metric(&b, "vitalog_store_writes_total", "counter", "Writes completed (ok or failed).", NULL,
-           st.writes);
-    metric(&b, "vitalog_store_write_failures_total", "counter", "Writes that failed.", NULL,
-           st.write_failures);
-    metric(&b, "vitalog_store_queue_depth", "gauge", "Writes waiting for the writer.", NULL,
-           st.queue_depth);
-    char *text = vl_buf_take(&b, NULL);
-    if (!text)
-        return vl_send_errorf(req, 500, "exception", "out of memory");
-    return vl_send_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
-}
+    vl_fhir_request_t *fr = &req->freq;
+    const char *why = NULL;
+    int rc;
+    if (negotiate(req, &why) < 0)
+        return send_transport_error(req, 406, "not-supported", why, 0);
+    base_url(req, req->base, sizeof req->base);
+    fr->method = req->method;
+    fr->path = req->path;
+    fr->params = &req->params;
+    fr->base_url = req->base;
+    fr->authorization = header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    fr->content_type = header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+    fr->if_match = header(req, MHD_HTTP_HEADER_IF_MATCH);
+    fr->if_none_exist = header(req, "If-None-Exist");
+    fr->prefer = header(req, "Prefer");
+    fr->body = req->body.data ? req->body.data : "";
+    fr->body_len = req->body.len;
 
-static MHD_RESULT handle_health(vl_request_t *req, int ready_check)
-{
-    int ok = !ready_check || vl_store_ready(req->http->store) == 0;
-    const char *body = ok ? "{\"status\":\"ok\"}" : "{\"status\":\"unavailable\"}";
-    return vl_send_text(req, ok ? 200 : 503, "application/json", strdup(body), strlen(body));
+    atomic_fetch_add(&h->pending_writes, 1);
+    pthread_mutex_lock(&req->mu);
+    rc = vl_fhir_handle(h->fhir, fr, on_notify, req, &req->x, &req->res);
+    if (rc == 1) {
+        req->wstate = VL_WRITE_PENDING;
+        atomic_fetch_add(&h->suspended, 1);
+        MHD_suspend_connection(req->conn);
+        pthread_mutex_unlock(&req->mu);
+        return MHD_YES;
+    }
+    pthread_mutex_unlock(&req->mu);
+    atomic_fetch_sub(&h->pending_writes, 1);
+    return send_response(req);
 }
 
 /* ------------------------------------------------------------------------
  * libmicrohttpd callbacks
  * ---------------------------------------------------------------------- */
 
-static int has_control(const char *s)
-{
-    for (; s && *s; s++)
-        if ((unsigned char)*s < 0x20 && *s != '\t' && *s != '\n' && *s != '\r')
-            return 1;
-    return 0;
-}
-
 static MHD_RESULT collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
                               const char *value)
 {
     vl_request_t *req = cls;
     (void)kind;
-    if (has_control(key) || has_control(value))
-        req->bad_query = 1;
-    vl_params_add(&req->params, key, value ? value : "");
+    if (!text_ok(key) || !text_ok(value))
+        req->bad_text = 1;
+    if (vl_params_add(&req->params, key, value ? value : "") < 0)
+        req->oom = 1;
     return MHD_YES;
+}
+
+/* Framing: counts what RFC 9112 6.1 and 6.3 care about. */
+typedef struct framing {
+    int content_length, transfer_encoding, host, bad_name, bad_te, cl_bad;
+    const char *cl;
+} framing_t;
+
+static MHD_RESULT check_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value)
+{
+    framing_t *f = cls;
+    (void)kind;
+    if (!key || !*key || strpbrk(key, " \t\r\n"))
+        f->bad_name = 1;
+    else if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+        f->content_length++;
+        if (!value || !*value || strspn(value, "0123456789") != strlen(value))
+            f->cl_bad = 1;
+        f->cl = value;
+    } else if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        f->transfer_encoding++;
+        if (!value || strcasecmp(value, "chunked") != 0)
+            f->bad_te = 1;
+    } else if (!strcasecmp(key, MHD_HTTP_HEADER_HOST)) {
+        f->host++;
+    }
+    return MHD_YES;
+}
+
+/* A framing problem as a message, or NULL. */
+static const char *framing_error(vl_request_t *req, const char *version)
+{
+    framing_t f;
+    memset(&f, 0, sizeof f);
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, check_header, &f);
+    if (f.bad_name)
+        return "a header name holds whitespace (RFC 9112 5.1)";
+    if (f.transfer_encoding && f.content_length)
+        return "Content-Length and Transfer-Encoding together (RFC 9112 6.1)";
+    if (f.transfer_encoding > 1 || f.bad_te)
+        return "only Transfer-Encoding: chunked is supported (RFC 9112 6.1)";
+    if (f.content_length > 1)
+        return "several Content-Length headers (RFC 9112 6.3)";
+    if (f.cl_bad)
+        return "Content-Length is not a number (RFC 9112 6.3)";
+    if (version && !strcmp(version, MHD_HTTP_VERSION_1_1) && f.host != 1)
+        return f.host ? "several Host headers (RFC 9112 3.2)"
+                      : "HTTP/1.1 without Host (RFC 9112 3.2)";
+    return NULL;
+}
+
+static int valid_request_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!isalnum((unsigned char)s[n]) && s[n] != '-' && s[n] != '_' && s[n] != '.')
+            return 0;
+    return n > 0 && n <= 32;
 }
 
 /* Percent-decoding for the path and the query (in place): %XX, and '+' as
  * a space (form encoding; '+' never occurs in a valid FHIR path segment).
  * %00 cannot live in a C string: it decodes to U+001F instead, a control
- * character that collect_arg() and id validation reject, so a NUL can
- * never silently shorten a value. */
+ * character that the checks reject, so a NUL never shortens a value. */
 static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
 {
     char *r = s, *w = s;
@@ -365,20 +401,12 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
     return (size_t)(w - s);
 }
 
-static int valid_request_id(const char *s)
-{
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (!isalnum((unsigned char)s[n]) && s[n] != '-' && s[n] != '_' && s[n] != '.')
-            return 0;
-    return n > 0 && n <= 32;
-}
-
 static vl_request_t *request_new(vl_http_t *h, struct MHD_Connection *conn, const char *url,
-                                 const char *method)
+                                 const char *method, const char *version)
 {
     vl_request_t *req = calloc(1, sizeof *req);
-    const char *rid, *clen;
+    const char *rid, *clen, *why;
+    size_t ulen = strlen(url);
     if (!req)
         return NULL;
     req->http = h;
@@ -387,66 +415,244 @@ static vl_request_t *request_new(vl_http_t *h, struct MHD_Connection *conn, cons
     req->method = method;
     req->route = "unmatched";
     pthread_mutex_init(&req->mu, NULL);
-    snprintf(req->path, sizeof req->path, "%s", url);
     vl_params_init(&req->params);
-    req->body.max = h->opts.max_body;
-    rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    req->body = (vl_buf_t)VL_BUF_INIT(h->opts.max_body);
+    rid = header(req, "X-Request-Id");
     if (rid && valid_request_id(rid))
         snprintf(req->request_id, sizeof req->request_id, "%s", rid);
     else
         vl_id_new(req->request_id);
+    if ((why = framing_error(req, version)) != NULL) {
+        req->reject = 400;
+        req->reject_code = "structure";
+        req->reject_msg = why;
+        req->close = 1;
+        return req;
+    }
+    if (ulen > h->opts.max_path) {
+        req->reject = 414;
+        req->reject_code = "too-long";
+        req->reject_msg = "the request target is longer than this server accepts";
+        return req;
+    }
+    req->path = strdup(url);
+    if (!req->path) {
+        pthread_mutex_destroy(&req->mu);
+        free(req);
+        return NULL;
+    }
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, req);
-    clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (clen && strtoull(clen, NULL, 10) > h->opts.max_body)
+    if (req->oom) {
+        req->reject = 500;
+        req->reject_code = "exception";
+        req->reject_msg = "out of memory";
+    } else if (req->bad_text || !text_ok(req->path)) {
+        req->reject = 400;
+        req->reject_code = "invalid";
+        req->reject_msg = "the URL is not valid UTF-8 or holds a control character (such as %00)";
+    }
+    clen = header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (!req->reject && clen && strtoull(clen, NULL, 10) > h->opts.max_body) {
+        unsigned long long declared = strtoull(clen, NULL, 10);
+        const char *expect = header(req, MHD_HTTP_HEADER_EXPECT);
         req->too_large = 1;
+        /* a client that waits for 100-continue gets the 413 instead; one
+         * that sends at once is read (and the body dropped) up to a bound */
+        if ((expect && !strcasecmp(expect, "100-continue")) || declared > h->discard_max)
+            req->answer_now = 1;
+    }
     return req;
 }
 
 static void request_free(vl_request_t *req)
 {
-    free(req->body.data);
+    vl_fhir_response_free(&req->res);
+    vl_fhir_exchange_free(req->x);
+    vl_buf_free(&req->body);
     vl_params_free(&req->params);
-    vl_store_write_release(&req->write);
-    if (req->has_if_none_exist)
-        vl_search_free(&req->if_none_exist);
-    json_decref(req->resource);
+    free(req->path);
     pthread_mutex_destroy(&req->mu);
     free(req);
 }
 
-static MHD_RESULT route(vl_request_t *req)
+static MHD_RESULT too_large(vl_request_t *req)
 {
-    const char *p = req->path;
-    if (!req->dispatched) { /* from here on the request counts for the drain */
-        req->dispatched = 1;
-        atomic_fetch_add(&req->http->active, 1);
+    char msg[120];
+    snprintf(msg, sizeof msg, "request body exceeds the limit of %zu bytes",
+             req->http->opts.max_body);
+    return send_transport_error(req, 413, "too-long", msg, 1);
+}
+
+/* The connection delivered a request's headers: the watchdog lets it be. */
+static void headers_arrived(vl_http_t *h, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    vl_conn_t *c = ci ? ci->socket_context : NULL;
+    if (!c)
+        return;
+    pthread_mutex_lock(&h->conns_mu);
+    c->waiting = 0;
+    pthread_mutex_unlock(&h->conns_mu);
+}
+
+static MHD_RESULT on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                             const char *method, const char *version, const char *upload_data,
+                             size_t *upload_data_size, void **con_cls)
+{
+    vl_http_t *h = cls;
+    vl_request_t *req = *con_cls;
+    if (!req) {
+        headers_arrived(h, conn);
+        req = request_new(h, conn, url, method, version);
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        atomic_fetch_add(&h->requests_total, 1);
+        atomic_fetch_add(&h->active, 1); /* from here on it counts for the drain */
+        if (req->reject == 400 && req->close)
+            return send_transport_error(req, 400, req->reject_code, req->reject_msg, 1);
+        if (req->too_large && req->answer_now)
+            return too_large(req);
+        return MHD_YES;
     }
-    if (req->too_large)
-        return vl_send_errorf(req, 413, "too-long", "request body exceeds the limit of %zu bytes",
-                              req->http->opts.max_body);
-    if (req->bad_query || has_control(p))
-        return vl_send_errorf(req, 400, "invalid",
-                              "the URL holds a control character (such as %%00)");
-    if (strcmp(p, "/fhir") == 0 || strncmp(p, "/fhir/", 6) == 0)
-        return vl_rest_dispatch(req);
-    if (strncmp(p, "/ledger/", 8) == 0)
-        return vl_ledger_dispatch(req);
-    if (strcmp(p, "/healthz") == 0 || strcmp(p, "/readyz") == 0 || strcmp(p, "/metrics") == 0) {
-        req->route = p[1] == 'h' ? "/healthz" : p[1] == 'r' ? "/readyz" : "/metrics";
-        if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-            vl_response_t res = {.status = 405, .allow = "GET, HEAD"};
-            vl_error_t e = VL_ERROR_INIT;
-            vl_error_set(&e, 405, "not-supported", NULL, "%s is not allowed on %s", req->method,
-                         req->route);
-            res.body = vl_dump_release(vl_error_outcome(&e), &res.body_len);
-            vl_error_clear(&e);
-            return vl_send(req, &res);
+    if (*upload_data_size) {
+        if (req->too_large || req->reject) {
+            req->discarded += *upload_data_size;
+            if (req->too_large && req->discarded > h->discard_max && !req->status) {
+                *upload_data_size = 0;
+                return too_large(req);
+            }
+        } else if (vl_buf_append(&req->body, upload_data, *upload_data_size) < 0) {
+            req->too_large = 1;
+            req->discarded = req->body.len + *upload_data_size;
         }
-        if (p[1] == 'm')
-            return handle_metrics(req);
-        return handle_health(req, p[1] == 'r');
+        *upload_data_size = 0;
+        return MHD_YES;
     }
-    return vl_send_errorf(req, 404, "not-found", "no such path; the FHIR API is under /fhir");
+    {
+        vl_write_state_t state;
+        pthread_mutex_lock(&req->mu);
+        state = req->wstate;
+        if (state == VL_WRITE_DONE)
+            req->wstate = VL_WRITE_IDLE;
+        pthread_mutex_unlock(&req->mu);
+        if (state == VL_WRITE_PENDING) /* never dispatch (and submit) twice */
+            return MHD_YES;
+        if (state == VL_WRITE_DONE) {
+            atomic_fetch_sub(&h->suspended, 1);
+            vl_fhir_response_free(&req->res);
+            vl_fhir_resume(req->x, &req->res);
+            return send_response(req);
+        }
+    }
+    if (req->status) /* already answered (400 framing, 413 at once) */
+        return MHD_YES;
+    if (req->too_large)
+        return too_large(req);
+    if (req->reject)
+        return send_transport_error(req, req->reject, req->reject_code, req->reject_msg,
+                                    req->close);
+    return dispatch(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    vl_http_t *h = cls;
+    vl_request_t *req = *con_cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    vl_conn_t *c = ci ? ci->socket_context : NULL;
+    if (c) { /* the next request's headers are due from now on */
+        pthread_mutex_lock(&h->conns_mu);
+        c->waiting = 1;
+        c->since_ms = mono_ms();
+        pthread_mutex_unlock(&h->conns_mu);
+    }
+    if (!req)
+        return;
+    {
+        int64_t us = vl_time_now_us() - req->start_us;
+        int status = req->status;
+        if (status >= 100 && status < 600)
+            atomic_fetch_add(&h->responses_by_class[status / 100], 1);
+        vl_log(status >= 500 ? VL_LOG_ERROR : VL_LOG_INFO, "request",
+               json_pack("{s:s,s:s,s:s,s:i,s:f,s:s}", "request_id", req->request_id, "method",
+                         req->method, "route", req->route, "status", status, "duration_ms",
+                         (double)us / 1000.0, "outcome",
+                         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "completed" : "aborted"));
+    }
+    atomic_fetch_sub(&h->active, 1);
+    request_free(req);
+    *con_cls = NULL;
+}
+
+/* Connections: tracked for the header deadline. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    vl_http_t *h = cls;
+    vl_conn_t *c;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c = calloc(1, sizeof *c);
+        if (!c || !ci) {
+            free(c);
+            *socket_context = NULL;
+            return;
+        }
+        c->fd = ci->connect_fd;
+        c->waiting = 1;
+        c->since_ms = mono_ms();
+        pthread_mutex_lock(&h->conns_mu);
+        c->next = h->conns;
+        if (h->conns)
+            h->conns->prev = c;
+        h->conns = c;
+        pthread_mutex_unlock(&h->conns_mu);
+        *socket_context = c;
+        return;
+    }
+    /* closed: libmicrohttpd closes the socket only after this returns, so
+     * the watchdog can never shut a descriptor that was reused */
+    c = *socket_context;
+    if (!c)
+        return;
+    pthread_mutex_lock(&h->conns_mu);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&h->conns_mu);
+    free(c);
+    *socket_context = NULL;
+}
+
+static void *watchdog_main(void *arg)
+{
+    vl_http_t *h = arg;
+    int64_t limit = (int64_t)h->opts.header_timeout * 1000;
+    pthread_mutex_lock(&h->conns_mu);
+    while (!h->watchdog_stop) {
+        struct timespec ts;
+        int64_t now = mono_ms();
+        for (vl_conn_t *c = h->conns; c; c = c->next) {
+            if (c->waiting && !c->shut && now - c->since_ms > limit) {
+                shutdown(c->fd, SHUT_RDWR); /* libmicrohttpd sees EOF and closes it */
+                c->shut = 1;
+                atomic_fetch_add(&h->header_timeouts, 1);
+            }
+        }
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&h->watchdog_cond, &h->conns_mu, &ts);
+    }
+    pthread_mutex_unlock(&h->conns_mu);
+    return NULL;
 }
 
 /* libmicrohttpd's own diagnostics, as JSON log lines like everything else. */
@@ -463,114 +669,112 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     vl_log(VL_LOG_WARN, "libmicrohttpd", json_pack("{s:s}", "detail", msg));
 }
 
-static MHD_RESULT on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                             const char *method, const char *version, const char *upload_data,
-                             size_t *upload_data_size, void **con_cls)
+/* The transport's counters for /metrics (called by the fhir layer). */
+static void metrics(void *ctx, vl_buf_t *b)
 {
-    vl_http_t *h = cls;
-    vl_request_t *req = *con_cls;
-    (void)version;
-    if (!req) {
-        req = request_new(h, conn, url, method);
-        if (!req)
-            return MHD_NO;
-        *con_cls = req;
-        atomic_fetch_add(&h->requests_total, 1);
-        if (req->too_large) /* refuse before reading a byte of the body */
-            return route(req);
-        return MHD_YES;
-    }
-    if (*upload_data_size) {
-        if (!req->too_large) {
-            vl_buf_append(&req->body, upload_data, *upload_data_size);
-            if (req->body.failed)
-                req->too_large = 1;
-        }
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    {
-        vl_write_state_t state;
-        pthread_mutex_lock(&req->mu);
-        state = req->wstate;
-        if (state == VL_WRITE_DONE)
-            req->wstate = VL_WRITE_IDLE;
-        pthread_mutex_unlock(&req->mu);
-        if (state == VL_WRITE_PENDING) /* never route (and submit) a queued write twice */
-            return MHD_YES;
-        if (state == VL_WRITE_DONE)
-            return vl_rest_write_done(req);
-    }
-    if (req->status) /* already answered (e.g. 413 on the first call) */
-        return MHD_YES;
-    return route(req);
-}
-
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-    vl_http_t *h = cls;
-    vl_request_t *req = *con_cls;
-    (void)conn;
-    if (!req)
-        return;
-    int64_t us = vl_time_now_us() - req->start_us;
-    int status = req->status;
-    if (status >= 100 && status < 600)
-        atomic_fetch_add(&h->responses_by_class[status / 100], 1);
-    vl_log(status >= 500 ? VL_LOG_ERROR : VL_LOG_INFO, "request",
-           json_pack("{s:s,s:s,s:s,s:i,s:f,s:s}", "request_id", req->request_id, "method",
-                     req->method, "route", req->route, "status", status, "duration_ms",
-                     (double)us / 1000.0, "outcome",
-                     toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "completed" : "aborted"));
-    if (req->dispatched)
-        atomic_fetch_sub(&h->active, 1);
-    request_free(req);
-    *con_cls = NULL;
+    vl_http_t *h = ctx;
+    vl_buf_printf(b,
+                  "# HELP vitalog_http_requests_total HTTP requests received.\n"
+                  "# TYPE vitalog_http_requests_total counter\n"
+                  "vitalog_http_requests_total %llu\n"
+                  "# HELP vitalog_http_responses_total HTTP responses by status class.\n"
+                  "# TYPE vitalog_http_responses_total counter\n",
+                  (unsigned long long)atomic_load(&h->requests_total));
+    for (int c = 1; c <= 5; c++)
+        vl_buf_printf(b, "vitalog_http_responses_total{class=\"%dxx\"} %llu\n", c,
+                      (unsigned long long)atomic_load(&h->responses_by_class[c]));
+    vl_buf_printf(b,
+                  "# HELP vitalog_http_header_timeouts_total Connections closed for not "
+                  "sending their headers in time.\n"
+                  "# TYPE vitalog_http_header_timeouts_total counter\n"
+                  "vitalog_http_header_timeouts_total %llu\n",
+                  (unsigned long long)atomic_load(&h->header_timeouts));
 }
 
 /* ------------------------------------------------------------------------
  * Start / stop
  * ---------------------------------------------------------------------- */
 
-int vl_http_start(const vl_http_options_t *opts, vl_store_t *store, vl_http_t **out,
+int vl_http_listen(const char *host, uint16_t port, vl_error_t *err)
+{
+    struct sockaddr_in addr;
+    int fd, one = 1;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    if (!host || inet_pton(AF_INET, host, &addr.sin_addr) != 1)
+        return vl_error_set(err, 500, "exception", NULL,
+                            "listen address '%s' is not an IPv4 address", host ? host : "");
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return vl_error_set(err, 500, "exception", NULL, "socket: %s", strerror(errno));
+    /* SO_REUSEADDR only: a restart may bind over TIME_WAIT sockets, but a
+     * port another server listens on stays an error (never SO_REUSEPORT) */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(fd, 1024) < 0) {
+        int e = errno;
+        close(fd);
+        return vl_error_set(err, 500, "exception", NULL, "cannot listen on %s:%u: %s", host,
+                            (unsigned)port,
+                            e == EADDRINUSE ? "the address is already in use (another server?)"
+                                            : strerror(e));
+    }
+    return fd;
+}
+
+int vl_http_start(const vl_http_options_t *opts, const vl_fhir_options_t *fopts, vl_http_t **out,
                   vl_error_t *err)
 {
     vl_http_t *h = calloc(1, sizeof *h);
-    struct sockaddr_in addr;
+    vl_fhir_options_t fo = *fopts;
     const union MHD_DaemonInfo *info;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    if (!h)
+    int fd = opts->listen_fd;
+    if (!h) {
+        if (fd >= 0)
+            close(fd);
         return vl_error_set(err, 500, "exception", NULL, "out of memory");
+    }
     h->opts = *opts;
-    h->store = store;
     if (!h->opts.host)
         h->opts.host = "127.0.0.1";
     if (!h->opts.threads)
         h->opts.threads = ncpu > 0 ? (unsigned)ncpu : 2;
     if (!h->opts.max_body)
         h->opts.max_body = VL_HTTP_DEFAULT_MAX_BODY;
-    if (!h->opts.max_depth)
-        h->opts.max_depth = VL_HTTP_DEFAULT_MAX_DEPTH;
     if (!h->opts.conn_timeout)
         h->opts.conn_timeout = VL_HTTP_DEFAULT_TIMEOUT;
+    if (!h->opts.header_timeout)
+        h->opts.header_timeout = VL_HTTP_DEFAULT_HEADER_TIMEOUT;
     if (!h->opts.max_conns)
         h->opts.max_conns = VL_HTTP_DEFAULT_MAX_CONNS;
+    if (!h->opts.max_conns_per_ip)
+        h->opts.max_conns_per_ip = h->opts.max_conns / 4 ? h->opts.max_conns / 4 : 1;
+    if (!h->opts.max_path)
+        h->opts.max_path = VL_HTTP_DEFAULT_MAX_PATH;
+    h->discard_max = 4 * h->opts.max_body > VL_HTTP_DISCARD_MIN ? 4 * h->opts.max_body
+                                                                 : VL_HTTP_DISCARD_MIN;
     if (opts->base_url) {
         snprintf(h->base_url, sizeof h->base_url, "%s", opts->base_url);
         size_t n = strlen(h->base_url);
         while (n && h->base_url[n - 1] == '/')
             h->base_url[--n] = '\0';
     }
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(opts->port);
-    if (inet_pton(AF_INET, h->opts.host, &addr.sin_addr) != 1) {
-        vl_error_set(err, 500, "exception", NULL, "listen address '%s' is not an IPv4 address",
-                     h->opts.host);
-        free(h);
-        return -1;
+    pthread_mutex_init(&h->conns_mu, NULL);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&h->watchdog_cond, &ca);
+        pthread_condattr_destroy(&ca);
     }
+    fo.metrics = metrics;
+    fo.metrics_ctx = h;
+    h->fhir = vl_fhir_new(&fo);
+    if (!h->fhir)
+        goto fail_oom;
+    if (fd < 0 && (fd = vl_http_listen(h->opts.host, h->opts.port, err)) < 0)
+        goto fail;
     h->daemon = MHD_start_daemon(
         /* poll(), not epoll: libmicrohttpd 0.9.75 can abort in
          * MHD_quiesce_daemon() with a thread pool on epoll ("Failed to
@@ -578,23 +782,39 @@ int vl_http_start(const vl_http_options_t *opts, vl_store_t *store, vl_http_t **
          * has no such path and costs little at our connection counts */
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
             MHD_USE_ERROR_LOG,
-        opts->port, NULL, NULL, on_request, h,
+        0, NULL, NULL, on_request, h,
         /* first, so that every diagnostic goes through it */
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_THREAD_POOL_SIZE, h->opts.threads, MHD_OPTION_CONNECTION_TIMEOUT,
         h->opts.conn_timeout, MHD_OPTION_CONNECTION_LIMIT, h->opts.max_conns,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
-        NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-        MHD_OPTION_END);
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, h->opts.max_conns_per_ip,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, h, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
     if (!h->daemon) {
-        free(h);
-        return vl_error_set(err, 500, "exception", NULL, "cannot listen on %s:%u", opts->host,
-                            (unsigned)opts->port);
+        close(fd);
+        vl_error_set(err, 500, "exception", NULL, "cannot serve on %s:%u", h->opts.host,
+                     (unsigned)h->opts.port);
+        goto fail;
     }
     info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info ? info->port : opts->port;
+    if (pthread_create(&h->watchdog, NULL, watchdog_main, h) != 0) {
+        vl_error_set(err, 500, "exception", NULL, "cannot start the watchdog thread");
+        MHD_stop_daemon(h->daemon);
+        goto fail;
+    }
     *out = h;
     return 0;
+fail_oom:
+    if (fd >= 0)
+        close(fd);
+    vl_error_set(err, 500, "exception", NULL, "out of memory");
+fail:
+    vl_fhir_free(h->fhir);
+    pthread_mutex_destroy(&h->conns_mu);
+    pthread_cond_destroy(&h->watchdog_cond);
+    free(h);
+    return -1;
 }
 
 uint16_t vl_http_port(const vl_http_t *h)
@@ -604,31 +824,37 @@ uint16_t vl_http_port(const vl_http_t *h)
 
 void vl_http_stop(vl_http_t *h, unsigned drain_ms)
 {
+    MHD_socket fd;
+    int64_t deadline;
     if (!h)
         return;
     atomic_store(&h->stopping, 1);
-    MHD_socket fd = MHD_quiesce_daemon(h->daemon);
+    fd = MHD_quiesce_daemon(h->daemon);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
-    for (unsigned waited = 0; atomic_load(&h->active) > 0 && waited < drain_ms; waited += 10) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    /* Past the drain deadline idle and slow connections are closed, but a
-     * write the store accepted always completes (and resumes its
+    /* requests in flight, including uploads, get the drain time */
+    deadline = mono_ms() + drain_ms;
+    while (atomic_load(&h->active) > 0 && mono_ms() < deadline)
+        sleep_ms(10);
+    /* A write the store accepted always completes (and resumes its
      * connection) before the daemon goes: stopping earlier would free
      * requests the writer still points to. */
-    while (atomic_load(&h->pending_writes) > 0) {
-        struct timespec ts = {0, 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    while (atomic_load(&h->pending_writes) > 0)
+        sleep_ms(1);
     /* A resume takes effect only when the connection's pool thread gets to
      * it, and libmicrohttpd aborts if the daemon stops with a connection
      * still suspended: give resumed requests time to be answered. */
-    for (unsigned waited = 0; atomic_load(&h->active) > 0 && waited < 2000; waited += 1) {
-        struct timespec ts = {0, 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    deadline = mono_ms() + 2000;
+    while (atomic_load(&h->suspended) > 0 && mono_ms() < deadline)
+        sleep_ms(1);
+    pthread_mutex_lock(&h->conns_mu);
+    h->watchdog_stop = 1;
+    pthread_cond_signal(&h->watchdog_cond);
+    pthread_mutex_unlock(&h->conns_mu);
+    pthread_join(h->watchdog, NULL);
     MHD_stop_daemon(h->daemon);
+    vl_fhir_free(h->fhir);
+    pthread_mutex_destroy(&h->conns_mu);
+    pthread_cond_destroy(&h->watchdog_cond);
     free(h);
 }

@@ -153,9 +153,7 @@ char *vl_index_normalize(const char *text)
 
 void vl_index_init(vl_index_t *ix)
 {
-    ix->rows = NULL;
-    ix->n = 0;
-    ix->cap = 0;
+    memset(ix, 0, sizeof *ix);
 }
 
 static void row_free(vl_index_row_t *r)
@@ -172,6 +170,9 @@ void vl_index_free(vl_index_t *ix)
     for (size_t i = 0; i < ix->n; i++)
         row_free(&ix->rows[i]);
     free(ix->rows);
+    for (size_t i = 0; i < ix->n_patients; i++)
+        free(ix->patients[i]);
+    free(ix->patients);
     vl_index_init(ix);
 }
 
@@ -187,14 +188,8 @@ static int dup_opt(const char *s, char **out)
 int vl_index_add(vl_index_t *ix, const char *param, vl_index_kind_t kind, const char *system,
                  const char *text, double number, int64_t lo, int64_t hi)
 {
-    if (ix->n == ix->cap) {
-        size_t cap = ix->cap ? ix->cap * 2 : 16;
-        vl_index_row_t *rows = realloc(ix->rows, cap * sizeof *rows);
-        if (!rows)
-            return -1;
-        ix->rows = rows;
-        ix->cap = cap;
-    }
+    if (vl_grow(&ix->rows, &ix->cap, ix->n + 1, sizeof *ix->rows) < 0)
+        return -1;
     vl_index_row_t r = {.param = param, .kind = kind, .number = number, .lo = lo, .hi = hi};
     if (dup_opt(system, &r.system) || dup_opt(text, &r.text))
         goto fail;
@@ -205,4 +200,17 @@ int vl_index_add(vl_index_t *ix, const char *param, vl_index_kind_t kind, const 
 fail:
     row_free(&r);
     return -1;
+}
+
+int vl_index_add_patient(vl_index_t *ix, const char *patient_id)
+{
+    char *copy;
+    for (size_t i = 0; i < ix->n_patients; i++)
+        if (strcmp(ix->patients[i], patient_id) == 0)
+            return 0;
+    if (vl_grow(&ix->patients, &ix->cap_patients, ix->n_patients + 1, sizeof *ix->patients) < 0 ||
+        !(copy = strdup(patient_id)))
+        return -1;
+    ix->patients[ix->n_patients++] = copy;
+    return 0;
 }

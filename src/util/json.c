@@ -84,18 +84,7 @@ static int hexval(char c)
 /* Grows *buf (capacity *cap) so that it holds more than `need` bytes. */
 static int reserve(char **buf, size_t *cap, size_t need)
 {
-    size_t ncap = *cap;
-    char *p;
-    if (need < *cap)
-        return 0;
-    while (ncap <= need)
-        ncap *= 2;
-    p = realloc(*buf, ncap);
-    if (!p)
-        return -1;
-    *buf = p;
-    *cap = ncap;
-    return 0;
+    return vl_grow(buf, cap, need + 1, 1);
 }
 
 /* Where pass 1 is: for error messages in the caller's coordinates. */

@@ -130,3 +130,84 @@ test('patients searchable by identifier and name', async () => {
   assert.equal(byName.total, 1);
   assert.equal(byName.entry[0].resource.name[0].family, 'Chalmers');
 });
+
+test('transaction: urn:uuid references resolved, all entries answered in order', async () => {
+  const patientUrn = 'urn:uuid:7f3c1e20-0000-4000-8000-000000000001';
+  const body = {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [
+      { fullUrl: patientUrn,
+        resource: { resourceType: 'Patient', identifier: [{ system: 'http://example.org/mrn', value: 'tx-1' }],
+                    name: [{ family: 'Transaction' }] },
+        request: { method: 'PUT', url: 'Patient?identifier=http://example.org/mrn|tx-1' } },
+      { fullUrl: 'urn:uuid:7f3c1e20-0000-4000-8000-000000000002',
+        resource: { ...heartRate('placeholder', '2024-07-01T08:00:00Z', 64), subject: { reference: patientUrn } },
+        request: { method: 'POST', url: 'Observation' } },
+      { request: { method: 'GET', url: `Observation?subject=${patientUrn}` } },
+    ],
+  };
+  const resp = await client.transaction({ body });
+  assert.equal(resp.type, 'transaction-response');
+  assert.deepEqual(resp.entry.map((e) => e.response.status), ['201 Created', '201 Created', '200 OK']);
+  const patientId = resp.entry[0].resource.id;
+  assert.equal(resp.entry[1].resource.subject.reference, `Patient/${patientId}`);
+  assert.equal(resp.entry[2].resource.total, 1, 'the GET entry sees the transaction\'s own write');
+  assert.match(resp.entry[1].response.location, /\/fhir\/Observation\/[0-9a-f]{32}\/_history\/1$/);
+
+  // the same transaction again: the conditional update now matches and updates
+  const again = await client.transaction({ body });
+  assert.deepEqual(again.entry.map((e) => e.response.status), ['200 OK', '201 Created', '200 OK']);
+  assert.equal(again.entry[0].resource.id, patientId);
+  assert.equal(again.entry[1].resource.subject.reference, `Patient/${patientId}`);
+  assert.equal(again.entry[2].resource.total, 2);
+});
+
+test('transaction: a failing last entry writes nothing and names the entry', async () => {
+  const before = await client.search({ resourceType: 'Observation', searchParams: { subject: 'Patient/tx-fail', _count: 0 } });
+  await assert.rejects(client.transaction({ body: {
+    resourceType: 'Bundle', type: 'transaction', entry: [
+      { resource: heartRate('tx-fail', '2024-07-02T08:00:00Z', 70), request: { method: 'POST', url: 'Observation' } },
+      { request: { method: 'DELETE', url: 'Observation/does-not-exist' } },
+    ] } }),
+  (e) => e.response.status === 404 && e.response.data.resourceType === 'OperationOutcome' &&
+         e.response.data.issue[0].expression[0] === 'Bundle.entry[1]');
+  const after = await client.search({ resourceType: 'Observation', searchParams: { subject: 'Patient/tx-fail', _count: 0 } });
+  assert.equal(after.total, before.total);
+});
+
+test('batch: entries succeed or fail on their own', async () => {
+  const resp = await client.batch({ body: {
+    resourceType: 'Bundle', type: 'batch', entry: [
+      { resource: heartRate('batch-1', '2024-07-03T08:00:00Z', 80), request: { method: 'POST', url: 'Observation' } },
+      { resource: { resourceType: 'Observation', code: { text: 'no status' } }, request: { method: 'POST', url: 'Observation' } },
+      { request: { method: 'GET', url: 'Observation/does-not-exist' } },
+    ] } });
+  assert.equal(resp.type, 'batch-response');
+  assert.deepEqual(resp.entry.map((e) => e.response.status), ['201 Created', '400 Bad Request', '404 Not Found']);
+  assert.equal(resp.entry[1].response.outcome.resourceType, 'OperationOutcome');
+  const stored = await client.search({ resourceType: 'Observation', searchParams: { subject: 'Patient/batch-1' } });
+  assert.equal(stored.total, 1);
+});
+
+test('conditional update through the client', async () => {
+  const body = { resourceType: 'Patient', identifier: [{ system: 'http://example.org/mrn', value: 'cu-1' }], active: true };
+  const created = await client.update({ resourceType: 'Patient', searchParams: { identifier: 'http://example.org/mrn|cu-1' }, body });
+  assert.equal(created.meta.versionId, '1');
+  const updated = await client.update({ resourceType: 'Patient', searchParams: { identifier: 'http://example.org/mrn|cu-1' },
+    body: { ...body, active: false } });
+  assert.equal(updated.id, created.id);
+  assert.equal(updated.meta.versionId, '2');
+});
+
+test('$ledger is a Parameters resource; an unknown operation says so', async () => {
+  const created = await client.create({ resourceType: 'Observation', body: heartRate('ledger-1', '2024-07-04T08:00:00Z', 66) });
+  const p = await client.operation({ name: 'ledger', resourceType: 'Observation', id: `${created.id}/_history/1`, method: 'GET' });
+  assert.equal(p.resourceType, 'Parameters');
+  const names = p.parameter.map((x) => x.name);
+  for (const n of ['entry', 'entryHash', 'index', 'salt', 'bytes', 'inclusionProof', 'checkpoint']) {
+    assert.ok(names.includes(n), `$ledger has ${n}`);
+  }
+  await assert.rejects(client.operation({ name: 'everything', resourceType: 'Patient', id: 'x', method: 'GET' }),
+    (e) => e.response.status === 404 && /unknown operation/.test(e.response.data.issue[0].diagnostics));
+});

@@ -85,10 +85,10 @@ code=$(http GET "$BASE/ledger/key" "$T/key")
 tr -d '\r' <"$T/key.body" | sed '/^$/d' >"$T/key.vkey"
 [ "$code" = 200 ] && pass "GET /ledger/key 200" || fail "GET /ledger/key: status $code"
 
-# $ledger of the first record: commitment over the exact bytes served
+# the ledger record of the first version: commitment over the exact bytes served
 if [ -n "${IDS[0]:-}" ]; then
     c1=$(http GET "$BASE/fhir/Observation/${IDS[0]}/_history/1" "$T/v1")
-    c2=$(http GET "$BASE/fhir/Observation/${IDS[0]}/_history/1/\$ledger" "$T/led")
+    c2=$(http GET "$BASE/ledger/record?ref=Observation/${IDS[0]}/_history/1" "$T/led")
     if [ "$c1" = 200 ] && [ "$c2" = 200 ]; then
         if "$PY" - "$T/led.body" "$T/v1.body" >"$T/led.out" 2>&1 <<'PYEOF'
 import base64, hashlib, json, sys

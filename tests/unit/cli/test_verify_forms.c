@@ -342,13 +342,39 @@ static void test_keys_forms(void **state)
  * Data directories
  * ---------------------------------------------------------------------- */
 
+/* A unit that creates Observation/obs<i> (version 1). */
+static int put_observation(vl_store_txn_t *txn, void *arg)
+{
+    int i = *(int *)arg;
+    char id[16], body[160];
+    vl_store_err_t err = VL_STORE_ERR_INIT;
+    vl_index_t ix;
+    vl_store_put_t p;
+    int rc;
+    snprintf(id, sizeof id, "obs%d", i);
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Observation\",\"id\":\"%s\",\"status\":\"final\"}", id);
+    vl_index_init(&ix);
+    memset(&p, 0, sizeof p);
+    p.type = "Observation";
+    p.id = id;
+    p.version = 1;
+    p.method = VL_METHOD_POST;
+    p.body = body;
+    p.body_len = strlen(body);
+    p.index = &ix;
+    rc = vl_store_txn_put(txn, &p, NULL, &err);
+    vl_index_free(&ix);
+    return rc;
+}
+
 /* A new data directory `name` with 6 creates and a checkpoint covering
  * them; then `sql` run on its database. */
 static void make_data(const char *name, const char *sql, char *dir, size_t n)
 {
     vl_store_options_t opts;
     vl_store_t *s;
-    vl_error_t err = VL_ERROR_INIT;
+    vl_store_err_t err = VL_STORE_ERR_INIT;
     char path[600], *note = NULL;
     uint64_t size = 0;
     sqlite3 *db;
@@ -358,17 +384,14 @@ static void make_data(const char *name, const char *sql, char *dir, size_t n)
     opts.origin = g_key.name;
     assert_int_equal(vl_store_open(dir, &opts, &s, &err), 0);
     for (int i = 0; i < 6; i++) {
-        vl_store_write_t w;
-        memset(&w, 0, sizeof w);
-        w.op = VL_WRITE_CREATE;
-        snprintf(w.type, sizeof w.type, "Observation");
-        w.resource = json_pack("{s:s,s:s}", "resourceType", "Observation", "status", "final");
-        vl_index_init(&w.index);
-        assert_int_equal(vl_store_write_sync(s, &w), 0);
-        json_decref(w.resource);
-        vl_store_write_release(&w);
+        vl_store_unit_t u;
+        memset(&u, 0, sizeof u);
+        u.apply = put_observation;
+        u.arg = &i;
+        assert_int_equal(vl_store_run(s, &u), 0);
     }
-    assert_int_equal(vl_store_ledger_checkpoint(s, 1, &note, &size, &err), 0);
+    assert_int_equal(vl_store_ledger_checkpoint(s, vl_scope_everything(), 1, &note, &size, &err),
+                     0);
     assert_int_equal(size, 6);
     free(note);
     vl_store_close(s);

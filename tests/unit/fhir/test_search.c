@@ -444,7 +444,9 @@ static void test_self_query(void **state)
        "_offset=10&subject:Patient=p1&value-string=a+b%26c&_sort=-date",
        &s);
     assert_string_equal(s.self_query,
-                        "code=http://loinc.org|8867-4&date=ge2024-05-06T10:00:00%2B02:00&"
+                        /* '|' is not a URI character (RFC 3986): strict parsers
+                         * such as java.net.URI reject a link holding it */
+                        "code=http://loinc.org%7C8867-4&date=ge2024-05-06T10:00:00%2B02:00&"
                         "subject:Patient=p1&value-string=a%20b%26c&_sort=-date");
     vl_search_free(&s);
     vl_search_free(&s); /* twice is harmless */

@@ -154,9 +154,23 @@ static void test_capability(void **state)
     assert_true(json_is_true(json_object_get(obs, "readHistory")));
     assert_true(json_is_true(json_object_get(obs, "updateCreate")));
     assert_true(json_is_true(json_object_get(obs, "conditionalCreate")));
-    assert_true(json_is_false(json_object_get(obs, "conditionalUpdate")));
+    assert_true(json_is_true(json_object_get(obs, "conditionalUpdate")));
     assert_string_equal(json_string_value(json_object_get(obs, "conditionalDelete")),
-                        "not-supported");
+                        "single");
+    /* the operation table: $ledger on versions; Bundles at the base */
+    {
+        json_t *ops = json_object_get(obs, "operation");
+        json_t *ri = json_object_get(rest, "interaction");
+        assert_int_equal(json_array_size(ops), 1);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(ops, 0), "name")),
+                            "ledger");
+        assert_non_null(json_string_value(json_object_get(json_array_get(ops, 0), "definition")));
+        assert_int_equal(json_array_size(ri), 2);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(ri, 0), "code")),
+                            "transaction");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(ri, 1), "code")),
+                            "batch");
+    }
     json_t *sp = json_object_get(obs, "searchParam");
     size_t nparams = 0;
     const vl_fhir_type_t *t = vl_fhir_type_find("Observation");

@@ -1,6 +1,7 @@
 /*
- * Unit tests for src/store/index_rows.c: the index row list and the string
- * normalization shared by indexing and search.
+ * Unit tests for src/store/index_rows.c: the index row list, the patient
+ * compartments of a version, and the string normalization shared by
+ * indexing and search.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -87,11 +88,47 @@ static void test_rows(void **state)
     vl_index_free(NULL);
 }
 
+static void test_patients(void **state)
+{
+    (void)state;
+    vl_index_t ix;
+    char id[8] = "p1";
+    vl_index_init(&ix);
+    assert_int_equal(ix.n_patients, 0);
+    assert_null(ix.patients);
+    assert_int_equal(vl_index_add_patient(&ix, id), 0);
+    id[1] = '9'; /* copied, not borrowed */
+    assert_string_equal(ix.patients[0], "p1");
+    assert_int_equal(vl_index_add_patient(&ix, "p1"), 0); /* duplicates kept once */
+    assert_int_equal(ix.n_patients, 1);
+    for (int i = 0; i < 40; i++) {
+        char p[16];
+        snprintf(p, sizeof p, "q%d", i % 20);
+        assert_int_equal(vl_index_add_patient(&ix, p), 0);
+    }
+    assert_int_equal(ix.n_patients, 21);
+    assert_true(ix.cap_patients >= ix.n_patients);
+    assert_string_equal(ix.patients[20], "q19");
+    assert_int_equal(vl_index_add_patient(&ix, "P1"), 0); /* ids are case-sensitive */
+    assert_int_equal(ix.n_patients, 22);
+    /* rows and patients are independent */
+    assert_int_equal(vl_index_add(&ix, "code", VL_INDEX_TOKEN, NULL, "x", 0, 0, 0), 0);
+    assert_int_equal(ix.n, 1);
+    assert_int_equal(ix.n_patients, 22);
+    vl_index_free(&ix);
+    assert_int_equal(ix.n_patients, 0);
+    assert_int_equal(ix.cap_patients, 0);
+    assert_null(ix.patients);
+    assert_int_equal(ix.n, 0);
+    vl_index_free(&ix);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_normalize),
         cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_patients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

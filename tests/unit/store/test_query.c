@@ -1,6 +1,7 @@
 /*
- * Unit tests for src/store/query.c: the semantics of vl_store_search over
- * hand-built index rows (no fhir module involved).
+ * Unit tests for search on the store (src/store/sqlite_query.c): the
+ * semantics of vl_store_search over hand-built index rows (no fhir module
+ * involved).
  *
  * One store is filled once (group setup) with small data sets, one resource
  * type each, so that every search can name its complete expected answer:
@@ -9,26 +10,16 @@
  *   Patient      strings "name" (default/:exact/:contains)
  *   Encounter    dates "date", incl. partial dates and open Period ranges
  *   Basic        quantities "value-quantity"
- *   Device       _lastUpdated, paging
+ *   Device       _lastUpdated, paging, max_bytes
  *
  * Without a sort, results come in creation order (by rid), so expectations
- * are written as ordered id lists.
+ * are written as ordered id lists. Every search here runs with the whole
+ * store's scope (test_store.c covers scopes).
  */
-#include <ftw.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#include <cmocka.h>
-
-#include "vitalog/store.h"
-#include <sodium.h>
-#include <stdlib.h>
 
 #include "../support.h"
 
@@ -62,47 +53,33 @@ typedef struct row {
 
 #define END_ROWS {NULL, 0, NULL, NULL, 0, NULL, 0, 0}
 
-/* Writes type/id (create or update) with these index rows; returns last_updated. */
+/* Writes the next version of type/id with these index rows; returns its
+ * last_updated. */
 static int64_t put(const char *type, const char *id, const row_t *rows)
 {
-    vl_store_write_t w;
+    static int n;
     char text[128];
-    vl_error_t perr = VL_ERROR_INIT;
+    vl_index_t ix;
     int64_t lu;
-    memset(&w, 0, sizeof w);
-    w.op = VL_WRITE_UPDATE;
-    snprintf(w.type, sizeof w.type, "%s", type);
-    snprintf(w.id, sizeof w.id, "%s", id);
-    snprintf(text, sizeof text, "{\"resourceType\":\"%s\",\"id\":\"%s\"}", type, id);
-    w.resource = vl_json_parse(text, strlen(text), NULL, &perr);
-    assert_non_null(w.resource);
-    vl_index_init(&w.index);
+    /* every version's bytes differ (and have the same length per id length) */
+    snprintf(text, sizeof text, "{\"resourceType\":\"%s\",\"id\":\"%s\",\"n\":%04d}", type, id,
+             ++n);
+    vl_index_init(&ix);
     for (const row_t *r = rows; r && r->param; r++) {
         int64_t lo = r->lo, hi = r->hi;
         if (r->kind == VL_INDEX_DATE && r->date)
             range(r->date, &lo, &hi);
         assert_int_equal(
-            vl_index_add(&w.index, r->param, r->kind, r->system, r->text, r->number, lo, hi), 0);
+            vl_index_add(&ix, r->param, r->kind, r->system, r->text, r->number, lo, hi), 0);
     }
-    if (vl_store_write_sync(F->store, &w) != 0)
-        fail_msg("put %s/%s: %s", type, id, vl_error_message(&w.err));
-    lu = w.last_updated_us;
-    json_decref(w.resource);
-    vl_store_write_release(&w);
+    lu = tstore_put_ok(F->store, type, id, text, &ix).time_us;
+    vl_index_free(&ix);
     return lu;
 }
 
 static void del(const char *type, const char *id)
 {
-    vl_store_write_t w;
-    memset(&w, 0, sizeof w);
-    w.op = VL_WRITE_DELETE;
-    snprintf(w.type, sizeof w.type, "%s", type);
-    snprintf(w.id, sizeof w.id, "%s", id);
-    vl_index_init(&w.index);
-    if (vl_store_write_sync(F->store, &w) != 0)
-        fail_msg("delete %s/%s: %s", type, id, vl_error_message(&w.err));
-    vl_store_write_release(&w);
+    tstore_delete_ok(F->store, type, id);
 }
 
 #define TOK(p, s, c) {p, VL_INDEX_TOKEN, s, c, 0, NULL, 0, 0}
@@ -112,28 +89,19 @@ static void del(const char *type, const char *id)
 #define DATE_RANGE(p, lo, hi) {p, VL_INDEX_DATE, NULL, NULL, 0, NULL, lo, hi}
 #define QTY(p, n, s, c) {p, VL_INDEX_QUANTITY, s, c, n, NULL, 0, 0}
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int group_setup(void **state)
 {
-    vl_error_t err = VL_ERROR_INIT;
     char data[128];
     int64_t lo, hi;
     (void)state;
     vl_log_set_level(VL_LOG_WARN);
     F = calloc(1, sizeof *F);
+    if (!F)
+        return -1;
     snprintf(F->root, sizeof F->root, "/tmp/vl-query-XXXXXX");
-    if (!mkdtemp(F->root))
-        return -1;
+    tstore_mkdtemp(F->root);
     snprintf(data, sizeof data, "%s/data", F->root);
-    if (vl_store_open(data, test_store_options(NULL), &F->store, &err) != 0)
-        return -1;
+    F->store = tstore_open(data, NULL);
 
     /* tokens and references */
     put("Observation", "o1",
@@ -204,13 +172,16 @@ static int group_setup(void **state)
         (row_t[]){QTY("value-quantity", 72.0000002, "http://unitsofmeasure.org", "/min"),
                   END_ROWS});
 
-    /* _lastUpdated and paging: distinct, increasing times */
+    /* _lastUpdated and paging: increasing times, each in a millisecond of
+     * its own (a batch's time is taken when it starts: wait for the clock
+     * to pass the previous one's millisecond first) */
     for (int i = 0; i < 7; i++) {
         char id[8];
         snprintf(id, sizeof id, "dev%d", i);
-        usleep(3000);
+        while (i > 0 && vl_time_now_us() / 1000 <= F->lu[i - 1] / 1000)
+            ;
         F->lu[i] = put("Device", id, (row_t[]){TOK("type", NULL, "watch"), END_ROWS});
-        if (i > 0 && F->lu[i] <= F->lu[i - 1])
+        if (i > 0 && F->lu[i] / 1000 <= F->lu[i - 1] / 1000)
             fail_msg("clock did not advance");
     }
     return 0;
@@ -220,7 +191,7 @@ static int group_teardown(void **state)
 {
     (void)state;
     vl_store_close(F->store);
-    nftw(F->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tstore_rmtree(F->root);
     free(F);
     return 0;
 }
@@ -234,14 +205,14 @@ static int group_teardown(void **state)
 static void expect_q(const char *what, const vl_query_t *q, const char *want, int64_t total)
 {
     vl_records_t out;
-    vl_error_t err = VL_ERROR_INIT;
+    vl_store_err_t err = VL_STORE_ERR_INIT;
     char got[1024] = "";
     size_t n = 0;
     int64_t want_n = *want ? 1 : 0;
     for (const char *p = want; *p; p++)
         want_n += *p == ',';
-    if (vl_store_search(F->store, q, &out, &err) != 0)
-        fail_msg("%s: search failed: %d %s", what, err.status, vl_error_message(&err));
+    if (vl_store_search(F->store, vl_scope_everything(), q, 1, 0, &out, &err) != 0)
+        fail_msg("%s: search failed: %s %s", what, vl_store_kind_name(err.kind), err.message);
     for (size_t i = 0; i < out.n; i++) {
         n += (size_t)snprintf(got + n, sizeof got - n, "%s%s", i ? "," : "", out.items[i].id);
         assert_string_equal(out.items[i].type, q->type);
@@ -727,12 +698,67 @@ static void test_deleted_never_returned(void **state)
                 cond("subject", VL_INDEX_REFERENCE, 0, 1, &s), "o1,o3");
     /* and the result bodies are the current version's */
     vl_records_t out;
-    vl_error_t err = VL_ERROR_INIT;
+    vl_store_err_t err = VL_STORE_ERR_INIT;
     vl_query_t one = {.type = "Observation", .id = "oupd", .count = 10};
-    assert_int_equal(vl_store_search(F->store, &one, &out, &err), 0);
+    vl_record_t rec;
+    assert_int_equal(vl_store_search(F->store, vl_scope_everything(), &one, 1, 0, &out, &err), 0);
     assert_int_equal(out.n, 1);
     assert_int_equal(out.items[0].version, 2);
-    assert_non_null(strstr(out.items[0].body, "\"versionId\":\"2\""));
+    assert_int_equal(tstore_read(F->store, vl_scope_everything(), "Observation", "oupd", 0, &rec),
+                     VL_STORE_OK);
+    assert_int_equal(rec.version, 2);
+    assert_string_equal(out.items[0].body, rec.body);
+    assert_int_equal(out.items[0].last_updated_us, rec.last_updated_us);
+    vl_record_free(&rec);
+    assert_int_equal(tstore_read(F->store, vl_scope_everything(), "Observation", "oupd", 1, &rec),
+                     VL_STORE_OK);
+    assert_string_not_equal(out.items[0].body, rec.body);
+    vl_record_free(&rec);
+    vl_records_free(&out);
+    /* a deleted resource is not found by _id, nor counted */
+    vl_query_t gone = {.type = "Observation", .id = "odel", .count = 10};
+    assert_int_equal(vl_store_search(F->store, vl_scope_everything(), &gone, 1, 0, &out, &err), 0);
+    assert_int_equal(out.n, 0);
+    assert_int_equal(out.total, 0);
+    vl_records_free(&out);
+}
+
+/* Without with_total the store does not count; max_bytes ends a page once
+ * its bodies hold that many bytes (always at least one record); neither
+ * changes the total. */
+static void test_total_and_max_bytes(void **state)
+{
+    (void)state;
+    vl_query_t q = {.type = "Device", .count = 100};
+    vl_records_t out;
+    vl_store_err_t err = VL_STORE_ERR_INIT;
+    size_t one;
+    assert_int_equal(vl_store_search(F->store, vl_scope_everything(), &q, 0, 0, &out, &err), 0);
+    assert_int_equal(out.n, 7);
+    assert_int_equal(out.total, 0);
+    one = out.items[0].body_len;
+    for (size_t i = 0; i < out.n; i++)
+        assert_int_equal(out.items[i].body_len, one); /* dev0..dev6: bodies of one length */
+    vl_records_free(&out);
+    assert_int_equal(vl_store_search(F->store, vl_scope_everything(), &q, 1, 1, &out, &err), 0);
+    assert_int_equal(out.n, 1);
+    assert_int_equal(out.total, 7);
+    assert_string_equal(out.items[0].id, "dev0");
+    vl_records_free(&out);
+    assert_int_equal(vl_store_search(F->store, vl_scope_everything(), &q, 1, 2 * one, &out, &err),
+                     0);
+    assert_int_equal(out.n, 2);
+    vl_records_free(&out);
+    assert_int_equal(
+        vl_store_search(F->store, vl_scope_everything(), &q, 1, 2 * one + 1, &out, &err), 0);
+    assert_int_equal(out.n, 3);
+    assert_int_equal(out.total, 7);
+    vl_records_free(&out);
+    q.offset = 5;
+    assert_int_equal(vl_store_search(F->store, vl_scope_everything(), &q, 1, 100 * one, &out, &err),
+                     0);
+    assert_int_equal(out.n, 2);
+    assert_string_equal(out.items[0].id, "dev5");
     vl_records_free(&out);
 }
 
@@ -754,6 +780,7 @@ int main(void)
         cmocka_unit_test(test_sort_last_updated),
         cmocka_unit_test(test_paging),
         cmocka_unit_test(test_deleted_never_returned),
+        cmocka_unit_test(test_total_and_max_bytes),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

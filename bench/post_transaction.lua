@@ -1,0 +1,86 @@
+-- wrk script: transaction Bundles of Observations.
+--
+--   wrk -t2 -c4 -d10s --latency -s bench/post_transaction.lua http://127.0.0.1:PORT/fhir
+--
+-- Every request POSTs a transaction Bundle of BENCH_BUNDLE_SIZE (default
+-- 100) vital-signs heart-rate Observations (POST entries with urn:uuid
+-- fullUrls), as a device gateway uploading a batch of readings would, with
+-- Prefer: return=minimal. Observations/s = requests/s x BENCH_BUNDLE_SIZE.
+-- Bodies are built once per thread in init() (BENCH_POOL distinct Bundles).
+--
+-- Environment: VITALOG_TOKEN, BENCH_PATIENTS (default 100), BENCH_POOL
+-- (default 16), BENCH_BUNDLE_SIZE (default 100).
+--
+-- done() prints the same bench-result line as post_observation.lua.
+
+local threads = {}
+local next_tid = 0
+
+function setup(thread)
+   thread:set("tid", next_tid)
+   next_tid = next_tid + 1
+   table.insert(threads, thread)
+end
+
+local pool = {}
+local pool_size = 0
+local counter = 0
+
+local function observation(patient, when, bpm)
+   return '{"resourceType":"Observation",' ..
+      '"status":"final",' ..
+      '"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category",' ..
+      '"code":"vital-signs","display":"Vital Signs"}],"text":"Vital Signs"}],' ..
+      '"code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}],' ..
+      '"text":"Heart rate"},' ..
+      '"subject":{"reference":"Patient/bench-' .. patient .. '"},' ..
+      '"effectiveDateTime":"' .. when .. '",' ..
+      '"valueQuantity":{"value":' .. bpm .. ',"unit":"beats/minute",' ..
+      '"system":"http://unitsofmeasure.org","code":"/min"}}'
+end
+
+function init(args)
+   local t = tid or 0
+   local patients = tonumber(os.getenv("BENCH_PATIENTS") or "") or 100
+   local size = tonumber(os.getenv("BENCH_BUNDLE_SIZE") or "") or 100
+   pool_size = tonumber(os.getenv("BENCH_POOL") or "") or 16
+   local headers = {
+      ["Content-Type"] = "application/fhir+json",
+      ["Accept"] = "application/fhir+json",
+      ["Prefer"] = "return=minimal",
+   }
+   local token = os.getenv("VITALOG_TOKEN")
+   if token ~= nil and token ~= "" then
+      headers["Authorization"] = "Bearer " .. token
+   end
+   local base = 1735689600 + t * pool_size * size * 60 -- 2025-01-01, per-thread ranges
+   for b = 1, pool_size do
+      local entries = {}
+      for i = 1, size do
+         local n = (t * pool_size + b) * size + i
+         local when = os.date("!%Y-%m-%dT%H:%M:%SZ", base + ((b - 1) * size + i) * 60)
+         entries[i] = string.format(
+            '{"fullUrl":"urn:uuid:%08x-0000-4000-8000-%012x","resource":%s,' ..
+            '"request":{"method":"POST","url":"Observation"}}',
+            t, n, observation((n * 37) % patients, when, 48 + (n * 7919) % 113))
+      end
+      local body = '{"resourceType":"Bundle","type":"transaction","entry":[' ..
+         table.concat(entries, ",") .. ']}'
+      pool[b] = wrk.format("POST", nil, headers, body)
+   end
+   counter = 0
+end
+
+function request()
+   counter = counter + 1
+   if counter > pool_size then counter = 1 end
+   return pool[counter]
+end
+
+function done(summary, latency, requests)
+   local e = summary.errors
+   io.write(string.format(
+      "bench-result requests=%d ok=%d non2xx=%d connect_err=%d read_err=%d write_err=%d timeouts=%d\n",
+      summary.requests, summary.requests - e.status, e.status,
+      e.connect, e.read, e.write, e.timeout))
+end

@@ -1,0 +1,218 @@
+/*
+ * Private to the fhir module's interaction layer: the route table, the
+ * exchange (one request's state), writes, rendering and Bundles.
+ */
+#ifndef VL_FHIR_INTERNAL_H
+#define VL_FHIR_INTERNAL_H
+
+#include <stdatomic.h>
+
+#include "vitalog/fhir.h"
+
+/* ------------------------------------------------------------------------
+ * The table of interactions and operations (interaction.c)
+ * ---------------------------------------------------------------------- */
+
+/** Handles a routed, authorized request: 0 with `res` complete, 1 pending. */
+typedef int (*vl_handler_fn)(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+
+enum {
+    VL_ROW_WRITE = 1 << 0,     /* may change data */
+    VL_ROW_FHIR_BODY = 1 << 1, /* takes a FHIR JSON body (parsed before authorization) */
+    VL_ROW_FORM_BODY = 1 << 2, /* takes an application/x-www-form-urlencoded body */
+    VL_ROW_SYSTEM = 1 << 3,    /* outside /fhir: JSON answers are application/json */
+};
+
+typedef struct vl_route {
+    const char *pattern;     /* "/fhir/{type}/{id}/_history/{vid}/$ledger" */
+    const char *method;      /* GET (HEAD too), POST, PUT, DELETE */
+    const char *interaction; /* FHIR interaction code, or a system route name */
+    const char *operation;   /* "$ledger" for an operation, else NULL */
+    unsigned flags;
+    vl_handler_fn handler;
+} vl_route_t;
+
+/** The table, terminated by {NULL}. */
+extern const vl_route_t vl_routes[];
+
+/** Canonical base of vitalog's OperationDefinitions ($ledger, ...). */
+#define VL_FHIR_OPERATION_BASE "http://vitalog.local/fhir/OperationDefinition"
+
+struct vl_fhir {
+    vl_fhir_options_t opts;
+};
+
+enum { VL_PREFER_REPRESENTATION, VL_PREFER_MINIMAL, VL_PREFER_OUTCOME };
+
+struct vl_fhir_exchange {
+    vl_fhir_t *f;
+    const vl_fhir_request_t *req;
+    const vl_route_t *row;
+    const vl_fhir_type_t *type; /* {type}, or NULL */
+    const char *id;             /* {id} (arena), or NULL */
+    int64_t vid;                /* {vid}, or 0 */
+    vl_arena_t *arena;          /* freed with the exchange */
+    vl_principal_t who;
+    vl_scope_t scope;           /* from the policy; every store read takes it */
+    json_t *body;               /* the parsed FHIR body (owned), for FHIR_BODY rows */
+    vl_params_t params;         /* query parameters, plus a POST _search form body */
+    int prefer;                 /* VL_PREFER_* */
+    int lenient;                /* Prefer: handling=lenient */
+    /* a pending answer */
+    vl_fhir_notify_fn notify;
+    void *notify_arg;
+    vl_store_unit_t unit;
+    void (*finish)(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+    void *op;                   /* the pending operation's state */
+    void (*op_free)(void *op);
+    vl_fhir_request_t own_req;  /* a sub-request's request (req points here) */
+    int is_sub;                 /* a Bundle entry: shares the parent's arena */
+};
+
+/** Submits x->unit (apply/arg set by the caller); `finish` builds the
+ *  answer once it completed. Returns 1 (pending), or 0 with `res` holding
+ *  the error when the store refused it. */
+int vl_x_submit(vl_fhir_exchange_t *x, vl_fhir_response_t *res,
+                void (*finish)(vl_fhir_exchange_t *x, vl_fhir_response_t *res));
+/** An OperationOutcome answer with one issue. Returns 0. */
+int vl_x_fail(vl_fhir_response_t *res, int status, const char *code, const char *fmt, ...)
+    VL_PRINTF(4, 5);
+/** An OperationOutcome answer from an error (which is cleared). Returns 0. */
+int vl_x_error(vl_fhir_response_t *res, vl_error_t *err);
+/** An answer from a store failure. Returns 0. */
+int vl_x_store_error(vl_fhir_response_t *res, const vl_store_err_t *serr);
+/** A JSON answer (numbers as their text); takes the reference. Returns 0. */
+int vl_x_json(vl_fhir_response_t *res, int status, json_t *doc);
+/** A text answer; takes `body` (malloc'd). Returns 0. */
+int vl_x_text(vl_fhir_response_t *res, int status, const char *ctype, char *body, size_t len);
+/** The FHIR base of the request: "<base_url>/fhir". */
+const char *vl_x_fhir_base(vl_fhir_exchange_t *x);
+/** Parses an ETag-style version: W/"3", "3" or 3. 0 if malformed. */
+int64_t vl_fhir_parse_version(const char *s);
+/** Parses a Prefer header into *ret (VL_PREFER_*) and *lenient. */
+void vl_fhir_parse_prefer(const char *prefer, int *ret, int *lenient);
+
+/* ------------------------------------------------------------------------
+ * Rendering (render.c)
+ * ---------------------------------------------------------------------- */
+
+/** A resource rendered ahead of the write, except for what only the writer
+ *  knows (id, meta.versionId, meta.lastUpdated). */
+typedef struct vl_render {
+    char *tail;      /* ',"a":1,...' members after meta, or "" */
+    char *meta_rest; /* ',"k":v' meta members other than versionId/lastUpdated, or "" */
+} vl_render_t;
+
+/** Renders `res` (resourceType first). 0, or -1 when out of memory. */
+int vl_render_prepare(const json_t *res, vl_render_t *out);
+/** The stored body:
+ *    {"resourceType":T,"id":ID,"meta":{"versionId":V,"lastUpdated":L<meta_rest>}<tail>}
+ *  malloc'd; NULL when out of memory. */
+char *vl_render_body(const vl_render_t *r, const char *type, const char *id, int64_t version,
+                     int64_t time_us, size_t *len);
+void vl_render_free(vl_render_t *r);
+
+/** Percent-encodes `s` for a URL query (RFC 3986 unreserved, ':' '/' ','
+ *  kept). */
+int vl_buf_query_encode(vl_buf_t *b, const char *s);
+/** Opens a Bundle: resourceType, id, meta.lastUpdated, type, total (-1: none). */
+void vl_bundle_open(vl_buf_t *b, const char *type, int64_t total);
+/** Appends one link (call with *first = 1 for the first; close with
+ *  vl_bundle_links_close()). */
+void vl_bundle_link(vl_buf_t *b, int *first, const char *relation, const char *url);
+void vl_bundle_links_close(vl_buf_t *b, int first);
+/** `"Type/id"` URL of a record under the base. */
+void vl_full_url(vl_buf_t *b, const char *fhir_base, const char *type, const char *id);
+/** Sets ETag and Last-Modified (and Location when `with_location`). */
+void vl_record_headers(vl_fhir_response_t *res, const char *fhir_base, const char *type,
+                       const char *id, int64_t version, int64_t last_updated_us,
+                       int with_location);
+
+/* ------------------------------------------------------------------------
+ * Writes (write.c): one create, update or delete, run inside a unit
+ * ---------------------------------------------------------------------- */
+
+typedef enum { VL_W_CREATE, VL_W_UPDATE, VL_W_DELETE } vl_wop_t;
+
+typedef struct vl_write {
+    /* in */
+    vl_wop_t op;
+    const vl_fhir_type_t *type;
+    char id[65];     /* create: assigned by prepare; conditional update/delete: resolved */
+    int conditional; /* create with If-None-Exist; update/delete by search */
+    vl_search_t cond;
+    int64_t if_match; /* 0: none */
+    json_t *resource; /* create/update (owned) */
+    vl_index_t index;
+    vl_render_t parts;
+    int prepared;
+    /* out */
+    int status;   /* 200, 201, 204 (or the error's) */
+    int noop;     /* nothing written: If-None-Exist matched; delete of the deleted */
+    int created;
+    int64_t version, time_us;
+    char *body; /* the stored (or matched) body, malloc'd */
+    size_t body_len;
+    int anchored;
+    vl_store_receipt_t receipt;
+} vl_write_t;
+
+/** A write of `res` (taken) as `op` on `type`. */
+void vl_write_init(vl_write_t *w, vl_wop_t op, const vl_fhir_type_t *type, json_t *res);
+/** Caller thread: assigns a create's id, computes index rows and the
+ *  prerendered parts. */
+int vl_write_prepare(vl_write_t *w, vl_error_t *err);
+/** Writer thread: resolves a conditional write by its search (sets id, or
+ *  noop for a matched create). */
+int vl_write_resolve(vl_store_txn_t *txn, vl_scope_t scope, vl_write_t *w, vl_error_t *err);
+/** Writer thread: checks the state (If-Match, existence), renders and puts
+ *  the version. Requires resolve first for conditional writes. */
+int vl_write_execute(vl_store_txn_t *txn, vl_write_t *w, vl_error_t *err);
+void vl_write_release(vl_write_t *w);
+/** Makes the write conditional on a search of its type (at most
+ *  VL_CONDITION_MAX_VALUES values: conditions run on the writer thread). */
+int vl_write_condition(vl_write_t *w, const vl_params_t *params, vl_error_t *err);
+/** Same from "Type?query" or "query" (If-None-Exist, Bundle request URLs). */
+int vl_write_condition_text(vl_write_t *w, const char *query, vl_error_t *err);
+
+/* ------------------------------------------------------------------------
+ * Handlers
+ * ---------------------------------------------------------------------- */
+
+/* rest.c */
+int vl_h_read(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_vread(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_history(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_search(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_create(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_update(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_delete(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+/** The answer of a completed single write (status, headers, Prefer). */
+void vl_write_answer(vl_fhir_exchange_t *x, vl_write_t *w, vl_fhir_response_t *res);
+/** A read interaction of a routed sub-exchange (a Bundle's GET entry):
+ *  read, vread, search or history on `txn` (NULL: a reader connection) in
+ *  the exchange's scope. Fills `res` like a direct request. */
+int vl_rest_get(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const vl_params_t *params,
+                vl_fhir_response_t *res);
+/** Routes, identifies and authorizes a Bundle entry as a sub-request of
+ *  `parent` (same caller, same arena). `resource` (borrowed) is the
+ *  entry's resource for rows that take a body. 0 with `sub` ready (release
+ *  it with vl_x_sub_release), or -1 with the answer in `res`. */
+int vl_x_subrequest(vl_fhir_exchange_t *parent, const char *method, const char *url,
+                    json_t *resource, vl_fhir_exchange_t *sub, vl_fhir_response_t *res);
+void vl_x_sub_release(vl_fhir_exchange_t *sub);
+
+/* bundle.c */
+int vl_h_bundle(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+
+/* ledger_api.c */
+int vl_h_ledger_record(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_ledger_checkpoint(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_ledger_key(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_ledger_keys(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_ledger_entries(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_ledger_inclusion(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_ledger_consistency(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_ledger_export(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+
+#endif

@@ -1,0 +1,734 @@
+/*
+ * vitalog — fhir/interaction.c: the interaction layer's entry, and the one
+ * table of interactions and operations.
+ *
+ * DESIGN NOTES
+ *
+ * 1. vl_routes[] is the single source of truth for what the server
+ *    answers: routing (below), the access description handed to the policy,
+ *    and the CapabilityStatement (capability.c) all read it. A new
+ *    operation ($lastn, $stats, $ingest, ...) is one row and one handler.
+ *
+ * 2. Routing. A path is split into segments and matched against every
+ *    row's pattern: literals match themselves, {type}, {id} and {vid}
+ *    capture one segment. The most specific match wins (most literal
+ *    segments); among the rows of that pattern the method picks one (HEAD
+ *    is GET), otherwise 405 with Allow. Captures are then validated: a
+ *    {type} must be served (404), an {id} a FHIR id (400), a {vid} a
+ *    version (400). A capture that starts with '$' names an operation that
+ *    no row has at that level: 404 "unknown operation".
+ *
+ * 3. Entry, in this order for every request: route; identify the caller
+ *    (policy, 401); parse a FHIR body (415, 400); authorize once with the
+ *    full description (interaction, type, id, compartment, operation,
+ *    write), which yields the access scope (403); run the handler. Bundle
+ *    entries are sub-requests: the Bundle itself is authorized here as
+ *    "batch" or "transaction", and each entry again with its own
+ *    description (bundle.c).
+ *
+ * 4. Asynchronous writes: a handler fills x->unit and calls vl_x_submit();
+ *    the store calls unit_done() on its writer thread after the commit,
+ *    which only notifies the transport; the transport calls
+ *    vl_fhir_resume() on its own thread, which runs x->finish.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fhir_internal.h"
+
+/* ------------------------------------------------------------------------
+ * Small handlers: metadata, health, metrics
+ * ---------------------------------------------------------------------- */
+
+static int h_capabilities(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
+{
+    return vl_x_json(res, 200, vl_fhir_capability(vl_x_fhir_base(x)));
+}
+
+static int h_healthz(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
+{
+    (void)x;
+    return vl_x_text(res, 200, "application/json", strdup("{\"status\":\"ok\"}"), 15);
+}
+
+static int h_readyz(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
+{
+    int ok = vl_store_ready(x->f->opts.store) == 0;
+    const char *body = ok ? "{\"status\":\"ok\"}" : "{\"status\":\"unavailable\"}";
+    return vl_x_text(res, ok ? 200 : 503, "application/json", strdup(body), strlen(body));
+}
+
+/* One Prometheus metric: HELP and TYPE lines, then the sample. */
+static void metric(vl_buf_t *b, const char *name, const char *type, const char *help,
+                   unsigned long long value)
+{
+    vl_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+                  value);
+}
+
+static int h_metrics(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
+{
+    vl_buf_t b = VL_BUF_INIT(0);
+    vl_store_stats_t st;
+    char *text;
+    size_t len;
+    if (x->f->opts.metrics)
+        x->f->opts.metrics(x->f->opts.metrics_ctx, &b);
+    vl_store_stats(x->f->opts.store, &st);
+    metric(&b, "vitalog_store_commits_total", "counter", "Write transactions committed.",
+           st.commits);
+    metric(&b, "vitalog_store_writes_total", "counter",
+           "Write units completed (ok or failed); a transaction Bundle is one unit.", st.units);
+    metric(&b, "vitalog_store_write_failures_total", "counter", "Write units that failed.",
+           st.unit_failures);
+    metric(&b, "vitalog_store_versions_total", "counter", "Record versions committed.",
+           st.versions);
+    metric(&b, "vitalog_store_queue_depth", "gauge", "Write units waiting for the writer.",
+           st.queue_depth);
+    text = vl_buf_take(&b, &len);
+    if (!text)
+        return vl_x_fail(res, 500, "exception", "out of memory");
+    return vl_x_text(res, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}
+
+/* ------------------------------------------------------------------------
+ * The table
+ * ---------------------------------------------------------------------- */
+
+#define W VL_ROW_WRITE
+#define FB VL_ROW_FHIR_BODY
+#define SYS VL_ROW_SYSTEM
+
+const vl_route_t vl_routes[] = {
+    {"/fhir/metadata", "GET", "capabilities", NULL, 0, h_capabilities},
+    {"/fhir", "POST", "transaction", NULL, W | FB, vl_h_bundle},
+    {"/fhir/{type}", "GET", "search-type", NULL, 0, vl_h_search},
+    {"/fhir/{type}", "POST", "create", NULL, W | FB, vl_h_create},
+    {"/fhir/{type}", "PUT", "update", NULL, W | FB, vl_h_update},
+    {"/fhir/{type}", "DELETE", "delete", NULL, W, vl_h_delete},
+    {"/fhir/{type}/_search", "GET", "search-type", NULL, 0, vl_h_search},
+    {"/fhir/{type}/_search", "POST", "search-type", NULL, VL_ROW_FORM_BODY, vl_h_search},
+    {"/fhir/{type}/_history", "GET", "history-type", NULL, 0, vl_h_history},
+    {"/fhir/{type}/{id}", "GET", "read", NULL, 0, vl_h_read},
+    {"/fhir/{type}/{id}", "PUT", "update", NULL, W | FB, vl_h_update},
+    {"/fhir/{type}/{id}", "DELETE", "delete", NULL, W, vl_h_delete},
+    {"/fhir/{type}/{id}/_history", "GET", "history-instance", NULL, 0, vl_h_history},
+    {"/fhir/{type}/{id}/_history/{vid}", "GET", "vread", NULL, 0, vl_h_vread},
+    {"/fhir/{type}/{id}/_history/{vid}/$ledger", "GET", "operation", "$ledger", 0,
+     vl_h_ledger_record},
+    {"/ledger/checkpoint", "GET", "ledger", NULL, SYS, vl_h_ledger_checkpoint},
+    {"/ledger/key", "GET", "ledger", NULL, SYS, vl_h_ledger_key},
+    {"/ledger/keys", "GET", "ledger", NULL, SYS, vl_h_ledger_keys},
+    {"/ledger/entries", "GET", "ledger", NULL, SYS, vl_h_ledger_entries},
+    {"/ledger/proof/inclusion", "GET", "ledger", NULL, SYS, vl_h_ledger_inclusion},
+    {"/ledger/proof/consistency", "GET", "ledger", NULL, SYS, vl_h_ledger_consistency},
+    {"/ledger/export", "GET", "ledger", NULL, SYS, vl_h_ledger_export},
+    {"/ledger/record", "GET", "ledger", NULL, SYS, vl_h_ledger_record},
+    {"/healthz", "GET", "health", NULL, SYS, h_healthz},
+    {"/readyz", "GET", "health", NULL, SYS, h_readyz},
+    {"/metrics", "GET", "metrics", NULL, SYS, h_metrics},
+    {NULL, NULL, NULL, NULL, 0, NULL},
+};
+
+#undef W
+#undef FB
+#undef SYS
+
+/* ------------------------------------------------------------------------
+ * Answers
+ * ---------------------------------------------------------------------- */
+
+int vl_x_json(vl_fhir_response_t *res, int status, json_t *doc)
+{
+    char *text = doc ? vl_json_dump(doc, &res->body_len) : NULL;
+    json_decref(doc);
+    free(res->body);
+    res->body = text;
+    res->status = status;
+    if (!text) {
+        static const char oom[] = "{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":"
+                                  "\"fatal\",\"code\":\"exception\",\"diagnostics\":\"out of "
+                                  "memory\"}]}";
+        res->status = 500;
+        res->body = strdup(oom);
+        res->body_len = res->body ? strlen(oom) : 0;
+    }
+    return 0;
+}
+
+int vl_x_text(vl_fhir_response_t *res, int status, const char *ctype, char *body, size_t len)
+{
+    if (!body)
+        return vl_x_fail(res, 500, "exception", "out of memory");
+    free(res->body);
+    res->status = status;
+    res->content_type = ctype;
+    res->body = body;
+    res->body_len = len;
+    return 0;
+}
+
+void vl_fhir_response_error(vl_fhir_response_t *res, const vl_error_t *err)
+{
+    res->content_type = NULL;
+    vl_x_json(res, err->status ? err->status : 500, vl_error_outcome(err));
+}
+
+int vl_x_error(vl_fhir_response_t *res, vl_error_t *err)
+{
+    vl_fhir_response_error(res, err);
+    vl_error_clear(err);
+    return 0;
+}
+
+int vl_x_fail(vl_fhir_response_t *res, int status, const char *code, const char *fmt, ...)
+{
+    vl_error_t err = VL_ERROR_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    vl_error_addv(&err, status, "error", code, NULL, fmt, ap);
+    va_end(ap);
+    return vl_x_error(res, &err);
+}
+
+int vl_fhir_store_error(const vl_store_err_t *serr, vl_error_t *err)
+{
+    static const struct {
+        vl_store_kind_t kind;
+        int status;
+        const char *code;
+    } map[] = {
+        {VL_STORE_NOT_FOUND, 404, "not-found"},   {VL_STORE_CONFLICT, 409, "conflict"},
+        {VL_STORE_INVALID, 400, "invalid"},       {VL_STORE_DENIED, 403, "forbidden"},
+        {VL_STORE_TOO_COSTLY, 400, "too-costly"}, {VL_STORE_UNAVAILABLE, 503, "transient"},
+        {VL_STORE_ABORTED, 500, "exception"},     {VL_STORE_FAILED, 500, "exception"},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (map[i].kind == serr->kind)
+            return vl_error_set(err, map[i].status, map[i].code, NULL, "%s",
+                                serr->message[0] ? serr->message : vl_store_kind_name(serr->kind));
+    return vl_error_set(err, 500, "exception", NULL, "storage error");
+}
+
+int vl_x_store_error(vl_fhir_response_t *res, const vl_store_err_t *serr)
+{
+    vl_error_t err = VL_ERROR_INIT;
+    vl_fhir_store_error(serr, &err);
+    return vl_x_error(res, &err);
+}
+
+const char *vl_x_fhir_base(vl_fhir_exchange_t *x)
+{
+    static const char fallback[] = "/fhir";
+    size_t n = strlen(x->req->base_url) + 6;
+    char *s = vl_arena_alloc(x->arena, n);
+    if (!s)
+        return fallback;
+    snprintf(s, n, "%s/fhir", x->req->base_url);
+    return s;
+}
+
+int64_t vl_fhir_parse_version(const char *s)
+{
+    char *end;
+    long long v;
+    if (!s)
+        return 0;
+    if (!strncmp(s, "W/", 2))
+        s += 2;
+    if (*s == '"')
+        s++;
+    if (!isdigit((unsigned char)*s))
+        return 0;
+    v = strtoll(s, &end, 10);
+    if (*end == '"')
+        end++;
+    return *end == '\0' && v > 0 ? v : 0;
+}
+
+void vl_fhir_parse_prefer(const char *p, int *ret, int *lenient)
+{
+    *ret = VL_PREFER_REPRESENTATION;
+    if (lenient)
+        *lenient = 0;
+    if (!p)
+        return;
+    if (strstr(p, "return=minimal"))
+        *ret = VL_PREFER_MINIMAL;
+    else if (strstr(p, "return=OperationOutcome"))
+        *ret = VL_PREFER_OUTCOME;
+    if (lenient && strstr(p, "handling=lenient"))
+        *lenient = 1;
+}
+
+/* ------------------------------------------------------------------------
+ * Routing
+ * ---------------------------------------------------------------------- */
+
+#define MAX_SEGMENTS 8
+
+typedef struct match {
+    const vl_route_t *row; /* the row of the best pattern with this method, or NULL */
+    const char *pattern;   /* the best pattern */
+    char allow[64];        /* methods of the best pattern */
+    const char *type, *id, *vid, *op_capture; /* captured segments */
+} match_t;
+
+static int split(char *path, char **seg, int max)
+{
+    int n = 0;
+    char *save = NULL;
+    for (char *p = strtok_r(path, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
+        if (n == max)
+            return -1;
+        seg[n++] = p;
+    }
+    return n;
+}
+
+/* Literal segments of a pattern that matches `seg`, or -1. */
+static int pattern_match(const char *pattern, char **seg, int n, match_t *cap)
+{
+    char buf[128], *pseg[MAX_SEGMENTS];
+    int pn, literals = 0;
+    snprintf(buf, sizeof buf, "%s", pattern);
+    pn = split(buf, pseg, MAX_SEGMENTS);
+    if (pn != n)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        if (pseg[i][0] == '{') {
+            if (!seg[i][0])
+                return -1;
+            if (!strcmp(pseg[i], "{type}"))
+                cap->type = seg[i];
+            else if (!strcmp(pseg[i], "{id}"))
+                cap->id = seg[i];
+            else
+                cap->vid = seg[i];
+            if (seg[i][0] == '$' && !cap->op_capture)
+                cap->op_capture = seg[i];
+        } else if (strcmp(pseg[i], seg[i]) != 0) {
+            return -1;
+        } else {
+            literals++;
+        }
+    }
+    return literals;
+}
+
+static int method_is(const char *row_method, const char *method)
+{
+    return !strcmp(row_method, method) || (!strcmp(method, "HEAD") && !strcmp(row_method, "GET"));
+}
+
+/* Finds the best pattern for `path` and its row for `method`. 0 if some
+ * pattern matched (m->row NULL: wrong method), -1 if none did. */
+static int route(const char *path, const char *method, match_t *m)
+{
+    char buf[4096], *seg[MAX_SEGMENTS];
+    int n, best = -1;
+    memset(m, 0, sizeof *m);
+    if (strlen(path) >= sizeof buf)
+        return -1;
+    snprintf(buf, sizeof buf, "%s", path);
+    n = split(buf, seg, MAX_SEGMENTS);
+    if (n < 0)
+        return -1;
+    for (const vl_route_t *r = vl_routes; r->pattern; r++) {
+        match_t c;
+        int lit;
+        memset(&c, 0, sizeof c);
+        lit = pattern_match(r->pattern, seg, n, &c);
+        if (lit > best) {
+            best = lit;
+            m->pattern = r->pattern;
+        }
+    }
+    if (best < 0)
+        return -1;
+    for (const vl_route_t *r = vl_routes; r->pattern; r++) {
+        if (strcmp(r->pattern, m->pattern) != 0)
+            continue;
+        if (!strstr(m->allow, r->method)) {
+            size_t len = strlen(m->allow);
+            snprintf(m->allow + len, sizeof m->allow - len, "%s%s", len ? ", " : "", r->method);
+        }
+        if (!m->row && method_is(r->method, method))
+            m->row = r;
+    }
+    /* captures point into buf: redo the match on the caller's copy */
+    return 0;
+}
+
+/* Operations that exist, for the "unknown operation" message. */
+static void known_operations(char *out, size_t n)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (const vl_route_t *r = vl_routes; r->pattern; r++)
+        if (r->operation && len < n)
+            len += (size_t)snprintf(out + len, n - len, "%s%s (%s)", len ? ", " : "",
+                                    r->operation, r->pattern);
+    if (!len)
+        snprintf(out, n, "none");
+}
+
+/* Routes x->req: sets x->row and the captures, or answers. 0 routed. */
+static int route_request(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
+{
+    const vl_fhir_request_t *req = x->req;
+    match_t m;
+    char *copy, *seg[MAX_SEGMENTS];
+    int n;
+    if (route(req->path, req->method, &m) < 0) {
+        const char *last = strrchr(req->path, '/');
+        res->route = "unmatched";
+        if (last && last[1] == '$') {
+            char known[512];
+            known_operations(known, sizeof known);
+            return vl_x_fail(res, 404, "not-supported",
+                             "unknown operation '%.64s' here; this server's operations: %s",
+                             last + 1, known);
+        }
+        if (!strncmp(req->path, "/fhir/", 6) || !strcmp(req->path, "/fhir"))
+            return vl_x_fail(res, 404, "not-found", "no such path under /fhir");
+        return vl_x_fail(res, 404, "not-found", "no such path; the FHIR API is under /fhir");
+    }
+    res->route = m.pattern;
+    /* the captures, on a copy that lives with the exchange */
+    copy = vl_arena_strdup(x->arena, req->path);
+    if (!copy)
+        return vl_x_fail(res, 500, "exception", "out of memory");
+    n = split(copy, seg, MAX_SEGMENTS);
+    {
+        match_t c;
+        memset(&c, 0, sizeof c);
+        pattern_match(m.pattern, seg, n, &c);
+        m.type = c.type;
+        m.id = c.id;
+        m.vid = c.vid;
+        m.op_capture = c.op_capture;
+    }
+    if (m.op_capture) {
+        char known[512];
+        known_operations(known, sizeof known);
+        return vl_x_fail(res, 404, "not-supported",
+                         "unknown operation '%.64s' at %s; this server's operations: %s",
+                         m.op_capture, m.pattern, known);
+    }
+    if (m.type) {
+        x->type = vl_fhir_type_find(m.type);
+        if (!x->type) {
+            if (vl_fhir_is_r4_type(m.type))
+                return vl_x_fail(res, 404, "not-supported",
+                                 "resource type %s is not served by this server", m.type);
+            return vl_x_fail(res, 404, "not-found", "'%.64s' is not a FHIR resource type",
+                             m.type);
+        }
+    }
+    if (!m.row) {
+        char *allow = vl_arena_strdup(x->arena, m.allow);
+        vl_x_fail(res, 405, "not-supported", "%s is not supported on %s (allowed: %s)",
+                  req->method, m.pattern, m.allow);
+        res->allow = allow ? allow : "GET";
+        return 405;
+    }
+    if (m.id) {
+        if (!vl_fhir_id_valid(m.id))
+            return vl_x_fail(res, 400, "invalid",
+                             "'%.64s' is not a valid FHIR id (1-64 of A-Z a-z 0-9 - ., not "
+                             "\".\" or \"..\")",
+                             m.id);
+        x->id = m.id;
+    }
+    if (m.vid) {
+        x->vid = vl_fhir_parse_version(m.vid);
+        if (!x->vid || strchr(m.vid, '"'))
+            return vl_x_fail(res, 400, "invalid", "'%.32s' is not a version id", m.vid);
+    }
+    x->row = m.row;
+    return -1; /* routed */
+}
+
+/* ------------------------------------------------------------------------
+ * Entry
+ * ---------------------------------------------------------------------- */
+
+vl_fhir_t *vl_fhir_new(const vl_fhir_options_t *opts)
+{
+    vl_fhir_t *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    f->opts = *opts;
+    if (!f->opts.policy)
+        f->opts.policy = &vl_auth_default_policy;
+    if (!f->opts.max_depth)
+        f->opts.max_depth = 64;
+    if (!f->opts.max_bundle_entries)
+        f->opts.max_bundle_entries = VL_FHIR_DEFAULT_MAX_ENTRIES;
+    if (!f->opts.max_page_bytes)
+        f->opts.max_page_bytes = VL_FHIR_DEFAULT_PAGE_BYTES;
+    return f;
+}
+
+void vl_fhir_free(vl_fhir_t *f)
+{
+    free(f);
+}
+
+static int content_type_is(const char *ct, const char *const *types)
+{
+    size_t n;
+    if (!ct)
+        return 0;
+    n = strcspn(ct, ";");
+    while (n && ct[n - 1] == ' ')
+        n--;
+    for (; *types; types++)
+        if (strlen(*types) == n && strncasecmp(ct, *types, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* For FHIR_BODY rows: the Content-Type, then the JSON (an object). */
+static int parse_body(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
+{
+    static const char *const json_types[] = {"application/fhir+json", "application/json",
+                                             "application/json+fhir", NULL};
+    const vl_fhir_request_t *req = x->req;
+    vl_json_limits_t lim = {x->f->opts.max_depth};
+    vl_error_t err = VL_ERROR_INIT;
+    if (!content_type_is(req->content_type, json_types)) {
+        if (req->content_type && strstr(req->content_type, "xml"))
+            return vl_x_fail(res, 415, "not-supported",
+                             "XML is not supported; send application/fhir+json");
+        return vl_x_fail(res, 415, "not-supported",
+                         "Content-Type must be application/fhir+json or application/json%s%.100s",
+                         req->content_type ? ", not " : "",
+                         req->content_type ? req->content_type : "");
+    }
+    if (!req->body_len)
+        return vl_x_fail(res, 400, "required", "the request has no body");
+    x->body = vl_json_parse(req->body, req->body_len, &lim, &err);
+    if (!x->body)
+        return vl_x_error(res, &err);
+    if (!json_is_object(x->body))
+        return vl_x_fail(res, 400, "structure", "the body must be a JSON object");
+    return -1; /* parsed */
+}
+
+/* For FORM_BODY rows: the form's parameters join the query's. */
+static int parse_form(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
+{
+    static const char *const form[] = {"application/x-www-form-urlencoded", NULL};
+    if (!content_type_is(x->req->content_type, form))
+        return vl_x_fail(res, 415, "not-supported",
+                         "_search takes application/x-www-form-urlencoded");
+    if (x->req->body_len &&
+        vl_params_parse_form(&x->params, x->req->body, x->req->body_len) < 0)
+        return vl_x_fail(res, 400, "invalid", "malformed form body");
+    return -1;
+}
+
+/* The compartment a request is confined to, if any (see vl_access_t). */
+static const char *compartment(vl_fhir_exchange_t *x)
+{
+    char *c;
+    if (!x->type || strcmp(x->type->name, "Patient") != 0 || !x->id)
+        return NULL;
+    c = vl_arena_alloc(x->arena, strlen(x->id) + 9);
+    if (c)
+        sprintf(c, "Patient/%s", x->id);
+    return c;
+}
+
+static int authorize(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
+{
+    const vl_policy_t *p = x->f->opts.policy;
+    vl_error_t err = VL_ERROR_INIT;
+    vl_access_t what = {x->row->interaction, x->type ? x->type->name : NULL, x->id,
+                        compartment(x),      x->row->operation,
+                        (x->row->flags & VL_ROW_WRITE) != 0};
+    if (!strcmp(what.interaction, "transaction") && x->body) {
+        const char *bt = json_string_value(json_object_get(x->body, "type"));
+        if (bt && !strcmp(bt, "batch"))
+            what.interaction = "batch";
+    }
+    if (p->authorize(p->ctx, &x->who, &what, x->arena, &x->scope, &err) < 0) {
+        if (!err.status)
+            vl_error_set(&err, 403, "forbidden", NULL, "not permitted");
+        memset(&x->scope, 0, sizeof x->scope);
+        return vl_x_error(res, &err);
+    }
+    return -1;
+}
+
+int vl_fhir_handle(vl_fhir_t *f, const vl_fhir_request_t *req, vl_fhir_notify_fn notify,
+                   void *arg, vl_fhir_exchange_t **out, vl_fhir_response_t *res)
+{
+    vl_fhir_exchange_t *x = calloc(1, sizeof *x);
+    const vl_policy_t *p = f->opts.policy;
+    vl_error_t err = VL_ERROR_INIT;
+    int rc;
+    memset(res, 0, sizeof *res);
+    res->route = "unmatched";
+    *out = x;
+    if (!x || !(x->arena = vl_arena_new())) {
+        vl_x_fail(res, 500, "exception", "out of memory");
+        return 0;
+    }
+    x->f = f;
+    x->req = req;
+    x->notify = notify;
+    x->notify_arg = arg;
+    vl_params_init(&x->params);
+    for (size_t i = 0; req->params && i < req->params->n; i++)
+        if (vl_params_add(&x->params, req->params->items[i].name, req->params->items[i].value) <
+            0) {
+            vl_x_fail(res, 500, "exception", "out of memory");
+            return 0;
+        }
+    vl_fhir_parse_prefer(req->prefer, &x->prefer, &x->lenient);
+
+    if (route_request(x, res) >= 0)
+        goto done;
+    if (p->identify(p->ctx, req->authorization, &x->who, &err) < 0) {
+        if (!err.status)
+            vl_error_set(&err, 401, "login", NULL, "the credentials are not valid");
+        vl_x_error(res, &err);
+        goto done;
+    }
+    if ((x->row->flags & VL_ROW_FHIR_BODY) && parse_body(x, res) >= 0)
+        goto done;
+    if ((x->row->flags & VL_ROW_FORM_BODY) && parse_form(x, res) >= 0)
+        goto done;
+    if (authorize(x, res) >= 0)
+        goto done;
+    rc = x->row->handler(x, res);
+    if (rc == 1)
+        return 1;
+done:
+    if (x->row && (x->row->flags & VL_ROW_SYSTEM) && !res->content_type)
+        res->content_type = "application/json";
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Asynchronous completion
+ * ---------------------------------------------------------------------- */
+
+static void unit_done(vl_store_unit_t *u, void *arg)
+{
+    vl_fhir_exchange_t *x = arg;
+    (void)u;
+    x->notify(x->notify_arg); /* last: the transport may resume and free x at once */
+}
+
+int vl_x_submit(vl_fhir_exchange_t *x, vl_fhir_response_t *res,
+                void (*finish)(vl_fhir_exchange_t *x, vl_fhir_response_t *res))
+{
+    vl_store_err_t serr = VL_STORE_ERR_INIT;
+    x->finish = finish;
+    x->unit.done = unit_done;
+    x->unit.done_arg = x;
+    if (vl_store_submit(x->f->opts.store, &x->unit, &serr) < 0)
+        return vl_x_store_error(res, &serr);
+    return 1;
+}
+
+void vl_fhir_resume(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
+{
+    memset(res, 0, sizeof *res);
+    res->route = x->row ? x->row->pattern : "unmatched";
+    if (x->finish)
+        x->finish(x, res);
+    else
+        vl_x_fail(res, 500, "exception", "no answer");
+}
+
+void vl_fhir_exchange_free(vl_fhir_exchange_t *x)
+{
+    if (!x)
+        return;
+    if (x->op_free)
+        x->op_free(x->op);
+    json_decref(x->body);
+    vl_params_free(&x->params);
+    vl_arena_free(x->arena);
+    free(x);
+}
+
+void vl_fhir_response_free(vl_fhir_response_t *res)
+{
+    free(res->body);
+    res->body = NULL;
+    if (res->stream_free)
+        res->stream_free(res->stream_ctx);
+    res->stream = NULL;
+    res->stream_free = NULL;
+    res->stream_ctx = NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Sub-requests: the entries of a Bundle
+ * ---------------------------------------------------------------------- */
+
+int vl_x_subrequest(vl_fhir_exchange_t *parent, const char *method, const char *url,
+                    json_t *resource, vl_fhir_exchange_t *sub, vl_fhir_response_t *res)
+{
+    const char *base = vl_x_fhir_base(parent);
+    size_t blen = strlen(base);
+    const char *q;
+    char *path;
+    memset(sub, 0, sizeof *sub);
+    memset(res, 0, sizeof *res);
+    res->route = "unmatched";
+    sub->f = parent->f;
+    sub->arena = parent->arena;
+    sub->is_sub = 1;
+    sub->who = parent->who;
+    sub->prefer = parent->prefer;
+    vl_params_init(&sub->params);
+    /* request.url is relative to the base; an absolute URL of this base too */
+    if (!strncmp(url, base, blen) && url[blen] == '/')
+        url += blen + 1;
+    while (*url == '/')
+        url++;
+    q = strchr(url, '?');
+    path = vl_arena_alloc(parent->arena, (q ? (size_t)(q - url) : strlen(url)) + 7);
+    if (!path) {
+        vl_x_fail(res, 500, "exception", "out of memory");
+        return -1;
+    }
+    sprintf(path, "/fhir/%.*s", q ? (int)(q - url) : (int)strlen(url), url);
+    if (q && vl_params_parse_form(&sub->params, q + 1, strlen(q + 1)) < 0) {
+        vl_x_fail(res, 400, "invalid", "the entry's request.url has a malformed query");
+        return -1;
+    }
+    sub->own_req.method = method;
+    sub->own_req.path = path;
+    sub->own_req.base_url = parent->req->base_url;
+    sub->own_req.prefer = parent->req->prefer;
+    sub->req = &sub->own_req;
+    if (route_request(sub, res) >= 0)
+        return -1;
+    if (sub->row->flags & VL_ROW_FHIR_BODY) {
+        if (!json_is_object(resource)) {
+            vl_x_fail(res, 400, "required", "a %s entry needs a resource", method);
+            return -1;
+        }
+        sub->body = json_incref(resource);
+    }
+    if (authorize(sub, res) >= 0)
+        return -1;
+    return 0;
+}
+
+void vl_x_sub_release(vl_fhir_exchange_t *sub)
+{
+    json_decref(sub->body);
+    sub->body = NULL;
+    vl_params_free(&sub->params);
+}

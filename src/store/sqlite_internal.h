@@ -1,0 +1,136 @@
+/*
+ * Private to the SQLite backend (sqlite*.c): connections and helpers.
+ */
+#ifndef VL_STORE_SQLITE_INTERNAL_H
+#define VL_STORE_SQLITE_INTERNAL_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "backend.h"
+
+/* Cached statements of a connection (writer or reader). */
+enum {
+    ST_READ_CURRENT,
+    ST_READ_VERSION,
+    ST_LEDGER_LEAF,
+    ST_LEDGER_NODE,
+    ST_LOOKUP,
+    ST_INSERT_RESOURCE,
+    ST_UPDATE_RESOURCE,
+    ST_INSERT_VERSION,
+    ST_DELETE_TOKEN,
+    ST_DELETE_STRING,
+    ST_DELETE_REFERENCE,
+    ST_DELETE_DATE,
+    ST_DELETE_QUANTITY,
+    ST_INSERT_TOKEN,
+    ST_INSERT_STRING,
+    ST_INSERT_REFERENCE,
+    ST_INSERT_DATE,
+    ST_INSERT_QUANTITY,
+    ST_INSERT_PATIENT,
+    ST_COPY_PATIENTS,
+    ST_LEDGER_ENTRY,
+    ST_LEDGER_PUT_NODE,
+    ST_LEDGER_CHECKPOINT,
+    ST_LEDGER_ROTATION,
+    ST_COUNT
+};
+
+struct vl_bconn {
+    vl_backend_t *b;
+    sqlite3 *db;
+    sqlite3_stmt *stmts[ST_COUNT];
+    struct vl_bconn *next; /* readers, listed for closing */
+};
+
+struct vl_backend {
+    char path[4096];
+    vl_bconn_t writer;
+    /* the checkpointer: copies the WAL into the database on its own thread
+     * and connection, so that the writer never stops for it */
+    pthread_t ckpt;
+    int ckpt_running;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cond;
+    int ckpt_due, ckpt_stop;
+    sqlite3 *ckpt_db;
+    pthread_key_t reader_key;
+    int key_created;
+    pthread_mutex_t readers_mu;
+    vl_bconn_t *readers;
+};
+
+/* sqlite.c */
+int vl_sqlite_error(vl_store_err_t *err, sqlite3 *db, const char *what);
+int vl_sqlite_exec(sqlite3 *db, const char *sql, vl_store_err_t *err);
+/** The cached statement `i` of `c` (reset, bindings cleared), prepared on
+ *  first use. */
+sqlite3_stmt *vl_sqlite_stmt(vl_bconn_t *c, int i, const char *sql, vl_store_err_t *err);
+/** One row (columns RECORD_COLUMNS) into a record. -1 when out of memory. */
+int vl_sqlite_row_to_record(sqlite3_stmt *st, vl_record_t *rec);
+/** Steps `st` to the end, appending records; stops early once the bodies
+ *  hold `max_bytes` (0: no limit; at least one record is kept). */
+int vl_sqlite_collect(sqlite3 *db, sqlite3_stmt *st, size_t max_bytes, vl_records_t *out,
+                      vl_store_err_t *err);
+const char *vl_sqlite_method_name(vl_method_t m);
+
+#define VL_SQLITE_RECORD_COLUMNS                                                                  \
+    "r.type, r.id, v.version, v.deleted, v.last_updated, v.method, v.body"
+
+/* sqlite_query.c: the statement builder shared by searches and scoped reads */
+typedef struct vl_sqlq vl_sqlq_t;
+vl_sqlq_t *vl_sqlq_new(sqlite3 *db);
+void vl_sqlq_free(vl_sqlq_t *q);
+void vl_sqlq_sql(vl_sqlq_t *q, const char *sql);
+void vl_sqlq_text(vl_sqlq_t *q, const char *text); /* appends "?" bound to text (borrowed) */
+void vl_sqlq_int(vl_sqlq_t *q, int64_t v);
+/** Appends " AND <visible>" for the version column `seq_col` (e.g. "v.seq"). */
+void vl_sqlq_scope(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col);
+/** Prepares and binds; the caller finalizes *st. */
+int vl_sqlq_prepare(vl_sqlq_t *q, sqlite3_stmt **st, vl_store_err_t *err);
+
+int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *q, int with_total,
+                     size_t max_bytes, vl_records_t *out, vl_store_err_t *err);
+
+/* sqlite_write.c */
+int vl_sqlite_head(vl_backend_t *b, const char *type, const char *id, vl_bhead_t *out,
+                   vl_store_err_t *err);
+int vl_sqlite_write_version(vl_backend_t *b, const vl_store_put_t *p, const vl_bhead_t *head,
+                            int64_t time_us, const unsigned char salt[32], uint64_t ledger_index,
+                            vl_store_err_t *err);
+int vl_sqlite_append_entry(vl_backend_t *b, uint64_t index, const char *line, size_t len,
+                           const unsigned char hash[VL_HASH_LEN], vl_store_err_t *err);
+int vl_sqlite_put_node(vl_backend_t *b, int level, uint64_t index,
+                       const unsigned char hash[VL_HASH_LEN], vl_store_err_t *err);
+int vl_sqlite_put_checkpoint(vl_backend_t *b, uint64_t size, const char *note, size_t len,
+                             vl_store_err_t *err);
+int vl_sqlite_put_rotation(vl_backend_t *b, uint64_t index, const char *vkey,
+                           vl_store_err_t *err);
+int vl_sqlite_unanchored(vl_backend_t *b, vl_bunanchored_fn fn, void *ctx, vl_store_err_t *err);
+int vl_sqlite_anchor(vl_backend_t *b, int64_t seq, uint64_t index, vl_store_err_t *err);
+
+/* sqlite_read.c */
+int vl_sqlite_read(vl_bconn_t *c, vl_scope_t scope, const char *type, const char *id,
+                   int64_t version, vl_record_t *out, vl_store_err_t *err);
+int vl_sqlite_history(vl_bconn_t *c, vl_scope_t scope, const char *type, const char *id,
+                      const vl_page_t *page, vl_records_t *out, vl_store_err_t *err);
+int vl_sqlite_records_scan(vl_bconn_t *c, vl_store_record_fn fn, void *ctx,
+                           vl_store_err_t *err);
+int vl_sqlite_ledger_size(vl_bconn_t *c, uint64_t *size, vl_store_err_t *err);
+int vl_sqlite_ledger_node(vl_bconn_t *c, int level, uint64_t index,
+                          unsigned char out[VL_HASH_LEN]);
+int vl_sqlite_ledger_entries(vl_bconn_t *c, uint64_t start, vl_bentry_fn fn, void *ctx,
+                             vl_store_err_t *err);
+int vl_sqlite_ledger_scan(vl_bconn_t *c, uint64_t start, uint64_t end, vl_store_ledger_fn fn,
+                          void *ctx, vl_store_err_t *err);
+int vl_sqlite_ledger_checkpoint(vl_bconn_t *c, char **note, uint64_t *size,
+                                vl_store_err_t *err);
+int vl_sqlite_ledger_record(vl_bconn_t *c, vl_scope_t scope, const char *type, const char *id,
+                            int64_t version, uint64_t *index, unsigned char salt[32],
+                            char **bytes, size_t *len, vl_store_err_t *err);
+int vl_sqlite_ledger_rotations(vl_bconn_t *c, vl_store_rotation_fn fn, void *ctx,
+                               vl_store_err_t *err);
+
+#endif

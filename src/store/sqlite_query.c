@@ -1,0 +1,433 @@
+/*
+ * Search on SQLite: vl_query_t to SQL, and the statement builder that
+ * scoped reads share.
+ *
+ * Each condition becomes `r.rid IN (SELECT rid FROM idx_<kind> WHERE param =
+ * ? AND (<value> OR <value> ...))`; conditions are AND'd. Every value is
+ * bound, never spliced into the SQL text. Lists of ORs and ANDs are emitted
+ * as balanced trees, so thousands of alternatives stay far below SQLite's
+ * expression depth limit (1000).
+ *
+ * Date semantics (FHIR R4 search, 3.1.1.4.3): the resource's range is
+ * [lo, hi), the search value's [plo, phi):
+ *   eq  lo >= plo AND hi <= phi          (resource range inside the value's)
+ *   ne  NOT eq
+ *   lt  lo < plo                          (some part of it before the value)
+ *   gt  hi > phi                          (some part of it after the value)
+ *   le  lt OR eq
+ *   ge  gt OR eq
+ * Quantity compares the stored value with the search number (eq within a
+ * relative 1e-9); a given system/code must match too.
+ *
+ * Scopes (vl_sqlq_scope): a version is visible under VL_SCOPE_ALL; else
+ * when version_patient names one of the scope's patients for it; else,
+ * with VL_SCOPE_SHARED, when version_patient has no row for it.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sqlite_internal.h"
+
+typedef enum { B_TEXT, B_INT, B_REAL } bind_kind_t;
+
+typedef struct binding {
+    bind_kind_t kind;
+    const char *text;
+    int64_t i;
+    double d;
+} binding_t;
+
+struct vl_sqlq {
+    sqlite3 *db;
+    sqlite3_str *sql;
+    binding_t *b;
+    size_t n, cap;
+    int oom;
+};
+
+vl_sqlq_t *vl_sqlq_new(sqlite3 *db)
+{
+    vl_sqlq_t *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    q->db = db;
+    q->sql = sqlite3_str_new(db);
+    return q;
+}
+
+void vl_sqlq_free(vl_sqlq_t *q)
+{
+    if (!q)
+        return;
+    if (q->sql)
+        sqlite3_free(sqlite3_str_finish(q->sql));
+    free(q->b);
+    free(q);
+}
+
+void vl_sqlq_sql(vl_sqlq_t *q, const char *sql)
+{
+    if (q)
+        sqlite3_str_appendall(q->sql, sql);
+}
+
+static void bind(vl_sqlq_t *q, binding_t b)
+{
+    if (!q)
+        return;
+    if (vl_grow(&q->b, &q->cap, q->n + 1, sizeof *q->b) < 0) {
+        q->oom = 1;
+        return;
+    }
+    q->b[q->n++] = b;
+    sqlite3_str_appendall(q->sql, "?");
+}
+
+void vl_sqlq_text(vl_sqlq_t *q, const char *text)
+{
+    bind(q, (binding_t){B_TEXT, text, 0, 0});
+}
+
+void vl_sqlq_int(vl_sqlq_t *q, int64_t v)
+{
+    bind(q, (binding_t){B_INT, NULL, v, 0});
+}
+
+static void bind_real(vl_sqlq_t *q, double v)
+{
+    bind(q, (binding_t){B_REAL, NULL, 0, v});
+}
+
+void vl_sqlq_scope(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
+{
+    int parts = 0;
+    if (!q || (scope.flags & VL_SCOPE_ALL))
+        return;
+    sqlite3_str_appendall(q->sql, " AND (");
+    if (scope.n_patients && scope.patients) {
+        sqlite3_str_appendf(q->sql, "%s IN (SELECT seq FROM version_patient WHERE patient IN (",
+                            seq_col);
+        for (size_t i = 0; i < scope.n_patients; i++) {
+            if (i)
+                sqlite3_str_appendall(q->sql, ", ");
+            vl_sqlq_text(q, scope.patients[i]);
+        }
+        sqlite3_str_appendall(q->sql, "))");
+        parts++;
+    }
+    if (scope.flags & VL_SCOPE_SHARED) {
+        sqlite3_str_appendf(q->sql,
+                            "%sNOT EXISTS (SELECT 1 FROM version_patient vp WHERE vp.seq = %s)",
+                            parts ? " OR " : "", seq_col);
+        parts++;
+    }
+    if (!parts)
+        sqlite3_str_appendall(q->sql, "0");
+    sqlite3_str_appendall(q->sql, ")");
+}
+
+int vl_sqlq_prepare(vl_sqlq_t *q, sqlite3_stmt **st, vl_store_err_t *err)
+{
+    char *sql;
+    int rc;
+    *st = NULL;
+    if (!q)
+        return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
+    sql = sqlite3_str_finish(q->sql);
+    q->sql = NULL;
+    if (!sql || q->oom) {
+        sqlite3_free(sql);
+        return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
+    }
+    rc = sqlite3_prepare_v2(q->db, sql, -1, st, NULL);
+    sqlite3_free(sql);
+    if (rc != SQLITE_OK) {
+        if (rc == SQLITE_ERROR && strstr(sqlite3_errmsg(q->db), "too"))
+            return vl_store_fail(err, VL_STORE_TOO_COSTLY, "the search is too complex");
+        return vl_sqlite_error(err, q->db, "preparing a search");
+    }
+    for (size_t i = 0; i < q->n; i++) {
+        const binding_t *b = &q->b[i];
+        int brc = b->kind == B_TEXT  ? sqlite3_bind_text(*st, (int)i + 1, b->text, -1, SQLITE_STATIC)
+                  : b->kind == B_INT ? sqlite3_bind_int64(*st, (int)i + 1, b->i)
+                                     : sqlite3_bind_double(*st, (int)i + 1, b->d);
+        if (brc != SQLITE_OK) {
+            sqlite3_finalize(*st);
+            *st = NULL;
+            return vl_sqlite_error(err, q->db, "binding a search");
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Values
+ * ---------------------------------------------------------------------- */
+
+static void date_eq(vl_sqlq_t *q, const char *lo, const char *hi, const vl_query_value_t *v)
+{
+    sqlite3_str_appendf(q->sql, "(%s >= ", lo);
+    vl_sqlq_int(q, v->lo);
+    sqlite3_str_appendf(q->sql, " AND %s <= ", hi);
+    vl_sqlq_int(q, v->hi);
+    sqlite3_str_appendall(q->sql, ")");
+}
+
+static void date_value(vl_sqlq_t *q, const char *lo, const char *hi, const vl_query_value_t *v)
+{
+    switch (v->cmp) {
+    case VL_CMP_EQ:
+        date_eq(q, lo, hi, v);
+        break;
+    case VL_CMP_NE:
+        sqlite3_str_appendall(q->sql, "NOT ");
+        date_eq(q, lo, hi, v);
+        break;
+    case VL_CMP_LT:
+    case VL_CMP_LE:
+        sqlite3_str_appendf(q->sql, "(%s < ", lo);
+        vl_sqlq_int(q, v->lo);
+        if (v->cmp == VL_CMP_LE) {
+            sqlite3_str_appendall(q->sql, " OR ");
+            date_eq(q, lo, hi, v);
+        }
+        sqlite3_str_appendall(q->sql, ")");
+        break;
+    case VL_CMP_GT:
+    case VL_CMP_GE:
+        sqlite3_str_appendf(q->sql, "(%s > ", hi);
+        vl_sqlq_int(q, v->hi);
+        if (v->cmp == VL_CMP_GE) {
+            sqlite3_str_appendall(q->sql, " OR ");
+            date_eq(q, lo, hi, v);
+        }
+        sqlite3_str_appendall(q->sql, ")");
+        break;
+    }
+}
+
+static void quantity_value(vl_sqlq_t *q, const vl_query_value_t *v)
+{
+    static const char *const ops[] = {"=", "<>", "<", "<=", ">", ">="};
+    sqlite3_str_appendall(q->sql, "(");
+    if (v->cmp == VL_CMP_EQ || v->cmp == VL_CMP_NE) {
+        double tol = fabs(v->number) * 1e-9;
+        sqlite3_str_appendall(q->sql, v->cmp == VL_CMP_EQ ? "value BETWEEN " : "value NOT BETWEEN ");
+        bind_real(q, v->number - tol);
+        sqlite3_str_appendall(q->sql, " AND ");
+        bind_real(q, v->number + tol);
+    } else {
+        sqlite3_str_appendf(q->sql, "value %s ", ops[v->cmp]);
+        bind_real(q, v->number);
+    }
+    if (v->system && v->system[0]) {
+        sqlite3_str_appendall(q->sql, " AND system = ");
+        vl_sqlq_text(q, v->system);
+    }
+    if (v->text && v->text[0]) {
+        sqlite3_str_appendall(q->sql, " AND code = ");
+        vl_sqlq_text(q, v->text);
+    }
+    sqlite3_str_appendall(q->sql, ")");
+}
+
+static void index_value(vl_sqlq_t *q, const vl_query_cond_t *c, const vl_query_value_t *v)
+{
+    switch (c->kind) {
+    case VL_INDEX_TOKEN:
+        sqlite3_str_appendall(q->sql, "(1");
+        if (v->text) {
+            sqlite3_str_appendall(q->sql, " AND code = ");
+            vl_sqlq_text(q, v->text);
+        }
+        if (v->system && v->system[0] == '\0') {
+            sqlite3_str_appendall(q->sql, " AND system IS NULL");
+        } else if (v->system) {
+            sqlite3_str_appendall(q->sql, " AND system = ");
+            vl_sqlq_text(q, v->system);
+        }
+        sqlite3_str_appendall(q->sql, ")");
+        break;
+    case VL_INDEX_STRING:
+        if (c->match == VL_MATCH_EXACT) {
+            sqlite3_str_appendall(q->sql, "value = ");
+            vl_sqlq_text(q, v->text);
+        } else if (c->match == VL_MATCH_CONTAINS) {
+            sqlite3_str_appendall(q->sql, "instr(norm, ");
+            vl_sqlq_text(q, v->text);
+            sqlite3_str_appendall(q->sql, ") > 0");
+        } else {
+            sqlite3_str_appendall(q->sql, "substr(norm, 1, length(");
+            vl_sqlq_text(q, v->text);
+            sqlite3_str_appendall(q->sql, ")) = ");
+            vl_sqlq_text(q, v->text);
+        }
+        break;
+    case VL_INDEX_REFERENCE:
+        sqlite3_str_appendall(q->sql, "ref = ");
+        vl_sqlq_text(q, v->text);
+        break;
+    case VL_INDEX_DATE:
+        date_value(q, "lo", "hi", v);
+        break;
+    case VL_INDEX_QUANTITY:
+        quantity_value(q, v);
+        break;
+    }
+}
+
+/* Emits values [lo, hi) of `c` OR'd as a balanced tree (depth log2 n). */
+static void or_values(vl_sqlq_t *q, const vl_query_cond_t *c, size_t lo, size_t hi,
+                      int last_updated)
+{
+    if (hi - lo == 1) {
+        if (last_updated)
+            date_value(q, "r.last_updated", "(r.last_updated + 1)", &c->values[lo]);
+        else
+            index_value(q, c, &c->values[lo]);
+        return;
+    }
+    size_t mid = lo + (hi - lo) / 2;
+    sqlite3_str_appendall(q->sql, "(");
+    or_values(q, c, lo, mid, last_updated);
+    sqlite3_str_appendall(q->sql, " OR ");
+    or_values(q, c, mid, hi, last_updated);
+    sqlite3_str_appendall(q->sql, ")");
+}
+
+static const char *const tables[] = {"idx_token", "idx_string", "idx_reference", "idx_date",
+                                     "idx_quantity"};
+
+/* One condition as a boolean expression (no leading AND). */
+static void cond_sql(vl_sqlq_t *q, const vl_query_cond_t *c)
+{
+    if (strcmp(c->param, "_id") == 0) { /* any of several ids */
+        sqlite3_str_appendall(q->sql, "r.id IN (");
+        for (size_t i = 0; i < c->n; i++) {
+            if (i)
+                sqlite3_str_appendall(q->sql, ", ");
+            vl_sqlq_text(q, c->values[i].text ? c->values[i].text : "");
+        }
+        sqlite3_str_appendall(q->sql, ")");
+        return;
+    }
+    if (c->n == 0 && c->missing < 0) {
+        sqlite3_str_appendall(q->sql, "0");
+        return;
+    }
+    if (strcmp(c->param, "_lastUpdated") == 0) {
+        or_values(q, c, 0, c->n, 1);
+        return;
+    }
+    if (c->missing >= 0) {
+        sqlite3_str_appendf(q->sql, "r.rid %s (SELECT rid FROM %s WHERE param = ",
+                            c->missing ? "NOT IN" : "IN", tables[c->kind]);
+        vl_sqlq_text(q, c->param);
+        sqlite3_str_appendall(q->sql, ")");
+        return;
+    }
+    sqlite3_str_appendf(q->sql, "r.rid IN (SELECT rid FROM %s WHERE param = ", tables[c->kind]);
+    vl_sqlq_text(q, c->param);
+    sqlite3_str_appendall(q->sql, " AND ");
+    or_values(q, c, 0, c->n, 0);
+    sqlite3_str_appendall(q->sql, ")");
+}
+
+/* Conditions [lo, hi) AND'd as a balanced tree. */
+static void and_conds(vl_sqlq_t *q, const vl_query_t *query, size_t lo, size_t hi)
+{
+    if (hi - lo == 1) {
+        cond_sql(q, &query->conds[lo]);
+        return;
+    }
+    size_t mid = lo + (hi - lo) / 2;
+    sqlite3_str_appendall(q->sql, "(");
+    and_conds(q, query, lo, mid);
+    sqlite3_str_appendall(q->sql, " AND ");
+    and_conds(q, query, mid, hi);
+    sqlite3_str_appendall(q->sql, ")");
+}
+
+/* The FROM/WHERE part shared by the count and the page query. */
+static void where_sql(vl_sqlq_t *q, const vl_query_t *query, vl_scope_t scope)
+{
+    vl_sqlq_sql(q, " FROM resource r JOIN resource_version v ON v.rid = r.rid"
+                   " AND v.version = r.version WHERE r.deleted = 0 AND r.type = ");
+    vl_sqlq_text(q, query->type);
+    if (query->id) {
+        vl_sqlq_sql(q, " AND r.id = ");
+        vl_sqlq_text(q, query->id);
+    }
+    if (query->n) {
+        vl_sqlq_sql(q, " AND ");
+        and_conds(q, query, 0, query->n);
+    }
+    vl_sqlq_scope(q, scope, "v.seq");
+}
+
+int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *query, int with_total,
+                     size_t max_bytes, vl_records_t *out, vl_store_err_t *err)
+{
+    vl_sqlq_t *q = NULL;
+    sqlite3_stmt *st = NULL;
+    int ret = -1;
+    memset(out, 0, sizeof *out);
+
+    if (with_total) {
+        q = vl_sqlq_new(c->db);
+        if (!q)
+            return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
+        vl_sqlq_sql(q, "SELECT count(*)");
+        where_sql(q, query, scope);
+        if (vl_sqlq_prepare(q, &st, err) < 0)
+            goto out;
+        if (sqlite3_step(st) == SQLITE_ROW)
+            out->total = sqlite3_column_int64(st, 0);
+        else {
+            vl_sqlite_error(err, c->db, "counting matches");
+            goto out;
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+        vl_sqlq_free(q);
+        q = NULL;
+        if (query->count == 0) {
+            ret = 0;
+            goto out;
+        }
+    }
+
+    q = vl_sqlq_new(c->db);
+    if (!q)
+        return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
+    vl_sqlq_sql(q, "SELECT " VL_SQLITE_RECORD_COLUMNS);
+    where_sql(q, query, scope);
+    if (query->sort_param && strcmp(query->sort_param, "_lastUpdated") == 0) {
+        sqlite3_str_appendf(q->sql, " ORDER BY r.last_updated %s, r.rid",
+                            query->sort_desc ? "DESC" : "ASC");
+    } else if (query->sort_param) {
+        /* by the earliest (ascending) or latest (descending) date of the param */
+        sqlite3_str_appendf(q->sql,
+                            " ORDER BY (SELECT %s FROM idx_date d WHERE d.rid = r.rid AND"
+                            " d.param = ",
+                            query->sort_desc ? "max(hi)" : "min(lo)");
+        vl_sqlq_text(q, query->sort_param);
+        sqlite3_str_appendf(q->sql, ") %s NULLS LAST, r.rid", query->sort_desc ? "DESC" : "ASC");
+    } else {
+        sqlite3_str_appendall(q->sql, " ORDER BY r.rid");
+    }
+    vl_sqlq_sql(q, " LIMIT ");
+    vl_sqlq_int(q, query->count > 0 ? query->count : 50);
+    vl_sqlq_sql(q, " OFFSET ");
+    vl_sqlq_int(q, query->offset > 0 ? query->offset : 0);
+    if (vl_sqlq_prepare(q, &st, err) < 0)
+        goto out;
+    ret = vl_sqlite_collect(c->db, st, max_bytes, out, err);
+out:
+    vl_sqlq_free(q);
+    sqlite3_finalize(st);
+    if (ret < 0)
+        vl_records_free(out);
+    return ret;
+}

@@ -1,0 +1,350 @@
+/*
+ * The SQLite backend's writes, on the writer connection inside the
+ * writer's transaction (backend.h). Nothing here decides: the core checked
+ * the version and made the ledger entry; this file stores rows.
+ *
+ *   resource          one row per (type, id): current version, deleted flag
+ *   resource_version  every version, with its salt and ledger index
+ *   idx_*             the current version's search index rows
+ *   version_patient   the patient compartments of every version (a delete
+ *                     keeps those of the version it deletes)
+ *   ledger_*          entries, Merkle nodes, checkpoints, key rotations
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sqlite_internal.h"
+
+#define W(b, i, sql, err) vl_sqlite_stmt(&(b)->writer, i, sql, err)
+
+static int step_done(vl_backend_t *b, sqlite3_stmt *st, const char *what, vl_store_err_t *err)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return vl_sqlite_error(err, b->writer.db, what);
+    return 0;
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+int vl_sqlite_head(vl_backend_t *b, const char *type, const char *id, vl_bhead_t *out,
+                   vl_store_err_t *err)
+{
+    sqlite3_stmt *st =
+        W(b, ST_LOOKUP,
+          "SELECT rid, version, deleted, last_updated FROM resource WHERE type = ?1 AND id = ?2",
+          err);
+    int rc;
+    memset(out, 0, sizeof *out);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->rid = sqlite3_column_int64(st, 0);
+        out->head.exists = 1;
+        out->head.version = sqlite3_column_int64(st, 1);
+        out->head.deleted = sqlite3_column_int(st, 2);
+        out->head.last_updated_us = sqlite3_column_int64(st, 3);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return vl_sqlite_error(err, b->writer.db, "looking up a resource");
+    return 0;
+}
+
+static int delete_index(vl_backend_t *b, int64_t rid, vl_store_err_t *err)
+{
+    static const char *const sql[] = {
+        "DELETE FROM idx_token WHERE rid = ?1",     "DELETE FROM idx_string WHERE rid = ?1",
+        "DELETE FROM idx_reference WHERE rid = ?1", "DELETE FROM idx_date WHERE rid = ?1",
+        "DELETE FROM idx_quantity WHERE rid = ?1",
+    };
+    for (int i = 0; i < 5; i++) {
+        sqlite3_stmt *st = W(b, ST_DELETE_TOKEN + i, sql[i], err);
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 1, rid);
+        if (step_done(b, st, "clearing index rows", err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int insert_index(vl_backend_t *b, int64_t rid, const vl_index_t *ix, vl_store_err_t *err)
+{
+    for (size_t i = 0; i < ix->n; i++) {
+        const vl_index_row_t *row = &ix->rows[i];
+        sqlite3_stmt *st = NULL;
+        switch (row->kind) {
+        case VL_INDEX_TOKEN:
+            st = W(b, ST_INSERT_TOKEN,
+                   "INSERT INTO idx_token (rid, param, system, code) VALUES (?1, ?2, ?3, ?4)", err);
+            if (!st)
+                return -1;
+            bind_text_or_null(st, 3, row->system);
+            bind_text_or_null(st, 4, row->text ? row->text : "");
+            break;
+        case VL_INDEX_STRING:
+            st = W(b, ST_INSERT_STRING,
+                   "INSERT INTO idx_string (rid, param, value, norm) VALUES (?1, ?2, ?3, ?4)", err);
+            if (!st)
+                return -1;
+            bind_text_or_null(st, 3, row->text ? row->text : "");
+            bind_text_or_null(st, 4, row->norm ? row->norm : (row->text ? row->text : ""));
+            break;
+        case VL_INDEX_REFERENCE:
+            st = W(b, ST_INSERT_REFERENCE,
+                   "INSERT INTO idx_reference (rid, param, ref) VALUES (?1, ?2, ?3)", err);
+            if (!st)
+                return -1;
+            bind_text_or_null(st, 3, row->text ? row->text : "");
+            break;
+        case VL_INDEX_DATE:
+            st = W(b, ST_INSERT_DATE,
+                   "INSERT INTO idx_date (rid, param, lo, hi) VALUES (?1, ?2, ?3, ?4)", err);
+            if (!st)
+                return -1;
+            sqlite3_bind_int64(st, 3, row->lo);
+            sqlite3_bind_int64(st, 4, row->hi);
+            break;
+        case VL_INDEX_QUANTITY:
+            st = W(b, ST_INSERT_QUANTITY,
+                   "INSERT INTO idx_quantity (rid, param, value, system, code)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+                   err);
+            if (!st)
+                return -1;
+            sqlite3_bind_double(st, 3, row->number);
+            bind_text_or_null(st, 4, row->system);
+            bind_text_or_null(st, 5, row->text);
+            break;
+        }
+        sqlite3_bind_int64(st, 1, rid);
+        sqlite3_bind_text(st, 2, row->param, -1, SQLITE_STATIC);
+        if (step_done(b, st, "writing index rows", err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The compartments of version `seq`: the listed patients, or for a delete
+ * those of the version it deletes. */
+static int insert_patients(vl_backend_t *b, int64_t seq, const vl_store_put_t *p, int64_t rid,
+                           vl_store_err_t *err)
+{
+    sqlite3_stmt *st;
+    if (p->method == VL_METHOD_DELETE) {
+        st = W(b, ST_COPY_PATIENTS,
+               "INSERT INTO version_patient (seq, patient) SELECT ?1, vp.patient"
+               " FROM resource_version v JOIN version_patient vp ON vp.seq = v.seq"
+               " WHERE v.rid = ?2 AND v.version = ?3",
+               err);
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 1, seq);
+        sqlite3_bind_int64(st, 2, rid);
+        sqlite3_bind_int64(st, 3, p->version - 1);
+        return step_done(b, st, "writing compartments", err);
+    }
+    for (size_t i = 0; p->index && i < p->index->n_patients; i++) {
+        st = W(b, ST_INSERT_PATIENT,
+               "INSERT OR IGNORE INTO version_patient (seq, patient) VALUES (?1, ?2)", err);
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 1, seq);
+        sqlite3_bind_text(st, 2, p->index->patients[i], -1, SQLITE_STATIC);
+        if (step_done(b, st, "writing compartments", err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int vl_sqlite_write_version(vl_backend_t *b, const vl_store_put_t *p, const vl_bhead_t *head,
+                            int64_t time_us, const unsigned char salt[32], uint64_t ledger_index,
+                            vl_store_err_t *err)
+{
+    int deleted = p->method == VL_METHOD_DELETE;
+    int64_t rid = head->rid, seq;
+    sqlite3_stmt *st;
+
+    if (!head->head.exists) {
+        st = W(b, ST_INSERT_RESOURCE,
+               "INSERT INTO resource (type, id, version, deleted, last_updated)"
+               " VALUES (?1, ?2, ?3, ?4, ?5)",
+               err);
+        if (!st)
+            return -1;
+        sqlite3_bind_text(st, 1, p->type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, p->id, -1, SQLITE_STATIC);
+    } else {
+        st = W(b, ST_UPDATE_RESOURCE,
+               "UPDATE resource SET version = ?3, deleted = ?4, last_updated = ?5 WHERE rid = ?6",
+               err);
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 6, rid);
+    }
+    sqlite3_bind_int64(st, 3, p->version);
+    sqlite3_bind_int(st, 4, deleted);
+    sqlite3_bind_int64(st, 5, time_us);
+    if (step_done(b, st, "writing a resource", err) < 0)
+        return -1;
+    if (!head->head.exists)
+        rid = sqlite3_last_insert_rowid(b->writer.db);
+
+    st = W(b, ST_INSERT_VERSION,
+           "INSERT INTO resource_version (rid, version, last_updated, method, deleted, body, salt,"
+           " ledger_idx) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+           err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, rid);
+    sqlite3_bind_int64(st, 2, p->version);
+    sqlite3_bind_int64(st, 3, time_us);
+    sqlite3_bind_text(st, 4, vl_sqlite_method_name(p->method), -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 5, deleted);
+    if (!deleted)
+        sqlite3_bind_blob(st, 6, p->body, (int)p->body_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 6);
+    sqlite3_bind_blob(st, 7, salt, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, (sqlite3_int64)ledger_index);
+    if (step_done(b, st, "writing a version", err) < 0)
+        return -1;
+    seq = sqlite3_last_insert_rowid(b->writer.db);
+    if (insert_patients(b, seq, p, rid, err) < 0)
+        return -1;
+    if (head->head.exists && delete_index(b, rid, err) < 0)
+        return -1;
+    if (!deleted && p->index && insert_index(b, rid, p->index, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Ledger rows
+ * ---------------------------------------------------------------------- */
+
+int vl_sqlite_append_entry(vl_backend_t *b, uint64_t index, const char *line, size_t len,
+                           const unsigned char hash[VL_HASH_LEN], vl_store_err_t *err)
+{
+    sqlite3_stmt *st =
+        W(b, ST_LEDGER_ENTRY, "INSERT INTO ledger_entry (idx, line, hash) VALUES (?1, ?2, ?3)", err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)index);
+    sqlite3_bind_text(st, 2, line, (int)len, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, hash, VL_HASH_LEN, SQLITE_STATIC);
+    return step_done(b, st, "appending a ledger entry", err);
+}
+
+int vl_sqlite_put_node(vl_backend_t *b, int level, uint64_t index,
+                       const unsigned char hash[VL_HASH_LEN], vl_store_err_t *err)
+{
+    sqlite3_stmt *st = W(b, ST_LEDGER_PUT_NODE,
+                         "INSERT INTO ledger_node (level, idx, hash) VALUES (?1, ?2, ?3)", err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int(st, 1, level);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)index);
+    sqlite3_bind_blob(st, 3, hash, VL_HASH_LEN, SQLITE_STATIC);
+    return step_done(b, st, "storing a ledger node", err);
+}
+
+int vl_sqlite_put_checkpoint(vl_backend_t *b, uint64_t size, const char *note, size_t len,
+                             vl_store_err_t *err)
+{
+    sqlite3_stmt *st =
+        W(b, ST_LEDGER_CHECKPOINT,
+          "INSERT OR REPLACE INTO ledger_checkpoint (size, note) VALUES (?1, ?2)", err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)size);
+    sqlite3_bind_text(st, 2, note, (int)len, SQLITE_STATIC);
+    return step_done(b, st, "storing a checkpoint", err);
+}
+
+int vl_sqlite_put_rotation(vl_backend_t *b, uint64_t index, const char *vkey,
+                           vl_store_err_t *err)
+{
+    sqlite3_stmt *st = W(b, ST_LEDGER_ROTATION,
+                         "INSERT INTO ledger_rotation (idx, vkey) VALUES (?1, ?2)", err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)index);
+    sqlite3_bind_text(st, 2, vkey, -1, SQLITE_STATIC);
+    return step_done(b, st, "storing a key rotation", err);
+}
+
+/* ------------------------------------------------------------------------
+ * Anchoring versions written before the ledger existed
+ * ---------------------------------------------------------------------- */
+
+int vl_sqlite_unanchored(vl_backend_t *b, vl_bunanchored_fn fn, void *ctx, vl_store_err_t *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc, ret = -1;
+    if (sqlite3_prepare_v2(b->writer.db,
+                           "SELECT v.seq, r.type, r.id, v.version, v.method, v.body, v.salt,"
+                           " v.last_updated FROM resource_version v JOIN resource r ON r.rid = v.rid"
+                           " WHERE +v.ledger_idx IS NULL ORDER BY v.seq",
+                           -1, &st, NULL) != SQLITE_OK)
+        return vl_sqlite_error(err, b->writer.db, "reading unanchored versions");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *method = (const char *)sqlite3_column_text(st, 4);
+        vl_bunanchored_t v = {
+            .seq = sqlite3_column_int64(st, 0),
+            .type = (const char *)sqlite3_column_text(st, 1),
+            .id = (const char *)sqlite3_column_text(st, 2),
+            .version = sqlite3_column_int64(st, 3),
+            .method = !strcmp(method, "DELETE") ? VL_METHOD_DELETE
+                      : !strcmp(method, "PUT")  ? VL_METHOD_PUT
+                                                : VL_METHOD_POST,
+            .body = sqlite3_column_blob(st, 5),
+            .body_len = (size_t)sqlite3_column_bytes(st, 5),
+            .salt = sqlite3_column_blob(st, 6),
+            .time_us = sqlite3_column_int64(st, 7),
+        };
+        if (sqlite3_column_bytes(st, 6) != 32) {
+            vl_store_fail(err, VL_STORE_FAILED, "a version has no 32-byte salt");
+            goto out;
+        }
+        if (fn(ctx, &v) != 0)
+            goto out;
+    }
+    if (rc != SQLITE_DONE) {
+        vl_sqlite_error(err, b->writer.db, "reading unanchored versions");
+        goto out;
+    }
+    ret = 0;
+out:
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int vl_sqlite_anchor(vl_backend_t *b, int64_t seq, uint64_t index, vl_store_err_t *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+    if (sqlite3_prepare_v2(b->writer.db,
+                           "UPDATE resource_version SET ledger_idx = ?1 WHERE seq = ?2", -1, &st,
+                           NULL) != SQLITE_OK)
+        return vl_sqlite_error(err, b->writer.db, "anchoring a version");
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)index);
+    sqlite3_bind_int64(st, 2, seq);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return vl_sqlite_error(err, b->writer.db, "anchoring a version");
+    return 0;
+}
