@@ -116,7 +116,8 @@ void vl_params_init(vl_params_t *p);
 void vl_params_free(vl_params_t *p);
 int vl_params_add(vl_params_t *p, const char *name, const char *value);
 /** Parses an application/x-www-form-urlencoded string (a query string or a
- *  POST _search body) and appends its parameters. */
+ *  POST _search body) and appends its parameters. -1 when out of memory or
+ *  when a decoded name or value is not UTF-8 text (vl_text_valid). */
 int vl_params_parse_form(vl_params_t *p, const char *form, size_t len);
 /** First value of `name`, or NULL (borrowed). */
 const char *vl_params_get(const vl_params_t *p, const char *name);

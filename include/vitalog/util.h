@@ -151,6 +151,11 @@ void vl_buf_free(vl_buf_t *b);
  */
 int vl_grow(void *items, size_t *cap, size_t need, size_t size) VL_WARN_UNUSED;
 
+/** True when `s` is valid UTF-8 (RFC 3629: no overlong forms, no
+ *  surrogates, at most U+10FFFF) without control characters other than
+ *  tab. NULL is valid (empty). */
+int vl_text_valid(const char *s);
+
 /**
  * An arena: many small allocations freed at once (the h2o memory pool).
  * Allocations are 16-byte aligned; nothing is freed one by one.

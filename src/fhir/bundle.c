@@ -161,6 +161,129 @@ static void error_from_response(const vl_fhir_response_t *res, vl_error_t *err)
 }
 
 /* ------------------------------------------------------------------------
+ * References
+ * ---------------------------------------------------------------------- */
+
+static target_t *map_find(bundle_t *b, const char *url)
+{
+    for (size_t i = 0; i < b->nmap; i++)
+        if (!strcmp(b->map[i].full_url, url))
+            return &b->map[i];
+    return NULL;
+}
+
+static void map_resolved(target_t *t)
+{
+    entry_t *e = t->e;
+    if (e->w.id[0]) /* a conditional delete that matched nothing names nothing */
+        snprintf(t->ref, sizeof t->ref, "%s/%s", e->w.type->name, e->w.id);
+}
+
+/* Rewrites every string equal to a resolved fullUrl. Returns 1 if some
+ * string names a target not yet resolved or is a conditional reference
+ * (the entry must then be rewritten inside the unit), 0 otherwise, -1 out
+ * of memory. With `txn`, conditional references are resolved by search. */
+static int rewrite(bundle_t *b, json_t *node, const char *key, vl_store_txn_t *txn,
+                   vl_scope_t scope, vl_error_t *err);
+
+static int rewrite_string(bundle_t *b, json_t *parent, const char *key, size_t index,
+                          const char *s, vl_store_txn_t *txn, vl_scope_t scope, vl_error_t *err)
+{
+    target_t *t = map_find(b, s);
+    const char *to = NULL;
+    char found[140];
+    if (t) {
+        if (!t->ref[0])
+            return 1;
+        to = t->ref;
+    } else if (key && !strcmp(key, "reference") && strchr(s, '?')) {
+        /* a conditional reference: "Type?search" must match exactly one */
+        const char *q = strchr(s, '?');
+        char type[65];
+        const vl_fhir_type_t *ft;
+        vl_write_t probe;
+        vl_records_t hits;
+        vl_store_err_t serr = VL_STORE_ERR_INIT;
+        vl_query_t query;
+        if ((size_t)(q - s) >= sizeof type)
+            return vl_error_set(err, 400, "invalid", NULL, "'%.80s' is not a reference", s);
+        memcpy(type, s, (size_t)(q - s));
+        type[q - s] = '\0';
+        ft = vl_fhir_type_find(type);
+        if (!ft)
+            return vl_error_set(err, 400, "invalid", NULL,
+                                "the conditional reference '%.80s' names no served type", s);
+        vl_write_init(&probe, VL_W_UPDATE, ft, NULL);
+        if (vl_write_condition_text(&probe, s, err) < 0) {
+            vl_write_release(&probe);
+            return -1;
+        }
+        query = probe.cond.query;
+        query.count = 2;
+        query.offset = 0;
+        if ((txn ? vl_store_txn_search(txn, scope, &query, 0, &hits, &serr)
+                 : vl_store_search(b->x->f->opts.store, scope, &query, 0, 0, &hits, &serr)) < 0) {
+            vl_write_release(&probe);
+            return vl_fhir_store_error(&serr, err);
+        }
+        vl_write_release(&probe);
+        if (hits.n != 1) {
+            vl_records_free(&hits);
+            return vl_error_set(err, 412, hits.n ? "multiple-matches" : "not-found", NULL,
+                                "the conditional reference '%.80s' matches %s", s,
+                                hits.n ? "more than one resource" : "no resource");
+        }
+        snprintf(found, sizeof found, "%s/%s", hits.items[0].type, hits.items[0].id);
+        vl_records_free(&hits);
+        to = found;
+    } else {
+        return 0;
+    }
+    {
+        json_t *v = json_string(to);
+        int rc = !v ? -1
+                 : json_is_array(parent) ? json_array_set_new(parent, index, v)
+                                         : json_object_set_new(parent, key, v);
+        if (rc < 0)
+            return vl_error_set(err, 500, "exception", NULL, "out of memory");
+    }
+    return 0;
+}
+
+static int rewrite(bundle_t *b, json_t *node, const char *key, vl_store_txn_t *txn,
+                   vl_scope_t scope, vl_error_t *err)
+{
+    int late = 0, rc;
+    (void)key;
+    if (json_is_object(node)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(node, k, v)
+        {
+            if (vl_json_is_string(v))
+                rc = rewrite_string(b, node, k, 0, json_string_value(v), txn, scope, err);
+            else
+                rc = rewrite(b, v, k, txn, scope, err);
+            if (rc < 0)
+                return -1;
+            late |= rc;
+        }
+    } else if (json_is_array(node)) {
+        for (size_t i = 0; i < json_array_size(node); i++) {
+            json_t *v = json_array_get(node, i);
+            if (vl_json_is_string(v))
+                rc = rewrite_string(b, node, key, i, json_string_value(v), txn, scope, err);
+            else
+                rc = rewrite(b, v, key, txn, scope, err);
+            if (rc < 0)
+                return -1;
+            late |= rc;
+        }
+    }
+    return late;
+}
+
+/* ------------------------------------------------------------------------
  * Reading the Bundle
  * ---------------------------------------------------------------------- */
 
@@ -221,6 +344,10 @@ static void plan_entry(bundle_t *b, entry_t *e, const json_t *je)
         if (!vl_json_is_string(rt) || strcmp(json_string_value(rt), s->type->name) != 0)
             return entry_failf(e, 400, "invalid", "the resource of %s %s must be a %s", e->method,
                                e->url, s->type->name);
+        /* conditional references ("Type?search", transactions only) resolve
+         * against the state before the transaction, before validation */
+        if (b->transaction && rewrite(b, s->body, NULL, NULL, s->scope, &err) < 0)
+            return entry_fail(e, &err);
         if (vl_fhir_validate(s->type, s->body, &err) < 0)
             return entry_fail(e, &err);
     }
@@ -260,128 +387,8 @@ static void plan_entry(bundle_t *b, entry_t *e, const json_t *je)
 }
 
 /* ------------------------------------------------------------------------
- * Transactions: references
+ * Transactions
  * ---------------------------------------------------------------------- */
-
-static target_t *map_find(bundle_t *b, const char *url)
-{
-    for (size_t i = 0; i < b->nmap; i++)
-        if (!strcmp(b->map[i].full_url, url))
-            return &b->map[i];
-    return NULL;
-}
-
-static void map_resolved(target_t *t)
-{
-    entry_t *e = t->e;
-    if (e->w.id[0]) /* a conditional delete that matched nothing names nothing */
-        snprintf(t->ref, sizeof t->ref, "%s/%s", e->w.type->name, e->w.id);
-}
-
-/* Rewrites every string equal to a resolved fullUrl. Returns 1 if some
- * string names a target not yet resolved or is a conditional reference
- * (the entry must then be rewritten inside the unit), 0 otherwise, -1 out
- * of memory. With `txn`, conditional references are resolved by search. */
-static int rewrite(bundle_t *b, json_t *node, const char *key, vl_store_txn_t *txn,
-                   vl_scope_t scope, vl_error_t *err);
-
-static int rewrite_string(bundle_t *b, json_t *parent, const char *key, size_t index,
-                          const char *s, vl_store_txn_t *txn, vl_scope_t scope, vl_error_t *err)
-{
-    target_t *t = map_find(b, s);
-    const char *to = NULL;
-    char found[140];
-    if (t) {
-        if (!t->ref[0])
-            return 1;
-        to = t->ref;
-    } else if (key && !strcmp(key, "reference") && strchr(s, '?')) {
-        /* a conditional reference: "Type?search" must match exactly one */
-        const char *q = strchr(s, '?');
-        char type[65];
-        const vl_fhir_type_t *ft;
-        vl_write_t probe;
-        vl_records_t hits;
-        vl_store_err_t serr = VL_STORE_ERR_INIT;
-        vl_query_t query;
-        if ((size_t)(q - s) >= sizeof type)
-            return vl_error_set(err, 400, "invalid", NULL, "'%.80s' is not a reference", s);
-        memcpy(type, s, (size_t)(q - s));
-        type[q - s] = '\0';
-        ft = vl_fhir_type_find(type);
-        if (!ft)
-            return vl_error_set(err, 400, "invalid", NULL,
-                                "the conditional reference '%.80s' names no served type", s);
-        if (!txn)
-            return 1;
-        vl_write_init(&probe, VL_W_UPDATE, ft, NULL);
-        if (vl_write_condition_text(&probe, s, err) < 0) {
-            vl_write_release(&probe);
-            return -1;
-        }
-        query = probe.cond.query;
-        query.count = 2;
-        query.offset = 0;
-        if (vl_store_txn_search(txn, scope, &query, 0, &hits, &serr) < 0) {
-            vl_write_release(&probe);
-            return vl_fhir_store_error(&serr, err);
-        }
-        vl_write_release(&probe);
-        if (hits.n != 1) {
-            vl_records_free(&hits);
-            return vl_error_set(err, 412, hits.n ? "multiple-matches" : "not-found", NULL,
-                                "the conditional reference '%.80s' matches %s", s,
-                                hits.n ? "more than one resource" : "no resource");
-        }
-        snprintf(found, sizeof found, "%s/%s", hits.items[0].type, hits.items[0].id);
-        vl_records_free(&hits);
-        to = found;
-    } else {
-        return 0;
-    }
-    {
-        json_t *v = json_string(to);
-        int rc = !v ? -1
-                 : json_is_array(parent) ? json_array_set_new(parent, index, v)
-                                         : json_object_set_new(parent, key, v);
-        if (rc < 0)
-            return vl_error_set(err, 500, "exception", NULL, "out of memory");
-    }
-    return 0;
-}
-
-static int rewrite(bundle_t *b, json_t *node, const char *key, vl_store_txn_t *txn,
-                   vl_scope_t scope, vl_error_t *err)
-{
-    int late = 0, rc;
-    (void)key;
-    if (json_is_object(node)) {
-        const char *k;
-        json_t *v;
-        json_object_foreach(node, k, v)
-        {
-            if (vl_json_is_string(v))
-                rc = rewrite_string(b, node, k, 0, json_string_value(v), txn, scope, err);
-            else
-                rc = rewrite(b, v, k, txn, scope, err);
-            if (rc < 0)
-                return -1;
-            late |= rc;
-        }
-    } else if (json_is_array(node)) {
-        for (size_t i = 0; i < json_array_size(node); i++) {
-            json_t *v = json_array_get(node, i);
-            if (vl_json_is_string(v))
-                rc = rewrite_string(b, node, key, i, json_string_value(v), txn, scope, err);
-            else
-                rc = rewrite(b, v, key, txn, scope, err);
-            if (rc < 0)
-                return -1;
-            late |= rc;
-        }
-    }
-    return late;
-}
 
 /* Caller thread: the map of fullUrls, rewriting what is known, preparing
  * what can be. 0, or -1 with the failing entry in b->failed. */

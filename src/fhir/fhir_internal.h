@@ -142,6 +142,7 @@ typedef struct vl_write {
     int conditional; /* create with If-None-Exist; update/delete by search */
     vl_search_t cond;
     int64_t if_match; /* 0: none */
+    int must_be_new;  /* a conditional update that matched nothing, with the body's id */
     json_t *resource; /* create/update (owned) */
     vl_index_t index;
     vl_render_t parts;

@@ -353,7 +353,8 @@ static int route(const char *path, const char *method, match_t *m)
             continue;
         if (!strstr(m->allow, r->method)) {
             size_t len = strlen(m->allow);
-            snprintf(m->allow + len, sizeof m->allow - len, "%s%s", len ? ", " : "", r->method);
+            snprintf(m->allow + len, sizeof m->allow - len, "%s%s%s", len ? ", " : "",
+                     r->method, strcmp(r->method, "GET") ? "" : ", HEAD");
         }
         if (!m->row && method_is(r->method, method))
             m->row = r;
@@ -415,8 +416,8 @@ static int route_request(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
         char known[512];
         known_operations(known, sizeof known);
         return vl_x_fail(res, 404, "not-supported",
-                         "unknown operation '%.64s' at %s; this server's operations: %s",
-                         m.op_capture, m.pattern, known);
+                         "unknown operation '%.64s' (%.200s); this server's operations: %s",
+                         m.op_capture, req->path, known);
     }
     if (m.type) {
         x->type = vl_fhir_type_find(m.type);
@@ -610,7 +611,8 @@ int vl_fhir_handle(vl_fhir_t *f, const vl_fhir_request_t *req, vl_fhir_notify_fn
     if (rc == 1)
         return 1;
 done:
-    if (x->row && (x->row->flags & VL_ROW_SYSTEM) && !res->content_type)
+    /* outside /fhir every JSON answer, errors included, is plain JSON */
+    if (!res->content_type && strncmp(req->path, "/fhir", 5) != 0)
         res->content_type = "application/json";
     return 0;
 }

@@ -201,7 +201,9 @@ int vl_params_parse_form(vl_params_t *p, const char *form, size_t len)
             size_t nlen = eq ? (size_t)(eq - (form + i)) : j - i;
             char *name = form_decode(form + i, nlen);
             char *value = eq ? form_decode(eq + 1, (size_t)(form + j - eq - 1)) : strdup("");
-            if (!name || !value || params_push(p, name, value) != 0) {
+            /* decoded text must be UTF-8 without control characters */
+            if (!name || !value || !vl_text_valid(name) || !vl_text_valid(value) ||
+                params_push(p, name, value) != 0) {
                 free(name);
                 free(value);
                 return -1;

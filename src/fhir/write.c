@@ -11,8 +11,9 @@
  *                                       written, the match is the answer
  *                                       (200); more: 412
  *               update by search        0: create (with the body's id if
- *                                       it has one); 1: update it (a body
- *                                       id that differs: 400); more: 412
+ *                                       it has one, 409 if that id is taken);
+ *                                       1: update it (a body id that
+ *                                       differs: 400); more: 412
  *               delete by search        0: nothing (204); 1: delete it;
  *                                       more: 412
  *   execute   the state check (If-Match: 412; create of an existing id:
@@ -163,7 +164,10 @@ int vl_write_resolve(vl_store_txn_t *txn, vl_scope_t scope, vl_write_t *w, vl_er
             }
             snprintf(w->id, sizeof w->id, "%s", hits.items[0].id);
         } else if (body_id) {
+            /* no match: a create with the body's id, never an update of
+             * whatever resource already has that id (execute checks) */
             snprintf(w->id, sizeof w->id, "%s", body_id);
+            w->must_be_new = 1;
         } else {
             vl_id_new(w->id);
         }
@@ -193,6 +197,11 @@ int vl_write_execute(vl_store_txn_t *txn, vl_write_t *w, vl_error_t *err)
         return store_failed(&serr, err);
     if (w->op == VL_W_CREATE && head.exists)
         return vl_error_set(err, 409, "duplicate", NULL, "%s/%s already exists", name, w->id);
+    if (w->must_be_new && head.exists && !head.deleted)
+        return vl_error_set(err, 409, "conflict", "id",
+                            "the condition matches no %s, but %s/%s exists: its id cannot be "
+                            "used for a new resource",
+                            name, name, w->id);
     if (w->if_match && (!head.exists || w->if_match != head.version))
         return vl_error_set(err, 412, "conflict", NULL,
                             "If-Match names version %lld but the current version is %lld",

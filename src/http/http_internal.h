@@ -32,6 +32,7 @@ struct vl_http {
     char base_url[256];
     uint16_t port;
     size_t discard_max;         /* bytes of an oversized body read before answering */
+    char too_long_msg[160];     /* the 414's diagnostics */
     atomic_long active;         /* requests between first callback and completion */
     atomic_long pending_writes; /* answers waiting for the store */
     atomic_long suspended;      /* connections suspended and not yet answered */
@@ -50,6 +51,9 @@ struct vl_http {
 typedef enum { VL_WRITE_IDLE, VL_WRITE_PENDING, VL_WRITE_DONE } vl_write_state_t;
 
 typedef struct vl_request {
+    int started;        /* set up by the first on_request() (on_uri() allocated it) */
+    size_t raw_len;     /* bytes of the request target as sent, query included */
+    int encoded_slash;  /* the raw path holds %2F */
     vl_http_t *http;
     struct MHD_Connection *conn;
     char request_id[33];

@@ -3,7 +3,9 @@
  *
  * REQUEST LIFECYCLE
  *
- *   first call      allocate vl_request_t; framing checks (RFC 9112 6.1, 6.3:
+ *   request line    on_uri(): allocate vl_request_t with the raw target's
+ *                   length (path and query) and whether its path holds %2F
+ *   first call      set it up; framing checks (RFC 9112 6.1, 6.3:
  *                   Content-Length and Transfer-Encoding together, several
  *                   Content-Lengths, an unknown Transfer-Encoding, a header
  *                   name with whitespace, HTTP/1.1 without exactly one
@@ -66,46 +68,6 @@ static void sleep_ms(unsigned ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-/* Valid UTF-8 (RFC 3629: no overlongs, no surrogates, at most U+10FFFF)
- * without control characters other than tab. */
-static int text_ok(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (p && *p) {
-        unsigned char c = *p;
-        int n;
-        uint32_t cp;
-        if (c < 0x80) {
-            if ((c < 0x20 && c != '\t') || c == 0x7f)
-                return 0;
-            p++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        for (int i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-            return 0;
-        p += n + 1;
-    }
-    return 1;
 }
 
 /* ------------------------------------------------------------------------
@@ -309,7 +271,7 @@ static MHD_RESULT collect_arg(void *cls, enum MHD_ValueKind kind, const char *ke
 {
     vl_request_t *req = cls;
     (void)kind;
-    if (!text_ok(key) || !text_ok(value))
+    if (!vl_text_valid(key) || !vl_text_valid(value))
         req->bad_text = 1;
     if (vl_params_add(&req->params, key, value ? value : "") < 0)
         req->oom = 1;
@@ -401,14 +363,39 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
     return (size_t)(w - s);
 }
 
-static vl_request_t *request_new(vl_http_t *h, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version)
+/* The first callback of a request, with the raw request target (path and
+ * query as sent): its length and encoded slashes are judged here, where
+ * the query is still part of it. The request context starts here. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     vl_request_t *req = calloc(1, sizeof *req);
-    const char *rid, *clen, *why;
-    size_t ulen = strlen(url);
+    const char *q;
+    size_t plen;
+    (void)cls;
+    (void)conn;
     if (!req)
         return NULL;
+    req->raw_len = strlen(uri);
+    q = strchr(uri, '?');
+    plen = q ? (size_t)(q - uri) : req->raw_len;
+    /* "%2F" in the path would become a '/' once decoded: a segment that
+     * holds a slash is not a FHIR path (and a proxy might route it apart) */
+    for (size_t i = 0; i + 2 < plen; i++)
+        if (uri[i] == '%' && uri[i + 1] == '2' && (uri[i + 2] == 'F' || uri[i + 2] == 'f'))
+            req->encoded_slash = 1;
+    return req;
+}
+
+/* Sets up the request context on_uri() allocated (or a new one). */
+static vl_request_t *request_new(vl_http_t *h, vl_request_t *req, struct MHD_Connection *conn,
+                                 const char *url, const char *method, const char *version)
+{
+    const char *rid, *clen, *why;
+    if (!req)
+        req = calloc(1, sizeof *req);
+    if (!req)
+        return NULL;
+    req->started = 1;
     req->http = h;
     req->conn = conn;
     req->start_us = vl_time_now_us();
@@ -429,10 +416,10 @@ static vl_request_t *request_new(vl_http_t *h, struct MHD_Connection *conn, cons
         req->close = 1;
         return req;
     }
-    if (ulen > h->opts.max_path) {
+    if (req->raw_len > h->opts.max_path || strlen(url) > h->opts.max_path) {
         req->reject = 414;
         req->reject_code = "too-long";
-        req->reject_msg = "the request target is longer than this server accepts";
+        req->reject_msg = h->too_long_msg;
         return req;
     }
     req->path = strdup(url);
@@ -446,7 +433,11 @@ static vl_request_t *request_new(vl_http_t *h, struct MHD_Connection *conn, cons
         req->reject = 500;
         req->reject_code = "exception";
         req->reject_msg = "out of memory";
-    } else if (req->bad_text || !text_ok(req->path)) {
+    } else if (req->encoded_slash) {
+        req->reject = 400;
+        req->reject_code = "invalid";
+        req->reject_msg = "the path holds an encoded slash (%2F), which no FHIR path segment does";
+    } else if (req->bad_text || !vl_text_valid(req->path)) {
         req->reject = 400;
         req->reject_code = "invalid";
         req->reject_msg = "the URL is not valid UTF-8 or holds a control character (such as %00)";
@@ -502,9 +493,10 @@ static MHD_RESULT on_request(void *cls, struct MHD_Connection *conn, const char 
 {
     vl_http_t *h = cls;
     vl_request_t *req = *con_cls;
-    if (!req) {
+    if (!req || !req->started) {
         headers_arrived(h, conn);
-        req = request_new(h, conn, url, method, version);
+        *con_cls = NULL; /* request_new() frees it when it fails */
+        req = request_new(h, req, conn, url, method, version);
         if (!req)
             return MHD_NO;
         *con_cls = req;
@@ -572,6 +564,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     if (!req)
         return;
+    if (!req->started) { /* the connection ended before the headers did */
+        free(req);
+        *con_cls = NULL;
+        return;
+    }
     {
         int64_t us = vl_time_now_us() - req->start_us;
         int status = req->status;
@@ -752,6 +749,10 @@ int vl_http_start(const vl_http_options_t *opts, const vl_fhir_options_t *fopts,
         h->opts.max_conns_per_ip = h->opts.max_conns / 4 ? h->opts.max_conns / 4 : 1;
     if (!h->opts.max_path)
         h->opts.max_path = VL_HTTP_DEFAULT_MAX_PATH;
+    snprintf(h->too_long_msg, sizeof h->too_long_msg,
+             "the request target (path and query) is longer than %zu bytes; send long "
+             "searches as POST [type]/_search",
+             h->opts.max_path);
     h->discard_max = 4 * h->opts.max_body > VL_HTTP_DISCARD_MIN ? 4 * h->opts.max_body
                                                                  : VL_HTTP_DISCARD_MIN;
     if (opts->base_url) {
@@ -789,7 +790,8 @@ int vl_http_start(const vl_http_options_t *opts, const vl_fhir_options_t *fopts,
         h->opts.conn_timeout, MHD_OPTION_CONNECTION_LIMIT, h->opts.max_conns,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, h->opts.max_conns_per_ip,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
-        on_connection, h, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
+        on_connection, h, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_END);
     if (!h->daemon) {
         close(fd);
         vl_error_set(err, 500, "exception", NULL, "cannot serve on %s:%u", h->opts.host,

@@ -264,7 +264,7 @@ static void test_routing(void **state)
     done(&a);
     call(f, "PATCH", "/fhir/Patient/x", NULL, &a);
     assert_int_equal(a.status, 405);
-    assert_string_equal(a.allow, "GET, PUT, DELETE");
+    assert_string_equal(a.allow, "GET, HEAD, PUT, DELETE");
     done(&a);
     call(f, "GET", "/fhir/Consent", NULL, &a);
     assert_int_equal(a.status, 404);

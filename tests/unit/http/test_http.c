@@ -172,20 +172,20 @@ static void test_allow_headers(void **state)
     request(f, "PATCH", "/fhir/Observation/abc", NULL, NULL, -1, &r);
     assert_int_equal(r.status, 405);
     assert_true(r.has_allow);
-    assert_string_equal(r.allow, "GET, PUT, DELETE");
+    assert_string_equal(r.allow, "GET, HEAD, PUT, DELETE");
     request(f, "PATCH", "/fhir/Observation", NULL, NULL, -1, &r);
     assert_int_equal(r.status, 405);
-    assert_string_equal(r.allow, "GET, POST, PUT, DELETE");
+    assert_string_equal(r.allow, "GET, HEAD, POST, PUT, DELETE");
     /* the base takes Bundles only */
     request(f, "GET", "/fhir", NULL, NULL, -1, &r);
     assert_int_equal(r.status, 405);
     assert_string_equal(r.allow, "POST");
     request(f, "POST", "/healthz", NULL, NULL, -1, &r);
     assert_int_equal(r.status, 405);
-    assert_string_equal(r.allow, "GET");
+    assert_string_equal(r.allow, "GET, HEAD");
     request(f, "DELETE", "/ledger/checkpoint", NULL, NULL, -1, &r);
     assert_int_equal(r.status, 405);
-    assert_string_equal(r.allow, "GET");
+    assert_string_equal(r.allow, "GET, HEAD");
 }
 
 static void test_url_control_characters(void **state)
