@@ -76,7 +76,14 @@ if [ -n "$DEL" ]; then
 fi
 NWRITES=$(wc -l <"$T/receipts")
 
-sleep 1.5
+# the only checkpoint before the stop: explicit, covering all NWRITES entries
+# (no timed checkpoint can land in between, see CHECKPOINT_MS in lib.sh), so
+# the tampered copies below fail at the entry they change, not at a
+# checkpoint that happened to follow it
+code=$(http GET "$BASE/ledger/checkpoint" "$T/cp")
+[ "$code" = 200 ] && [ "$(sed -n 2p "$T/cp.body")" = "$NWRITES" ] &&
+    pass "GET /ledger/checkpoint signs size $NWRITES" ||
+    fail "GET /ledger/checkpoint: status $code, size '$(sed -n 2p "$T/cp.body")', want $NWRITES"
 code=$(http GET "$BASE/ledger/export" "$T/export")
 cp "$T/export.body" "$T/export.ndjson"
 [ "$code" = 200 ] && pass "GET /ledger/export 200 ($(wc -l <"$T/export.ndjson") lines)" ||
@@ -161,6 +168,9 @@ NENT=$(grep -vc '^{"checkpoint":' "$T/export.ndjson")
     fail "export holds $NENT entries for $NWRITES acknowledged writes"
 [[ "$(tail -1 "$T/export.ndjson")" == '{"checkpoint":'* ]] && pass "export ends with a checkpoint" ||
     fail "export does not end with a checkpoint line"
+NCP=$(grep -c '^{"checkpoint":' "$T/export.ndjson")
+[ "$NCP" = 1 ] && pass "export holds exactly the one checkpoint asked for" ||
+    fail "export holds $NCP checkpoints, want 1 (only GET /ledger/checkpoint signs one here)"
 
 # --- tampered copies must fail ------------------------------------------------------
 # line number (1-based) of the K-th entry line (K from 1)

@@ -12,6 +12,13 @@
 # key. Their exports, `vitalog export` and the databases themselves are then
 # tampered with one change at a time.
 #
+# Where checkpoints land is fixed, never timed: the servers run with
+# --checkpoint-ms at its maximum (an hour), so they sign only at a clean
+# stop and when asked (GET /ledger/checkpoint, /ledger/export). D's export
+# holds checkpoints at sizes 20 (the first stop), 30 (asked for) and 38
+# (asked for before the export); the script checks that layout, since the
+# expected failure messages below name entries and checkpoints by it.
+#
 # Prints "ledger tamper: N passed, M failed" and exits non-zero on any failure.
 # Only processes this script started are ever signalled (by their pid).
 set -u
@@ -49,10 +56,10 @@ start() {
     mkdir -p "$dir"
     rm -f "$dir/port"
     "$VITALOG" serve --data "$dir" --listen 127.0.0.1:0 --port-file "$dir/port" \
-        --log-level warn 2>>"$T/$name.log" &
+        --checkpoint-ms 3600000 --log-level warn 2>>"$T/$name.log" &
     pid=$!
     PIDS+=("$pid")
-    for _ in $(seq 1 400); do
+    for _ in $(seq 1 1200); do # up to 60 s on a loaded machine
         if [ -s "$dir/port" ]; then
             port=$(cat "$dir/port")
             if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ]; then
@@ -108,6 +115,13 @@ put() {
 del() {
     curl -s -o /dev/null -w '%{http_code}' "${AUTH[@]}" -X DELETE \
         "http://127.0.0.1:$1/fhir/Observation/$2"
+}
+
+# checkpoint PORT SIZE: asks for a checkpoint; it must cover SIZE entries.
+checkpoint() {
+    local got
+    got=$(curl -sf "${AUTH[@]}" "http://127.0.0.1:$1/ledger/checkpoint" | sed -n 2p)
+    [ "$got" = "$2" ] || fail "GET /ledger/checkpoint signed size '$got', want $2"
 }
 
 # ---------------------------------------------------------------------------
@@ -240,11 +254,13 @@ cp -a "$D" "$F" && rm -f "$F/port"
 start "$D" main
 P=$PORT_main
 for i in $(seq 1 10); do IDS+=("$(post "$P")"); done
+checkpoint "$P" 30
 for i in 0 3 6 9 12; do
     [ "$(put "$P" "${IDS[$i]}" 80.00)" = 200 ] || fail "update of ${IDS[$i]}"
 done
-for i in 1 4 7; do
-    [ "$(del "$P" "${IDS[$i]}")" = 200 ] || [ "$(del "$P" "${IDS[$i]}")" = 204 ] || true
+for i in 1 4 7; do # one DELETE each: a second could add an entry of its own
+    code=$(del "$P" "${IDS[$i]}")
+    [ "$code" = 200 ] || [ "$code" = 204 ] || fail "delete of ${IDS[$i]}: status $code"
 done
 start "$F" fork
 auth "$F"
@@ -252,8 +268,12 @@ for i in 1 2 3; do post "$PORT_fork" >/dev/null; done
 start "$O" other
 auth "$O"
 for i in 1 2; do post "$PORT_other" >/dev/null; done
-sleep 1.5 # a checkpoint is signed within a second
+auth "$F"
+checkpoint "$PORT_fork" 23
+auth "$O"
+checkpoint "$PORT_other" 2
 auth "$D"
+checkpoint "$P" 38
 curl -sf "${AUTH[@]}" -o "$T/export.ndjson" "http://127.0.0.1:$P/ledger/export" || fail "GET /ledger/export"
 curl -sf "${AUTH[@]}" -o "$T/vkey" "http://127.0.0.1:$P/ledger/key" || fail "GET /ledger/key"
 auth "$F"
@@ -278,6 +298,11 @@ ENTRIES=$(grep -c '^{"index":' "$T/export.ndjson")
 "$VITALOG" export --data "$D" -o "$T/cli-export.ndjson" 2>"$T/err" || fail "export: $(cat "$T/err")"
 [ "$(wc -l <"$T/records.ndjson")" -ge 38 ] || fail "records export: $(wc -l <"$T/records.ndjson") lines"
 echo "log: $ENTRIES entries, $(grep -c '^{"checkpoint":' "$T/export.ndjson") checkpoints; $(wc -l <"$T/records.ndjson") records"
+# the layout the expectations below rely on (see the top of this file)
+CPS=$(grep '^{"checkpoint":' "$T/export.ndjson" | python3 -c 'import json, sys
+print(" ".join(json.loads(l)["checkpoint"].split("\n")[1] for l in sys.stdin))')
+[ "$ENTRIES" = 38 ] && [ "$CPS" = "20 30 38" ] && pass ||
+    fail "export: $ENTRIES entries, checkpoints at sizes '$CPS'; want 38 entries, checkpoints at '20 30 38'"
 
 # ---------------------------------------------------------------------------
 # 2. What is intact verifies
