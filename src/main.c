@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include <sodium.h>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/file.h>
 
 #include "vitalog/cli.h"
@@ -73,30 +75,58 @@ static const char usage_serve[] =
     "\n"
     "Logs are JSON lines on stderr, one per request; they never contain bodies.\n";
 
-/* Shutdown signals: the handler writes the signal number into a pipe that
- * the main thread waits on. Unlike sigwait() this works whichever thread
- * the kernel picks, including threads a sanitizer runtime starts. */
+/* Shutdown signals. The handler stores the signal number in g_signal and
+ * writes a byte into a pipe; the main thread waits for them in
+ * wait_for_signal(). The pipe wakes it whichever thread the kernel picks
+ * for the handler, including threads a sanitizer runtime starts (unlike
+ * sigwait()). g_signal is a lock-free atomic int: C11 (7.14.1.1) allows a
+ * handler to store to one just as to a volatile sig_atomic_t, and unlike
+ * the latter it is also a correct flag when the handler runs on another
+ * thread than the one that reads it (ThreadSanitizer checks that).
+ *
+ * The wait is a poll() with a timeout, not a blocking read(), because the
+ * handler does not always run when the signal arrives: ThreadSanitizer
+ * queues a signal and runs the handler only when the thread that got it
+ * next passes one of its interceptors. With SA_RESTART (kept for the other
+ * threads: their I/O should not see EINTR) a read() that the signal
+ * interrupted was restarted inside the interceptor, so the handler never
+ * ran and the server never stopped. poll() is never restarted, and its
+ * timeout bounds the wait for a handler that runs late, on this thread or
+ * another: every SIGNAL_POLL_MS the flag is read again. Four wake-ups a
+ * second cost nothing measurable; in plain builds the pipe ends the wait
+ * at once. */
+#define SIGNAL_POLL_MS 250
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal flag must be lock-free");
 static int g_signal_pipe[2] = {-1, -1};
+static atomic_int g_signal;
 
 static void on_signal(int sig)
 {
     unsigned char b = (unsigned char)sig;
+    int saved = errno;
+    atomic_store(&g_signal, sig);
     ssize_t w = write(g_signal_pipe[1], &b, 1);
-    (void)w;
+    (void)w; /* a full pipe already holds a wake-up */
+    errno = saved;
 }
 
+/* Waits until SIGINT or SIGTERM arrived; returns its number. */
 static int wait_for_signal(void)
 {
-    unsigned char b = 0;
-    while (read(g_signal_pipe[0], &b, 1) < 0 && errno == EINTR)
-        ;
-    return b;
+    struct pollfd p = {.fd = g_signal_pipe[0], .events = POLLIN};
+    int sig;
+    while ((sig = atomic_load(&g_signal)) == 0)
+        (void)poll(&p, 1, SIGNAL_POLL_MS); /* EINTR and timeouts: read the flag again */
+    return sig;
 }
 
 static int install_signals(void)
 {
     struct sigaction sa;
     if (pipe(g_signal_pipe) < 0)
+        return -1;
+    /* the handler must never block on a full pipe */
+    if (fcntl(g_signal_pipe[1], F_SETFL, O_NONBLOCK) < 0)
         return -1;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
