@@ -172,11 +172,20 @@ if [ -s "$T/loop-errors" ]; then
     fail "unexpected answers while writing ($(wc -l <"$T/loop-errors") of them)"
 fi
 
-# a clean stop, then the database must be consistent
+# a clean stop (exit status 0; a sanitizer's report makes it non-zero), then
+# the database must be consistent
 if [ -n "$SERVER_PID" ]; then
     kill -TERM "$SERVER_PID"
     wait "$SERVER_PID" 2>/dev/null
+    rc=$?
     SERVER_PID=
+    if [ "$rc" = 0 ]; then pass; else fail "the server exited with $rc on SIGTERM"; fi
+fi
+# the servers killed with -9 never got to exit: their sanitizer reports, if
+# any, are only in the log
+if grep -q 'Sanitizer' "$T/server.log"; then
+    grep -m 5 -A 12 'Sanitizer' "$T/server.log" >&2
+    fail "sanitizer reports in the server log"
 fi
 if command -v sqlite3 >/dev/null; then
     ic=$(sqlite3 "$DATA/vitalog.db" 'PRAGMA integrity_check' 2>&1)
