@@ -24,9 +24,14 @@ expect_fail() {
 
 # Timed checkpoints are pushed out of reach (--checkpoint-ms at its maximum,
 # an hour) so that where checkpoints land never depends on how fast the
-# machine is: a server started here signs one only when asked
-# (GET /ledger/checkpoint, /ledger/export, $ledger), after a key rotation
-# and at a clean stop. The tests ask explicitly wherever they need one.
+# machine is: a server started here signs one when asked
+# (GET /ledger/checkpoint, /ledger/export, $ledger), after a key rotation,
+# at a clean stop, and otherwise at most once: with its first write, if the
+# machine's monotonic clock (its uptime) is past --checkpoint-ms, because
+# the server starts that interval at 0. A test whose checks depend on the
+# layout therefore asks for a checkpoint right after each server's first
+# write (checkpoint_at): it lands there whatever the uptime, and the next
+# timed one is an hour away.
 CHECKPOINT_MS=3600000
 
 # start_server DATADIR: starts vitalog on an ephemeral port; sets SERVER_PID and
@@ -74,6 +79,16 @@ stop_server() {
     kill -KILL "$p" 2>/dev/null
     wait "$p" 2>/dev/null
     return 1
+}
+
+# checkpoint_at BASE SIZE: GET /ledger/checkpoint must answer 200 with a
+# checkpoint of exactly SIZE entries.
+checkpoint_at() {
+    local code size
+    code=$(http GET "$1/ledger/checkpoint" "$T/checkpoint_at")
+    size=$(sed -n 2p "$T/checkpoint_at.body")
+    [ "$code" = 200 ] && [ "$size" = "$2" ] && pass "GET /ledger/checkpoint signs size $2" ||
+        fail "GET /ledger/checkpoint: status $code, size '$size', want $2"
 }
 
 lib_cleanup() {

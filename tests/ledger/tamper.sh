@@ -13,11 +13,17 @@
 # tampered with one change at a time.
 #
 # Where checkpoints land is fixed, never timed: the servers run with
-# --checkpoint-ms at its maximum (an hour), so they sign only at a clean
-# stop and when asked (GET /ledger/checkpoint, /ledger/export). D's export
-# holds checkpoints at sizes 20 (the first stop), 30 (asked for) and 38
-# (asked for before the export); the script checks that layout, since the
-# expected failure messages below name entries and checkpoints by it.
+# --checkpoint-ms at its maximum (an hour), so they sign at a clean stop,
+# after a key rotation and when asked (GET /ledger/checkpoint,
+# /ledger/export), and otherwise at most once: with the first write after a
+# start, when the machine's monotonic clock (its uptime) is past
+# --checkpoint-ms, because the server starts that interval at 0. So the
+# script asks for a checkpoint right after each server's first write: it
+# then lands there whatever the uptime, and the next timed one is an hour
+# away. D's export holds checkpoints at sizes 1 and 21 (the first write
+# after each start), 20 (the first stop), 30 and 38 (asked for); the script
+# checks that layout, since the expected failure messages below name
+# entries and checkpoints by it.
 #
 # Prints "ledger tamper: N passed, M failed" and exits non-zero on any failure.
 # Only processes this script started are ever signalled (by their pid).
@@ -247,13 +253,17 @@ start "$D" main
 auth "$D"
 P=$PORT_main
 IDS=()
-for i in $(seq 1 20); do IDS+=("$(post "$P")"); done
+IDS+=("$(post "$P")")
+checkpoint "$P" 1
+for i in $(seq 2 20); do IDS+=("$(post "$P")"); done
 [ "${#IDS[@]}" = 20 ] && [ -n "${IDS[19]}" ] || { echo "tamper.sh: creates failed" >&2; exit 1; }
 stop main
 cp -a "$D" "$F" && rm -f "$F/port"
 start "$D" main
 P=$PORT_main
-for i in $(seq 1 10); do IDS+=("$(post "$P")"); done
+IDS+=("$(post "$P")")
+checkpoint "$P" 21
+for i in $(seq 2 10); do IDS+=("$(post "$P")"); done
 checkpoint "$P" 30
 for i in 0 3 6 9 12; do
     [ "$(put "$P" "${IDS[$i]}" 80.00)" = 200 ] || fail "update of ${IDS[$i]}"
@@ -264,10 +274,14 @@ for i in 1 4 7; do # one DELETE each: a second could add an entry of its own
 done
 start "$F" fork
 auth "$F"
-for i in 1 2 3; do post "$PORT_fork" >/dev/null; done
+post "$PORT_fork" >/dev/null
+checkpoint "$PORT_fork" 21
+for i in 2 3; do post "$PORT_fork" >/dev/null; done
 start "$O" other
 auth "$O"
-for i in 1 2; do post "$PORT_other" >/dev/null; done
+post "$PORT_other" >/dev/null
+checkpoint "$PORT_other" 1
+post "$PORT_other" >/dev/null
 auth "$F"
 checkpoint "$PORT_fork" 23
 auth "$O"
@@ -301,8 +315,8 @@ echo "log: $ENTRIES entries, $(grep -c '^{"checkpoint":' "$T/export.ndjson") che
 # the layout the expectations below rely on (see the top of this file)
 CPS=$(grep '^{"checkpoint":' "$T/export.ndjson" | python3 -c 'import json, sys
 print(" ".join(json.loads(l)["checkpoint"].split("\n")[1] for l in sys.stdin))')
-[ "$ENTRIES" = 38 ] && [ "$CPS" = "20 30 38" ] && pass ||
-    fail "export: $ENTRIES entries, checkpoints at sizes '$CPS'; want 38 entries, checkpoints at '20 30 38'"
+[ "$ENTRIES" = 38 ] && [ "$CPS" = "1 20 21 30 38" ] && pass ||
+    fail "export: $ENTRIES entries, checkpoints at sizes '$CPS'; want 38 entries, checkpoints at '1 20 21 30 38'"
 
 # ---------------------------------------------------------------------------
 # 2. What is intact verifies
@@ -448,7 +462,9 @@ NEW=$(tr -d '\n' <"$T/out")
 ok "data dir verifies after rotation" "${V[@]}" --data "$D"
 start "$D" main
 auth "$D"
-for i in 1 2 3; do post "$PORT_main" >/dev/null; done
+post "$PORT_main" >/dev/null
+checkpoint "$PORT_main" 40 # 38 is the rotation entry, 39 its checkpoint's size
+for i in 2 3; do post "$PORT_main" >/dev/null; done
 curl -sf "${AUTH[@]}" -o "$T/vkey2" "http://127.0.0.1:$PORT_main/ledger/key" || fail "GET /ledger/key after rotation"
 [ "$(tr -d '\n' <"$T/vkey2")" = "$NEW" ] && pass || fail "server serves $(cat "$T/vkey2"), want $NEW"
 stop main
