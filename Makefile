@@ -2,11 +2,15 @@
 # first (scripts/install-deps.sh reads scripts/debian-packages.txt).
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+# builds use every core; ctest runs two tests at a time (the tests do not
+# depend on timing, so more would pass too, but CI machines have two cores)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+TEST_JOBS ?= 2
 DATA ?= ./data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all deps build run test test-asan bench clean format
+.PHONY: all deps build run test test-asan test-tsan bench clean format
 
 all: build
 
@@ -22,7 +26,7 @@ run: build
 
 test: build
 	bash tests/setup.sh
-	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j$(TEST_JOBS)
 
 # The same tests built with AddressSanitizer and UndefinedBehaviorSanitizer.
 test-asan: deps
@@ -30,7 +34,18 @@ test-asan: deps
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	bash tests/setup.sh
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j$(JOBS)
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j$(TEST_JOBS)
+
+# The tests labelled "concurrent" in tests/CMakeLists.txt (store, in-process
+# HTTP server, black-box HTTP cases, kill -9 durability) built with
+# ThreadSanitizer. The first report ends the process with exit status 66,
+# which fails the test; tests/tsan.supp holds third-party suppressions only.
+test-tsan: deps
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVL_TSAN=ON
+	cmake --build $(TSAN_BUILD) -j$(JOBS)
+	bash tests/setup.sh
+	cd $(TSAN_BUILD) && TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	  ctest --output-on-failure -L concurrent -j$(TEST_JOBS)
 
 bench: build
 	bash bench/run.sh
@@ -40,4 +55,4 @@ format:
 	clang-format -i src/*.c src/*/*.c src/*/*.h include/vitalog/*.h tests/*/*.c tests/unit/*/*.c
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-release-gcc build-release-clang

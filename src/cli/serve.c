@@ -18,6 +18,7 @@
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,13 +86,15 @@ static const char usage_serve[] =
  * ---------------------------------------------------------------------- */
 
 static int g_signal_pipe[2] = {-1, -1};
-static volatile sig_atomic_t g_signal;
+/* an atomic, not a volatile sig_atomic_t: the handler may run on any
+ * thread, and C11 allows lock-free atomics in handlers */
+static atomic_int g_signal;
 
 static void on_signal(int sig)
 {
     unsigned char b = (unsigned char)sig;
     ssize_t w;
-    g_signal = sig;
+    atomic_store(&g_signal, sig);
     w = write(g_signal_pipe[1], &b, 1);
     (void)w;
 }
@@ -112,15 +115,15 @@ static int install_signals(void)
 
 static int wait_for_signal(void)
 {
-    while (!g_signal) {
+    while (!atomic_load(&g_signal)) {
         struct pollfd p = {g_signal_pipe[0], POLLIN, 0};
-        if (poll(&p, 1, 200) > 0) {
+        if (poll(&p, 1, 250) > 0) {
             unsigned char b;
-            if (read(g_signal_pipe[0], &b, 1) == 1 && !g_signal)
-                g_signal = b;
+            if (read(g_signal_pipe[0], &b, 1) == 1 && !atomic_load(&g_signal))
+                atomic_store(&g_signal, b);
         }
     }
-    return g_signal;
+    return atomic_load(&g_signal);
 }
 
 /* ------------------------------------------------------------------------

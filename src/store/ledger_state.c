@@ -275,7 +275,10 @@ int vl_ledger_state_open(vl_store_t *s, vl_store_err_t *err)
     s->ledger.size = size;
     if (check_checkpoint(s, &src, err) < 0)
         return -1;
-    s->cp_time_us = 0; /* sign one soon if entries are uncovered */
+    /* the checkpoint interval starts at the open: entries a crash left
+     * uncovered are signed one interval later (or at once when a checkpoint
+     * is asked for), however long the machine has been up */
+    s->cp_time_us = vl_store_mono_us();
     saved = s->ledger;
     if (backfill(s, err) < 0) {
         s->ledger = saved;

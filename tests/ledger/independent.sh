@@ -47,6 +47,7 @@ for n in $(seq 1 "$NPOST"); do
     IDS+=("$(json_field "$T/post$n.body" id)")
     printf '%s\t%s\tPOST %s\n' "$(header "$T/post$n.hdr" X-Ledger-Index)" \
         "$(header "$T/post$n.hdr" X-Ledger-Entry-Hash)" "$n" >>"$T/receipts"
+    [ "$n" = 1 ] && checkpoint_at "$BASE" 1 # the first write's (see CHECKPOINT_MS in lib.sh)
 done
 [ "${#IDS[@]}" = "$NPOST" ] && pass "$NPOST POSTs accepted" || fail "only ${#IDS[@]} of $NPOST POSTs accepted"
 
@@ -76,7 +77,11 @@ if [ -n "$DEL" ]; then
 fi
 NWRITES=$(wc -l <"$T/receipts")
 
-sleep 1.5
+# checkpoints at sizes 1 and NWRITES only, both asked for (no timed one can
+# land in between, see CHECKPOINT_MS in lib.sh), so the tampered copies
+# below fail at the entry they change, not at a checkpoint that happened to
+# follow it
+checkpoint_at "$BASE" "$NWRITES"
 code=$(http GET "$BASE/ledger/export" "$T/export")
 cp "$T/export.body" "$T/export.ndjson"
 [ "$code" = 200 ] && pass "GET /ledger/export 200 ($(wc -l <"$T/export.ndjson") lines)" ||
@@ -161,6 +166,10 @@ NENT=$(grep -vc '^{"checkpoint":' "$T/export.ndjson")
     fail "export holds $NENT entries for $NWRITES acknowledged writes"
 [[ "$(tail -1 "$T/export.ndjson")" == '{"checkpoint":'* ]] && pass "export ends with a checkpoint" ||
     fail "export does not end with a checkpoint line"
+CPS=$(grep '^{"checkpoint":' "$T/export.ndjson" | "$PY" -c 'import json, sys
+print(" ".join(json.loads(l)["checkpoint"].split("\n")[1] for l in sys.stdin))')
+[ "$CPS" = "1 $NWRITES" ] && pass "export holds the checkpoints asked for (sizes $CPS)" ||
+    fail "export holds checkpoints at sizes '$CPS', want '1 $NWRITES' (the ones asked for)"
 
 # --- tampered copies must fail ------------------------------------------------------
 # line number (1-based) of the K-th entry line (K from 1)
@@ -253,6 +262,8 @@ if "$VITALOG" key rotate --data "$R" >"$T/rotate.out" 2>"$T/rotate.err"; then
         for n in 1 2; do
             code=$(http POST "$BASE/fhir/Observation" "$T/rpost$n" "$T/obs$n.json")
             [ "$code" = 201 ] || fail "POST after rotation: status $code"
+            # entries 0..NWRITES-1, the rotation entry, its checkpoint; then this
+            [ "$n" = 1 ] && checkpoint_at "$BASE" $((NWRITES + 2))
         done
         http GET "$BASE/ledger/export" "$T/rexport" >/dev/null
         cp "$T/rexport.body" "$T/rot.ndjson"

@@ -22,18 +22,31 @@ expect_fail() {
     else pass "$d -> $(head -c 160 "$T/last.err" | tr '\n' ' ')"; fi
 }
 
+# Timed checkpoints are pushed out of reach (--checkpoint-ms at its maximum,
+# an hour) so that where checkpoints land never depends on how fast the
+# machine is: a server started here signs one when asked
+# (GET /ledger/checkpoint, /ledger/export, $ledger), after a key rotation,
+# at a clean stop, and otherwise at most once: with its first write, if the
+# machine's monotonic clock (its uptime) is past --checkpoint-ms, because
+# the server starts that interval at 0. A test whose checks depend on the
+# layout therefore asks for a checkpoint right after each server's first
+# write (checkpoint_at): it lands there whatever the uptime, and the next
+# timed one is an hour away.
+CHECKPOINT_MS=3600000
+
 # start_server DATADIR: starts vitalog on an ephemeral port; sets SERVER_PID and
-# BASE (http://127.0.0.1:PORT). Returns 1 if it does not become ready.
+# BASE (http://127.0.0.1:PORT). Returns 1 if it does not become ready (or
+# exits) within 60 s: an upper bound for a loaded machine, not a timing.
 start_server() {
     local d=$1
     mkdir -p "$d"
     rm -f "$d/port"
     "$VITALOG" serve --data "$d" --listen 127.0.0.1:0 --port-file "$d/port" \
-        >>"$d.log" 2>&1 &
+        --checkpoint-ms "$CHECKPOINT_MS" >>"$d.log" 2>&1 &
     SERVER_PID=$!
     SERVER_PIDS+=("$SERVER_PID")
     local i port
-    for i in $(seq 1 300); do
+    for i in $(seq 1 1200); do
         if [ -s "$d/port" ]; then
             port=$(cat "$d/port")
             BASE="http://127.0.0.1:$port"
@@ -54,18 +67,28 @@ start_server() {
     return 1
 }
 
-# stop_server PID: SIGTERM and wait for it to exit (SIGKILL after 15 s).
+# stop_server PID: SIGTERM and wait for it to exit (SIGKILL after 60 s).
 stop_server() {
     local p=$1 i
     kill -TERM "$p" 2>/dev/null || return 0
-    for i in $(seq 1 150); do
+    for i in $(seq 1 600); do
         kill -0 "$p" 2>/dev/null || { wait "$p" 2>/dev/null; return 0; }
         sleep 0.1
     done
-    echo "server $p ignored SIGTERM for 15 s; killing it" >&2
+    echo "server $p ignored SIGTERM for 60 s; killing it" >&2
     kill -KILL "$p" 2>/dev/null
     wait "$p" 2>/dev/null
     return 1
+}
+
+# checkpoint_at BASE SIZE: GET /ledger/checkpoint must answer 200 with a
+# checkpoint of exactly SIZE entries.
+checkpoint_at() {
+    local code size
+    code=$(http GET "$1/ledger/checkpoint" "$T/checkpoint_at")
+    size=$(sed -n 2p "$T/checkpoint_at.body")
+    [ "$code" = 200 ] && [ "$size" = "$2" ] && pass "GET /ledger/checkpoint signs size $2" ||
+        fail "GET /ledger/checkpoint: status $code, size '$size', want $2"
 }
 
 lib_cleanup() {

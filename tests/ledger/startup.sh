@@ -12,12 +12,16 @@ fail() { failed=$((failed + 1)); echo "startup.sh: FAIL: $*" >&2; }
 
 OBS='{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2024-05-06T10:00:00Z","valueQuantity":{"value":72.00,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}'
 
-# run DIR: starts a server, answers 0 if it became ready; leaves PID set
+# run DIR: starts a server, answers 0 if it became ready (wrote its port
+# file) within 60 s, 1 if it exited first; leaves PID set. With
+# --checkpoint-ms at its maximum no timed checkpoint lands mid-test: the
+# database copied below holds the two signed on purpose, at sizes 1 and 6.
 run() {
     rm -f "$1/port"
-    "$VITALOG" serve --data "$1" --listen 127.0.0.1:0 --port-file "$1/port" 2>"$T/log" &
+    "$VITALOG" serve --data "$1" --listen 127.0.0.1:0 --port-file "$1/port" \
+        --checkpoint-ms 3600000 2>"$T/log" &
     PID=$!
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 1200); do
         [ -s "$1/port" ] && return 0
         kill -0 "$PID" 2>/dev/null || return 1
         sleep 0.05
@@ -31,9 +35,16 @@ run "$D" || { echo "startup.sh: server did not start" >&2; exit 1; }
 for i in 1 2 3 4 5 6; do
     curl -sf -o /dev/null -X POST -H 'Content-Type: application/fhir+json' -d "$OBS" \
         "http://127.0.0.1:$(cat "$D/port")/fhir/Observation" || fail "create $i"
+    # the first write may get a timed checkpoint (when the uptime is past
+    # --checkpoint-ms: the server starts that interval at 0); ask for it so
+    # that it is there on every machine
+    [ "$i" = 1 ] && { curl -sf -o /dev/null "http://127.0.0.1:$(cat "$D/port")/ledger/checkpoint" ||
+        fail "GET /ledger/checkpoint"; }
 done
 stop
 cp "$D/vitalog.db" "$T/good.db"
+cps=$(sqlite3 "$T/good.db" "SELECT group_concat(size, ' ') FROM (SELECT size FROM ledger_checkpoint ORDER BY size)")
+[ "$cps" = "1 6" ] && pass || fail "checkpoints at sizes '$cps', want '1 6' (asked for; the clean stop)"
 
 # expect_refusal WHAT SQL PATTERN: after SQL, serve must exit non-zero and
 # stderr must match PATTERN; then the good database starts again.

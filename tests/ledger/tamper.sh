@@ -12,6 +12,19 @@
 # key. Their exports, `vitalog export` and the databases themselves are then
 # tampered with one change at a time.
 #
+# Where checkpoints land is fixed, never timed: the servers run with
+# --checkpoint-ms at its maximum (an hour), so they sign at a clean stop,
+# after a key rotation and when asked (GET /ledger/checkpoint,
+# /ledger/export), and otherwise at most once: with the first write after a
+# start, when the machine's monotonic clock (its uptime) is past
+# --checkpoint-ms, because the server starts that interval at 0. So the
+# script asks for a checkpoint right after each server's first write: it
+# then lands there whatever the uptime, and the next timed one is an hour
+# away. D's export holds checkpoints at sizes 1 and 21 (the first write
+# after each start), 20 (the first stop), 30 and 38 (asked for); the script
+# checks that layout, since the expected failure messages below name
+# entries and checkpoints by it.
+#
 # Prints "ledger tamper: N passed, M failed" and exits non-zero on any failure.
 # Only processes this script started are ever signalled (by their pid).
 set -u
@@ -49,10 +62,10 @@ start() {
     mkdir -p "$dir"
     rm -f "$dir/port"
     "$VITALOG" serve --data "$dir" --listen 127.0.0.1:0 --port-file "$dir/port" \
-        --log-level warn 2>>"$T/$name.log" &
+        --checkpoint-ms 3600000 --log-level warn 2>>"$T/$name.log" &
     pid=$!
     PIDS+=("$pid")
-    for _ in $(seq 1 400); do
+    for _ in $(seq 1 1200); do # up to 60 s on a loaded machine
         if [ -s "$dir/port" ]; then
             port=$(cat "$dir/port")
             if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ]; then
@@ -108,6 +121,13 @@ put() {
 del() {
     curl -s -o /dev/null -w '%{http_code}' "${AUTH[@]}" -X DELETE \
         "http://127.0.0.1:$1/fhir/Observation/$2"
+}
+
+# checkpoint PORT SIZE: asks for a checkpoint; it must cover SIZE entries.
+checkpoint() {
+    local got
+    got=$(curl -sf "${AUTH[@]}" "http://127.0.0.1:$1/ledger/checkpoint" | sed -n 2p)
+    [ "$got" = "$2" ] || fail "GET /ledger/checkpoint signed size '$got', want $2"
 }
 
 # ---------------------------------------------------------------------------
@@ -233,27 +253,41 @@ start "$D" main
 auth "$D"
 P=$PORT_main
 IDS=()
-for i in $(seq 1 20); do IDS+=("$(post "$P")"); done
+IDS+=("$(post "$P")")
+checkpoint "$P" 1
+for i in $(seq 2 20); do IDS+=("$(post "$P")"); done
 [ "${#IDS[@]}" = 20 ] && [ -n "${IDS[19]}" ] || { echo "tamper.sh: creates failed" >&2; exit 1; }
 stop main
 cp -a "$D" "$F" && rm -f "$F/port"
 start "$D" main
 P=$PORT_main
-for i in $(seq 1 10); do IDS+=("$(post "$P")"); done
+IDS+=("$(post "$P")")
+checkpoint "$P" 21
+for i in $(seq 2 10); do IDS+=("$(post "$P")"); done
+checkpoint "$P" 30
 for i in 0 3 6 9 12; do
     [ "$(put "$P" "${IDS[$i]}" 80.00)" = 200 ] || fail "update of ${IDS[$i]}"
 done
-for i in 1 4 7; do
-    [ "$(del "$P" "${IDS[$i]}")" = 200 ] || [ "$(del "$P" "${IDS[$i]}")" = 204 ] || true
+for i in 1 4 7; do # one DELETE each: a second could add an entry of its own
+    code=$(del "$P" "${IDS[$i]}")
+    [ "$code" = 200 ] || [ "$code" = 204 ] || fail "delete of ${IDS[$i]}: status $code"
 done
 start "$F" fork
 auth "$F"
-for i in 1 2 3; do post "$PORT_fork" >/dev/null; done
+post "$PORT_fork" >/dev/null
+checkpoint "$PORT_fork" 21
+for i in 2 3; do post "$PORT_fork" >/dev/null; done
 start "$O" other
 auth "$O"
-for i in 1 2; do post "$PORT_other" >/dev/null; done
-sleep 1.5 # a checkpoint is signed within a second
+post "$PORT_other" >/dev/null
+checkpoint "$PORT_other" 1
+post "$PORT_other" >/dev/null
+auth "$F"
+checkpoint "$PORT_fork" 23
+auth "$O"
+checkpoint "$PORT_other" 2
 auth "$D"
+checkpoint "$P" 38
 curl -sf "${AUTH[@]}" -o "$T/export.ndjson" "http://127.0.0.1:$P/ledger/export" || fail "GET /ledger/export"
 curl -sf "${AUTH[@]}" -o "$T/vkey" "http://127.0.0.1:$P/ledger/key" || fail "GET /ledger/key"
 auth "$F"
@@ -278,6 +312,11 @@ ENTRIES=$(grep -c '^{"index":' "$T/export.ndjson")
 "$VITALOG" export --data "$D" -o "$T/cli-export.ndjson" 2>"$T/err" || fail "export: $(cat "$T/err")"
 [ "$(wc -l <"$T/records.ndjson")" -ge 38 ] || fail "records export: $(wc -l <"$T/records.ndjson") lines"
 echo "log: $ENTRIES entries, $(grep -c '^{"checkpoint":' "$T/export.ndjson") checkpoints; $(wc -l <"$T/records.ndjson") records"
+# the layout the expectations below rely on (see the top of this file)
+CPS=$(grep '^{"checkpoint":' "$T/export.ndjson" | python3 -c 'import json, sys
+print(" ".join(json.loads(l)["checkpoint"].split("\n")[1] for l in sys.stdin))')
+[ "$ENTRIES" = 38 ] && [ "$CPS" = "1 20 21 30 38" ] && pass ||
+    fail "export: $ENTRIES entries, checkpoints at sizes '$CPS'; want 38 entries, checkpoints at '1 20 21 30 38'"
 
 # ---------------------------------------------------------------------------
 # 2. What is intact verifies
@@ -423,7 +462,9 @@ NEW=$(tr -d '\n' <"$T/out")
 ok "data dir verifies after rotation" "${V[@]}" --data "$D"
 start "$D" main
 auth "$D"
-for i in 1 2 3; do post "$PORT_main" >/dev/null; done
+post "$PORT_main" >/dev/null
+checkpoint "$PORT_main" 40 # 38 is the rotation entry, 39 its checkpoint's size
+for i in 2 3; do post "$PORT_main" >/dev/null; done
 curl -sf "${AUTH[@]}" -o "$T/vkey2" "http://127.0.0.1:$PORT_main/ledger/key" || fail "GET /ledger/key after rotation"
 [ "$(tr -d '\n' <"$T/vkey2")" = "$NEW" ] && pass || fail "server serves $(cat "$T/vkey2"), want $NEW"
 stop main

@@ -8,6 +8,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -263,7 +264,7 @@ static void test_stop_keeps_acknowledged_writes(void **state)
 typedef struct keepalive {
     const fixture_t *f;
     int created;
-    volatile int *stop;
+    atomic_int *stop; /* set by the main thread, read by the client threads */
 } keepalive_t;
 
 static void *post_keepalive(void *arg)
@@ -278,7 +279,7 @@ static void *post_keepalive(void *arg)
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, OBS);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    for (int i = 0; i < 400 && !*k->stop; i++) {
+    for (int i = 0; i < 400 && !atomic_load(k->stop); i++) {
         reply_t r;
         long status = 0;
         memset(&r, 0, sizeof r);
@@ -300,7 +301,7 @@ static void test_stop_with_keepalive_writers(void **state)
     for (int round = 0; round < 3; round++) {
         pthread_t t[6];
         keepalive_t k[6];
-        volatile int stop = 0;
+        atomic_int stop = 0;
         int acked = 0;
         for (int i = 0; i < 6; i++) {
             k[i] = (keepalive_t){f, 0, &stop};
@@ -309,7 +310,7 @@ static void test_stop_with_keepalive_writers(void **state)
         usleep(60 * 1000);
         vl_http_stop(f->http, 200); /* a short drain: keep-alive clients are still busy */
         f->http = NULL;
-        stop = 1;
+        atomic_store(&stop, 1);
         for (int i = 0; i < 6; i++) {
             pthread_join(t[i], NULL);
             acked += k[i].created;
