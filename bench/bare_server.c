@@ -33,9 +33,8 @@ static const char BODY[] = "{\"resourceType\":\"OperationOutcome\"}";
 static struct MHD_Response *g_response;
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)cls;
     (void)url;
@@ -154,11 +153,10 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
 
-    g_response = MHD_create_response_from_buffer(sizeof BODY - 1, (void *)BODY,
-                                                 MHD_RESPMEM_PERSISTENT);
-    if (g_response == NULL ||
-        MHD_add_response_header(g_response, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                "application/fhir+json") != MHD_YES) {
+    g_response =
+        MHD_create_response_from_buffer(sizeof BODY - 1, (void *)BODY, MHD_RESPMEM_PERSISTENT);
+    if (g_response == NULL || MHD_add_response_header(g_response, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                                      "application/fhir+json") != MHD_YES) {
         fprintf(stderr, "bare_server: cannot create the response\n");
         return 1;
     }
@@ -173,12 +171,10 @@ int main(int argc, char **argv)
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
 
-    struct MHD_Daemon *d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)ncpu,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60,
-        MHD_OPTION_END);
+    struct MHD_Daemon *d =
+        MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
+                         (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)ncpu,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "bare_server: cannot listen on %s\n", listen_spec);
         return 1;

@@ -71,7 +71,8 @@ int main(int argc, char **argv)
         e.index = i;
         e.time_us = 1795000000000000LL + (int64_t)i * 1000;
         e.kind = i % 10 == 9 ? VL_ENTRY_UPDATE : VL_ENTRY_CREATE;
-        snprintf(e.ref, sizeof e.ref, "Observation/%032" PRIx64 "/_history/%d", i, 1 + (i % 10 == 9));
+        snprintf(e.ref, sizeof e.ref, "Observation/%032" PRIx64 "/_history/%d", i,
+                 1 + (i % 10 == 9));
         snprintf(body, sizeof body, "{\"resourceType\":\"Observation\",\"n\":%" PRIu64 "}", i);
         vl_ledger_commitment(salt, body, strlen(body), e.commitment);
         memcpy(e.prev, prev, VL_HASH_LEN);

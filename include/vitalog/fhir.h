@@ -173,11 +173,13 @@ typedef struct vl_fhir vl_fhir_t;
 typedef struct vl_fhir_exchange vl_fhir_exchange_t;
 
 typedef struct vl_fhir_options {
-    vl_store_t *store;          /* borrowed; must outlive the layer */
-    const vl_policy_t *policy;  /* NULL: vl_auth_default_policy */
-    size_t max_depth;           /* JSON nesting of bodies; 0: 64 */
-    size_t max_bundle_entries;  /* entries of a batch or transaction; 0: VL_FHIR_DEFAULT_MAX_ENTRIES */
-    size_t max_page_bytes;      /* resource bytes in one search or history page; 0: VL_FHIR_DEFAULT_PAGE_BYTES */
+    vl_store_t *store;         /* borrowed; must outlive the layer */
+    const vl_policy_t *policy; /* NULL: vl_auth_default_policy */
+    size_t max_depth;          /* JSON nesting of bodies; 0: 64 */
+    size_t
+        max_bundle_entries; /* entries of a batch or transaction; 0: VL_FHIR_DEFAULT_MAX_ENTRIES */
+    size_t max_page_bytes;  /* resource bytes in one search or history page; 0:
+                               VL_FHIR_DEFAULT_PAGE_BYTES */
     const vl_ledger_key_t *ledger_key; /* published at /ledger/key (borrowed); NULL: 404 */
     const char *ledger_first_vkey;     /* the log's first verifier key (before any rotation);
                                           NULL: the current key */
@@ -222,9 +224,9 @@ typedef struct vl_fhir_response {
     char etag[32];
     char location[640];
     char last_modified[40];
-    const char *allow;        /* 405: the allowed methods (static) */
-    char ledger_index[24];    /* X-Ledger-Index receipt of a write, or "" */
-    char ledger_hash[65];     /* X-Ledger-Entry-Hash (hex) */
+    const char *allow;     /* 405: the allowed methods (static) */
+    char ledger_index[24]; /* X-Ledger-Index receipt of a write, or "" */
+    char ledger_hash[65];  /* X-Ledger-Entry-Hash (hex) */
 } vl_fhir_response_t;
 
 /** Called once, on a store thread, when a pending exchange can be resumed. */
@@ -240,8 +242,8 @@ void vl_fhir_free(vl_fhir_t *f);
  * called exactly once, from another thread, after which the caller calls
  * vl_fhir_resume() to obtain the response.
  */
-int vl_fhir_handle(vl_fhir_t *f, const vl_fhir_request_t *req, vl_fhir_notify_fn notify,
-                   void *arg, vl_fhir_exchange_t **x, vl_fhir_response_t *res);
+int vl_fhir_handle(vl_fhir_t *f, const vl_fhir_request_t *req, vl_fhir_notify_fn notify, void *arg,
+                   vl_fhir_exchange_t **x, vl_fhir_response_t *res);
 void vl_fhir_resume(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
 void vl_fhir_exchange_free(vl_fhir_exchange_t *x);
 /** Frees the body (or the stream context) of a response not sent. */

@@ -162,10 +162,10 @@ typedef struct vl_ledger_entry {
     uint64_t index;
     int64_t time_us;
     vl_entry_kind_t kind;
-    char ref[256];                          /* Type/id/_history/v (not rotation) */
-    unsigned char commitment[VL_HASH_LEN];  /* not rotation */
-    char key[256];                          /* rotation: new vkey */
-    unsigned char signature[64];            /* rotation */
+    char ref[256];                         /* Type/id/_history/v (not rotation) */
+    unsigned char commitment[VL_HASH_LEN]; /* not rotation */
+    char key[256];                         /* rotation: new vkey */
+    unsigned char signature[64];           /* rotation */
     unsigned char prev[VL_HASH_LEN];
 } vl_ledger_entry_t;
 
@@ -190,8 +190,8 @@ int vl_ledger_rotation_sign(const vl_ledger_key_t *old, vl_ledger_entry_t *e);
  * `vitalog key list`; `vitalog verify --keys` checks a log against it.
  * ---------------------------------------------------------------------- */
 
-#define VL_LEDGER_KEYS_MAX 1024               /* keys in one list (first + rotations) */
-#define VL_LEDGER_KEYS_MAX_LEN (512u * 1024)  /* bytes of one document */
+#define VL_LEDGER_KEYS_MAX 1024              /* keys in one list (first + rotations) */
+#define VL_LEDGER_KEYS_MAX_LEN (512u * 1024) /* bytes of one document */
 
 typedef struct vl_ledger_rotation {
     uint64_t index; /* of the key-rotation entry */

@@ -64,11 +64,16 @@ typedef struct vl_store_err {
     char message[256];    /* for logs and diagnostics; never holds record contents */
 } vl_store_err_t;
 
-#define VL_STORE_ERR_INIT {VL_STORE_OK, {0}}
+#define VL_STORE_ERR_INIT                                                                          \
+    {                                                                                              \
+        VL_STORE_OK,                                                                               \
+        {                                                                                          \
+            0                                                                                      \
+        }                                                                                          \
+    }
 
 /** Records a failure (the first one recorded wins) and returns -1. */
-int vl_store_fail(vl_store_err_t *err, vl_store_kind_t kind, const char *fmt, ...)
-    VL_PRINTF(3, 4);
+int vl_store_fail(vl_store_err_t *err, vl_store_kind_t kind, const char *fmt, ...) VL_PRINTF(3, 4);
 /** A short name of a kind ("not-found", ...), for logs. */
 const char *vl_store_kind_name(vl_store_kind_t kind);
 
@@ -279,8 +284,7 @@ int vl_store_read(vl_store_t *store, vl_scope_t scope, const char *type, const c
 /** History, newest first: of one resource (id non-NULL; NOT_FOUND when it
  *  has no visible version at all) or of a type. */
 int vl_store_history(vl_store_t *store, vl_scope_t scope, const char *type, const char *id,
-                     const vl_page_t *page, vl_records_t *out, vl_store_err_t *err)
-    VL_WARN_UNUSED;
+                     const vl_page_t *page, vl_records_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
 /** Runs a query over current, non-deleted, visible resources; with
  *  `with_total` also counts every match. `max_bytes` as in vl_page_t. */
 int vl_store_search(vl_store_t *store, vl_scope_t scope, const vl_query_t *q, int with_total,
@@ -320,8 +324,7 @@ struct vl_store_unit {
 
 /** Queues a unit; `done` is called exactly once, from the writer thread.
  *  Returns -1 (UNAVAILABLE) without calling done if the store is closing. */
-int vl_store_submit(vl_store_t *store, vl_store_unit_t *unit, vl_store_err_t *err)
-    VL_WARN_UNUSED;
+int vl_store_submit(vl_store_t *store, vl_store_unit_t *unit, vl_store_err_t *err) VL_WARN_UNUSED;
 /** Queues a unit and waits for it (its `done` is replaced); returns
  *  unit->result. */
 int vl_store_run(vl_store_t *store, vl_store_unit_t *unit);
@@ -337,10 +340,10 @@ typedef struct vl_store_head {
 /** One version to write. */
 typedef struct vl_store_put {
     const char *type;
-    const char *id;       /* [A-Za-z0-9.-]{1,64}, not "." or ".." */
-    int64_t version;      /* must be head.version + 1 */
-    vl_method_t method;   /* VL_METHOD_DELETE writes a delete (no body, no rows) */
-    const char *body;     /* the exact bytes to store and serve */
+    const char *id;     /* [A-Za-z0-9.-]{1,64}, not "." or ".." */
+    int64_t version;    /* must be head.version + 1 */
+    vl_method_t method; /* VL_METHOD_DELETE writes a delete (no body, no rows) */
+    const char *body;   /* the exact bytes to store and serve */
     size_t body_len;
     const vl_index_t *index; /* rows and compartments of this version (not for a delete) */
 } vl_store_put_t;
@@ -355,15 +358,15 @@ typedef struct vl_store_receipt {
 
 /** The time every version of this batch is written at (lastUpdated). */
 int64_t vl_store_txn_time(const vl_store_txn_t *txn);
-int vl_store_txn_head(vl_store_txn_t *txn, const char *type, const char *id,
-                      vl_store_head_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
+int vl_store_txn_head(vl_store_txn_t *txn, const char *type, const char *id, vl_store_head_t *out,
+                      vl_store_err_t *err) VL_WARN_UNUSED;
 int vl_store_txn_read(vl_store_txn_t *txn, vl_scope_t scope, const char *type, const char *id,
                       int64_t version, vl_record_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
-int vl_store_txn_search(vl_store_txn_t *txn, vl_scope_t scope, const vl_query_t *q,
-                        int with_total, vl_records_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
+int vl_store_txn_search(vl_store_txn_t *txn, vl_scope_t scope, const vl_query_t *q, int with_total,
+                        vl_records_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
 int vl_store_txn_history(vl_store_txn_t *txn, vl_scope_t scope, const char *type, const char *id,
-                         const vl_page_t *page, vl_records_t *out, vl_store_err_t *err)
-    VL_WARN_UNUSED;
+                         const vl_page_t *page, vl_records_t *out,
+                         vl_store_err_t *err) VL_WARN_UNUSED;
 /** Writes a version with its index rows, compartments and ledger entry.
  *  CONFLICT when p->version is not the next version (nothing written).
  *  A put that fails after it began writing rows makes its whole unit roll
@@ -394,8 +397,8 @@ int vl_store_ledger_checkpoint(vl_store_t *store, vl_scope_t scope, int fresh, c
 /** RFC 9162 inclusion proof of entry `index` in the tree of `size`
  *  entries, and consistency proof between sizes `first` and `second`. */
 int vl_store_ledger_inclusion(vl_store_t *store, vl_scope_t scope, uint64_t index, uint64_t size,
-                              unsigned char proof[][VL_HASH_LEN], size_t *n, vl_store_err_t *err)
-    VL_WARN_UNUSED;
+                              unsigned char proof[][VL_HASH_LEN], size_t *n,
+                              vl_store_err_t *err) VL_WARN_UNUSED;
 int vl_store_ledger_consistency(vl_store_t *store, vl_scope_t scope, uint64_t first,
                                 uint64_t second, unsigned char proof[][VL_HASH_LEN], size_t *n,
                                 vl_store_err_t *err) VL_WARN_UNUSED;
@@ -427,11 +430,11 @@ int vl_store_ledger_rotate(vl_store_t *store, const vl_ledger_key_t *next, vl_st
 
 /** Counters for /metrics. */
 typedef struct vl_store_stats {
-    uint64_t commits;        /* transactions committed */
-    uint64_t units;          /* units completed (ok or failed) */
-    uint64_t unit_failures;  /* units that failed */
-    uint64_t versions;       /* record versions committed */
-    uint64_t queue_depth;    /* units waiting right now */
+    uint64_t commits;       /* transactions committed */
+    uint64_t units;         /* units completed (ok or failed) */
+    uint64_t unit_failures; /* units that failed */
+    uint64_t versions;      /* record versions committed */
+    uint64_t queue_depth;   /* units waiting right now */
 } vl_store_stats_t;
 
 void vl_store_stats(vl_store_t *store, vl_store_stats_t *out);

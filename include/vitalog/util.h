@@ -41,7 +41,10 @@ typedef struct vl_error {
     json_t *issues; /* OperationOutcome.issue array, owned */
 } vl_error_t;
 
-#define VL_ERROR_INIT {0, NULL}
+#define VL_ERROR_INIT                                                                              \
+    {                                                                                              \
+        0, NULL                                                                                    \
+    }
 
 /** Records an error issue: `code` is a FHIR issue-type code (invalid,
  *  structure, required, value, not-found, deleted, conflict, too-long,
@@ -128,7 +131,10 @@ typedef struct vl_buf {
     int failed;
 } vl_buf_t;
 
-#define VL_BUF_INIT(max) {NULL, 0, 0, (max), 0}
+#define VL_BUF_INIT(max)                                                                           \
+    {                                                                                              \
+        NULL, 0, 0, (max), 0                                                                       \
+    }
 
 /** Appends `n` bytes. Returns 0, or -1 once the buffer has failed. */
 int vl_buf_append(vl_buf_t *b, const void *s, size_t n);

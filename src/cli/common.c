@@ -183,8 +183,8 @@ char *vl_cli_read_small(const char *path, size_t max)
     char *buf = read_all(path, max, &n);
     if (!buf)
         return NULL;
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
-                     buf[n - 1] == '\t'))
+    while (n > 0 &&
+           (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
         n--;
     buf[n] = '\0';
     return buf;
@@ -217,8 +217,7 @@ int vl_cli_fsync_dir_of(const char *path)
 
 /* Writes `data` durably to a temp file beside `path`, then moves it into
  * place: rename() (replacing) or link() (never replacing: EEXIST). */
-static int write_durably(const char *path, const char *data, size_t len, unsigned mode,
-                         int replace)
+static int write_durably(const char *path, const char *data, size_t len, unsigned mode, int replace)
 {
     char tmp[PATH_MAX];
     int fd, e;
@@ -364,8 +363,8 @@ int vl_cli_load_vkeys(const char *cmd, const char *arg, vl_ledger_key_t *keys, s
     if (!text) {
         if (errno == ENOENT && strchr(arg, '+'))
             return add_vkey(cmd, arg, "--key", keys, n); /* prints the parse error */
-        fprintf(stderr, "%s: --key %s: neither a verifier key nor a readable file (%s)\n", cmd,
-                arg, strerror(errno));
+        fprintf(stderr, "%s: --key %s: neither a verifier key nor a readable file (%s)\n", cmd, arg,
+                strerror(errno));
         return -1;
     }
     for (p = strtok_r(text, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
@@ -444,8 +443,8 @@ int vl_cli_load_keys_list(const char *cmd, const char *path, vl_ledger_keys_t *l
         return -1;
     }
     if (vl_ledger_keys_parse(text, len, list, &err) < 0) { /* a NUL inside fails */
-        fprintf(stderr, "%s: --keys %s: not a ledger keys list (GET /ledger/keys): %s\n", cmd,
-                path, vl_error_message(&err));
+        fprintf(stderr, "%s: --keys %s: not a ledger keys list (GET /ledger/keys): %s\n", cmd, path,
+                vl_error_message(&err));
         rc = -1;
     }
     vl_error_clear(&err);

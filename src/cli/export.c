@@ -78,8 +78,8 @@ static int write_checkpoint(export_ctx_t *x, const char *note, size_t len)
     return 0;
 }
 
-static int ledger_cb(void *ctx, uint64_t index, const char *line, size_t line_len,
-                     const char *note, size_t note_len)
+static int ledger_cb(void *ctx, uint64_t index, const char *line, size_t line_len, const char *note,
+                     size_t note_len)
 {
     export_ctx_t *x = ctx;
     if (line) {
@@ -194,14 +194,12 @@ int vl_cli_export(int argc, char **argv)
         }
     }
     if (vl_store_open(data, &opts, &store, &err) < 0) {
-        fprintf(stderr, "vitalog export: cannot open the store in %s: %s\n", data,
-                err.message);
+        fprintf(stderr, "vitalog export: cannot open the store in %s: %s\n", data, err.message);
         goto out;
     }
 
     if (output && strcmp(output, "-") != 0) {
-        if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", output, (long)getpid()) >=
-            (int)sizeof tmp) {
+        if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", output, (long)getpid()) >= (int)sizeof tmp) {
             fprintf(stderr, "vitalog export: output path too long\n");
             tmp[0] = '\0';
             goto out;
@@ -217,15 +215,16 @@ int vl_cli_export(int argc, char **argv)
     }
 
     if (records) {
-        if (vl_store_records_scan(store, vl_scope_everything(), record_cb, &x, &err) != 0 || x.failed) {
+        if (vl_store_records_scan(store, vl_scope_everything(), record_cb, &x, &err) != 0 ||
+            x.failed) {
             fprintf(stderr, "vitalog export: reading the records failed after %llu: %s\n",
                     (unsigned long long)x.records,
-                    err.kind ? err.message
-                               : (ferror(x.out) ? strerror(errno) : "out of memory"));
+                    err.kind ? err.message : (ferror(x.out) ? strerror(errno) : "out of memory"));
             goto out;
         }
     } else {
-        if (vl_store_ledger_checkpoint(store, vl_scope_everything(), have_key, &note, &size, &err) < 0) {
+        if (vl_store_ledger_checkpoint(store, vl_scope_everything(), have_key, &note, &size, &err) <
+            0) {
             fprintf(stderr, "vitalog export: %s a checkpoint failed: %s\n",
                     have_key ? "signing" : "reading", err.message);
             goto out;
@@ -234,12 +233,12 @@ int vl_cli_export(int argc, char **argv)
             fputs("vitalog export: the ledger has no checkpoint yet\n", stderr);
             goto out;
         }
-        if (size > 0 &&
-            (vl_store_ledger_scan(store, vl_scope_everything(), 0, size, ledger_cb, &x, &err) != 0 || x.failed)) {
+        if (size > 0 && (vl_store_ledger_scan(store, vl_scope_everything(), 0, size, ledger_cb, &x,
+                                              &err) != 0 ||
+                         x.failed)) {
             fprintf(stderr, "vitalog export: reading the ledger failed after %llu entries: %s\n",
                     (unsigned long long)x.entries,
-                    err.kind ? err.message
-                               : (ferror(x.out) ? strerror(errno) : "out of memory"));
+                    err.kind ? err.message : (ferror(x.out) ? strerror(errno) : "out of memory"));
             goto out;
         }
         if (x.entries != size) {

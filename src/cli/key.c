@@ -115,8 +115,9 @@ static int key_show(int argc, char **argv)
         snprintf(path, sizeof path, "%s/ledger.vkey", data);
         stored = vl_cli_read_small(path, VKEY_MAX);
         if (stored && strcmp(stored, vkey) != 0)
-            fprintf(stderr, "%s: warning: %s does not match ledger.key (run `vitalog key "
-                            "rotate` to finish an interrupted rotation)\n",
+            fprintf(stderr,
+                    "%s: warning: %s does not match ledger.key (run `vitalog key "
+                    "rotate` to finish an interrupted rotation)\n",
                     cmd, path);
         free(stored);
     } else {
@@ -136,8 +137,9 @@ static int key_show(int argc, char **argv)
     }
     snprintf(path, sizeof path, "%s/ledger.key.next", data);
     if (access(path, F_OK) == 0)
-        fprintf(stderr, "%s: warning: %s exists: a rotation was interrupted; run `vitalog key "
-                        "rotate` with the server stopped to finish it\n",
+        fprintf(stderr,
+                "%s: warning: %s exists: a rotation was interrupted; run `vitalog key "
+                "rotate` with the server stopped to finish it\n",
                 cmd, path);
     printf("%s\n", vkey);
     return fflush(stdout) == 0 ? 0 : 1;
@@ -152,8 +154,8 @@ typedef struct list_ctx {
     vl_error_t err;
 } list_ctx_t;
 
-static int list_cb(void *ctx, uint64_t index, const char *line, size_t line_len,
-                   const char *note, size_t note_len)
+static int list_cb(void *ctx, uint64_t index, const char *line, size_t line_len, const char *note,
+                   size_t note_len)
 {
     list_ctx_t *lc = ctx;
     (void)index;
@@ -182,8 +184,7 @@ static int key_list(int argc, char **argv)
     memset(&keys, 0, sizeof keys);
     memset(&lc, 0, sizeof lc);
     lc.keys = &keys;
-    if (vl_cli_check_data(cmd, data) < 0 ||
-        vl_cli_first_vkey(cmd, data, first, sizeof first) < 0)
+    if (vl_cli_check_data(cmd, data) < 0 || vl_cli_first_vkey(cmd, data, first, sizeof first) < 0)
         return 1;
     if (vl_ledger_keys_init(&keys, first, &lc.err) < 0) {
         fprintf(stderr, "%s: %s\n", cmd, vl_error_message(&lc.err));
@@ -196,15 +197,16 @@ static int key_list(int argc, char **argv)
         goto out;
     }
     if (vl_store_ledger_size(store, vl_scope_everything(), &size, &serr) < 0 ||
-        (size > 0 && vl_store_ledger_scan(store, vl_scope_everything(), 0, size, list_cb, &lc,
-                                          &serr) != 0)) {
+        (size > 0 &&
+         vl_store_ledger_scan(store, vl_scope_everything(), 0, size, list_cb, &lc, &serr) != 0)) {
         fprintf(stderr, "%s: %s: %s\n", cmd, data,
                 lc.err.status ? vl_error_message(&lc.err)
                 : serr.kind   ? serr.message
                               : "cannot read the ledger");
         if (lc.err.status && strstr(vl_error_message(&lc.err), "not signed by the key before"))
-            fprintf(stderr, "%s: the first key (%s) is not the one this log began with, or the "
-                            "ledger was altered; check with `vitalog verify --data %s`\n",
+            fprintf(stderr,
+                    "%s: the first key (%s) is not the one this log began with, or the "
+                    "ledger was altered; check with `vitalog verify --data %s`\n",
                     cmd, first, data);
         goto out;
     }
@@ -217,9 +219,10 @@ static int key_list(int argc, char **argv)
     snprintf(path, sizeof path, "%s/ledger.vkey", data);
     current = vl_cli_read_small(path, VKEY_MAX);
     if (current && strcmp(current, keys.n ? keys.rotations[keys.n - 1].key : keys.first) != 0)
-        fprintf(stderr, "%s: warning: %s is not the last key the ledger rotated to (an "
-                        "interrupted rotation? run `vitalog key rotate` with the server stopped "
-                        "to finish it)\n",
+        fprintf(stderr,
+                "%s: warning: %s is not the last key the ledger rotated to (an "
+                "interrupted rotation? run `vitalog key rotate` with the server stopped "
+                "to finish it)\n",
                 cmd, path);
     free(current);
     rc = fwrite(doc, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : 1;
@@ -354,8 +357,7 @@ static int install_key(const char *cmd, const char *data, const vl_ledger_key_t 
     snprintf(path, sizeof path, "%s/ledger.key", data);
     snprintf(nextpath, sizeof nextpath, "%s/ledger.key.next", data);
     if (rename(nextpath, path) < 0 || vl_cli_fsync_dir_of(path) < 0) {
-        fprintf(stderr, "%s: cannot rename %s to %s: %s\n", cmd, nextpath, path,
-                strerror(errno));
+        fprintf(stderr, "%s: cannot rename %s to %s: %s\n", cmd, nextpath, path, strerror(errno));
         return -1;
     }
     if (vl_ledger_key_vkey(next, vkey, sizeof vkey - 1) < 0) {
@@ -405,8 +407,9 @@ static int key_rotate(int argc, char **argv)
     if (access(nextpath, F_OK) == 0) {
         int committed;
         if (vl_cli_load_skey(cmd, nextpath, &next) < 0) {
-            fprintf(stderr, "%s: %s is left from an interrupted rotation and unreadable; "
-                            "inspect it and remove it\n",
+            fprintf(stderr,
+                    "%s: %s is left from an interrupted rotation and unreadable; "
+                    "inspect it and remove it\n",
                     cmd, nextpath);
             goto out;
         }
@@ -454,8 +457,9 @@ static int key_rotate(int argc, char **argv)
     switch (install_key(cmd, data, &old, &next)) {
     case 0: rc = 0; break;
     case -1:
-        fprintf(stderr, "%s: the rotation is committed; run `vitalog key rotate` again to "
-                        "finish installing the new key\n",
+        fprintf(stderr,
+                "%s: the rotation is committed; run `vitalog key rotate` again to "
+                "finish installing the new key\n",
                 cmd);
         break;
     default: break; /* -2: the key is installed, ledger.vkey was not (said why) */

@@ -26,12 +26,12 @@ typedef struct block {
     int state;
     char *arena;
     size_t arena_len, arena_cap;
-    size_t n;                    /* lines in the block */
+    size_t n; /* lines in the block */
     size_t off[VL_CLI_PIPE_LINES], len[VL_CLI_PIPE_LINES];
     unsigned char hashed[VL_CLI_PIPE_LINES];
     unsigned char leaf[VL_CLI_PIPE_LINES][VL_HASH_LEN];
-    uint64_t first_lineno;       /* number of its first line */
-    int end;                     /* 0 more follows; 1 end of input; -1 error after its lines */
+    uint64_t first_lineno; /* number of its first line */
+    int end;               /* 0 more follows; 1 end of input; -1 error after its lines */
     char error[160];
 } block_t;
 
@@ -42,7 +42,7 @@ struct vl_cli_pipe {
     pthread_cond_t can_fill, can_read;
     block_t blocks[VL_CLI_PIPE_BLOCKS];
     int fill, read;
-    size_t pos;      /* next line of blocks[read] */
+    size_t pos; /* next line of blocks[read] */
     int stopping;
     uint64_t lineno;
     char error[160];
@@ -92,8 +92,7 @@ static void *producer(void *arg)
             }
             if (rc < 0 || append_line(b, line, len) < 0) {
                 b->end = -1;
-                snprintf(b->error, sizeof b->error, "%s",
-                         rc < 0 ? p->in.error : "out of memory");
+                snprintf(b->error, sizeof b->error, "%s", rc < 0 ? p->in.error : "out of memory");
                 break;
             }
         }

@@ -155,8 +155,7 @@ static int ledger_key_init(const char *dir, const char *origin, vl_ledger_key_t 
         return -1;
     }
     switch (vl_store_has_ledger(dir, &serr)) {
-    case 0:
-        break;
+    case 0: break;
     case 1:
         fprintf(stderr,
                 "vitalog serve: %s is missing but the database holds a ledger: restore the "
@@ -164,9 +163,7 @@ static int ledger_key_init(const char *dir, const char *origin, vl_ledger_key_t 
                 "ledger\n",
                 path);
         return -1;
-    default:
-        fprintf(stderr, "vitalog serve: %s\n", serr.message);
-        return -1;
+    default: fprintf(stderr, "vitalog serve: %s\n", serr.message); return -1;
     }
     if (origin) {
         snprintf(name, sizeof name, "%s", origin);
@@ -300,54 +297,70 @@ int vl_cli_serve(int argc, char **argv)
         case 'P': port_file = optarg; break;
         case 'b': hopts.base_url = optarg; break;
         case 't':
-            if (parse_uint(optarg, 1024, &v) < 0 || v == 0) goto bad;
+            if (parse_uint(optarg, 1024, &v) < 0 || v == 0)
+                goto bad;
             hopts.threads = (unsigned)v;
             break;
         case 'm':
-            if (parse_uint(optarg, 1024ul * 1024 * 1024, &v) < 0 || v == 0) goto bad;
+            if (parse_uint(optarg, 1024ul * 1024 * 1024, &v) < 0 || v == 0)
+                goto bad;
             hopts.max_body = v;
             break;
         case 'D':
-            if (parse_uint(optarg, 10000, &v) < 0 || v == 0) goto bad;
+            if (parse_uint(optarg, 10000, &v) < 0 || v == 0)
+                goto bad;
             fopts.max_depth = v;
             break;
         case 'E':
-            if (parse_uint(optarg, 100000, &v) < 0 || v == 0) goto bad;
+            if (parse_uint(optarg, 100000, &v) < 0 || v == 0)
+                goto bad;
             fopts.max_bundle_entries = v;
             break;
         case 'G':
-            if (parse_uint(optarg, 1024ul * 1024 * 1024, &v) < 0 || v == 0) goto bad;
+            if (parse_uint(optarg, 1024ul * 1024 * 1024, &v) < 0 || v == 0)
+                goto bad;
             fopts.max_page_bytes = v;
             break;
         case 'T':
-            if (parse_uint(optarg, 86400, &v) < 0 || v == 0) goto bad;
+            if (parse_uint(optarg, 86400, &v) < 0 || v == 0)
+                goto bad;
             hopts.conn_timeout = (unsigned)v;
             break;
         case 'H':
-            if (parse_uint(optarg, 86400, &v) < 0 || v == 0) goto bad;
+            if (parse_uint(optarg, 86400, &v) < 0 || v == 0)
+                goto bad;
             hopts.header_timeout = (unsigned)v;
             break;
         case 'c':
-            if (parse_uint(optarg, 65536, &v) < 0 || v == 0) goto bad;
+            if (parse_uint(optarg, 65536, &v) < 0 || v == 0)
+                goto bad;
             hopts.max_conns = (unsigned)v;
             break;
         case 'I':
-            if (parse_uint(optarg, 65536, &v) < 0 || v == 0) goto bad;
+            if (parse_uint(optarg, 65536, &v) < 0 || v == 0)
+                goto bad;
             hopts.max_conns_per_ip = (unsigned)v;
             break;
         case 'R':
-            if (parse_uint(optarg, 3600, &drain_s) < 0) goto bad;
+            if (parse_uint(optarg, 3600, &drain_s) < 0)
+                goto bad;
             break;
         case 'B':
-            if (parse_uint(optarg, 100000, &v) < 0 || v == 0) goto bad;
+            if (parse_uint(optarg, 100000, &v) < 0 || v == 0)
+                goto bad;
             sopts.batch_max = (int)v;
             break;
         case 'L':
-            if (!strcmp(optarg, "debug")) vl_log_set_level(VL_LOG_DEBUG);
-            else if (!strcmp(optarg, "info")) vl_log_set_level(VL_LOG_INFO);
-            else if (!strcmp(optarg, "warn")) vl_log_set_level(VL_LOG_WARN);
-            else if (!strcmp(optarg, "error")) vl_log_set_level(VL_LOG_ERROR);
-            else goto bad;
+            if (!strcmp(optarg, "debug"))
+                vl_log_set_level(VL_LOG_DEBUG);
+            else if (!strcmp(optarg, "info"))
+                vl_log_set_level(VL_LOG_INFO);
+            else if (!strcmp(optarg, "warn"))
+                vl_log_set_level(VL_LOG_WARN);
+            else if (!strcmp(optarg, "error"))
+                vl_log_set_level(VL_LOG_ERROR);
+            else
+                goto bad;
             break;
         case 'O':
             if (!origin_ok(optarg)) {
@@ -358,7 +371,8 @@ int vl_cli_serve(int argc, char **argv)
             origin = optarg;
             break;
         case 'C':
-            if (parse_uint(optarg, 3600000, &v) < 0 || v == 0) goto bad;
+            if (parse_uint(optarg, 3600000, &v) < 0 || v == 0)
+                goto bad;
             sopts.checkpoint_ms = (unsigned)v;
             break;
         case 'h': fputs(usage_serve, stdout); return 0;

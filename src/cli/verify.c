@@ -154,7 +154,7 @@ typedef struct verify_state {
     int rec_pending;
     char rec_ref[256];
     unsigned char rec_commit[VL_HASH_LEN];
-    uint64_t rec_line; /* export mode: line in the records file */
+    uint64_t rec_line;      /* export mode: line in the records file */
     uint64_t unsigned_tail; /* data mode, live server: newest entries not checked */
     /* the first failure (text after "FAILED at ") */
     char fail[1024];
@@ -213,8 +213,8 @@ static const char *where(char *buf, size_t n, uint64_t lineno)
 
 /* One entry line, as stored. Then the pending record, if it is this
  * entry's. */
-static int on_entry(verify_state_t *st, const char *line, size_t len,
-                    const unsigned char *leaf, uint64_t lineno)
+static int on_entry(verify_state_t *st, const char *line, size_t len, const unsigned char *leaf,
+                    uint64_t lineno)
 {
     vl_error_t err = VL_ERROR_INIT;
     vl_ledger_entry_t e;
@@ -231,8 +231,7 @@ static int on_entry(verify_state_t *st, const char *line, size_t len,
         return 0;
     if (vl_ledger_entry_parse(line, len, &e, &err) < 0) {
         /* the verifier accepted it, so this cannot happen; fail closed */
-        fail(st, "entry %llu: %s", (unsigned long long)(st->entries - 1),
-             vl_error_message(&err));
+        fail(st, "entry %llu: %s", (unsigned long long)(st->entries - 1), vl_error_message(&err));
         vl_error_clear(&err);
         return -1;
     }
@@ -240,9 +239,9 @@ static int on_entry(verify_state_t *st, const char *line, size_t len,
         return 0;
     if (sodium_memcmp(e.commitment, st->rec_commit, VL_HASH_LEN) != 0)
         fail(st,
-                    "entry %llu: record %s: SHA-256(salt || bytes) does not match the entry's "
-                    "commitment (the stored bytes or salt were changed)",
-                    (unsigned long long)e.index, st->rec_ref);
+             "entry %llu: record %s: SHA-256(salt || bytes) does not match the entry's "
+             "commitment (the stored bytes or salt were changed)",
+             (unsigned long long)e.index, st->rec_ref);
     st->rec_pending = 0;
     st->records++;
     return 0;
@@ -258,8 +257,8 @@ static int on_checkpoint(verify_state_t *st, const char *note, size_t len, uint6
         return -1;
     }
     st->checkpoints++;
-    if (vl_cli_note_checkpoint(note, len, st->origin, sizeof st->origin, &st->cp_size,
-                               st->root) == 0)
+    if (vl_cli_note_checkpoint(note, len, st->origin, sizeof st->origin, &st->cp_size, st->root) ==
+        0)
         st->have_cp = 1;
     return 0;
 }
@@ -463,7 +462,8 @@ typedef struct data_ctx {
     uint64_t node_index;
 } data_ctx_t;
 
-static void data_node_cb(void *ctx, int level, uint64_t index, const unsigned char hash[VL_HASH_LEN])
+static void data_node_cb(void *ctx, int level, uint64_t index,
+                         const unsigned char hash[VL_HASH_LEN])
 {
     data_ctx_t *d = ctx;
     unsigned char stored[VL_HASH_LEN];
@@ -491,8 +491,7 @@ static int data_check_tree(data_ctx_t *d, uint64_t index, const char *line, size
         return fail(d->st,
                     "entry %llu: the stored Merkle tree node (level %d, index %llu) does not "
                     "match the entries it covers (proofs built from it would be wrong)",
-                    (unsigned long long)index, d->node_level,
-                    (unsigned long long)d->node_index);
+                    (unsigned long long)index, d->node_level, (unsigned long long)d->node_index);
     return 0;
 }
 
@@ -536,8 +535,8 @@ static int data_advance(data_ctx_t *d, uint64_t end)
     return 0;
 }
 
-static int data_record_cb(void *ctx, uint64_t index, const char *ref,
-                          const unsigned char salt[32], const char *bytes, size_t len)
+static int data_record_cb(void *ctx, uint64_t index, const char *ref, const unsigned char salt[32],
+                          const char *bytes, size_t len)
 {
     data_ctx_t *d = ctx;
     verify_state_t *st = d->st;
@@ -571,8 +570,9 @@ static int data_record_cb(void *ctx, uint64_t index, const char *ref,
     if (data_advance(d, index + 1) < 0)
         return 1;
     if (st->rec_pending) {
-        fail(st, "entry %llu: record %s is stored for this entry, but the entry is for "
-                 "another ref",
+        fail(st,
+             "entry %llu: record %s is stored for this entry, but the entry is for "
+             "another ref",
              (unsigned long long)index, ref);
         return 1;
     }
@@ -599,8 +599,7 @@ static int store_open_failure(verify_state_t *st, const char *msg, const char *d
     if (sscanf(msg, "the checkpoint at size %llu %n", &n, &off) == 1 && off > 0)
         return fail(st, "checkpoint at size %llu: %s (found by the store when opening %s)", n,
                     msg + off, dir);
-    if (sscanf(msg, "the tree node (level %d, index %llu) is missing%n", &level, &idx, &off) ==
-            2 &&
+    if (sscanf(msg, "the tree node (level %d, index %llu) is missing%n", &level, &idx, &off) == 2 &&
         off > 0 && msg[off] == '\0' && level >= 0 && level < 64 && idx <= UINT64_MAX >> level)
         return fail(st,
                     "entry %llu: the stored Merkle tree node (level %d, index %llu) is missing "
@@ -706,12 +705,9 @@ static int check_pinned(verify_state_t *st, const vl_ledger_keys_t *list,
 int vl_cli_verify(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"key", required_argument, NULL, 'k'},
-        {"keys", required_argument, NULL, 'K'},
-        {"records", required_argument, NULL, 'r'},
-        {"data", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"key", required_argument, NULL, 'k'},     {"keys", required_argument, NULL, 'K'},
+        {"records", required_argument, NULL, 'r'}, {"data", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     vl_ledger_key_t keys[VL_CLI_MAX_KEYS];
     vl_ledger_keys_t list;
@@ -782,8 +778,9 @@ int vl_cli_verify(int argc, char **argv)
         char first[512];
         vl_error_t err = VL_ERROR_INIT;
         if (vl_cli_first_vkey("vitalog verify", data, first, sizeof first) < 0) {
-            fprintf(stderr, "vitalog verify: give --key or --keys, or keep the log's verifier "
-                            "keys in %s\n",
+            fprintf(stderr,
+                    "vitalog verify: give --key or --keys, or keep the log's verifier "
+                    "keys in %s\n",
                     data);
             return 2;
         }
@@ -826,8 +823,7 @@ int vl_cli_verify(int argc, char **argv)
         rc = 1;
     } else {
         char root[sodium_base64_ENCODED_LEN(VL_HASH_LEN, sodium_base64_VARIANT_ORIGINAL)];
-        sodium_bin2base64(root, sizeof root, st->root, VL_HASH_LEN,
-                          sodium_base64_VARIANT_ORIGINAL);
+        sodium_bin2base64(root, sizeof root, st->root, VL_HASH_LEN, sodium_base64_VARIANT_ORIGINAL);
         printf("vitalog verify: OK: %llu entries, %llu checkpoints, size %llu, root %s, "
                "origin %s",
                (unsigned long long)st->entries, (unsigned long long)st->checkpoints,

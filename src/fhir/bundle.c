@@ -186,8 +186,8 @@ static void map_resolved(target_t *t)
 static int rewrite(bundle_t *b, json_t *node, const char *key, vl_store_txn_t *txn,
                    vl_scope_t scope, vl_error_t *err);
 
-static int rewrite_string(bundle_t *b, json_t *parent, const char *key, size_t index,
-                          const char *s, vl_store_txn_t *txn, vl_scope_t scope, vl_error_t *err)
+static int rewrite_string(bundle_t *b, json_t *parent, const char *key, size_t index, const char *s,
+                          vl_store_txn_t *txn, vl_scope_t scope, vl_error_t *err)
 {
     target_t *t = map_find(b, s);
     const char *to = NULL;
@@ -241,7 +241,7 @@ static int rewrite_string(bundle_t *b, json_t *parent, const char *key, size_t i
     }
     {
         json_t *v = json_string(to);
-        int rc = !v ? -1
+        int rc = !v                      ? -1
                  : json_is_array(parent) ? json_array_set_new(parent, index, v)
                                          : json_object_set_new(parent, key, v);
         if (rc < 0)
@@ -258,8 +258,7 @@ static int rewrite(bundle_t *b, json_t *node, const char *key, vl_store_txn_t *t
     if (json_is_object(node)) {
         const char *k;
         json_t *v;
-        json_object_foreach(node, k, v)
-        {
+        json_object_foreach (node, k, v) {
             if (vl_json_is_string(v))
                 rc = rewrite_string(b, node, k, 0, json_string_value(v), txn, scope, err);
             else
@@ -333,8 +332,8 @@ static void plan_entry(bundle_t *b, entry_t *e, const json_t *je)
     else if (s->row->handler == vl_h_delete)
         op = VL_W_DELETE;
     else
-        return entry_failf(e, 400, "not-supported", "%s %s is not allowed in a Bundle",
-                           e->method, e->url);
+        return entry_failf(e, 400, "not-supported", "%s %s is not allowed in a Bundle", e->method,
+                           e->url);
 
     vl_write_init(&e->w, op, s->type, op == VL_W_DELETE ? NULL : json_incref(s->body));
     e->has_write = 1;
@@ -478,9 +477,8 @@ static int apply_transaction(vl_store_txn_t *txn, void *arg)
         for (size_t j = i + 1; j < b->n; j++)
             if (b->e[i].kind == E_WRITE && b->e[j].kind == E_WRITE &&
                 same_target(&b->e[i], &b->e[j])) {
-                vl_error_set(&err, 400, "invalid", NULL,
-                             "entries %zu and %zu both write %s/%s", i, j, b->e[i].w.type->name,
-                             b->e[i].w.id);
+                vl_error_set(&err, 400, "invalid", NULL, "entries %zu and %zu both write %s/%s", i,
+                             j, b->e[i].w.type->name, b->e[i].w.id);
                 return txn_fail(b, &b->e[j], &err);
             }
     /* 3. late references */
@@ -501,8 +499,7 @@ static int apply_transaction(vl_store_txn_t *txn, void *arg)
     for (size_t k = 0; k < sizeof order / sizeof order[0]; k++)
         for (size_t i = 0; i < b->n; i++) {
             entry_t *e = &b->e[i];
-            if (e->kind == E_WRITE && e->w.op == order[k] &&
-                vl_write_execute(txn, &e->w, &err) < 0)
+            if (e->kind == E_WRITE && e->w.op == order[k] && vl_write_execute(txn, &e->w, &err) < 0)
                 return txn_fail(b, e, &err);
         }
     /* 5. reads see the writes, and may name the transaction's fullUrls */
@@ -522,8 +519,7 @@ static int apply_transaction(vl_store_txn_t *txn, void *arg)
         vl_rest_get(&e->sub, txn, &e->sub.params, &e->res);
         if (e->res.status >= 400) {
             vl_error_set(&err, e->res.status, e->res.status == 404 ? "not-found" : "processing",
-                         NULL, "%s %s answered %s", e->method, e->url,
-                         status_text(e->res.status));
+                         NULL, "%s %s answered %s", e->method, e->url, status_text(e->res.status));
             return txn_fail(b, e, &err);
         }
     }

@@ -36,16 +36,11 @@ extern const vl_search_param_t vl_fhir_params_common[];
 static const char *kind_name(vl_index_kind_t kind)
 {
     switch (kind) {
-    case VL_INDEX_TOKEN:
-        return "token";
-    case VL_INDEX_STRING:
-        return "string";
-    case VL_INDEX_REFERENCE:
-        return "reference";
-    case VL_INDEX_DATE:
-        return "date";
-    case VL_INDEX_QUANTITY:
-        return "quantity";
+    case VL_INDEX_TOKEN: return "token";
+    case VL_INDEX_STRING: return "string";
+    case VL_INDEX_REFERENCE: return "reference";
+    case VL_INDEX_DATE: return "date";
+    case VL_INDEX_QUANTITY: return "quantity";
     }
     return "special";
 }
@@ -129,14 +124,14 @@ static json_t *resource_entry(const vl_fhir_type_t *t)
     json_object_set_new(r, "readHistory", json_true());
     json_object_set_new(r, "updateCreate", json_true());
     json_object_set_new(r, "conditionalCreate", json_true());
-    json_object_set_new(r, "conditionalUpdate",
-                        json_boolean(has_row("/fhir/{type}", "PUT") &&
-                                     (t->interactions & VL_INT_UPDATE)));
-    json_object_set_new(r, "conditionalDelete",
-                        json_string(has_row("/fhir/{type}", "DELETE") &&
-                                            (t->interactions & VL_INT_DELETE)
-                                        ? "single"
-                                        : "not-supported"));
+    json_object_set_new(
+        r, "conditionalUpdate",
+        json_boolean(has_row("/fhir/{type}", "PUT") && (t->interactions & VL_INT_UPDATE)));
+    json_object_set_new(
+        r, "conditionalDelete",
+        json_string(has_row("/fhir/{type}", "DELETE") && (t->interactions & VL_INT_DELETE)
+                        ? "single"
+                        : "not-supported"));
 
     if (t->interactions & VL_INT_SEARCH) {
         json_t *params = json_array();

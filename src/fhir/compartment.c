@@ -48,8 +48,7 @@ static int patient_id(const char *ref, char out[65])
 static int add_reference(const json_t *ref, vl_index_t *ix)
 {
     char id[65];
-    if (json_is_object(ref) &&
-        patient_id(json_string_value(json_object_get(ref, "reference")), id))
+    if (json_is_object(ref) && patient_id(json_string_value(json_object_get(ref, "reference")), id))
         return vl_index_add_patient(ix, id);
     return 0;
 }
@@ -61,8 +60,7 @@ static int add_element(const json_t *v, vl_index_t *ix)
     if (json_is_array(v)) {
         size_t i;
         json_t *item;
-        json_array_foreach(v, i, item)
-        {
+        json_array_foreach (v, i, item) {
             if (add_element(item, ix) < 0)
                 return -1;
         }

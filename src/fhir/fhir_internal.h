@@ -53,20 +53,20 @@ struct vl_fhir_exchange {
     int64_t vid;                /* {vid}, or 0 */
     vl_arena_t *arena;          /* freed with the exchange */
     vl_principal_t who;
-    vl_scope_t scope;           /* from the policy; every store read takes it */
-    json_t *body;               /* the parsed FHIR body (owned), for FHIR_BODY rows */
-    vl_params_t params;         /* query parameters, plus a POST _search form body */
-    int prefer;                 /* VL_PREFER_* */
-    int lenient;                /* Prefer: handling=lenient */
+    vl_scope_t scope;   /* from the policy; every store read takes it */
+    json_t *body;       /* the parsed FHIR body (owned), for FHIR_BODY rows */
+    vl_params_t params; /* query parameters, plus a POST _search form body */
+    int prefer;         /* VL_PREFER_* */
+    int lenient;        /* Prefer: handling=lenient */
     /* a pending answer */
     vl_fhir_notify_fn notify;
     void *notify_arg;
     vl_store_unit_t unit;
     void (*finish)(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
-    void *op;                   /* the pending operation's state */
+    void *op; /* the pending operation's state */
     void (*op_free)(void *op);
-    vl_fhir_request_t own_req;  /* a sub-request's request (req points here) */
-    int is_sub;                 /* a Bundle entry: shares the parent's arena */
+    vl_fhir_request_t own_req; /* a sub-request's request (req points here) */
+    int is_sub;                /* a Bundle entry: shares the parent's arena */
 };
 
 /** Submits x->unit (apply/arg set by the caller); `finish` builds the
@@ -125,8 +125,7 @@ void vl_bundle_links_close(vl_buf_t *b, int first);
 void vl_full_url(vl_buf_t *b, const char *fhir_base, const char *type, const char *id);
 /** Sets ETag and Last-Modified (and Location when `with_location`). */
 void vl_record_headers(vl_fhir_response_t *res, const char *fhir_base, const char *type,
-                       const char *id, int64_t version, int64_t last_updated_us,
-                       int with_location);
+                       const char *id, int64_t version, int64_t last_updated_us, int with_location);
 
 /* ------------------------------------------------------------------------
  * Writes (write.c): one create, update or delete, run inside a unit
@@ -148,8 +147,8 @@ typedef struct vl_write {
     vl_render_t parts;
     int prepared;
     /* out */
-    int status;   /* 200, 201, 204 (or the error's) */
-    int noop;     /* nothing written: If-None-Exist matched; delete of the deleted */
+    int status; /* 200, 201, 204 (or the error's) */
+    int noop;   /* nothing written: If-None-Exist matched; delete of the deleted */
     int created;
     int64_t version, time_us;
     char *body; /* the stored (or matched) body, malloc'd */

@@ -90,8 +90,7 @@ static void index_token(ctx_t *c, const json_t *v)
         if (json_is_array(codings)) { /* CodeableConcept */
             size_t i;
             const json_t *coding;
-            json_array_foreach(codings, i, coding)
-            {
+            json_array_foreach (codings, i, coding) {
                 if (json_is_object(coding))
                     index_coding(c, coding);
             }
@@ -111,8 +110,7 @@ static void add_string_member(ctx_t *c, const json_t *obj, const char *key)
     } else if (json_is_array(v)) {
         size_t i;
         const json_t *e;
-        json_array_foreach(v, i, e)
-        {
+        json_array_foreach (v, i, e) {
             if (vl_json_is_string(e))
                 add(c, NULL, json_string_value(e), 0, 0, 0);
         }
@@ -122,7 +120,7 @@ static void add_string_member(ctx_t *c, const json_t *obj, const char *key)
 static void index_string(ctx_t *c, const json_t *v)
 {
     static const char *const human_name[] = {"family", "given", "text", "prefix", "suffix", NULL};
-    static const char *const address[] = {"line",    "city",    "district", "state",
+    static const char *const address[] = {"line",       "city",    "district", "state",
                                           "postalCode", "country", "text",     NULL};
     if (vl_json_is_string(v)) {
         add(c, NULL, json_string_value(v), 0, 0, 0);
@@ -240,21 +238,11 @@ static void index_quantity(ctx_t *c, const json_t *v)
 static void index_value(ctx_t *c, const json_t *v)
 {
     switch (c->param->kind) {
-    case VL_INDEX_TOKEN:
-        index_token(c, v);
-        break;
-    case VL_INDEX_STRING:
-        index_string(c, v);
-        break;
-    case VL_INDEX_REFERENCE:
-        index_reference(c, v);
-        break;
-    case VL_INDEX_DATE:
-        index_date(c, v);
-        break;
-    case VL_INDEX_QUANTITY:
-        index_quantity(c, v);
-        break;
+    case VL_INDEX_TOKEN: index_token(c, v); break;
+    case VL_INDEX_STRING: index_string(c, v); break;
+    case VL_INDEX_REFERENCE: index_reference(c, v); break;
+    case VL_INDEX_DATE: index_date(c, v); break;
+    case VL_INDEX_QUANTITY: index_quantity(c, v); break;
     }
 }
 
@@ -262,15 +250,15 @@ static void index_value(ctx_t *c, const json_t *v)
  * Path walking
  * ---------------------------------------------------------------------- */
 
-static void walk(ctx_t *c, const json_t *node, char segs[][MAX_SEGMENT_LEN], size_t nseg,
-                 size_t at)
+static void walk(ctx_t *c, const json_t *node, char segs[][MAX_SEGMENT_LEN], size_t nseg, size_t at)
 {
     if (c->failed || !node)
         return;
     if (json_is_array(node)) {
         size_t i;
         const json_t *e;
-        json_array_foreach(node, i, e) walk(c, e, segs, nseg, at);
+        json_array_foreach (node, i, e)
+            walk(c, e, segs, nseg, at);
         return;
     }
     if (at == nseg) {
@@ -313,8 +301,8 @@ int vl_fhir_index(const vl_fhir_type_t *type, const json_t *res, vl_index_t *ix,
             walk(&c, res, segs, n, 0);
         }
         if (c.failed)
-            return vl_error_set(err, 500, "exception", NULL,
-                                "Out of memory while indexing %s", type->name);
+            return vl_error_set(err, 500, "exception", NULL, "Out of memory while indexing %s",
+                                type->name);
     }
     if (vl_fhir_compartments(type, res, ix) < 0)
         return vl_error_set(err, 500, "exception", NULL, "Out of memory while indexing %s",

@@ -64,8 +64,7 @@ static int h_readyz(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
 static void metric(vl_buf_t *b, const char *name, const char *type, const char *help,
                    unsigned long long value)
 {
-    vl_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
-                  value);
+    vl_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, value);
 }
 
 static int h_metrics(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
@@ -353,8 +352,8 @@ static int route(const char *path, const char *method, match_t *m)
             continue;
         if (!strstr(m->allow, r->method)) {
             size_t len = strlen(m->allow);
-            snprintf(m->allow + len, sizeof m->allow - len, "%s%s%s", len ? ", " : "",
-                     r->method, strcmp(r->method, "GET") ? "" : ", HEAD");
+            snprintf(m->allow + len, sizeof m->allow - len, "%s%s%s", len ? ", " : "", r->method,
+                     strcmp(r->method, "GET") ? "" : ", HEAD");
         }
         if (!m->row && method_is(r->method, method))
             m->row = r;
@@ -370,8 +369,8 @@ static void known_operations(char *out, size_t n)
     out[0] = '\0';
     for (const vl_route_t *r = vl_routes; r->pattern; r++)
         if (r->operation && len < n)
-            len += (size_t)snprintf(out + len, n - len, "%s%s (%s)", len ? ", " : "",
-                                    r->operation, r->pattern);
+            len += (size_t)snprintf(out + len, n - len, "%s%s (%s)", len ? ", " : "", r->operation,
+                                    r->pattern);
     if (!len)
         snprintf(out, n, "none");
 }
@@ -425,14 +424,13 @@ static int route_request(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
             if (vl_fhir_is_r4_type(m.type))
                 return vl_x_fail(res, 404, "not-supported",
                                  "resource type %s is not served by this server", m.type);
-            return vl_x_fail(res, 404, "not-found", "'%.64s' is not a FHIR resource type",
-                             m.type);
+            return vl_x_fail(res, 404, "not-found", "'%.64s' is not a FHIR resource type", m.type);
         }
     }
     if (!m.row) {
         char *allow = vl_arena_strdup(x->arena, m.allow);
-        vl_x_fail(res, 405, "not-supported", "%s is not supported on %s (allowed: %s)",
-                  req->method, m.pattern, m.allow);
+        vl_x_fail(res, 405, "not-supported", "%s is not supported on %s (allowed: %s)", req->method,
+                  m.pattern, m.allow);
         res->allow = allow ? allow : "GET";
         return 405;
     }
@@ -527,8 +525,7 @@ static int parse_form(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
     if (!content_type_is(x->req->content_type, form))
         return vl_x_fail(res, 415, "not-supported",
                          "_search takes application/x-www-form-urlencoded");
-    if (x->req->body_len &&
-        vl_params_parse_form(&x->params, x->req->body, x->req->body_len) < 0)
+    if (x->req->body_len && vl_params_parse_form(&x->params, x->req->body, x->req->body_len) < 0)
         return vl_x_fail(res, 400, "invalid", "malformed form body");
     return -1;
 }
@@ -549,9 +546,9 @@ static int authorize(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
 {
     const vl_policy_t *p = x->f->opts.policy;
     vl_error_t err = VL_ERROR_INIT;
-    vl_access_t what = {x->row->interaction, x->type ? x->type->name : NULL, x->id,
-                        compartment(x),      x->row->operation,
-                        (x->row->flags & VL_ROW_WRITE) != 0};
+    vl_access_t what = {
+        x->row->interaction, x->type ? x->type->name : NULL,     x->id, compartment(x),
+        x->row->operation,   (x->row->flags & VL_ROW_WRITE) != 0};
     if (!strcmp(what.interaction, "transaction") && x->body) {
         const char *bt = json_string_value(json_object_get(x->body, "type"));
         if (bt && !strcmp(bt, "batch"))
@@ -566,8 +563,8 @@ static int authorize(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
     return -1;
 }
 
-int vl_fhir_handle(vl_fhir_t *f, const vl_fhir_request_t *req, vl_fhir_notify_fn notify,
-                   void *arg, vl_fhir_exchange_t **out, vl_fhir_response_t *res)
+int vl_fhir_handle(vl_fhir_t *f, const vl_fhir_request_t *req, vl_fhir_notify_fn notify, void *arg,
+                   vl_fhir_exchange_t **out, vl_fhir_response_t *res)
 {
     vl_fhir_exchange_t *x = calloc(1, sizeof *x);
     const vl_policy_t *p = f->opts.policy;

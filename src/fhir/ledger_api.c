@@ -209,15 +209,15 @@ static int proof_route(vl_fhir_exchange_t *x, vl_fhir_response_t *res, int inclu
     if (a < 0 || b < 0 || (inclusion ? a >= b : (a < 1 || a > b)))
         return vl_x_fail(res, 400, "invalid",
                          inclusion ? "need 0 <= index < size" : "need 1 <= first <= second");
-    rc = inclusion ? vl_store_ledger_inclusion(x->f->opts.store, x->scope, (uint64_t)a,
-                                               (uint64_t)b, proof, &n, &serr)
+    rc = inclusion ? vl_store_ledger_inclusion(x->f->opts.store, x->scope, (uint64_t)a, (uint64_t)b,
+                                               proof, &n, &serr)
                    : vl_store_ledger_consistency(x->f->opts.store, x->scope, (uint64_t)a,
                                                  (uint64_t)b, proof, &n, &serr);
     if (rc < 0)
         return vl_x_store_error(res, &serr);
     vl_x_json(res, 200,
-              inclusion ? json_pack("{s:I,s:I,s:o}", "index", (json_int_t)a, "size",
-                                    (json_int_t)b, "hashes", hashes_json(proof, n))
+              inclusion ? json_pack("{s:I,s:I,s:o}", "index", (json_int_t)a, "size", (json_int_t)b,
+                                    "hashes", hashes_json(proof, n))
                         : json_pack("{s:I,s:I,s:o}", "first", (json_int_t)a, "second",
                                     (json_int_t)b, "hashes", hashes_json(proof, n)));
     res->content_type = "application/json";
@@ -422,10 +422,10 @@ static int record_route(vl_fhir_exchange_t *x, vl_fhir_response_t *res, const ch
     }
     if (as_parameters) {
         /* R4 has no 64-bit integer: sizes past 2^31-1 go as decimals */
-        json_t *idx = p.index <= INT32_MAX ? json_pack("{s:s,s:I}", "name", "index", "valueInteger",
-                                                       (json_int_t)p.index)
-                                           : json_pack("{s:s,s:o}", "name", "index", "valueDecimal",
-                                                       vl_json_number("0"));
+        json_t *idx =
+            p.index <= INT32_MAX
+                ? json_pack("{s:s,s:I}", "name", "index", "valueInteger", (json_int_t)p.index)
+                : json_pack("{s:s,s:o}", "name", "index", "valueDecimal", vl_json_number("0"));
         json_t *proof = json_pack("{s:s,s:[]}", "name", "inclusionProof", "part");
         json_t *parts = json_object_get(proof, "part");
         char num[32];
@@ -434,16 +434,16 @@ static int record_route(vl_fhir_exchange_t *x, vl_fhir_response_t *res, const ch
             json_object_set_new(idx, "valueDecimal", vl_json_number(num));
         }
         snprintf(num, sizeof num, "%" PRIu64, p.size);
-        json_array_append_new(parts, p.size <= INT32_MAX
-                                         ? json_pack("{s:s,s:I}", "name", "size", "valueInteger",
-                                                     (json_int_t)p.size)
-                                         : json_pack("{s:s,s:o}", "name", "size", "valueDecimal",
-                                                     vl_json_number(num)));
+        json_array_append_new(
+            parts,
+            p.size <= INT32_MAX
+                ? json_pack("{s:s,s:I}", "name", "size", "valueInteger", (json_int_t)p.size)
+                : json_pack("{s:s,s:o}", "name", "size", "valueDecimal", vl_json_number(num)));
         for (size_t i = 0; i < p.n; i++) {
             char h[64];
             b64(p.proof[i], VL_HASH_LEN, h, sizeof h);
-            json_array_append_new(parts, json_pack("{s:s,s:s}", "name", "hash",
-                                                   "valueBase64Binary", h));
+            json_array_append_new(parts,
+                                  json_pack("{s:s,s:s}", "name", "hash", "valueBase64Binary", h));
         }
         doc = json_pack("{s:s,s:[{s:s,s:s},{s:s,s:s},o,{s:s,s:s},{s:s,s:s},o,{s:s,s:s}]}",
                         "resourceType", "Parameters", "parameter", "name", "entry", "valueString",
@@ -453,10 +453,10 @@ static int record_route(vl_fhir_exchange_t *x, vl_fhir_response_t *res, const ch
     } else {
         json_t *entry = json_loadb(p.line, p.line_len, 0, NULL);
         doc = entry ? json_pack("{s:s,s:o,s:s,s:I,s:s,s:s,s:{s:I,s:o},s:s}", "line", p.line,
-                                "entry", entry, "entryHash", hash_hex, "index",
-                                (json_int_t)p.index, "salt", salt_hex, "bytes", bytes64,
-                                "inclusionProof", "size", (json_int_t)p.size, "hashes",
-                                hashes_json(p.proof, p.n), "checkpoint", p.note)
+                                "entry", entry, "entryHash", hash_hex, "index", (json_int_t)p.index,
+                                "salt", salt_hex, "bytes", bytes64, "inclusionProof", "size",
+                                (json_int_t)p.size, "hashes", hashes_json(p.proof, p.n),
+                                "checkpoint", p.note)
                     : NULL;
     }
     free(bytes64);
@@ -477,8 +477,8 @@ int vl_h_ledger_record(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
         char type[65], id[65];
         long long vid;
         int n = 0;
-        if (!ref || sscanf(ref, "%64[A-Za-z]/%64[A-Za-z0-9.-]/_history/%lld%n", type, id, &vid,
-                           &n) != 3 ||
+        if (!ref ||
+            sscanf(ref, "%64[A-Za-z]/%64[A-Za-z0-9.-]/_history/%lld%n", type, id, &vid, &n) != 3 ||
             ref[n] != '\0' || vid < 1 || !vl_fhir_id_valid(id))
             return vl_x_fail(res, 400, "invalid",
                              "ref must name a version: Type/id/_history/version");

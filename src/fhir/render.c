@@ -32,8 +32,7 @@ static char *render_members(const json_t *obj, const char *const *skip)
     size_t n;
     if (!copy)
         return NULL;
-    json_object_foreach((json_t *)obj, key, value)
-    {
+    json_object_foreach ((json_t *)obj, key, value) {
         int skipped = 0;
         for (const char *const *k = skip; *k; k++)
             skipped |= strcmp(key, *k) == 0;
@@ -150,12 +149,11 @@ void vl_full_url(vl_buf_t *b, const char *fhir_base, const char *type, const cha
 }
 
 void vl_record_headers(vl_fhir_response_t *res, const char *fhir_base, const char *type,
-                       const char *id, int64_t version, int64_t last_updated_us,
-                       int with_location)
+                       const char *id, int64_t version, int64_t last_updated_us, int with_location)
 {
     snprintf(res->etag, sizeof res->etag, "W/\"%lld\"", (long long)version);
     vl_time_format_http(last_updated_us, res->last_modified);
     if (with_location)
-        snprintf(res->location, sizeof res->location, "%s/%s/%s/_history/%lld", fhir_base, type,
-                 id, (long long)version);
+        snprintf(res->location, sizeof res->location, "%s/%s/%s/_history/%lld", fhir_base, type, id,
+                 (long long)version);
 }

@@ -67,7 +67,7 @@ typedef struct page {
     const char *path;        /* "Observation", "Observation/1/_history" */
     const char *query;       /* the canonical query (already encoded), or "" */
     int count, offset;
-    int64_t total;           /* -1: not counted */
+    int64_t total; /* -1: not counted */
     int has_next;
 } page_t;
 
@@ -114,7 +114,9 @@ static void history_entry(vl_buf_t *b, const vl_record_t *r)
     vl_buf_printf(b,
                   ",\"response\":{\"status\":\"%s\",\"etag\":\"W/\\\"%lld\\\"\","
                   "\"lastModified\":\"%s\"}",
-                  r->deleted ? "204 No Content" : r->version == 1 ? "201 Created" : "200 OK",
+                  r->deleted        ? "204 No Content"
+                  : r->version == 1 ? "201 Created"
+                                    : "200 OK",
                   (long long)r->version, ts);
 }
 
@@ -267,8 +269,7 @@ static int do_search(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const vl_params
     if (!with_total && q.count > 0)
         q.count++;
     rc = txn ? vl_store_txn_search(txn, x->scope, &q, with_total, &list, &serr)
-             : vl_store_search(x->f->opts.store, x->scope, &q, with_total, max_bytes, &list,
-                               &serr);
+             : vl_store_search(x->f->opts.store, x->scope, &q, with_total, max_bytes, &list, &serr);
     if (rc < 0) {
         vl_search_free(&search);
         return vl_x_store_error(res, &serr);
@@ -283,8 +284,8 @@ static int do_search(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const vl_params
     } else if (with_total) {
         p.has_next = (int64_t)p.offset + (int64_t)list.n < list.total && list.n > 0;
     } else {
-        p.has_next = list.n > 0 && list.n < (size_t)search.query.count &&
-                     cut_by_bytes(&list, max_bytes);
+        p.has_next =
+            list.n > 0 && list.n < (size_t)search.query.count && cut_by_bytes(&list, max_bytes);
     }
     rc = send_page(x, &p, &list, res);
     vl_search_free(&search);
@@ -340,9 +341,9 @@ void vl_write_answer(vl_fhir_exchange_t *x, vl_write_t *w, vl_fhir_response_t *r
             vl_record_headers(res, base, w->type->name, w->id, w->version, w->time_us, 0);
         if (x->prefer == VL_PREFER_OUTCOME) {
             char msg[200];
-            snprintf(msg, sizeof msg, "%s%s%s %s", w->type->name, w->id[0] ? "/" : "",
-                     w->id, w->noop ? "was not deleted: nothing matched or it was deleted already"
-                                    : "deleted");
+            snprintf(msg, sizeof msg, "%s%s%s %s", w->type->name, w->id[0] ? "/" : "", w->id,
+                     w->noop ? "was not deleted: nothing matched or it was deleted already"
+                             : "deleted");
             res->status = 200;
             vl_x_json(res, 200, vl_outcome_new("information", "informational", msg));
         }

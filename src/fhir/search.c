@@ -235,10 +235,10 @@ typedef struct parser {
     vl_error_t *err;
     size_t nvalues; /* values so far, all conditions */
     size_t cap;     /* room in the values array of the condition being filled */
-    vl_buf_t sq; /* self_query being built */
+    vl_buf_t sq;    /* self_query being built */
     int oom;
     int seen_count, seen_offset, seen_sort, seen_total, seen_summary;
-    int id_in_query; /* query.id already used */
+    int id_in_query;   /* query.id already used */
     int summary_count; /* _summary=count */
 } parser_t;
 
@@ -504,7 +504,7 @@ static int parse_token(parser_t *ps, const char *name, const char *raw, vl_query
     char *code = unescape(ps->arena, raw + bar + 1, strlen(raw + bar + 1));
     if (!sys || !code)
         return oom(ps);
-    v->system = sys; /* "" means: no system */
+    v->system = sys;               /* "" means: no system */
     v->text = *code ? code : NULL; /* NULL means: any code of the system */
     return 0;
 }
@@ -695,21 +695,11 @@ static int parse_param(parser_t *ps, const vl_search_param_t *sp, const char *na
     for (size_t i = 0; i < n; i++) {
         int rc = 0;
         switch (sp->kind) {
-        case VL_INDEX_TOKEN:
-            rc = parse_token(ps, name, items[i], c);
-            break;
-        case VL_INDEX_STRING:
-            rc = parse_string(ps, items[i], c);
-            break;
-        case VL_INDEX_REFERENCE:
-            rc = parse_reference(ps, sp, name, type_mod, items[i], c);
-            break;
-        case VL_INDEX_DATE:
-            rc = parse_date(ps, name, items[i], c);
-            break;
-        case VL_INDEX_QUANTITY:
-            rc = parse_quantity(ps, name, items[i], c);
-            break;
+        case VL_INDEX_TOKEN: rc = parse_token(ps, name, items[i], c); break;
+        case VL_INDEX_STRING: rc = parse_string(ps, items[i], c); break;
+        case VL_INDEX_REFERENCE: rc = parse_reference(ps, sp, name, type_mod, items[i], c); break;
+        case VL_INDEX_DATE: rc = parse_date(ps, name, items[i], c); break;
+        case VL_INDEX_QUANTITY: rc = parse_quantity(ps, name, items[i], c); break;
         }
         if (rc != 0)
             return -1;

@@ -45,8 +45,8 @@
 
 #include "vitalog/fhir.h"
 
-#define ALL_INTERACTIONS                                                                         \
-    (VL_INT_READ | VL_INT_VREAD | VL_INT_UPDATE | VL_INT_DELETE | VL_INT_HISTORY_INSTANCE |     \
+#define ALL_INTERACTIONS                                                                           \
+    (VL_INT_READ | VL_INT_VREAD | VL_INT_UPDATE | VL_INT_DELETE | VL_INT_HISTORY_INSTANCE |        \
      VL_INT_HISTORY_TYPE | VL_INT_CREATE | VL_INT_SEARCH)
 
 /* Generated: fhir/search_params.c (scripts/gen-search-params.py). */
@@ -99,6 +99,8 @@ const vl_search_param_t *vl_fhir_param_find(const vl_fhir_type_t *t, const char 
  * test): the 146 names of the R4 resource list.
  * ---------------------------------------------------------------------- */
 
+/* packed as in the R4 resource list */
+/* clang-format off */
 static const char *const r4_types[] = {
     "Account", "ActivityDefinition", "AdverseEvent", "AllergyIntolerance", "Appointment",
     "AppointmentResponse", "AuditEvent", "Basic", "Binary", "BiologicallyDerivedProduct",
@@ -133,6 +135,7 @@ static const char *const r4_types[] = {
     "SupplyDelivery", "SupplyRequest", "Task", "TerminologyCapabilities", "TestReport",
     "TestScript", "ValueSet", "VerificationResult", "VisionPrescription",
 };
+/* clang-format on */
 
 /* Exposed for the unit test (sortedness check); not in fhir.h. */
 const char *const *vl_fhir_r4_type_list(size_t *n)

@@ -77,7 +77,7 @@ int vl_vcc_has(const json_t *cc, const char *system, const char *code)
     size_t i;
     if (!json_is_array(codings))
         return 0;
-    json_array_foreach(codings, i, c) {
+    json_array_foreach (codings, i, c) {
         const char *s = vl_vstr(c, "system"), *k = vl_vstr(c, "code");
         if (s && k && strcmp(s, system) == 0 && strcmp(k, code) == 0)
             return 1;
@@ -107,7 +107,7 @@ const char *vl_vchoice_key(const json_t *obj, const char *prefix)
     size_t n = strlen(prefix);
     if (!json_is_object(obj))
         return NULL;
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach ((json_t *)obj, key, v) {
         if (strncmp(key, prefix, n) == 0 && key[n] >= 'A' && key[n] <= 'Z')
             return key;
     }
@@ -121,8 +121,7 @@ const char *vl_vchoice_key(const json_t *obj, const char *prefix)
 size_t vpath_push(vctx_t *c, const char *name)
 {
     size_t old = c->plen;
-    int n = snprintf(c->path + c->plen, sizeof c->path - c->plen, "%s%s",
-                     c->plen ? "." : "", name);
+    int n = snprintf(c->path + c->plen, sizeof c->path - c->plen, "%s%s", c->plen ? "." : "", name);
     if (n > 0)
         c->plen += (size_t)n < sizeof c->path - c->plen ? (size_t)n : sizeof c->path - c->plen - 1;
     return old;
@@ -190,12 +189,9 @@ static const vdef_elem_t base_resource[] = {
 static const vdef_elem_t *base_of(vkind_t k)
 {
     switch (k) {
-    case VK_BACKBONE:
-        return base_backbone;
-    case VK_RESOURCE:
-        return base_resource;
-    default:
-        return base_element;
+    case VK_BACKBONE: return base_backbone;
+    case VK_RESOURCE: return base_resource;
+    default: return base_element;
     }
 }
 
@@ -248,8 +244,7 @@ static void walk_single(vctx_t *c, const vdef_elem_t *e, vt_t t, const json_t *v
         if (c->issues == before && e->codes && vl_json_is_string(v) &&
             !is_code_in(json_string_value(v), e->codes))
             vfail(c, 400, "code-invalid", NULL,
-                  "'%.60s' is not in the required value set of this element",
-                  json_string_value(v));
+                  "'%.60s' is not in the required value set of this element", json_string_value(v));
         break;
     }
     case VK_OPAQUE:
@@ -258,12 +253,8 @@ static void walk_single(vctx_t *c, const vdef_elem_t *e, vt_t t, const json_t *v
         else
             vl_vwalk_generic(c, v);
         break;
-    case VK_RESOURCE:
-        walk_resource(c, v, NULL);
-        break;
-    default:
-        vl_vwalk_object(c, t, v);
-        break;
+    case VK_RESOURCE: walk_resource(c, v, NULL); break;
+    default: vl_vwalk_object(c, t, v); break;
     }
 }
 
@@ -292,7 +283,7 @@ static void walk_primitive_ext(vctx_t *c, const vdef_elem_t *e, const json_t *ex
     if (json_is_array(value) && json_array_size(value) != json_array_size(ext))
         vfail(c, 400, "structure", NULL,
               "the array of primitive extensions must have as many entries as the values");
-    json_array_foreach(ext, i, item) {
+    json_array_foreach (ext, i, item) {
         size_t old;
         if (json_is_null(item))
             continue;
@@ -316,8 +307,7 @@ static void walk_element(vctx_t *c, const vdef_elem_t *e, vt_t t, const json_t *
     const json_t *item;
     if (!e->many) {
         if (json_is_array(v))
-            vfail(c, 400, "structure", NULL,
-                  "must not be an array (max cardinality 1)");
+            vfail(c, 400, "structure", NULL, "must not be an array (max cardinality 1)");
         else
             walk_single(c, e, t, v);
         return;
@@ -330,7 +320,7 @@ static void walk_element(vctx_t *c, const vdef_elem_t *e, vt_t t, const json_t *
         vfail(c, 400, "structure", NULL, "empty arrays are not allowed (omit the element)");
         return;
     }
-    json_array_foreach(v, i, item) {
+    json_array_foreach (v, i, item) {
         size_t old = vpath_push_index(c, i);
         if (json_is_null(item) && vl_vdefs[t].kind == VK_PRIMITIVE && json_is_array(ext) &&
             i < json_array_size(ext) && json_is_object(json_array_get(ext, i)))
@@ -360,7 +350,7 @@ void vl_vwalk_object(vctx_t *c, vt_t t, const json_t *obj)
         return;
     }
 
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach ((json_t *)obj, key, v) {
         int is_ext = key[0] == '_';
         const char *name = is_ext ? key + 1 : key;
         vt_t et = VT_NONE;
@@ -415,8 +405,8 @@ void vl_vwalk_object(vctx_t *c, vt_t t, const json_t *obj)
                 continue;
             snprintf(ext_key, sizeof ext_key, "_%s", e->name);
             if (e->choices)
-                present = vl_vchoice_key(obj, e->name) != NULL ||
-                          vl_vchoice_key(obj, ext_key) != NULL;
+                present =
+                    vl_vchoice_key(obj, e->name) != NULL || vl_vchoice_key(obj, ext_key) != NULL;
             else
                 present = json_object_get(obj, e->name) || json_object_get(obj, ext_key);
             if (!present)
@@ -453,7 +443,7 @@ static void walk_generic_array(vctx_t *c, const json_t *arr, const json_t *ext)
     size_t i;
     if (json_array_size(arr) == 0)
         vfail(c, 400, "structure", NULL, "empty arrays are not allowed (omit the element)");
-    json_array_foreach(arr, i, item) {
+    json_array_foreach (arr, i, item) {
         size_t old = vpath_push_index(c, i);
         if (!json_is_null(item))
             vl_vwalk_generic(c, item);
@@ -481,7 +471,7 @@ void vl_vwalk_generic(vctx_t *c, const json_t *v)
         vfail(c, 400, "structure", NULL, "empty objects are not allowed (omit the element)");
         return;
     }
-    json_object_foreach((json_t *)v, key, item) {
+    json_object_foreach ((json_t *)v, key, item) {
         size_t old = vpath_push(c, key);
         char ext_key[128];
         if (!key_valid(key)) {
@@ -523,8 +513,8 @@ void vl_vwalk_generic(vctx_t *c, const json_t *v)
  * type (generic walk of its own elements), or VT_NONE. */
 static vt_t resource_vt(const char *name)
 {
-    static const vt_t modelled[] = {VT_OBSERVATION, VT_PATIENT, VT_PRACTITIONER,
-                                    VT_ORGANIZATION, VT_DEVICE, VT_NONE};
+    static const vt_t modelled[] = {VT_OBSERVATION,  VT_PATIENT, VT_PRACTITIONER,
+                                    VT_ORGANIZATION, VT_DEVICE,  VT_NONE};
     for (const vt_t *t = modelled; *t != VT_NONE; t++)
         if (strcmp(vl_vdefs[*t].name, name) == 0)
             return *t;
@@ -542,11 +532,11 @@ static void collect_local_refs(const json_t *v, json_t *refs)
         if (s[0] == '#')
             json_object_set_new(refs, s, json_true());
     } else if (json_is_object(v)) {
-        json_object_foreach((json_t *)v, key, item) {
+        json_object_foreach ((json_t *)v, key, item) {
             collect_local_refs(item, refs);
         }
     } else if (json_is_array(v)) {
-        json_array_foreach(v, i, item) {
+        json_array_foreach (v, i, item) {
             collect_local_refs(item, refs);
         }
     }
@@ -574,7 +564,7 @@ int vl_vcontained_has(vctx_t *c, const char *id)
         if (!c->contained_ids)
             return 1;
         if (json_is_array(contained))
-            json_array_foreach(contained, i, r) {
+            json_array_foreach (contained, i, r) {
                 const char *rid = vl_vstr(r, "id");
                 if (rid)
                     json_object_set_new(c->contained_ids, rid, json_true());
@@ -648,7 +638,7 @@ static void walk_resource(vctx_t *c, const json_t *v, const char *expected)
             vfail(c, 500, "exception", NULL, "Out of memory");
             return;
         }
-        json_object_foreach((json_t *)v, key, item) {
+        json_object_foreach ((json_t *)v, key, item) {
             vt_t et;
             const char *name = key[0] == '_' ? key + 1 : key;
             if (find_elem(&vl_vdefs[VT_OTHER_RESOURCE], name, &et) ||
@@ -687,8 +677,8 @@ int vl_fhir_validate(const vl_fhir_type_t *type, const json_t *res, vl_error_t *
     vpath_push(&c, type->name);
     walk_resource(&c, res, type->name);
     if (strcmp(type->name, "Observation") == 0 && json_is_object(res) &&
-        strcmp(vl_vstr(res, "resourceType") ? vl_vstr(res, "resourceType") : "",
-               "Observation") == 0)
+        strcmp(vl_vstr(res, "resourceType") ? vl_vstr(res, "resourceType") : "", "Observation") ==
+            0)
         vl_vvitals_check(&c, res);
     json_decref(c.contained_ids);
     json_decref(c.local_refs);

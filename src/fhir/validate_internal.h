@@ -162,9 +162,9 @@ typedef struct vctx {
     const json_t *root; /* the resource passed to vl_fhir_validate() */
     char path[VPATH_MAX];
     size_t plen;
-    unsigned issues;        /* issues this validation added */
-    json_t *contained_ids;  /* set of root contained[].id, built on first use */
-    json_t *local_refs;     /* set of "#..." strings in root, built on first use */
+    unsigned issues;       /* issues this validation added */
+    json_t *contained_ids; /* set of root contained[].id, built on first use */
+    json_t *local_refs;    /* set of "#..." strings in root, built on first use */
 } vctx_t;
 
 /** True if the root resource has a contained resource with this id. */

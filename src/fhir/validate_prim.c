@@ -46,8 +46,7 @@ int vl_vstring_ok(vctx_t *c, const char *s)
     for (n = 0; s[n]; n++) {
         unsigned char ch = (unsigned char)s[n];
         if (ch < 0x20 && ch != '\t' && ch != '\r' && ch != '\n') {
-            vfail(c, 400, "value", NULL, "Control character U+%04X is not allowed in a string",
-                  ch);
+            vfail(c, 400, "value", NULL, "Control character U+%04X is not allowed in a string", ch);
             return 0;
         }
         if (n >= VSTRING_MAX) {
@@ -415,29 +414,15 @@ void vl_vcheck_primitive(vctx_t *c, vt_t t, const json_t *v)
         return;
 
     switch (t) {
-    case VT_CODE:
-        ok = code_valid(s);
-        break;
-    case VT_ID:
-        ok = vl_fhir_id_valid(s);
-        break;
+    case VT_CODE: ok = code_valid(s); break;
+    case VT_ID: ok = vl_fhir_id_valid(s); break;
     case VT_URI:
     case VT_URL:
-    case VT_CANONICAL:
-        ok = !has_space(s);
-        break;
-    case VT_OID:
-        ok = strncmp(s, "urn:oid:", 8) == 0 && oid_body_valid(s + 8);
-        break;
-    case VT_UUID:
-        ok = strncmp(s, "urn:uuid:", 9) == 0 && uuid_body_valid(s + 9);
-        break;
-    case VT_BASE64BINARY:
-        ok = base64_valid(s);
-        break;
-    case VT_DATE:
-        ok = vl_vdate_valid(s);
-        break;
+    case VT_CANONICAL: ok = !has_space(s); break;
+    case VT_OID: ok = strncmp(s, "urn:oid:", 8) == 0 && oid_body_valid(s + 8); break;
+    case VT_UUID: ok = strncmp(s, "urn:uuid:", 9) == 0 && uuid_body_valid(s + 9); break;
+    case VT_BASE64BINARY: ok = base64_valid(s); break;
+    case VT_DATE: ok = vl_vdate_valid(s); break;
     case VT_DATETIME:
         ok = vl_vdatetime_valid(s);
         if (!ok) {
@@ -456,11 +441,8 @@ void vl_vcheck_primitive(vctx_t *c, vt_t t, const json_t *v)
             return;
         }
         break;
-    case VT_TIME:
-        ok = vl_vtime_valid(s);
-        break;
-    default: /* string, markdown, xhtml: vl_vstring_ok() was enough */
-        break;
+    case VT_TIME: ok = vl_vtime_valid(s); break;
+    default: /* string, markdown, xhtml: vl_vstring_ok() was enough */ break;
     }
     if (!ok)
         vfail(c, 400, "value", NULL, "'%.60s' is not a valid %s", s, name);

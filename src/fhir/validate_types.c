@@ -27,10 +27,22 @@
 #include "vitalog/fhir.h"
 
 /* Row helpers: E(name, min, many, type), C(name, min, choices), B(...codes) */
-#define E(n, mn, mx, t) {n, mn, mx, t, NULL, NULL}
-#define C(n, mn, ch) {n, mn, 0, VT_NONE, ch, NULL}
-#define B(n, mn, mx, codes) {n, mn, mx, VT_CODE, NULL, codes}
-#define END {NULL, 0, 0, VT_NONE, NULL, NULL}
+#define E(n, mn, mx, t)                                                                            \
+    {                                                                                              \
+        n, mn, mx, t, NULL, NULL                                                                   \
+    }
+#define C(n, mn, ch)                                                                               \
+    {                                                                                              \
+        n, mn, 0, VT_NONE, ch, NULL                                                                \
+    }
+#define B(n, mn, mx, codes)                                                                        \
+    {                                                                                              \
+        n, mn, mx, VT_CODE, NULL, codes                                                            \
+    }
+#define END                                                                                        \
+    {                                                                                              \
+        NULL, 0, 0, VT_NONE, NULL, NULL                                                            \
+    }
 #define ONE 0  /* max 1 */
 #define MANY 1 /* max * */
 
@@ -38,29 +50,32 @@
  * Required value sets
  * ---------------------------------------------------------------------- */
 
-static const char *const obs_status[] = {"registered", "preliminary", "final",
-                                         "amended", "corrected", "cancelled",
-                                         "entered-in-error", "unknown", NULL};
-static const char *const narrative_status[] = {"generated", "extensions", "additional",
-                                               "empty", NULL};
+static const char *const obs_status[] = {"registered",       "preliminary", "final",
+                                         "amended",          "corrected",   "cancelled",
+                                         "entered-in-error", "unknown",     NULL};
+static const char *const narrative_status[] = {"generated", "extensions", "additional", "empty",
+                                               NULL};
 static const char *const quantity_comparator[] = {"<", "<=", ">=", ">", NULL};
-static const char *const identifier_use[] = {"usual", "official", "temp",
-                                             "secondary", "old", NULL};
-static const char *const name_use[] = {"usual", "official", "temp", "nickname",
-                                       "anonymous", "old", "maiden", NULL};
+static const char *const identifier_use[] = {"usual", "official", "temp", "secondary", "old", NULL};
+static const char *const name_use[] = {"usual",     "official", "temp",   "nickname",
+                                       "anonymous", "old",      "maiden", NULL};
 static const char *const address_use[] = {"home", "work", "temp", "old", "billing", NULL};
 static const char *const address_type[] = {"postal", "physical", "both", NULL};
 static const char *const contact_system[] = {"phone", "fax", "email", "pager",
-                                             "url", "sms", "other", NULL};
+                                             "url",   "sms", "other", NULL};
 static const char *const contact_use[] = {"home", "work", "temp", "old", "mobile", NULL};
 static const char *const gender[] = {"male", "female", "other", "unknown", NULL};
 static const char *const link_type[] = {"replaced-by", "replaces", "refer", "seealso", NULL};
-static const char *const device_status[] = {"active", "inactive", "entered-in-error",
-                                            "unknown", NULL};
-static const char *const device_name_type[] = {"udi-label-name", "user-friendly-name",
-                                               "patient-reported-name", "manufacturer-name",
-                                               "model-name", "other", NULL};
-static const char *const udi_entry_type[] = {"barcode", "rfid", "manual", "card",
+static const char *const device_status[] = {"active", "inactive", "entered-in-error", "unknown",
+                                            NULL};
+static const char *const device_name_type[] = {"udi-label-name",
+                                               "user-friendly-name",
+                                               "patient-reported-name",
+                                               "manufacturer-name",
+                                               "model-name",
+                                               "other",
+                                               NULL};
+static const char *const udi_entry_type[] = {"barcode",       "rfid",    "manual", "card",
                                              "self-reported", "unknown", NULL};
 static const char *const time_unit[] = {"s", "min", "h", "d", "wk", "mo", "a", NULL};
 static const char *const days_of_week[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun", NULL};
@@ -78,18 +93,57 @@ static const vt_t ch_timing_bounds[] = {VT_DURATION, VT_RANGE, VT_PERIOD, VT_NON
 static const vt_t ch_pat_deceased[] = {VT_BOOLEAN, VT_DATETIME, VT_NONE};
 static const vt_t ch_pat_multiple_birth[] = {VT_BOOLEAN, VT_INTEGER, VT_NONE};
 /* Extension.value[x]: the R4 "open" type list. */
-static const vt_t ch_open[] = {
-    VT_BASE64BINARY, VT_BOOLEAN,          VT_CANONICAL,   VT_CODE,         VT_DATE,
-    VT_DATETIME,     VT_DECIMAL,          VT_ID,          VT_INSTANT,      VT_INTEGER,
-    VT_MARKDOWN,     VT_OID,              VT_POSITIVEINT, VT_STRING,       VT_TIME,
-    VT_UNSIGNEDINT,  VT_URI,              VT_URL,         VT_UUID,         VT_ADDRESS,
-    VT_AGE,          VT_ANNOTATION,       VT_ATTACHMENT,  VT_CODEABLECONCEPT, VT_CODING,
-    VT_CONTACTPOINT, VT_COUNT,            VT_DISTANCE,    VT_DURATION,     VT_HUMANNAME,
-    VT_IDENTIFIER,   VT_MONEY,            VT_PERIOD,      VT_QUANTITY,     VT_RANGE,
-    VT_RATIO,        VT_REFERENCE,        VT_SAMPLEDDATA, VT_SIGNATURE,    VT_TIMING,
-    VT_CONTACTDETAIL, VT_CONTRIBUTOR,     VT_DATAREQUIREMENT, VT_EXPRESSION,
-    VT_PARAMETERDEFINITION, VT_RELATEDARTIFACT, VT_TRIGGERDEFINITION, VT_USAGECONTEXT,
-    VT_DOSAGE,       VT_META,             VT_NONE};
+static const vt_t ch_open[] = {VT_BASE64BINARY,
+                               VT_BOOLEAN,
+                               VT_CANONICAL,
+                               VT_CODE,
+                               VT_DATE,
+                               VT_DATETIME,
+                               VT_DECIMAL,
+                               VT_ID,
+                               VT_INSTANT,
+                               VT_INTEGER,
+                               VT_MARKDOWN,
+                               VT_OID,
+                               VT_POSITIVEINT,
+                               VT_STRING,
+                               VT_TIME,
+                               VT_UNSIGNEDINT,
+                               VT_URI,
+                               VT_URL,
+                               VT_UUID,
+                               VT_ADDRESS,
+                               VT_AGE,
+                               VT_ANNOTATION,
+                               VT_ATTACHMENT,
+                               VT_CODEABLECONCEPT,
+                               VT_CODING,
+                               VT_CONTACTPOINT,
+                               VT_COUNT,
+                               VT_DISTANCE,
+                               VT_DURATION,
+                               VT_HUMANNAME,
+                               VT_IDENTIFIER,
+                               VT_MONEY,
+                               VT_PERIOD,
+                               VT_QUANTITY,
+                               VT_RANGE,
+                               VT_RATIO,
+                               VT_REFERENCE,
+                               VT_SAMPLEDDATA,
+                               VT_SIGNATURE,
+                               VT_TIMING,
+                               VT_CONTACTDETAIL,
+                               VT_CONTRIBUTOR,
+                               VT_DATAREQUIREMENT,
+                               VT_EXPRESSION,
+                               VT_PARAMETERDEFINITION,
+                               VT_RELATEDARTIFACT,
+                               VT_TRIGGERDEFINITION,
+                               VT_USAGECONTEXT,
+                               VT_DOSAGE,
+                               VT_META,
+                               VT_NONE};
 
 /* ------------------------------------------------------------------------
  * General-purpose datatypes
@@ -104,9 +158,12 @@ static const vdef_elem_t el_extension[] = {
 };
 
 static const vdef_elem_t el_coding[] = {
-    E("system", 0, ONE, VT_URI),       E("version", 0, ONE, VT_STRING),
-    E("code", 0, ONE, VT_CODE),        E("display", 0, ONE, VT_STRING),
-    E("userSelected", 0, ONE, VT_BOOLEAN), END,
+    E("system", 0, ONE, VT_URI),
+    E("version", 0, ONE, VT_STRING),
+    E("code", 0, ONE, VT_CODE),
+    E("display", 0, ONE, VT_STRING),
+    E("userSelected", 0, ONE, VT_BOOLEAN),
+    END,
 };
 
 static const vdef_elem_t el_codeable_concept[] = {
@@ -118,9 +175,9 @@ static const vdef_elem_t el_codeable_concept[] = {
 /* Quantity and its profiles (SimpleQuantity, Age, Count, Distance,
  * Duration) share one element list. */
 static const vdef_elem_t el_quantity[] = {
-    E("value", 0, ONE, VT_DECIMAL),  B("comparator", 0, ONE, quantity_comparator),
-    E("unit", 0, ONE, VT_STRING),    E("system", 0, ONE, VT_URI),
-    E("code", 0, ONE, VT_CODE),      END,
+    E("value", 0, ONE, VT_DECIMAL), B("comparator", 0, ONE, quantity_comparator),
+    E("unit", 0, ONE, VT_STRING),   E("system", 0, ONE, VT_URI),
+    E("code", 0, ONE, VT_CODE),     END,
 };
 
 static const vdef_elem_t el_money[] = {
@@ -155,15 +212,20 @@ static const vdef_elem_t el_sampled_data[] = {
 };
 
 static const vdef_elem_t el_identifier[] = {
-    B("use", 0, ONE, identifier_use),       E("type", 0, ONE, VT_CODEABLECONCEPT),
-    E("system", 0, ONE, VT_URI),            E("value", 0, ONE, VT_STRING),
-    E("period", 0, ONE, VT_PERIOD),         E("assigner", 0, ONE, VT_REFERENCE),
+    B("use", 0, ONE, identifier_use),
+    E("type", 0, ONE, VT_CODEABLECONCEPT),
+    E("system", 0, ONE, VT_URI),
+    E("value", 0, ONE, VT_STRING),
+    E("period", 0, ONE, VT_PERIOD),
+    E("assigner", 0, ONE, VT_REFERENCE),
     END,
 };
 
 static const vdef_elem_t el_reference[] = {
-    E("reference", 0, ONE, VT_STRING),      E("type", 0, ONE, VT_URI),
-    E("identifier", 0, ONE, VT_IDENTIFIER), E("display", 0, ONE, VT_STRING),
+    E("reference", 0, ONE, VT_STRING),
+    E("type", 0, ONE, VT_URI),
+    E("identifier", 0, ONE, VT_IDENTIFIER),
+    E("display", 0, ONE, VT_STRING),
     END,
 };
 
@@ -175,26 +237,35 @@ static const vdef_elem_t el_annotation[] = {
 };
 
 static const vdef_elem_t el_attachment[] = {
-    E("contentType", 0, ONE, VT_CODE), E("language", 0, ONE, VT_CODE),
-    E("data", 0, ONE, VT_BASE64BINARY), E("url", 0, ONE, VT_URL),
-    E("size", 0, ONE, VT_UNSIGNEDINT), E("hash", 0, ONE, VT_BASE64BINARY),
-    E("title", 0, ONE, VT_STRING),     E("creation", 0, ONE, VT_DATETIME),
+    E("contentType", 0, ONE, VT_CODE),
+    E("language", 0, ONE, VT_CODE),
+    E("data", 0, ONE, VT_BASE64BINARY),
+    E("url", 0, ONE, VT_URL),
+    E("size", 0, ONE, VT_UNSIGNEDINT),
+    E("hash", 0, ONE, VT_BASE64BINARY),
+    E("title", 0, ONE, VT_STRING),
+    E("creation", 0, ONE, VT_DATETIME),
     END,
 };
 
 static const vdef_elem_t el_human_name[] = {
-    B("use", 0, ONE, name_use),        E("text", 0, ONE, VT_STRING),
-    E("family", 0, ONE, VT_STRING),    E("given", 0, MANY, VT_STRING),
-    E("prefix", 0, MANY, VT_STRING),   E("suffix", 0, MANY, VT_STRING),
-    E("period", 0, ONE, VT_PERIOD),    END,
+    B("use", 0, ONE, name_use),      E("text", 0, ONE, VT_STRING),
+    E("family", 0, ONE, VT_STRING),  E("given", 0, MANY, VT_STRING),
+    E("prefix", 0, MANY, VT_STRING), E("suffix", 0, MANY, VT_STRING),
+    E("period", 0, ONE, VT_PERIOD),  END,
 };
 
 static const vdef_elem_t el_address[] = {
-    B("use", 0, ONE, address_use),     B("type", 0, ONE, address_type),
-    E("text", 0, ONE, VT_STRING),      E("line", 0, MANY, VT_STRING),
-    E("city", 0, ONE, VT_STRING),      E("district", 0, ONE, VT_STRING),
-    E("state", 0, ONE, VT_STRING),     E("postalCode", 0, ONE, VT_STRING),
-    E("country", 0, ONE, VT_STRING),   E("period", 0, ONE, VT_PERIOD),
+    B("use", 0, ONE, address_use),
+    B("type", 0, ONE, address_type),
+    E("text", 0, ONE, VT_STRING),
+    E("line", 0, MANY, VT_STRING),
+    E("city", 0, ONE, VT_STRING),
+    E("district", 0, ONE, VT_STRING),
+    E("state", 0, ONE, VT_STRING),
+    E("postalCode", 0, ONE, VT_STRING),
+    E("country", 0, ONE, VT_STRING),
+    E("period", 0, ONE, VT_PERIOD),
     END,
 };
 
@@ -223,9 +294,12 @@ static const vdef_elem_t el_timing_repeat[] = {
 };
 
 static const vdef_elem_t el_meta[] = {
-    E("versionId", 0, ONE, VT_ID),          E("lastUpdated", 0, ONE, VT_INSTANT),
-    E("source", 0, ONE, VT_URI),            E("profile", 0, MANY, VT_CANONICAL),
-    E("security", 0, MANY, VT_CODING),      E("tag", 0, MANY, VT_CODING),
+    E("versionId", 0, ONE, VT_ID),
+    E("lastUpdated", 0, ONE, VT_INSTANT),
+    E("source", 0, ONE, VT_URI),
+    E("profile", 0, MANY, VT_CANONICAL),
+    E("security", 0, MANY, VT_CODING),
+    E("tag", 0, MANY, VT_CODING),
     END,
 };
 
@@ -408,9 +482,12 @@ static const vdef_elem_t el_device[] = {
 };
 
 static const vdef_elem_t el_dev_udi_carrier[] = {
-    E("deviceIdentifier", 0, ONE, VT_STRING), E("issuer", 0, ONE, VT_URI),
-    E("jurisdiction", 0, ONE, VT_URI),        E("carrierAIDC", 0, ONE, VT_BASE64BINARY),
-    E("carrierHRF", 0, ONE, VT_STRING),       B("entryType", 0, ONE, udi_entry_type),
+    E("deviceIdentifier", 0, ONE, VT_STRING),
+    E("issuer", 0, ONE, VT_URI),
+    E("jurisdiction", 0, ONE, VT_URI),
+    E("carrierAIDC", 0, ONE, VT_BASE64BINARY),
+    E("carrierHRF", 0, ONE, VT_STRING),
+    B("entryType", 0, ONE, udi_entry_type),
     END,
 };
 
@@ -508,16 +585,14 @@ static void check_period(vctx_t *c, const json_t *obj)
 static void check_attachment(vctx_t *c, const json_t *obj)
 {
     if (vl_vget(obj, "data") && !vl_vget(obj, "contentType"))
-        vfail(c, 400, "invariant", NULL,
-              "att-1: an attachment with data must have a contentType");
+        vfail(c, 400, "invariant", NULL, "att-1: an attachment with data must have a contentType");
 }
 
 /* cpt-2: value.empty() or system.exists() */
 static void check_contact_point(vctx_t *c, const json_t *obj)
 {
     if (vl_vget(obj, "value") && !vl_vget(obj, "system"))
-        vfail(c, 400, "invariant", NULL,
-              "cpt-2: a contact point with a value must have a system");
+        vfail(c, 400, "invariant", NULL, "cpt-2: a contact point with a value must have a system");
 }
 
 /* Reference.reference syntax, and ref-1: a local reference "#id" must
@@ -549,8 +624,9 @@ static void check_narrative(vctx_t *c, const json_t *obj)
     if (!div)
         return;
     n = strlen(div);
-    if (strncmp(div, "<div", 4) != 0 || (div[4] != ' ' && div[4] != '>' && div[4] != '\t' &&
-                                         div[4] != '\n' && div[4] != '\r' && div[4] != '/') ||
+    if (strncmp(div, "<div", 4) != 0 ||
+        (div[4] != ' ' && div[4] != '>' && div[4] != '\t' && div[4] != '\n' && div[4] != '\r' &&
+         div[4] != '/') ||
         n < 6 || (strcmp(div + n - 6, "</div>") != 0 && strcmp(div + n - 2, "/>") != 0))
         vfail(c, 400, "invariant", "div", "txt-1: the narrative must be an XHTML <div> element");
     else if (!strstr(div, "http://www.w3.org/1999/xhtml"))
@@ -576,8 +652,8 @@ static int codings_intersect(const json_t *a, const json_t *b)
     size_t i, j;
     if (!json_is_array(ca) || !json_is_array(cb))
         return 0;
-    json_array_foreach(ca, i, x) {
-        json_array_foreach(cb, j, y) {
+    json_array_foreach (ca, i, x) {
+        json_array_foreach (cb, j, y) {
             if (json_equal((json_t *)x, (json_t *)y))
                 return 1;
         }
@@ -600,7 +676,7 @@ static void check_observation(vctx_t *c, const json_t *obj)
      * component.code.where(coding.intersect(%resource.code.coding)
      * .exists()).empty() */
     if (vl_vchoice_key(obj, "value") && json_is_array(comp)) {
-        json_array_foreach(comp, i, item) {
+        json_array_foreach (comp, i, item) {
             if (codings_intersect(vl_vget(item, "code"), vl_vget(obj, "code"))) {
                 size_t old = vpath_push(c, "component");
                 vpath_push_index(c, i);
@@ -701,8 +777,7 @@ const vdef_type_t vl_vdefs[VT__COUNT] = {
     OPAQUE(VT_USAGECONTEXT, "UsageContext"),
     OPAQUE(VT_DOSAGE, "Dosage"),
 
-    BB(VT_OBS_REFERENCERANGE, "BackboneElement", el_obs_reference_range,
-       check_obs_reference_range),
+    BB(VT_OBS_REFERENCERANGE, "BackboneElement", el_obs_reference_range, check_obs_reference_range),
     BB(VT_OBS_COMPONENT, "BackboneElement", el_obs_component, NULL),
     BB(VT_PAT_CONTACT, "BackboneElement", el_pat_contact, check_pat_contact),
     BB(VT_PAT_COMMUNICATION, "BackboneElement", el_pat_communication, NULL),

@@ -42,8 +42,8 @@
 typedef enum { VS_QUANTITY, VS_BP, VS_PANEL } vs_kind_t;
 
 typedef struct vs_profile {
-    const char *name;           /* StructureDefinition id (URL is VS_BASE + name) */
-    const char *loinc;          /* the "magic value" in Observation.code */
+    const char *name;  /* StructureDefinition id (URL is VS_BASE + name) */
+    const char *loinc; /* the "magic value" in Observation.code */
     vs_kind_t kind;
     int value_required;         /* value[x]:valueQuantity min 1 (bmi) */
     const char *const units[4]; /* allowed UCUM codes, NULL-terminated */
@@ -82,7 +82,7 @@ static int claims(const json_t *obs, const char *name)
     size_t i;
     if (!json_is_array(profiles))
         return 0;
-    json_array_foreach(profiles, i, p) {
+    json_array_foreach (profiles, i, p) {
         if (vl_json_is_string(p) && canonical_is(json_string_value(p), name))
             return 1;
     }
@@ -95,7 +95,7 @@ static int has_vs_category(const json_t *obs)
     size_t i;
     if (!json_is_array(cats))
         return 0;
-    json_array_foreach(cats, i, cc) {
+    json_array_foreach (cats, i, cc) {
         if (vl_vcc_has(cc, OBS_CATEGORY, "vital-signs"))
             return 1;
     }
@@ -121,13 +121,12 @@ static void check_quantity_value(vctx_t *c, const json_t *obj, const vs_profile_
 
     if (!key) {
         if (p->value_required)
-            vfail(c, 422, "required", "valueQuantity",
-                  "Profile %s: valueQuantity is required", p->name);
+            vfail(c, 422, "required", "valueQuantity", "Profile %s: valueQuantity is required",
+                  p->name);
         return;
     }
     if (strcmp(key, "valueQuantity") != 0) {
-        vfail(c, 422, "structure", key, "Profile %s: value[x] must be a valueQuantity",
-              p->name);
+        vfail(c, 422, "structure", key, "Profile %s: value[x] must be a valueQuantity", p->name);
         return;
     }
     q = vl_vget(obj, key);
@@ -135,22 +134,18 @@ static void check_quantity_value(vctx_t *c, const json_t *obj, const vs_profile_
         return; /* reported by the base walk */
     old = vpath_push(c, "valueQuantity");
     if (!vl_vget(q, "value"))
-        vfail(c, 422, "required", "value", "Profile %s: valueQuantity.value is required",
-              p->name);
+        vfail(c, 422, "required", "value", "Profile %s: valueQuantity.value is required", p->name);
     if (!vl_vget(q, "unit"))
-        vfail(c, 422, "required", "unit", "Profile %s: valueQuantity.unit is required",
-              p->name);
+        vfail(c, 422, "required", "unit", "Profile %s: valueQuantity.unit is required", p->name);
     system = vl_vstr(q, "system");
     if (!system)
         vfail(c, 422, "required", "system",
               "Profile %s: valueQuantity.system is required (" UCUM ")", p->name);
     else if (strcmp(system, UCUM) != 0)
-        vfail(c, 422, "value", "system", "Profile %s: valueQuantity.system must be " UCUM,
-              p->name);
+        vfail(c, 422, "value", "system", "Profile %s: valueQuantity.system must be " UCUM, p->name);
     code = vl_vstr(q, "code");
     if (!code) {
-        vfail(c, 422, "required", "code", "Profile %s: valueQuantity.code is required",
-              p->name);
+        vfail(c, 422, "required", "code", "Profile %s: valueQuantity.code is required", p->name);
     } else if (!is_in(code, p->units)) {
         char allowed[64] = "";
         for (const char *const *u = p->units; *u; u++) {
@@ -159,8 +154,8 @@ static void check_quantity_value(vctx_t *c, const json_t *obj, const vs_profile_
             strncat(allowed, *u, sizeof allowed - strlen(allowed) - 1);
         }
         vfail(c, 422, "code-invalid", "code",
-              "Profile %s: unit '%.40s' is not allowed for LOINC %s (UCUM %s)", p->name,
-              code, p->loinc, allowed);
+              "Profile %s: unit '%.40s' is not allowed for LOINC %s (UCUM %s)", p->name, code,
+              p->loinc, allowed);
     }
     vpath_pop(c, old);
 }
@@ -187,7 +182,7 @@ static void check_bp(vctx_t *c, const json_t *obs, const vs_profile_t *p)
     for (int k = 0; k < 2; k++) {
         int count = 0;
         if (json_is_array(comps)) {
-            json_array_foreach(comps, i, comp) {
+            json_array_foreach (comps, i, comp) {
                 if (vl_vcc_has(vl_vget(comp, "code"), LOINC, parts[k]->loinc)) {
                     size_t old = vpath_push(c, "component");
                     vpath_push_index(c, i);
@@ -265,7 +260,7 @@ void vl_vvitals_check(vctx_t *c, const json_t *obs)
               "or a dataAbsentReason");
 
     if (json_is_array(comps)) {
-        json_array_foreach(comps, i, comp) {
+        json_array_foreach (comps, i, comp) {
             if (!vl_vget(comp, "dataAbsentReason") && !vl_vchoice_key(comp, "value")) {
                 size_t old = vpath_push(c, "component");
                 vpath_push_index(c, i);
@@ -287,12 +282,8 @@ void vl_vvitals_check(vctx_t *c, const json_t *obs)
                   "Profile %s: Observation.code must have the coding " LOINC "#%s", p->name,
                   p->loinc);
         switch (p->kind) {
-        case VS_QUANTITY:
-            check_quantity_value(c, obs, p);
-            break;
-        case VS_BP:
-            check_bp(c, obs, p);
-            break;
+        case VS_QUANTITY: check_quantity_value(c, obs, p); break;
+        case VS_BP: check_bp(c, obs, p); break;
         case VS_PANEL:
             check_no_value(c, obs, p);
             if (!vl_vget(obs, "hasMember"))

@@ -60,8 +60,9 @@ int vl_write_condition(vl_write_t *w, const vl_params_t *p, vl_error_t *err)
     size_t values = 0;
     if (!p->n)
         return vl_error_set(err, 400, "invalid", NULL, "a conditional %s needs search parameters",
-                            w->op == VL_W_CREATE ? "create" : w->op == VL_W_UPDATE ? "update"
-                                                                                   : "delete");
+                            w->op == VL_W_CREATE   ? "create"
+                            : w->op == VL_W_UPDATE ? "update"
+                                                   : "delete");
     if (vl_fhir_search_parse(w->type, p, 0, &w->cond, err) < 0)
         return -1;
     w->conditional = 1;
@@ -221,7 +222,7 @@ int vl_write_execute(vl_store_txn_t *txn, vl_write_t *w, vl_error_t *err)
     put.type = name;
     put.id = w->id;
     put.version = head.version + 1;
-    put.method = w->op == VL_W_CREATE ? VL_METHOD_POST
+    put.method = w->op == VL_W_CREATE   ? VL_METHOD_POST
                  : w->op == VL_W_UPDATE ? VL_METHOD_PUT
                                         : VL_METHOD_DELETE;
     w->created = !head.exists;

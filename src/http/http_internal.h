@@ -51,9 +51,9 @@ struct vl_http {
 typedef enum { VL_WRITE_IDLE, VL_WRITE_PENDING, VL_WRITE_DONE } vl_write_state_t;
 
 typedef struct vl_request {
-    int started;        /* set up by the first on_request() (on_uri() allocated it) */
-    size_t raw_len;     /* bytes of the request target as sent, query included */
-    int encoded_slash;  /* the raw path holds %2F */
+    int started;       /* set up by the first on_request() (on_uri() allocated it) */
+    size_t raw_len;    /* bytes of the request target as sent, query included */
+    int encoded_slash; /* the raw path holds %2F */
     vl_http_t *http;
     struct MHD_Connection *conn;
     char request_id[33];
@@ -63,14 +63,14 @@ typedef struct vl_request {
     const char *route;  /* route template for logs */
     vl_params_t params; /* query string parameters, in order */
     vl_buf_t body;
-    int too_large;      /* the body is over max_body: answer 413 */
-    int answer_now;     /* ... at once, without reading the body */
-    size_t discarded;   /* body bytes read and dropped */
-    int reject;         /* a status to answer without dispatching (400, 414) */
+    int too_large;    /* the body is over max_body: answer 413 */
+    int answer_now;   /* ... at once, without reading the body */
+    size_t discarded; /* body bytes read and dropped */
+    int reject;       /* a status to answer without dispatching (400, 414) */
     const char *reject_code, *reject_msg;
-    int close;          /* answer with Connection: close */
+    int close; /* answer with Connection: close */
     int bad_text, oom;
-    int json_as_plain;  /* answer application/json instead of application/fhir+json */
+    int json_as_plain; /* answer application/json instead of application/fhir+json */
     char base[300];
     /* the interaction layer */
     vl_fhir_request_t freq;

@@ -99,8 +99,7 @@ static MHD_RESULT send_response(vl_request_t *req)
                                    : "application/fhir+json; charset=utf-8";
     if (res->stream) {
         /* the stream context lives with the request (freed in on_completed) */
-        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, req,
-                                              NULL);
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, req, NULL);
     } else {
         r = MHD_create_response_from_buffer(res->body ? res->body_len : 0, res->body,
                                             res->body ? MHD_RESPMEM_MUST_FREE
@@ -711,10 +710,9 @@ int vl_http_listen(const char *host, uint16_t port, vl_error_t *err)
     if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(fd, 1024) < 0) {
         int e = errno;
         close(fd);
-        return vl_error_set(err, 500, "exception", NULL, "cannot listen on %s:%u: %s", host,
-                            (unsigned)port,
-                            e == EADDRINUSE ? "the address is already in use (another server?)"
-                                            : strerror(e));
+        return vl_error_set(
+            err, 500, "exception", NULL, "cannot listen on %s:%u: %s", host, (unsigned)port,
+            e == EADDRINUSE ? "the address is already in use (another server?)" : strerror(e));
     }
     return fd;
 }
@@ -753,8 +751,8 @@ int vl_http_start(const vl_http_options_t *opts, const vl_fhir_options_t *fopts,
              "the request target (path and query) is longer than %zu bytes; send long "
              "searches as POST [type]/_search",
              h->opts.max_path);
-    h->discard_max = 4 * h->opts.max_body > VL_HTTP_DISCARD_MIN ? 4 * h->opts.max_body
-                                                                 : VL_HTTP_DISCARD_MIN;
+    h->discard_max =
+        4 * h->opts.max_body > VL_HTTP_DISCARD_MIN ? 4 * h->opts.max_body : VL_HTTP_DISCARD_MIN;
     if (opts->base_url) {
         snprintf(h->base_url, sizeof h->base_url, "%s", opts->base_url);
         size_t n = strlen(h->base_url);
@@ -788,10 +786,10 @@ int vl_http_start(const vl_http_options_t *opts, const vl_fhir_options_t *fopts,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_THREAD_POOL_SIZE, h->opts.threads, MHD_OPTION_CONNECTION_TIMEOUT,
         h->opts.conn_timeout, MHD_OPTION_CONNECTION_LIMIT, h->opts.max_conns,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, h->opts.max_conns_per_ip,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
-        on_connection, h, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_END);
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, h->opts.max_conns_per_ip, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+        MHD_OPTION_END);
     if (!h->daemon) {
         close(fd);
         vl_error_set(err, 500, "exception", NULL, "cannot serve on %s:%u", h->opts.host,

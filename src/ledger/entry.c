@@ -36,8 +36,8 @@ static const char *const kind_names[] = {"create", "update", "delete", "key-rota
 
 static int id_char(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.';
 }
 
 /* Length of a valid ref at s (up to the first '"' or end), or 0. */
@@ -110,10 +110,10 @@ static int instant_scan(const char *s, int64_t *us)
         return -1;
     if (d > mdays[mo - 1] + (mo == 2 && is_leap(y)))
         return -1;
-    *us = ((days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + se) *
-               1000 +
-           ms) *
-          1000;
+    *us =
+        ((days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + se) * 1000 +
+         ms) *
+        1000;
     return 0;
 }
 
@@ -149,8 +149,8 @@ static char *put_digits(char *p, unsigned v, int n)
  * vl_time_format itself. */
 static char *put_instant(char *p, int64_t us)
 {
-    static const int64_t lo = INT64_C(-62135596800000000);   /* 0001-01-01 */
-    static const int64_t hi = INT64_C(253402300800000000);   /* 10000-01-01 */
+    static const int64_t lo = INT64_C(-62135596800000000); /* 0001-01-01 */
+    static const int64_t hi = INT64_C(253402300800000000); /* 10000-01-01 */
     if (us < lo || us >= hi) {
         char t[32];
         vl_time_format(us, t);
@@ -180,10 +180,10 @@ static char *put_instant(char *p, int64_t us)
     return p;
 }
 
-#define PUT(lit)                                                                               \
-    do {                                                                                       \
-        memcpy(p, lit, sizeof(lit) - 1);                                                       \
-        p += sizeof(lit) - 1;                                                                  \
+#define PUT(lit)                                                                                   \
+    do {                                                                                           \
+        memcpy(p, lit, sizeof(lit) - 1);                                                           \
+        p += sizeof(lit) - 1;                                                                      \
     } while (0)
 
 char *vl_ledger_entry_format(const vl_ledger_entry_t *e, size_t *len)
@@ -255,13 +255,13 @@ fail:
  * Scan / parse
  * ---------------------------------------------------------------------- */
 
-#define EXPECT(lit)                                                                            \
-    do {                                                                                       \
-        if ((size_t)(end - p) < sizeof(lit) - 1 || memcmp(p, lit, sizeof(lit) - 1) != 0) {     \
-            *why = "expected " lit;                                                            \
-            return -1;                                                                         \
-        }                                                                                      \
-        p += sizeof(lit) - 1;                                                                  \
+#define EXPECT(lit)                                                                                \
+    do {                                                                                           \
+        if ((size_t)(end - p) < sizeof(lit) - 1 || memcmp(p, lit, sizeof(lit) - 1) != 0) {         \
+            *why = "expected " lit;                                                                \
+            return -1;                                                                             \
+        }                                                                                          \
+        p += sizeof(lit) - 1;                                                                      \
     } while (0)
 
 static int hex_field(const char **pp, const char *end, unsigned char out[VL_HASH_LEN])
@@ -284,7 +284,8 @@ int vl__entry_scan(const char *line, size_t len, vl_ledger_entry_t *out, const c
         return -1;
     }
     EXPECT("{\"index\":");
-    if (p == end || *p < '0' || *p > '9' || (*p == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9')) {
+    if (p == end || *p < '0' || *p > '9' ||
+        (*p == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9')) {
         *why = "index is not canonical decimal";
         return -1;
     }
@@ -420,8 +421,7 @@ int vl_ledger_rotation_sign(const vl_ledger_key_t *old, vl_ledger_entry_t *e)
     if (mlen == 0)
         return -1;
     e->kind = VL_ENTRY_KEY_ROTATION;
-    return crypto_sign_detached(e->signature, NULL, (const unsigned char *)msg, mlen, old->sk) ==
-                   0
+    return crypto_sign_detached(e->signature, NULL, (const unsigned char *)msg, mlen, old->sk) == 0
                ? 0
                : -1;
 }
@@ -432,8 +432,7 @@ int vl__rotation_verify(const vl_ledger_key_t *old, const vl_ledger_entry_t *e)
     size_t mlen = rotation_message(e->key, msg, sizeof msg);
     if (mlen == 0)
         return -1;
-    return crypto_sign_verify_detached(e->signature, (const unsigned char *)msg, mlen, old->pk) ==
-                   0
+    return crypto_sign_verify_detached(e->signature, (const unsigned char *)msg, mlen, old->pk) == 0
                ? 0
                : -1;
 }

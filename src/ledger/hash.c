@@ -123,9 +123,8 @@ void vl__hex(const unsigned char *in, size_t len, char *out)
  * (uppercase is not canonical). A table: this runs twice per entry on the
  * verifier's path. */
 static const unsigned char hexval1[256] = {
-    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,
-    ['6'] = 7,  ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12,
-    ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['0'] = 1, ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
 };
 
 int vl__unhex(const char *in, size_t len, unsigned char *out)
@@ -140,16 +139,14 @@ int vl__unhex(const char *in, size_t len, unsigned char *out)
     return bad ? -1 : 0;
 }
 
-int vl__b64_decode(const char *in, size_t inlen, unsigned char *out, size_t cap,
-                   size_t *outlen)
+int vl__b64_decode(const char *in, size_t inlen, unsigned char *out, size_t cap, size_t *outlen)
 {
     size_t n = 0;
     /* libsodium rejects missing padding, stray characters (no `ignore`
      * set, no end pointer) and non-zero trailing bits: one text per value. */
     if (inlen % 4 != 0)
         return -1;
-    if (sodium_base642bin(out, cap, in, inlen, NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL) !=
-        0)
+    if (sodium_base642bin(out, cap, in, inlen, NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
         return -1;
     *outlen = n;
     return 0;

@@ -27,8 +27,7 @@ int vl__unhex(const char *in, size_t len, unsigned char *out);
  *  bits): decodes `in[0..inlen)` to exactly `want` bytes, -1 otherwise. */
 int vl__b64_decode_exact(const char *in, size_t inlen, unsigned char *out, size_t want);
 /** Same, any length up to `cap`; *outlen receives the length. */
-int vl__b64_decode(const char *in, size_t inlen, unsigned char *out, size_t cap,
-                   size_t *outlen);
+int vl__b64_decode(const char *in, size_t inlen, unsigned char *out, size_t cap, size_t *outlen);
 /** Padded base64 of `len` bytes into `out` (NUL-terminated); returns the
  *  length written, or 0 if `cap` is too small. */
 size_t vl__b64_encode(const unsigned char *in, size_t len, char *out, size_t cap);

@@ -95,8 +95,7 @@ char *vl_ledger_keys_format(const char *origin, const char *first,
      * {"key":"<255>","from":<20>,"rotation":<20>}, */
     cap = 32 + strlen(origin) + (n + 1) * (255 + 64);
     for (size_t i = 0; i < n; i++) {
-        if (listed_key(rotations[i].key, origin, &k) != 0 ||
-            rotations[i].index == UINT64_MAX ||
+        if (listed_key(rotations[i].key, origin, &k) != 0 || rotations[i].index == UINT64_MAX ||
             (i > 0 && rotations[i].index <= rotations[i - 1].index) ||
             !is_new_key(rotations[i].key, first, rotations, i))
             return NULL;
@@ -224,8 +223,7 @@ int vl_ledger_keys_parse(const char *doc, size_t len, vl_ledger_keys_t *out, vl_
         if (!json_is_object(item) || json_object_size(item) != (i == 0 ? 2u : 3u) ||
             (i == 0) != (jrot == NULL) || !json_object_get(item, "from")) {
             bad(err, "keys[%zu] must have exactly the members %s", i,
-                i == 0 ? "key and from (the first key has no rotation)"
-                       : "key, from and rotation");
+                i == 0 ? "key and from (the first key has no rotation)" : "key, from and rotation");
             goto out;
         }
         if (string_member(item, "key", vkey, 256) != 0 || listed_key(vkey, NULL, &k) != 0) {
@@ -250,14 +248,14 @@ int vl_ledger_keys_parse(const char *doc, size_t len, vl_ledger_keys_t *out, vl_
             continue;
         }
         if (rot == UINT64_MAX || from != rot + 1) {
-            bad(err, "keys[%zu].from must be rotation + 1 (the first tree size that holds the "
-                     "rotation entry)",
+            bad(err,
+                "keys[%zu].from must be rotation + 1 (the first tree size that holds the "
+                "rotation entry)",
                 i);
             goto out;
         }
         if (i > 1 && rot <= out->rotations[i - 2].index) {
-            bad(err, "keys[%zu].rotation is not after keys[%zu].rotation (oldest first)", i,
-                i - 1);
+            bad(err, "keys[%zu].rotation is not after keys[%zu].rotation (oldest first)", i, i - 1);
             goto out;
         }
         if (!is_new_key(vkey, out->first, out->rotations, i - 1)) {
@@ -299,8 +297,7 @@ int vl_ledger_keys_init(vl_ledger_keys_t *k, const char *first, vl_error_t *err)
     return 0;
 }
 
-int vl_ledger_keys_add_entry(vl_ledger_keys_t *k, const char *line, size_t len,
-                             vl_error_t *err)
+int vl_ledger_keys_add_entry(vl_ledger_keys_t *k, const char *line, size_t len, vl_error_t *err)
 {
     static const char kind[] = "\"kind\":\"key-rotation\"";
     vl_ledger_entry_t e;

@@ -260,7 +260,7 @@ int vl_ledger_verify_inclusion(uint64_t index, uint64_t size, const unsigned cha
         return -1;
     fn = index; /* step 2 */
     sn = size - 1;
-    memcpy(r, leaf, VL_HASH_LEN); /* step 3 */
+    memcpy(r, leaf, VL_HASH_LEN);    /* step 3 */
     for (size_t i = 0; i < n; i++) { /* step 4 */
         if (sn == 0)
             return -1;

@@ -442,7 +442,8 @@ int vl_ledger_checkpoint_parse(const char *text, char *origin, size_t origin_len
         v = v * 10 + (uint64_t)(*p - '0');
     }
     p = nl + 1;
-    if (!(nl = strchr(p, '\n')) || vl__b64_decode_exact(p, (size_t)(nl - p), root, VL_HASH_LEN) != 0)
+    if (!(nl = strchr(p, '\n')) ||
+        vl__b64_decode_exact(p, (size_t)(nl - p), root, VL_HASH_LEN) != 0)
         return vl_error_set(err, 422, "invalid", NULL,
                             "checkpoint root is not the base64 of 32 bytes");
     p = nl + 1;

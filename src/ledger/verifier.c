@@ -45,25 +45,25 @@
 #define VL_ORIGIN_MAX 1024
 
 struct vl_ledger_verifier {
-    uint64_t next;                     /* entries accepted so far = next index */
-    unsigned char prev[VL_HASH_LEN];   /* entry hash of entry next-1 */
-    vl_ledger_range_t range;           /* tree over entries [0, next) */
-    vl_ledger_range_t before_last;     /* tree over entries [0, next-1) */
-    vl_ledger_key_t *keys;             /* trusted for checkpoints and rotations */
+    uint64_t next;                   /* entries accepted so far = next index */
+    unsigned char prev[VL_HASH_LEN]; /* entry hash of entry next-1 */
+    vl_ledger_range_t range;         /* tree over entries [0, next) */
+    vl_ledger_range_t before_last;   /* tree over entries [0, next-1) */
+    vl_ledger_key_t *keys;           /* trusted for checkpoints and rotations */
     size_t nkeys;
     char origin[VL_ORIGIN_MAX + 1];
     int have_origin;
-    uint64_t checkpoints;              /* checkpoints accepted */
-    uint64_t last_checkpoint;          /* size of the last one */
-    int failed;                        /* FAILED state: errmsg repeats */
+    uint64_t checkpoints;     /* checkpoints accepted */
+    uint64_t last_checkpoint; /* size of the last one */
+    int failed;               /* FAILED state: errmsg repeats */
     char errmsg[1024];
-    int pending;                       /* chain break between next-2 and next-1 */
+    int pending;                             /* chain break between next-2 and next-1 */
     unsigned char pend_claimed[VL_HASH_LEN]; /* prev recorded in entry next-1 */
-    vl_ledger_range_t pend_base;       /* tree over entries [0, next-2) */
-    int pend_root;                     /* checkpoint at size next had another root */
-    int listed;                        /* checking against a keys list */
-    vl_ledger_rotation_t *expect;      /* its rotations, index order */
-    size_t nexpect, expect_next;       /* how many; the next one due */
+    vl_ledger_range_t pend_base;             /* tree over entries [0, next-2) */
+    int pend_root;                           /* checkpoint at size next had another root */
+    int listed;                              /* checking against a keys list */
+    vl_ledger_rotation_t *expect;            /* its rotations, index order */
+    size_t nexpect, expect_next;             /* how many; the next one due */
 };
 
 static void range_copy(vl_ledger_range_t *dst, const vl_ledger_range_t *src)
@@ -179,19 +179,24 @@ static int resolve(vl_ledger_verifier_t *v, vl_error_t *err, uint64_t b, enum ev
     unsigned long long a = (unsigned long long)(b - 1), bb = (unsigned long long)b;
     switch (ev) {
     case EV_FIRST_ALTERED:
-        return fail(v, err, "entry %llu: altered: its hash does not match the prev recorded in "
-                            "entry %llu", a, bb);
+        return fail(v, err,
+                    "entry %llu: altered: its hash does not match the prev recorded in "
+                    "entry %llu",
+                    a, bb);
     case EV_SECOND_ALTERED:
-        return fail(v, err, "entry %llu: altered: its prev does not match the hash of entry %llu "
-                            "and its own hash does not match what follows", bb, a);
+        return fail(v, err,
+                    "entry %llu: altered: its prev does not match the hash of entry %llu "
+                    "and its own hash does not match what follows",
+                    bb, a);
     default:
-        return fail(v, err, "entry %llu: its hash does not match the prev recorded in entry %llu "
-                            "(one of the two was altered)", a, bb);
+        return fail(v, err,
+                    "entry %llu: its hash does not match the prev recorded in entry %llu "
+                    "(one of the two was altered)",
+                    a, bb);
     }
 }
 
-int vl_ledger_verifier_entry(vl_ledger_verifier_t *v, const char *line, size_t len,
-                             vl_error_t *err)
+int vl_ledger_verifier_entry(vl_ledger_verifier_t *v, const char *line, size_t len, vl_error_t *err)
 {
     return vl_ledger_verifier_entry_hashed(v, line, len, NULL, err);
 }
@@ -389,8 +394,8 @@ int vl_ledger_verifier_finish(vl_ledger_verifier_t *v, vl_error_t *err)
         return fail(v, err,
                     "entry %llu: not covered by a signed checkpoint (the last one is at size %llu "
                     "of %llu entries)",
-                    (unsigned long long)v->last_checkpoint,
-                    (unsigned long long)v->last_checkpoint, (unsigned long long)v->next);
+                    (unsigned long long)v->last_checkpoint, (unsigned long long)v->last_checkpoint,
+                    (unsigned long long)v->next);
     if (v->listed && listed_next(v))
         return fail(v, err,
                     "entry %llu: the keys list names a key rotation here (to %s), but the log "

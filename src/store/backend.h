@@ -95,8 +95,8 @@ typedef struct vl_backend_ops {
     int (*anchor)(vl_backend_t *b, int64_t seq, uint64_t index, vl_store_err_t *err);
 
     /* record reads */
-    int (*read)(vl_bconn_t *c, vl_scope_t scope, const char *type, const char *id,
-                int64_t version, vl_record_t *out, vl_store_err_t *err);
+    int (*read)(vl_bconn_t *c, vl_scope_t scope, const char *type, const char *id, int64_t version,
+                vl_record_t *out, vl_store_err_t *err);
     int (*history)(vl_bconn_t *c, vl_scope_t scope, const char *type, const char *id,
                    const vl_page_t *page, vl_records_t *out, vl_store_err_t *err);
     int (*search)(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *q, int with_total,
@@ -117,8 +117,7 @@ typedef struct vl_backend_ops {
     int (*ledger_record)(vl_bconn_t *c, vl_scope_t scope, const char *type, const char *id,
                          int64_t version, uint64_t *index, unsigned char salt[32], char **bytes,
                          size_t *len, vl_store_err_t *err);
-    int (*ledger_rotations)(vl_bconn_t *c, vl_store_rotation_fn fn, void *ctx,
-                            vl_store_err_t *err);
+    int (*ledger_rotations)(vl_bconn_t *c, vl_store_rotation_fn fn, void *ctx, vl_store_err_t *err);
 } vl_backend_ops_t;
 
 /** The SQLite backend (DIR/vitalog.db). */

@@ -312,12 +312,8 @@ static int run_unit(vl_store_t *s, vl_store_unit_t *u, int64_t now, uint64_t *ve
         if (u->result < 0)
             vl_store_fail(&u->err, VL_STORE_ABORTED, "the unit was rolled back");
         break;
-    case VL_UNIT_ROTATE:
-        u->result = rotate(s, u, now);
-        break;
-    default: /* a checkpoint: run_batch signs */
-        u->result = 0;
-        break;
+    case VL_UNIT_ROTATE: u->result = rotate(s, u, now); break;
+    default: /* a checkpoint: run_batch signs */ u->result = 0; break;
     }
     if (u->result < 0) {
         vl_store_err_t ignored = VL_STORE_ERR_INIT;

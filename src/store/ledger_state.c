@@ -183,11 +183,11 @@ static int check_checkpoint(vl_store_t *s, vl_node_src_t *src, vl_store_err_t *e
         s->cp_size = 0;
         return 0;
     }
-    if (s->has_key &&
-        vl_ledger_note_verify(note, strlen(note), &s->key, 1, &text, &verr) < 0) {
-        vl_store_fail(err, VL_STORE_FAILED,
-                      "ledger: the checkpoint at size %llu does not verify with the ledger key (%s)",
-                      (unsigned long long)size, vl_error_message(&verr));
+    if (s->has_key && vl_ledger_note_verify(note, strlen(note), &s->key, 1, &text, &verr) < 0) {
+        vl_store_fail(
+            err, VL_STORE_FAILED,
+            "ledger: the checkpoint at size %llu does not verify with the ledger key (%s)",
+            (unsigned long long)size, vl_error_message(&verr));
         goto out;
     }
     if (text) {
@@ -225,8 +225,8 @@ static int anchor_one(void *ctx, const vl_bunanchored_t *v)
     memset(&e, 0, sizeof e);
     e.time_us = v->time_us;
     e.kind = v->method == VL_METHOD_DELETE ? VL_ENTRY_DELETE
-             : v->version == 1              ? VL_ENTRY_CREATE
-                                            : VL_ENTRY_UPDATE;
+             : v->version == 1             ? VL_ENTRY_CREATE
+                                           : VL_ENTRY_UPDATE;
     snprintf(e.ref, sizeof e.ref, "%s/%s/_history/%lld", v->type, v->id, (long long)v->version);
     vl_ledger_commitment(v->salt, v->body, v->body ? v->body_len : 0, e.commitment);
     if (s->ops->anchor(s->b, v->seq, s->ledger.size, bf->err) < 0 ||
@@ -257,8 +257,7 @@ static int backfill(vl_store_t *s, vl_store_err_t *err)
     if (ret < 0)
         s->ops->rollback(s->b);
     if (bf.n && ret == 0)
-        vl_logf(VL_LOG_INFO, "ledger: anchored %d record versions written before the ledger",
-                bf.n);
+        vl_logf(VL_LOG_INFO, "ledger: anchored %d record versions written before the ledger", bf.n);
     return ret;
 }
 

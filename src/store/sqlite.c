@@ -312,8 +312,8 @@ static void *checkpointer_main(void *arg)
         pthread_mutex_unlock(&b->ckpt_mu);
         {
             int log = 0, done = 0;
-            int rc = sqlite3_wal_checkpoint_v2(b->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
-                                               &done);
+            int rc =
+                sqlite3_wal_checkpoint_v2(b->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
             (void)log;
             (void)done;
             if (rc != SQLITE_OK && rc != SQLITE_BUSY)

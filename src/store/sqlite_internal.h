@@ -76,7 +76,7 @@ int vl_sqlite_collect(sqlite3 *db, sqlite3_stmt *st, size_t max_bytes, vl_record
                       vl_store_err_t *err);
 const char *vl_sqlite_method_name(vl_method_t m);
 
-#define VL_SQLITE_RECORD_COLUMNS                                                                  \
+#define VL_SQLITE_RECORD_COLUMNS                                                                   \
     "r.type, r.id, v.version, v.deleted, v.last_updated, v.method, v.body"
 
 /* sqlite_query.c: the statement builder shared by searches and scoped reads */
@@ -106,8 +106,7 @@ int vl_sqlite_put_node(vl_backend_t *b, int level, uint64_t index,
                        const unsigned char hash[VL_HASH_LEN], vl_store_err_t *err);
 int vl_sqlite_put_checkpoint(vl_backend_t *b, uint64_t size, const char *note, size_t len,
                              vl_store_err_t *err);
-int vl_sqlite_put_rotation(vl_backend_t *b, uint64_t index, const char *vkey,
-                           vl_store_err_t *err);
+int vl_sqlite_put_rotation(vl_backend_t *b, uint64_t index, const char *vkey, vl_store_err_t *err);
 int vl_sqlite_unanchored(vl_backend_t *b, vl_bunanchored_fn fn, void *ctx, vl_store_err_t *err);
 int vl_sqlite_anchor(vl_backend_t *b, int64_t seq, uint64_t index, vl_store_err_t *err);
 
@@ -116,20 +115,17 @@ int vl_sqlite_read(vl_bconn_t *c, vl_scope_t scope, const char *type, const char
                    int64_t version, vl_record_t *out, vl_store_err_t *err);
 int vl_sqlite_history(vl_bconn_t *c, vl_scope_t scope, const char *type, const char *id,
                       const vl_page_t *page, vl_records_t *out, vl_store_err_t *err);
-int vl_sqlite_records_scan(vl_bconn_t *c, vl_store_record_fn fn, void *ctx,
-                           vl_store_err_t *err);
+int vl_sqlite_records_scan(vl_bconn_t *c, vl_store_record_fn fn, void *ctx, vl_store_err_t *err);
 int vl_sqlite_ledger_size(vl_bconn_t *c, uint64_t *size, vl_store_err_t *err);
-int vl_sqlite_ledger_node(vl_bconn_t *c, int level, uint64_t index,
-                          unsigned char out[VL_HASH_LEN]);
+int vl_sqlite_ledger_node(vl_bconn_t *c, int level, uint64_t index, unsigned char out[VL_HASH_LEN]);
 int vl_sqlite_ledger_entries(vl_bconn_t *c, uint64_t start, vl_bentry_fn fn, void *ctx,
                              vl_store_err_t *err);
 int vl_sqlite_ledger_scan(vl_bconn_t *c, uint64_t start, uint64_t end, vl_store_ledger_fn fn,
                           void *ctx, vl_store_err_t *err);
-int vl_sqlite_ledger_checkpoint(vl_bconn_t *c, char **note, uint64_t *size,
-                                vl_store_err_t *err);
+int vl_sqlite_ledger_checkpoint(vl_bconn_t *c, char **note, uint64_t *size, vl_store_err_t *err);
 int vl_sqlite_ledger_record(vl_bconn_t *c, vl_scope_t scope, const char *type, const char *id,
-                            int64_t version, uint64_t *index, unsigned char salt[32],
-                            char **bytes, size_t *len, vl_store_err_t *err);
+                            int64_t version, uint64_t *index, unsigned char salt[32], char **bytes,
+                            size_t *len, vl_store_err_t *err);
 int vl_sqlite_ledger_rotations(vl_bconn_t *c, vl_store_rotation_fn fn, void *ctx,
                                vl_store_err_t *err);
 

@@ -149,7 +149,7 @@ int vl_sqlq_prepare(vl_sqlq_t *q, sqlite3_stmt **st, vl_store_err_t *err)
     }
     for (size_t i = 0; i < q->n; i++) {
         const binding_t *b = &q->b[i];
-        int brc = b->kind == B_TEXT  ? sqlite3_bind_text(*st, (int)i + 1, b->text, -1, SQLITE_STATIC)
+        int brc = b->kind == B_TEXT ? sqlite3_bind_text(*st, (int)i + 1, b->text, -1, SQLITE_STATIC)
                   : b->kind == B_INT ? sqlite3_bind_int64(*st, (int)i + 1, b->i)
                                      : sqlite3_bind_double(*st, (int)i + 1, b->d);
         if (brc != SQLITE_OK) {
@@ -177,9 +177,7 @@ static void date_eq(vl_sqlq_t *q, const char *lo, const char *hi, const vl_query
 static void date_value(vl_sqlq_t *q, const char *lo, const char *hi, const vl_query_value_t *v)
 {
     switch (v->cmp) {
-    case VL_CMP_EQ:
-        date_eq(q, lo, hi, v);
-        break;
+    case VL_CMP_EQ: date_eq(q, lo, hi, v); break;
     case VL_CMP_NE:
         sqlite3_str_appendall(q->sql, "NOT ");
         date_eq(q, lo, hi, v);
@@ -213,7 +211,8 @@ static void quantity_value(vl_sqlq_t *q, const vl_query_value_t *v)
     sqlite3_str_appendall(q->sql, "(");
     if (v->cmp == VL_CMP_EQ || v->cmp == VL_CMP_NE) {
         double tol = fabs(v->number) * 1e-9;
-        sqlite3_str_appendall(q->sql, v->cmp == VL_CMP_EQ ? "value BETWEEN " : "value NOT BETWEEN ");
+        sqlite3_str_appendall(q->sql,
+                              v->cmp == VL_CMP_EQ ? "value BETWEEN " : "value NOT BETWEEN ");
         bind_real(q, v->number - tol);
         sqlite3_str_appendall(q->sql, " AND ");
         bind_real(q, v->number + tol);
@@ -268,12 +267,8 @@ static void index_value(vl_sqlq_t *q, const vl_query_cond_t *c, const vl_query_v
         sqlite3_str_appendall(q->sql, "ref = ");
         vl_sqlq_text(q, v->text);
         break;
-    case VL_INDEX_DATE:
-        date_value(q, "lo", "hi", v);
-        break;
-    case VL_INDEX_QUANTITY:
-        quantity_value(q, v);
-        break;
+    case VL_INDEX_DATE: date_value(q, "lo", "hi", v); break;
+    case VL_INDEX_QUANTITY: quantity_value(q, v); break;
     }
 }
 

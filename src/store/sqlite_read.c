@@ -224,17 +224,16 @@ int vl_sqlite_ledger_size(vl_bconn_t *c, uint64_t *size, vl_store_err_t *err)
     return 0;
 }
 
-int vl_sqlite_ledger_node(vl_bconn_t *c, int level, uint64_t index,
-                          unsigned char out[VL_HASH_LEN])
+int vl_sqlite_ledger_node(vl_bconn_t *c, int level, uint64_t index, unsigned char out[VL_HASH_LEN])
 {
     vl_store_err_t err = VL_STORE_ERR_INIT;
     sqlite3_stmt *st;
     int ok = 0;
-    st = level == 0 ? vl_sqlite_stmt(c, ST_LEDGER_LEAF,
-                                     "SELECT hash FROM ledger_entry WHERE idx = ?2", &err)
-                    : vl_sqlite_stmt(c, ST_LEDGER_NODE,
-                                     "SELECT hash FROM ledger_node WHERE level = ?1 AND idx = ?2",
-                                     &err);
+    st = level == 0
+             ? vl_sqlite_stmt(c, ST_LEDGER_LEAF, "SELECT hash FROM ledger_entry WHERE idx = ?2",
+                              &err)
+             : vl_sqlite_stmt(c, ST_LEDGER_NODE,
+                              "SELECT hash FROM ledger_node WHERE level = ?1 AND idx = ?2", &err);
     if (!st)
         return -1;
     if (level)
@@ -265,9 +264,9 @@ int vl_sqlite_ledger_entries(vl_bconn_t *c, uint64_t start, vl_bentry_fn fn, voi
             memcpy(hash, sqlite3_column_blob(st, 2), VL_HASH_LEN);
         else
             hash[0] = 1, hash[1] = 1; /* never a SHA-256 the core will match by chance */
-        stop = fn(ctx, (uint64_t)sqlite3_column_int64(st, 0),
-                  (const char *)sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1),
-                  hash);
+        stop =
+            fn(ctx, (uint64_t)sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+               (size_t)sqlite3_column_bytes(st, 1), hash);
         if (stop) {
             ret = stop;
             goto out;
@@ -364,8 +363,8 @@ int vl_sqlite_ledger_checkpoint(vl_bconn_t *c, char **note, uint64_t *size, vl_s
 }
 
 int vl_sqlite_ledger_record(vl_bconn_t *c, vl_scope_t scope, const char *type, const char *id,
-                            int64_t version, uint64_t *index, unsigned char salt[32],
-                            char **bytes, size_t *len, vl_store_err_t *err)
+                            int64_t version, uint64_t *index, unsigned char salt[32], char **bytes,
+                            size_t *len, vl_store_err_t *err)
 {
     vl_sqlq_t *q = vl_sqlq_new(c->db);
     sqlite3_stmt *st = NULL;

@@ -238,8 +238,8 @@ int vl_sqlite_write_version(vl_backend_t *b, const vl_store_put_t *p, const vl_b
 int vl_sqlite_append_entry(vl_backend_t *b, uint64_t index, const char *line, size_t len,
                            const unsigned char hash[VL_HASH_LEN], vl_store_err_t *err)
 {
-    sqlite3_stmt *st =
-        W(b, ST_LEDGER_ENTRY, "INSERT INTO ledger_entry (idx, line, hash) VALUES (?1, ?2, ?3)", err);
+    sqlite3_stmt *st = W(b, ST_LEDGER_ENTRY,
+                         "INSERT INTO ledger_entry (idx, line, hash) VALUES (?1, ?2, ?3)", err);
     if (!st)
         return -1;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)index);
@@ -274,11 +274,10 @@ int vl_sqlite_put_checkpoint(vl_backend_t *b, uint64_t size, const char *note, s
     return step_done(b, st, "storing a checkpoint", err);
 }
 
-int vl_sqlite_put_rotation(vl_backend_t *b, uint64_t index, const char *vkey,
-                           vl_store_err_t *err)
+int vl_sqlite_put_rotation(vl_backend_t *b, uint64_t index, const char *vkey, vl_store_err_t *err)
 {
-    sqlite3_stmt *st = W(b, ST_LEDGER_ROTATION,
-                         "INSERT INTO ledger_rotation (idx, vkey) VALUES (?1, ?2)", err);
+    sqlite3_stmt *st =
+        W(b, ST_LEDGER_ROTATION, "INSERT INTO ledger_rotation (idx, vkey) VALUES (?1, ?2)", err);
     if (!st)
         return -1;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)index);
@@ -294,11 +293,12 @@ int vl_sqlite_unanchored(vl_backend_t *b, vl_bunanchored_fn fn, void *ctx, vl_st
 {
     sqlite3_stmt *st = NULL;
     int rc, ret = -1;
-    if (sqlite3_prepare_v2(b->writer.db,
-                           "SELECT v.seq, r.type, r.id, v.version, v.method, v.body, v.salt,"
-                           " v.last_updated FROM resource_version v JOIN resource r ON r.rid = v.rid"
-                           " WHERE +v.ledger_idx IS NULL ORDER BY v.seq",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            b->writer.db,
+            "SELECT v.seq, r.type, r.id, v.version, v.method, v.body, v.salt,"
+            " v.last_updated FROM resource_version v JOIN resource r ON r.rid = v.rid"
+            " WHERE +v.ledger_idx IS NULL ORDER BY v.seq",
+            -1, &st, NULL) != SQLITE_OK)
         return vl_sqlite_error(err, b->writer.db, "reading unanchored versions");
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *method = (const char *)sqlite3_column_text(st, 4);

@@ -93,9 +93,18 @@ int vl_buf_json_string(vl_buf_t *b, const char *s)
         } else if (c < 0x20) {
             esc[0] = '\\';
             switch (c) {
-            case '\n': esc[1] = 'n'; n = 2; break;
-            case '\r': esc[1] = 'r'; n = 2; break;
-            case '\t': esc[1] = 't'; n = 2; break;
+            case '\n':
+                esc[1] = 'n';
+                n = 2;
+                break;
+            case '\r':
+                esc[1] = 'r';
+                n = 2;
+                break;
+            case '\t':
+                esc[1] = 't';
+                n = 2;
+                break;
             default:
                 memcpy(esc, "\\u00", 4);
                 esc[4] = hex[c >> 4];

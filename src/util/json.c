@@ -245,8 +245,7 @@ fail:
     return NULL;
 }
 
-json_t *vl_json_parse(const char *text, size_t len, const vl_json_limits_t *limits,
-                      vl_error_t *err)
+json_t *vl_json_parse(const char *text, size_t len, const vl_json_limits_t *limits, vl_error_t *err)
 {
     size_t max_depth = limits && limits->max_depth ? limits->max_depth : 64;
     size_t rlen = 0;
@@ -285,7 +284,8 @@ static size_t untag_numbers(char *s, size_t len)
             s[w++] = s[r++];
             continue;
         }
-        if (r + 1 + TAG_ESCAPED_LEN <= len && memcmp(s + r + 1, TAG_ESCAPED, TAG_ESCAPED_LEN) == 0) {
+        if (r + 1 + TAG_ESCAPED_LEN <= len &&
+            memcmp(s + r + 1, TAG_ESCAPED, TAG_ESCAPED_LEN) == 0) {
             r += 1 + TAG_ESCAPED_LEN;
             while (r < len && s[r] != '"')
                 s[w++] = s[r++];

@@ -32,7 +32,8 @@ void vl_log(vl_log_level_t level, const char *msg, json_t *fields)
     if (line && fields)
         json_object_update(line, fields);
     json_decref(fields);
-    text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
+    text =
+        line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
     json_decref(line);
     if (!text)
         return;

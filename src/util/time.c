@@ -56,8 +56,8 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 {
     y -= m <= 2;
     const int64_t era = (y >= 0 ? y : y - 399) / 400;
-    const unsigned yoe = (unsigned)(y - era * 400);                         /* [0, 399] */
-    const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;  /* [0, 365] */
+    const unsigned yoe = (unsigned)(y - era * 400);                       /* [0, 399] */
+    const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1; /* [0, 365] */
     const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;           /* [0, 146096] */
     return era * 146097 + (int64_t)doe - 719468;
 }
@@ -88,8 +88,8 @@ static unsigned days_in_month(int64_t y, unsigned m)
 }
 
 /* Splits microseconds since the epoch into a civil date and time of day. */
-static void split_us(int64_t us, int64_t *y, unsigned *mo, unsigned *d, unsigned *h,
-                     unsigned *mi, unsigned *s, unsigned *ms, unsigned *wday)
+static void split_us(int64_t us, int64_t *y, unsigned *mo, unsigned *d, unsigned *h, unsigned *mi,
+                     unsigned *s, unsigned *ms, unsigned *wday)
 {
     /* floor division, so that times before 1970 come out right */
     int64_t sec = us / US_PER_SEC;
@@ -177,8 +177,8 @@ void vl_time_format_http(int64_t us, char out[40])
     int64_t y;
     unsigned mo, d, h, mi, s, ms, wd;
     split_us(clamp_us(us), &y, &mo, &d, &h, &mi, &s, &ms, &wd);
-    snprintf(out, 40, "%s, %02u %s %04d %02u:%02u:%02u GMT", wdays[wd], d, months[mo - 1],
-             (int)y, h, mi, s);
+    snprintf(out, 40, "%s, %02u %s %04d %02u:%02u:%02u GMT", wdays[wd], d, months[mo - 1], (int)y,
+             h, mi, s);
 }
 
 /* ------------------------------------------------------------------------
@@ -279,20 +279,14 @@ int vl_time_parse_range(const char *text, int64_t *lo, int64_t *hi, int *precisi
     int64_t start = start_sec * US_PER_SEC + frac_us;
     int64_t end;
     switch (prec) {
-    case 1:
-        end = days_from_civil(year + 1, 1, 1) * SEC_PER_DAY * US_PER_SEC;
-        break;
+    case 1: end = days_from_civil(year + 1, 1, 1) * SEC_PER_DAY * US_PER_SEC; break;
     case 2:
         end = days_from_civil(month == 12 ? year + 1 : year, month == 12 ? 1 : (unsigned)month + 1,
                               1) *
               SEC_PER_DAY * US_PER_SEC;
         break;
-    case 3:
-        end = start + SEC_PER_DAY * US_PER_SEC;
-        break;
-    default:
-        end = start + step_us;
-        break;
+    case 3: end = start + SEC_PER_DAY * US_PER_SEC; break;
+    default: end = start + step_us; break;
     }
     if (lo)
         *lo = start;

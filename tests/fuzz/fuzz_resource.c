@@ -31,9 +31,11 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         vl_error_clear(&err);
         return 0;
     }
-    t = json_is_object(doc) ? vl_fhir_type_find(json_string_value(json_object_get(doc, "resourceType")) ?
-                                                    json_string_value(json_object_get(doc, "resourceType")) : "")
-                            : NULL;
+    t = json_is_object(doc)
+            ? vl_fhir_type_find(json_string_value(json_object_get(doc, "resourceType"))
+                                    ? json_string_value(json_object_get(doc, "resourceType"))
+                                    : "")
+            : NULL;
     if (t) {
         vl_index_t ix;
         if (vl_fhir_validate(t, doc, &err) < 0 && err.status != 400 && err.status != 422)

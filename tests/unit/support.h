@@ -153,10 +153,10 @@ static inline int64_t tstore_sql_int(const char *dir, const char *sql)
 
 /** The argument of tstore_apply_put(). */
 typedef struct tstore_put {
-    vl_store_put_t put;  /* put.version 0: the next one (head.version + 1) */
-    int auto_method;     /* method from the head: POST first, PUT after, DELETE without body */
+    vl_store_put_t put; /* put.version 0: the next one (head.version + 1) */
+    int auto_method;    /* method from the head: POST first, PUT after, DELETE without body */
     vl_store_receipt_t receipt;
-    vl_store_err_t err;  /* why the put failed (the unit itself fails as ABORTED) */
+    vl_store_err_t err; /* why the put failed (the unit itself fails as ABORTED) */
 } tstore_put_t;
 
 /** An apply callback: the one put of a tstore_put_t. */
@@ -170,16 +170,16 @@ static inline int tstore_apply_put(vl_store_txn_t *txn, void *arg)
         if (a->put.version == 0)
             a->put.version = h.version + 1;
         if (a->auto_method)
-            a->put.method = !a->put.body ? VL_METHOD_DELETE : h.exists ? VL_METHOD_PUT
-                                                                       : VL_METHOD_POST;
+            a->put.method = !a->put.body ? VL_METHOD_DELETE
+                            : h.exists   ? VL_METHOD_PUT
+                                         : VL_METHOD_POST;
     }
     return vl_store_txn_put(txn, &a->put, &a->receipt, &a->err);
 }
 
 /** A put of `body` (NUL-terminated; NULL with VL_METHOD_DELETE). */
 static inline tstore_put_t tstore_put_of(const char *type, const char *id, int64_t version,
-                                         vl_method_t method, const char *body,
-                                         const vl_index_t *ix)
+                                         vl_method_t method, const char *body, const vl_index_t *ix)
 {
     tstore_put_t a;
     memset(&a, 0, sizeof a);
@@ -294,7 +294,10 @@ typedef struct tstore_gate {
     int done;
 } tstore_gate_t;
 
-#define TSTORE_GATE_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL, {0}, 0}
+#define TSTORE_GATE_INIT                                                                           \
+    {                                                                                              \
+        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL, {0}, 0                    \
+    }
 
 static inline int tstore_gate_apply(vl_store_txn_t *txn, void *arg)
 {
@@ -359,7 +362,10 @@ typedef struct tstore_counter {
     int done, ok;
 } tstore_counter_t;
 
-#define TSTORE_COUNTER_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0}
+#define TSTORE_COUNTER_INIT                                                                        \
+    {                                                                                              \
+        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0                                  \
+    }
 
 static inline void tstore_count_done(vl_store_unit_t *u, void *arg)
 {
@@ -422,13 +428,12 @@ static inline int tstore_chain_entry(void *ctx, uint64_t index, const char *line
         abort();
     it = &c->items[c->n];
     if (vl_ledger_entry_parse(line, len, &it->e, &err) < 0) {
-        snprintf(c->why, sizeof c->why, "entry %llu does not parse: %s",
-                 (unsigned long long)index, vl_error_message(&err));
+        snprintf(c->why, sizeof c->why, "entry %llu does not parse: %s", (unsigned long long)index,
+                 vl_error_message(&err));
         vl_error_clear(&err);
         return 0;
     }
-    if (index != c->next || it->e.index != index ||
-        memcmp(it->e.prev, c->prev, VL_HASH_LEN) != 0) {
+    if (index != c->next || it->e.index != index || memcmp(it->e.prev, c->prev, VL_HASH_LEN) != 0) {
         snprintf(c->why, sizeof c->why, "entry %llu (want %llu) does not chain",
                  (unsigned long long)index, (unsigned long long)c->next);
         return 0;
@@ -442,8 +447,7 @@ static inline int tstore_chain_entry(void *ctx, uint64_t index, const char *line
 
 /** Reads ledger entries [start, end) and checks that they are all there,
  *  parse, and chain (each entry's prev is the leaf hash of the one before). */
-static inline void tstore_chain_read(vl_store_t *s, uint64_t start, uint64_t end,
-                                     tstore_chain_t *c)
+static inline void tstore_chain_read(vl_store_t *s, uint64_t start, uint64_t end, tstore_chain_t *c)
 {
     vl_store_err_t err = VL_STORE_ERR_INIT;
     memset(c, 0, sizeof *c);
@@ -497,8 +501,8 @@ static inline void tstore_expect_anchored(vl_store_t *s, const vl_store_receipt_
     uint64_t index = 0;
     vl_store_err_t err = VL_STORE_ERR_INIT;
     tstore_chain_t c;
-    if (vl_store_ledger_record(s, vl_scope_everything(), type, id, r->version, &index, salt,
-                               &bytes, &len, &err) != 0)
+    if (vl_store_ledger_record(s, vl_scope_everything(), type, id, r->version, &index, salt, &bytes,
+                               &len, &err) != 0)
         fail_msg("ledger record %s/%s v%lld: %s", type, id, (long long)r->version, err.message);
     vl_ledger_commitment(salt, bytes, len, want);
     free(bytes);

@@ -32,10 +32,21 @@ static void test_identify_is_anonymous(void **state)
 static void test_everything_allowed_with_the_whole_store(void **state)
 {
     const vl_policy_t *p = &vl_auth_default_policy;
-    const char *interactions[] = {"read",         "vread",       "search-type", "create",
-                                  "update",       "delete",      "history-instance",
-                                  "history-type", "capabilities", "transaction", "batch",
-                                  "operation",    "ledger",      "metrics",     "health"};
+    const char *interactions[] = {"read",
+                                  "vread",
+                                  "search-type",
+                                  "create",
+                                  "update",
+                                  "delete",
+                                  "history-instance",
+                                  "history-type",
+                                  "capabilities",
+                                  "transaction",
+                                  "batch",
+                                  "operation",
+                                  "ledger",
+                                  "metrics",
+                                  "health"};
     vl_principal_t who = {VL_ROLE_ANONYMOUS, ""};
     vl_arena_t *arena = vl_arena_new();
     (void)state;

@@ -309,9 +309,9 @@ static void test_verify_ok(void **state)
 {
     (void)state;
     char out[2048], err[2048];
-    assert_int_equal(run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey,
-                                g_fx.export_path, NULL),
-                     0);
+    assert_int_equal(
+        run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey, g_fx.export_path, NULL),
+        0);
     assert_non_null(strstr(out, "OK: 9 entries, 2 checkpoints, size 9"));
     assert_non_null(strstr(out, "origin vitalog.test/cli"));
     assert_string_equal(err, "");
@@ -328,33 +328,28 @@ static void test_verify_tampered(void **state)
     char out[2048], err[2048];
     /* line 3 is entry 2: deleted */
     edit_export(3, NULL);
-    assert_int_equal(run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey,
-                                g_fx.x_path, NULL),
-                     1);
+    assert_int_equal(
+        run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey, g_fx.x_path, NULL), 1);
     assert_non_null(strstr(err, "vitalog verify: FAILED at entry 2"));
     assert_string_equal(out, "");
     /* unknown shape, blank line: named by line */
     edit_export(2, "{\"other\":1}");
-    assert_int_equal(run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey,
-                                g_fx.x_path, NULL),
-                     1);
+    assert_int_equal(
+        run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey, g_fx.x_path, NULL), 1);
     assert_non_null(strstr(err, "FAILED at line 2 (after 1 entries)"));
     edit_export(2, "");
-    assert_int_equal(run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey,
-                                g_fx.x_path, NULL),
-                     1);
+    assert_int_equal(
+        run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey, g_fx.x_path, NULL), 1);
     assert_non_null(strstr(err, "line 2 (after 1 entries): blank line"));
     /* line 5 is the checkpoint at size 4: malformed JSON */
     edit_export(5, "{\"checkpoint\":\"abc");
-    assert_int_equal(run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey,
-                                g_fx.x_path, NULL),
-                     1);
+    assert_int_equal(
+        run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey, g_fx.x_path, NULL), 1);
     assert_non_null(strstr(err, "line 5 (after 4 entries): malformed checkpoint line"));
     /* last line (final checkpoint) removed */
     edit_export(N_ENTRIES + 2, NULL);
-    assert_int_equal(run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey,
-                                g_fx.x_path, NULL),
-                     1);
+    assert_int_equal(
+        run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey, g_fx.x_path, NULL), 1);
     assert_non_null(strstr(err, "FAILED at entry 4: not covered by a signed checkpoint"));
 }
 
@@ -370,24 +365,25 @@ static void test_verify_records_tampered(void **state)
              g_fx.refs[3], 0);
     fprintf(f, "%s\n", line);
     fclose(f);
-    assert_int_equal(run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey,
-                                "--records", rpath, g_fx.export_path, NULL),
+    assert_int_equal(run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey, "--records",
+                                rpath, g_fx.export_path, NULL),
                      1);
     assert_non_null(strstr(err, "FAILED at entry 3: record Observation/o3/_history/1"));
     /* a ref with no entry */
     f = fopen(rpath, "w");
     fprintf(f, "{\"ref\":\"Observation/zz/_history/1\",\"salt\":\"%064d\",\"bytes\":\"\"}\n", 0);
     fclose(f);
-    assert_int_equal(run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey,
-                                "--records", rpath, g_fx.export_path, NULL),
+    assert_int_equal(run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey, "--records",
+                                rpath, g_fx.export_path, NULL),
                      1);
-    assert_non_null(strstr(err, "FAILED at records line 1: record Observation/zz/_history/1: no entry"));
+    assert_non_null(
+        strstr(err, "FAILED at records line 1: record Observation/zz/_history/1: no entry"));
     /* bad base64 */
     f = fopen(rpath, "w");
     fprintf(f, "{\"ref\":\"%s\",\"salt\":\"%064d\",\"bytes\":\"@@@\"}\n", g_fx.refs[0], 0);
     fclose(f);
-    assert_int_equal(run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey,
-                                "--records", rpath, g_fx.export_path, NULL),
+    assert_int_equal(run_verify(out, sizeof out, err, sizeof err, "--key", g_fx.vkey, "--records",
+                                rpath, g_fx.export_path, NULL),
                      1);
     assert_non_null(strstr(err, "records line 1"));
 }
@@ -400,17 +396,16 @@ static void test_verify_usage(void **state)
     vl_ledger_key_t other;
     char ovkey[512];
     assert_int_equal(run_verify(out, sizeof out, err, sizeof err, g_fx.export_path, NULL), 2);
-    assert_int_equal(run_verify(out, sizeof out, err, sizeof err, "--key", "nonsense",
-                                g_fx.export_path, NULL),
-                     2);
+    assert_int_equal(
+        run_verify(out, sizeof out, err, sizeof err, "--key", "nonsense", g_fx.export_path, NULL),
+        2);
     assert_int_equal(run_verify(out, sizeof out, err, sizeof err, "--help", NULL), 0);
     assert_non_null(strstr(out, "usage: vitalog verify"));
     /* another key: a verification failure, not a usage error */
     assert_int_equal(vl_ledger_key_generate("vitalog.test/cli", &other, &e), 0);
     assert_true(vl_ledger_key_vkey(&other, ovkey, sizeof ovkey) >= 0);
-    assert_int_equal(run_verify(out, sizeof out, err, sizeof err, "--key", ovkey,
-                                g_fx.export_path, NULL),
-                     1);
+    assert_int_equal(
+        run_verify(out, sizeof out, err, sizeof err, "--key", ovkey, g_fx.export_path, NULL), 1);
     assert_non_null(strstr(err, "FAILED at checkpoint at size 4"));
 }
 

@@ -252,22 +252,22 @@ static void test_export_forms(void **state)
     /* line L (after N entries): blank, another shape, malformed checkpoint
      * JSON, too long, unreadable */
     edit(2, "");
-    expect_form(run(out, sizeof out, err, sizeof err, "--key", g_vkey, g_x, NULL), out, err,
-                F_LINE, "line 2 (after 1 entries): blank line", NULL);
+    expect_form(run(out, sizeof out, err, sizeof err, "--key", g_vkey, g_x, NULL), out, err, F_LINE,
+                "line 2 (after 1 entries): blank line", NULL);
     edit(2, "{\"other\":1}");
-    expect_form(run(out, sizeof out, err, sizeof err, "--key", g_vkey, g_x, NULL), out, err,
-                F_LINE, "line 2 (after 1 entries): neither an entry nor a checkpoint line", NULL);
+    expect_form(run(out, sizeof out, err, sizeof err, "--key", g_vkey, g_x, NULL), out, err, F_LINE,
+                "line 2 (after 1 entries): neither an entry nor a checkpoint line", NULL);
     edit(5, "{\"checkpoint\":\"abc");
-    expect_form(run(out, sizeof out, err, sizeof err, "--key", g_vkey, g_x, NULL), out, err,
-                F_LINE, "line 5 (after 4 entries): malformed checkpoint line", NULL);
+    expect_form(run(out, sizeof out, err, sizeof err, "--key", g_vkey, g_x, NULL), out, err, F_LINE,
+                "line 5 (after 4 entries): malformed checkpoint line", NULL);
     longline = malloc(VL_CLI_MAX_LINE + 16);
     assert_non_null(longline);
     memset(longline, 'x', VL_CLI_MAX_LINE + 1);
     longline[VL_CLI_MAX_LINE + 1] = '\0';
     edit(3, longline);
     free(longline);
-    expect_form(run(out, sizeof out, err, sizeof err, "--key", g_vkey, g_x, NULL), out, err,
-                F_LINE, "line 3 (after 2 entries): longer than 65536 bytes", NULL);
+    expect_form(run(out, sizeof out, err, sizeof err, "--key", g_vkey, g_x, NULL), out, err, F_LINE,
+                "line 3 (after 2 entries): longer than 65536 bytes", NULL);
     expect_form(run(out, sizeof out, err, sizeof err, "--key", g_vkey, g_dir, NULL), out, err,
                 F_LINE, "line 1 (after 0 entries): read error", NULL);
 }
@@ -276,38 +276,37 @@ static void test_records_forms(void **state)
 {
     (void)state;
     char out[4096], err[4096], line[512];
-    assert_int_equal(run(out, sizeof out, err, sizeof err, "--key", g_vkey, "--records",
-                         g_records, g_export, NULL),
+    assert_int_equal(run(out, sizeof out, err, sizeof err, "--key", g_vkey, "--records", g_records,
+                         g_export, NULL),
                      0);
     /* entry N: the record does not match its entry's commitment */
     snprintf(line, sizeof line, "{\"ref\":\"%s\",\"salt\":\"%064d\",\"bytes\":\"e30=\"}\n",
              g_refs[3], 0);
     write_file(g_y, line);
-    expect_form(run(out, sizeof out, err, sizeof err, "--key", g_vkey, "--records", g_y, g_export,
-                    NULL),
-                out, err, F_ENTRY, "entry 3: record Observation/o3/_history/1: SHA-256", NULL);
+    expect_form(
+        run(out, sizeof out, err, sizeof err, "--key", g_vkey, "--records", g_y, g_export, NULL),
+        out, err, F_ENTRY, "entry 3: record Observation/o3/_history/1: SHA-256", NULL);
     /* records line L: malformed, no entry follows, unreadable */
     write_file(g_y, "not json\n");
-    expect_form(run(out, sizeof out, err, sizeof err, "--key", g_vkey, "--records", g_y, g_export,
-                    NULL),
-                out, err, F_RECORDS, "records line 1: not a JSON object", NULL);
+    expect_form(
+        run(out, sizeof out, err, sizeof err, "--key", g_vkey, "--records", g_y, g_export, NULL),
+        out, err, F_RECORDS, "records line 1: not a JSON object", NULL);
     snprintf(line, sizeof line, "{\"ref\":\"%s\",\"salt\":\"%064d\",\"bytes\":\"\"}\n%s", g_refs[5],
              0, "{\"ref\":\"Observation/o1/_history/1\",\"salt\":\"00\",\"bytes\":\"\"}\n");
     write_file(g_y, line);
-    expect_form(run(out, sizeof out, err, sizeof err, "--key", g_vkey, "--records", g_y, g_export,
-                    NULL),
-                out, err, F_ENTRY, "entry 5: record Observation/o5/_history/1", NULL);
+    expect_form(
+        run(out, sizeof out, err, sizeof err, "--key", g_vkey, "--records", g_y, g_export, NULL),
+        out, err, F_ENTRY, "entry 5: record Observation/o5/_history/1", NULL);
     write_file(g_y, "{\"ref\":\"Observation/zz/_history/1\",\"salt\":\"" /* 64 zeros */
                     "0000000000000000000000000000000000000000000000000000000000000000"
                     "\",\"bytes\":\"\"}\n");
-    expect_form(run(out, sizeof out, err, sizeof err, "--key", g_vkey, "--records", g_y, g_export,
-                    NULL),
-                out, err, F_RECORDS,
-                "records line 1: record Observation/zz/_history/1: no entry with this ref follows",
-                NULL);
-    expect_form(run(out, sizeof out, err, sizeof err, "--key", g_vkey, "--records", g_dir,
-                    g_export, NULL),
-                out, err, F_RECORDS, "records line 1: read error", NULL);
+    expect_form(
+        run(out, sizeof out, err, sizeof err, "--key", g_vkey, "--records", g_y, g_export, NULL),
+        out, err, F_RECORDS,
+        "records line 1: record Observation/zz/_history/1: no entry with this ref follows", NULL);
+    expect_form(
+        run(out, sizeof out, err, sizeof err, "--key", g_vkey, "--records", g_dir, g_export, NULL),
+        out, err, F_RECORDS, "records line 1: read error", NULL);
 }
 
 /* With --keys: failures are entry forms too. */
@@ -321,9 +320,9 @@ static void test_keys_forms(void **state)
     write_file(kpath, doc);
     assert_int_equal(run(out, sizeof out, err, sizeof err, "--keys", kpath, g_export, NULL), 0);
     assert_non_null(strstr(out, ", 1 listed keys"));
-    expect_form(run(out, sizeof out, err, sizeof err, "--keys", kpath, "--key", g_ovkey, g_export,
-                    NULL),
-                out, err, F_ENTRY, "entry 0: the keys list begins with", NULL);
+    expect_form(
+        run(out, sizeof out, err, sizeof err, "--keys", kpath, "--key", g_ovkey, g_export, NULL),
+        out, err, F_ENTRY, "entry 0: the keys list begins with", NULL);
     snprintf(doc, sizeof doc,
              "{\"origin\":\"%s\",\"keys\":[{\"key\":\"%s\",\"from\":0},"
              "{\"key\":\"%s\",\"from\":8,\"rotation\":7}]}\n",

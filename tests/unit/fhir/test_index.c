@@ -119,8 +119,8 @@ static void test_observation(void **state)
     /* quantities */
     assert_int_equal(count(&ix, "value-quantity"), 0);
     assert_int_equal(count(&ix, "component-value-quantity"), 2);
-    const vl_index_row_t *q = find(&ix, "component-value-quantity", "http://unitsofmeasure.org",
-                                   "mm[Hg]");
+    const vl_index_row_t *q =
+        find(&ix, "component-value-quantity", "http://unitsofmeasure.org", "mm[Hg]");
     assert_non_null(q);
     assert_true(q->number == 120.0);
     q = find(&ix, "component-value-quantity", NULL, "mmHg"); /* no code: unit */
@@ -306,12 +306,12 @@ static void test_r4_paths(void **state)
     vl_index_free(&ix);
 
     /* address-use on Organization and Practitioner too */
-    index_of("Organization",
-             "{\"resourceType\":\"Organization\",\"address\":[{\"use\":\"work\"}]}", &ix);
+    index_of("Organization", "{\"resourceType\":\"Organization\",\"address\":[{\"use\":\"work\"}]}",
+             &ix);
     assert_non_null(find(&ix, "address-use", NULL, "work"));
     vl_index_free(&ix);
-    index_of("Practitioner",
-             "{\"resourceType\":\"Practitioner\",\"address\":[{\"use\":\"work\"}]}", &ix);
+    index_of("Practitioner", "{\"resourceType\":\"Practitioner\",\"address\":[{\"use\":\"work\"}]}",
+             &ix);
     assert_non_null(find(&ix, "address-use", NULL, "work"));
     vl_index_free(&ix);
 }

@@ -67,16 +67,13 @@ static int t_authorize(void *ctx, const vl_principal_t *who, const vl_access_t *
     keep(p->operation, sizeof p->operation, what->operation);
     p->write = what->write;
     switch (p->mode) {
-    case P_ALL:
-        *scope = vl_scope_everything();
-        return 0;
+    case P_ALL: *scope = vl_scope_everything(); return 0;
     case P_ONE_PATIENT:
         scope->flags = p->shared ? VL_SCOPE_SHARED : 0;
         scope->patients = patients;
         scope->n_patients = 1;
         return 0;
-    default:
-        return vl_error_set(err, 403, "forbidden", NULL, "the test policy denies everything");
+    default: return vl_error_set(err, 403, "forbidden", NULL, "the test policy denies everything");
     }
 }
 
@@ -319,17 +316,16 @@ static void test_authorized_once_per_row(void **state)
         snprintf(target, sizeof target, "%s%s", path,
                  !strcmp(r->pattern, "/fhir/{type}") && strcmp(r->method, "POST")
                      ? "?identifier=none"
-                 : !strcmp(r->pattern, "/ledger/entries") ? "?start=0&end=1"
-                 : !strcmp(r->pattern, "/ledger/proof/inclusion") ? "?index=0&size=1"
+                 : !strcmp(r->pattern, "/ledger/entries")           ? "?start=0&end=1"
+                 : !strcmp(r->pattern, "/ledger/proof/inclusion")   ? "?index=0&size=1"
                  : !strcmp(r->pattern, "/ledger/proof/consistency") ? "?first=1&second=1"
-                 : !strcmp(r->pattern, "/ledger/record") ? "?ref=Patient/p1/_history/1"
-                                                            : "");
+                 : !strcmp(r->pattern, "/ledger/record")            ? "?ref=Patient/p1/_history/1"
+                                                                    : "");
         if (r->flags & VL_ROW_FORM_BODY)
             body = "_count=1";
         if (r->flags & VL_ROW_FHIR_BODY)
-            body = !strcmp(r->pattern, "/fhir")
-                       ? "{\"resourceType\":\"Bundle\",\"type\":\"batch\"}"
-                       : "{\"resourceType\":\"Patient\",\"id\":\"p1\"}";
+            body = !strcmp(r->pattern, "/fhir") ? "{\"resourceType\":\"Bundle\",\"type\":\"batch\"}"
+                                                : "{\"resourceType\":\"Patient\",\"id\":\"p1\"}";
         f->pctx.calls = 0;
         call(f, r->method, target, body, &a);
         if (f->pctx.calls != 1)
@@ -406,8 +402,7 @@ static int has_next(const answer_t *a)
 {
     json_t *links = json_object_get(a->body, "link"), *l;
     size_t i;
-    json_array_foreach(links, i, l)
-    {
+    json_array_foreach (links, i, l) {
         if (!strcmp(json_string_value(json_object_get(l, "relation")), "next"))
             return 1;
     }
@@ -570,8 +565,8 @@ static void test_scope_transaction_reads(void **state)
          &a);
     assert_int_equal(a.status, 200);
     {
-        json_t *inner = json_object_get(json_array_get(json_object_get(a.body, "entry"), 0),
-                                        "resource");
+        json_t *inner =
+            json_object_get(json_array_get(json_object_get(a.body, "entry"), 0), "resource");
         assert_int_equal(json_integer_value(json_object_get(inner, "total")), 3);
     }
     done(&a);

@@ -122,7 +122,7 @@ static void test_token(void **state)
     assert_string_equal(c->values[1].system, ""); /* no system */
     assert_string_equal(c->values[1].text, "abc");
     assert_string_equal(c->values[2].system, "http://snomed.info/sct");
-    assert_null(c->values[2].text); /* any code */
+    assert_null(c->values[2].text);   /* any code */
     assert_null(c->values[3].system); /* any system */
     assert_string_equal(c->values[3].text, "xyz");
     vl_search_free(&s);
@@ -179,8 +179,7 @@ static void test_reference(void **state)
     (void)state;
     vl_search_t s;
     ok("Observation",
-       "subject=Patient/p1,Group/g1/_history/2,https://x.example/fhir/Patient/9,urn:uuid:abc",
-       &s);
+       "subject=Patient/p1,Group/g1/_history/2,https://x.example/fhir/Patient/9,urn:uuid:abc", &s);
     const vl_query_cond_t *c = &s.query.conds[0];
     assert_int_equal(c->kind, VL_INDEX_REFERENCE);
     assert_int_equal(c->n, 4);
@@ -274,8 +273,7 @@ static void test_quantity(void **state)
     (void)state;
     vl_search_t s;
     ok("Observation",
-       "value-quantity=5.4,gt100|http://unitsofmeasure.org|mm[Hg],le-1e2||mg,7|http://u.org|",
-       &s);
+       "value-quantity=5.4,gt100|http://unitsofmeasure.org|mm[Hg],le-1e2||mg,7|http://u.org|", &s);
     const vl_query_cond_t *c = &s.query.conds[0];
     assert_int_equal(c->kind, VL_INDEX_QUANTITY);
     assert_int_equal(c->n, 4);
@@ -479,11 +477,16 @@ static void test_limits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_params_form), cmocka_unit_test(test_token),
-        cmocka_unit_test(test_string),      cmocka_unit_test(test_reference),
-        cmocka_unit_test(test_date),        cmocka_unit_test(test_quantity),
-        cmocka_unit_test(test_missing),     cmocka_unit_test(test_common),
-        cmocka_unit_test(test_unknown_and_lenient), cmocka_unit_test(test_self_query),
+        cmocka_unit_test(test_params_form),
+        cmocka_unit_test(test_token),
+        cmocka_unit_test(test_string),
+        cmocka_unit_test(test_reference),
+        cmocka_unit_test(test_date),
+        cmocka_unit_test(test_quantity),
+        cmocka_unit_test(test_missing),
+        cmocka_unit_test(test_common),
+        cmocka_unit_test(test_unknown_and_lenient),
+        cmocka_unit_test(test_self_query),
         cmocka_unit_test(test_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

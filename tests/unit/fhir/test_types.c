@@ -114,8 +114,7 @@ static json_t *find_resource(json_t *cs, const char *type)
     json_t *res = json_object_get(json_array_get(json_object_get(cs, "rest"), 0), "resource");
     size_t i;
     json_t *r;
-    json_array_foreach(res, i, r)
-    {
+    json_array_foreach (res, i, r) {
         if (strcmp(json_string_value(json_object_get(r, "type")), type) == 0)
             return r;
     }
@@ -132,11 +131,10 @@ static void test_capability(void **state)
     assert_string_equal(json_string_value(json_object_get(cs, "status")), "active");
     assert_string_equal(json_string_value(json_object_get(cs, "kind")), "instance");
     assert_string_equal(json_string_value(json_object_get(cs, "fhirVersion")), "4.0.1");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(cs, "software"), "name")),
+                        "vitalog");
     assert_string_equal(
-        json_string_value(json_object_get(json_object_get(cs, "software"), "name")), "vitalog");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(cs, "software"), "version")),
-        VL_VERSION);
+        json_string_value(json_object_get(json_object_get(cs, "software"), "version")), VL_VERSION);
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(cs, "implementation"), "url")),
         "https://example.org/fhir");
@@ -155,8 +153,7 @@ static void test_capability(void **state)
     assert_true(json_is_true(json_object_get(obs, "updateCreate")));
     assert_true(json_is_true(json_object_get(obs, "conditionalCreate")));
     assert_true(json_is_true(json_object_get(obs, "conditionalUpdate")));
-    assert_string_equal(json_string_value(json_object_get(obs, "conditionalDelete")),
-                        "single");
+    assert_string_equal(json_string_value(json_object_get(obs, "conditionalDelete")), "single");
     /* the operation table: $ledger on versions; Bundles at the base */
     {
         json_t *ops = json_object_get(obs, "operation");
@@ -180,8 +177,7 @@ static void test_capability(void **state)
     int seen_id = 0, seen_lu = 0, seen_vq = 0;
     size_t i;
     json_t *e;
-    json_array_foreach(sp, i, e)
-    {
+    json_array_foreach (sp, i, e) {
         const char *name = json_string_value(json_object_get(e, "name"));
         const char *type = json_string_value(json_object_get(e, "type"));
         if (strcmp(name, "_id") == 0 && strcmp(type, "token") == 0)
@@ -218,16 +214,11 @@ static json_t *r4_reference(void)
 static const char *kind_code(vl_index_kind_t kind)
 {
     switch (kind) {
-    case VL_INDEX_TOKEN:
-        return "token";
-    case VL_INDEX_STRING:
-        return "string";
-    case VL_INDEX_REFERENCE:
-        return "reference";
-    case VL_INDEX_DATE:
-        return "date";
-    case VL_INDEX_QUANTITY:
-        return "quantity";
+    case VL_INDEX_TOKEN: return "token";
+    case VL_INDEX_STRING: return "string";
+    case VL_INDEX_REFERENCE: return "reference";
+    case VL_INDEX_DATE: return "date";
+    case VL_INDEX_QUANTITY: return "quantity";
     }
     return "?";
 }
@@ -239,8 +230,7 @@ static void assert_r4_defines(const json_t *ref, const char *url, const char *na
 {
     size_t i;
     const json_t *e;
-    json_array_foreach(ref, i, e)
-    {
+    json_array_foreach (ref, i, e) {
         if (strcmp(json_string_value(json_object_get(e, "url")), url) != 0)
             continue;
         if (strcmp(json_string_value(json_object_get(e, "code")), name) != 0)
@@ -251,8 +241,7 @@ static void assert_r4_defines(const json_t *ref, const char *url, const char *na
                      json_string_value(json_object_get(e, "type")), type);
         size_t j;
         const json_t *b;
-        json_array_foreach(json_object_get(e, "base"), j, b)
-        {
+        json_array_foreach (json_object_get(e, "base"), j, b) {
             if (strcmp(json_string_value(b), type_name) == 0 ||
                 strcmp(json_string_value(b), "Resource") == 0)
                 return;
@@ -346,17 +335,14 @@ static void test_capability_r4(void **state)
     json_t *res = json_object_get(json_array_get(json_object_get(cs, "rest"), 0), "resource");
     size_t i, j, n = 0;
     json_t *r, *e;
-    json_array_foreach(res, i, r)
-    {
+    json_array_foreach (res, i, r) {
         const char *type = json_string_value(json_object_get(r, "type"));
-        json_array_foreach(json_object_get(r, "searchParam"), j, e)
-        {
+        json_array_foreach (json_object_get(r, "searchParam"), j, e) {
             const char *name = json_string_value(json_object_get(e, "name"));
             const char *def = json_string_value(json_object_get(e, "definition"));
             if (!def)
                 fail_msg("%s %s: no definition", type, name);
-            assert_r4_defines(ref, def, name, json_string_value(json_object_get(e, "type")),
-                              type);
+            assert_r4_defines(ref, def, name, json_string_value(json_object_get(e, "type")), type);
             if (strcmp(name, "_id") == 0)
                 assert_string_equal(def, SP "Resource-id");
             if (strcmp(name, "_lastUpdated") == 0)
@@ -376,10 +362,10 @@ static void test_capability_r4(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_type_find),   cmocka_unit_test(test_param_find),
+        cmocka_unit_test(test_type_find),         cmocka_unit_test(test_param_find),
         cmocka_unit_test(test_tables_consistent), cmocka_unit_test(test_r4_types),
-        cmocka_unit_test(test_capability),  cmocka_unit_test(test_tables_r4),
-        cmocka_unit_test(test_r4_urls),     cmocka_unit_test(test_capability_r4),
+        cmocka_unit_test(test_capability),        cmocka_unit_test(test_tables_r4),
+        cmocka_unit_test(test_r4_urls),           cmocka_unit_test(test_capability_r4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

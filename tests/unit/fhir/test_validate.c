@@ -66,7 +66,6 @@ static json_t *parse_q(const char *s)
     return j;
 }
 
-
 static void print_issues(const char *what, const vl_error_t *err)
 {
     char *dump = err->issues ? json_dumps(err->issues, JSON_INDENT(1)) : NULL;
@@ -81,7 +80,7 @@ static int has_expr(const vl_error_t *err, const char *expr)
     json_t *issue;
     if (!err->issues)
         return 0;
-    json_array_foreach(err->issues, i, issue) {
+    json_array_foreach (err->issues, i, issue) {
         json_t *e = json_array_get(json_object_get(issue, "expression"), 0);
         if (json_is_string(e) && strcmp(json_string_value(e), expr) == 0)
             return 1;
@@ -144,14 +143,14 @@ static char *obs(const char *fields)
 }
 
 /* A valid vital-signs heart rate with the fields replaced as given. */
-#define VS_CAT                                                                                   \
-    "'category':[{'coding':[{'system':'http://terminology.hl7.org/CodeSystem/"                   \
+#define VS_CAT                                                                                     \
+    "'category':[{'coding':[{'system':'http://terminology.hl7.org/CodeSystem/"                     \
     "observation-category','code':'vital-signs'}]}]"
 #define HR_CODE "'code':{'coding':[{'system':'http://loinc.org','code':'8867-4'}]}"
 #define SUBJ "'subject':{'reference':'Patient/p1'}"
 #define EFF "'effectiveDateTime':'2024-05-06T10:00:00Z'"
-#define HR_VALUE                                                                                 \
-    "'valueQuantity':{'value':72,'unit':'beats/minute','system':'http://unitsofmeasure.org',"     \
+#define HR_VALUE                                                                                   \
+    "'valueQuantity':{'value':72,'unit':'beats/minute','system':'http://unitsofmeasure.org',"      \
     "'code':'/min'}"
 
 /* ------------------------------------------------------------------------
@@ -249,7 +248,7 @@ static void mutate(json_t *root, json_t *node, const char *name)
     json_t *v;
     size_t i;
     if (json_is_object(node)) {
-        json_object_foreach(node, key, v) {
+        json_object_foreach (node, key, v) {
             json_t *junk[4] = {json_object(), json_array(), json_string(""), json_null()};
             json_incref(v);
             for (int k = 0; k < 4; k++) {
@@ -260,7 +259,7 @@ static void mutate(json_t *root, json_t *node, const char *name)
             mutate(root, v, name);
         }
     } else if (json_is_array(node)) {
-        json_array_foreach(node, i, v) {
+        json_array_foreach (node, i, v) {
             json_t *junk[3] = {json_object(), json_array(), json_string("")};
             json_incref(v);
             for (int k = 0; k < 3; k++) {
@@ -318,7 +317,7 @@ static void test_validator_cases(void **state)
     manifest = json_loadb(text, len, 0, &jerr);
     free(text);
     assert_non_null(manifest);
-    json_array_foreach(json_object_get(manifest, "cases"), i, c) {
+    json_array_foreach (json_object_get(manifest, "cases"), i, c) {
         const char *rt = json_string_value(json_object_get(c, "resourceType"));
         const char *file = json_string_value(json_object_get(c, "file"));
         json_int_t errors = json_integer_value(json_object_get(c, "errors"));
@@ -355,7 +354,8 @@ static void test_valid_minimal(void **state)
     (void)state;
     accept("Observation", obs(""));
     accept("Observation", obs("'id':'a.b-C9','valueString':'x','_valueString':{'id':'v'}"));
-    accept("Observation", obs("'_status':{'extension':[{'url':'http://x.org/e','valueBoolean':true}]}"));
+    accept("Observation",
+           obs("'_status':{'extension':[{'url':'http://x.org/e','valueBoolean':true}]}"));
     accept("Observation", obs("'valueQuantity':{'value':1E-22,'unit':'g'}"));
     accept("Observation", obs("'valueQuantity':{'value':-1.000000000000000000E+245}"));
     accept("Observation", obs("'valueInteger':-2147483648"));
@@ -368,9 +368,8 @@ static void test_valid_minimal(void **state)
     accept("Observation", obs("'valuePeriod':{'start':'2024-01-01','end':'2024-01-01T10:00:00Z'}"));
     accept("Observation", obs("'valueRatio':{'numerator':{'value':1},'denominator':{'value':2}}"));
     accept("Observation", obs("'valueRange':{'low':{'value':1},'high':{'value':2}}"));
-    accept("Observation",
-           obs("'valueSampledData':{'origin':{'value':0},'period':10,'dimensions':1,"
-               "'data':'1 2 3'}"));
+    accept("Observation", obs("'valueSampledData':{'origin':{'value':0},'period':10,'dimensions':1,"
+                              "'data':'1 2 3'}"));
     accept("Observation",
            obs("'effectiveTiming':{'repeat':{'frequency':1,'period':1,'periodUnit':'d',"
                "'boundsPeriod':{'start':'2024'}}}"));
@@ -392,9 +391,8 @@ static void test_valid_references(void **state)
            obs("'subject':{'reference':'urn:uuid:5b3e4f4c-8c1a-4d9e-9d3e-6a3f3c1b2a10'}"));
     accept("Observation", obs("'subject':{'reference':'urn:oid:1.2.840.113619.1'}"));
     accept("Observation", obs("'subject':{'identifier':{'system':'http://x.org','value':'1'}}"));
-    accept("Observation",
-           obs("'contained':[{'resourceType':'Patient','id':'p1','gender':'male'}],"
-               "'subject':{'reference':'#p1'}"));
+    accept("Observation", obs("'contained':[{'resourceType':'Patient','id':'p1','gender':'male'}],"
+                              "'subject':{'reference':'#p1'}"));
 }
 
 static void test_valid_primitive_arrays(void **state)
@@ -414,12 +412,11 @@ static void test_valid_vital_signs(void **state)
     accept("Observation", obs(VS_CAT "," SUBJ "," EFF "," HR_VALUE));
     /* code with the LOINC code (replace the default code) */
     accept("Observation",
-           "{'resourceType':'Observation','status':'final'," VS_CAT "," HR_CODE "," SUBJ
-           "," EFF "," HR_VALUE ",'meta':{'profile':['http://hl7.org/fhir/StructureDefinition/"
+           "{'resourceType':'Observation','status':'final'," VS_CAT "," HR_CODE "," SUBJ "," EFF
+           "," HR_VALUE ",'meta':{'profile':['http://hl7.org/fhir/StructureDefinition/"
            "heartrate|4.0.1']}}");
-    accept("Observation",
-           "{'resourceType':'Observation','status':'final'," VS_CAT "," HR_CODE "," SUBJ
-           "," EFF ",'dataAbsentReason':{'text':'asked but declined'}}");
+    accept("Observation", "{'resourceType':'Observation','status':'final'," VS_CAT "," HR_CODE
+                          "," SUBJ "," EFF ",'dataAbsentReason':{'text':'asked but declined'}}");
     accept("Observation",
            "{'resourceType':'Observation','status':'final'," VS_CAT
            ",'code':{'coding':[{'system':'http://loinc.org','code':'8310-5'}]}," SUBJ "," EFF
@@ -451,8 +448,9 @@ static void test_unknown_elements(void **state)
     reject("Observation", obs("'valueFoo':'x'"), 400, "Observation.valueFoo");
     reject("Observation", obs("'effectiveString':'x'"), 400, "Observation.effectiveString");
     reject("Observation", obs("'valuestring':'x'"), 400, "Observation.valuestring");
-    reject("Observation", obs("'component':[{'code':{'text':'a'},'valueQuantity':{'value':1},"
-                              "'subject':{'reference':'Patient/1'}}]"),
+    reject("Observation",
+           obs("'component':[{'code':{'text':'a'},'valueQuantity':{'value':1},"
+               "'subject':{'reference':'Patient/1'}}]"),
            400, "Observation.component[0].subject");
     reject("Observation", obs("'_foo':{'id':'x'}"), 400, "Observation._foo");
     /* "_x" is only for primitives */
@@ -462,9 +460,8 @@ static void test_unknown_elements(void **state)
 static void test_cardinality(void **state)
 {
     (void)state;
-    reject("Observation",
-           "{'resourceType':'Observation','status':'final','code':[{'text':'x'}]}", 400,
-           "Observation.code");
+    reject("Observation", "{'resourceType':'Observation','status':'final','code':[{'text':'x'}]}",
+           400, "Observation.code");
     reject("Observation", obs("'category':{'text':'x'}"), 400, "Observation.category");
     reject("Observation", obs("'category':[]"), 400, "Observation.category");
     reject("Observation", obs("'identifier':[{}]"), 400, "Observation.identifier[0]");
@@ -480,15 +477,15 @@ static void test_cardinality(void **state)
     reject("Observation", obs("'component':[{'valueString':'x'},{'code':{'text':'x'}}]"), 400,
            "Observation.component[0].code");
     reject("Observation",
-           obs("'component':[{'code':{'text':'x'}},{'code':{'coding':[{'system':'a b'}]}}]"),
-           400, "Observation.component[1].code.coding[0].system");
+           obs("'component':[{'code':{'text':'x'}},{'code':{'coding':[{'system':'a b'}]}}]"), 400,
+           "Observation.component[1].code.coding[0].system");
 }
 
 static void test_codes(void **state)
 {
     (void)state;
-    reject("Observation", "{'resourceType':'Observation','status':'done','code':{'text':'x'}}",
-           400, "Observation.status");
+    reject("Observation", "{'resourceType':'Observation','status':'done','code':{'text':'x'}}", 400,
+           "Observation.status");
     reject("Observation", "{'resourceType':'Observation','status':'Final','code':{'text':'x'}}",
            400, "Observation.status");
     reject("Observation", "{'resourceType':'Observation','status':1,'code':{'text':'x'}}", 400,
@@ -496,7 +493,9 @@ static void test_codes(void **state)
     reject("Observation", obs("'valueQuantity':{'value':1,'comparator':'=='}"), 400,
            "Observation.valueQuantity.comparator");
     reject("Observation", obs("'language':' en'"), 400, "Observation.language");
-    reject("Observation", obs("'text':{'status':'made-up','div':'<div xmlns=\\u0027http://www.w3.org/1999/xhtml\\u0027>x</div>'}"),
+    reject("Observation",
+           obs("'text':{'status':'made-up','div':'<div "
+               "xmlns=\\u0027http://www.w3.org/1999/xhtml\\u0027>x</div>'}"),
            400, "Observation.text.status");
     /* a missing status that only has an extension still counts as present */
     accept("Observation",
@@ -508,8 +507,8 @@ static void test_choice(void **state)
 {
     (void)state;
     reject("Observation", obs("'valueString':'a','valueBoolean':true"), 400, NULL);
-    reject("Observation",
-           obs("'effectiveDateTime':'2024','effectivePeriod':{'start':'2024'}"), 400, NULL);
+    reject("Observation", obs("'effectiveDateTime':'2024','effectivePeriod':{'start':'2024'}"), 400,
+           NULL);
     reject("Observation", obs("'valueString':'a','_valueBoolean':{'id':'x'}"), 400, NULL);
     /* a value and its own "_" companion are one choice */
     accept("Observation", obs("'valueString':'a','_valueString':{'id':'x'}"));
@@ -535,8 +534,7 @@ static void test_primitive_formats(void **state)
            "Observation.effectiveDateTime");
     reject("Observation", obs("'effectiveDateTime':'2024-01-01T10:00:00+15:00'"), 400,
            "Observation.effectiveDateTime");
-    reject("Observation", obs("'effectiveDateTime':'0000'"), 400,
-           "Observation.effectiveDateTime");
+    reject("Observation", obs("'effectiveDateTime':'0000'"), 400, "Observation.effectiveDateTime");
     reject("Observation", obs("'effectiveDateTime':'2024-1-1'"), 400,
            "Observation.effectiveDateTime");
     reject("Observation", obs("'effectiveDateTime':'2024-01T10:00:00Z'"), 400,
@@ -552,8 +550,9 @@ static void test_primitive_formats(void **state)
     reject("Observation", obs("'valueInteger':'12'"), 400, "Observation.valueInteger");
     reject("Observation", obs("'valueQuantity':{'value':'1.0'}"), 400,
            "Observation.valueQuantity.value");
-    reject("Observation", obs("'valueSampledData':{'origin':{'value':0},'period':1,"
-                              "'dimensions':0}"),
+    reject("Observation",
+           obs("'valueSampledData':{'origin':{'value':0},'period':1,"
+               "'dimensions':0}"),
            400, "Observation.valueSampledData.dimensions");
     reject("Observation", obs("'valueSampledData':{'period':1,'dimensions':1}"), 400,
            "Observation.valueSampledData.origin");
@@ -598,8 +597,9 @@ static void test_references(void **state)
            "Observation.subject.reference");
     reject("Observation", obs("'subject':{'reference':'ftp://x.org/Patient/1'}"), 400,
            "Observation.subject.reference");
-    reject("Observation", obs("'performer':[{'reference':'Practitioner/1'},"
-                              "{'reference':'#missing'}]"),
+    reject("Observation",
+           obs("'performer':[{'reference':'Practitioner/1'},"
+               "{'reference':'#missing'}]"),
            400, "Observation.performer[1].reference");
 }
 
@@ -614,9 +614,8 @@ static void test_invariants(void **state)
            obs("'valueString':'x','component':[{'code':{'coding':[{'system':'http://loinc.org',"
                "'code':'1234-5'}]},'valueString':'y'}]"),
            400, "Observation.component[0].code");
-    accept("Observation",
-           obs("'component':[{'code':{'coding':[{'system':'http://loinc.org',"
-               "'code':'1234-5'}]},'valueString':'y'}]"));
+    accept("Observation", obs("'component':[{'code':{'coding':[{'system':'http://loinc.org',"
+                              "'code':'1234-5'}]},'valueString':'y'}]"));
     /* obs-3 */
     reject("Observation", obs("'referenceRange':[{'type':{'text':'normal'}}]"), 400,
            "Observation.referenceRange[0]");
@@ -637,8 +636,8 @@ static void test_invariants(void **state)
            "Observation.valueRange");
     reject("Observation", obs("'valueRatio':{'numerator':{'value':1}}"), 400,
            "Observation.valueRatio");
-    reject("Observation", obs("'effectivePeriod':{'start':'2024-02-01','end':'2024-01-01'}"),
-           400, "Observation.effectivePeriod");
+    reject("Observation", obs("'effectivePeriod':{'start':'2024-02-01','end':'2024-01-01'}"), 400,
+           "Observation.effectivePeriod");
     reject("Observation", obs("'valueQuantity':{'value':1,'code':'g'}"), 400,
            "Observation.valueQuantity");
     /* Narrative */
@@ -646,8 +645,7 @@ static void test_invariants(void **state)
     reject("Observation", obs("'text':{'status':'generated','div':'<p>x</p>'}"), 400,
            "Observation.text.div");
     /* Annotation.text 1..1 */
-    reject("Observation", obs("'note':[{'authorString':'me'}]"), 400,
-           "Observation.note[0].text");
+    reject("Observation", obs("'note':[{'authorString':'me'}]"), 400, "Observation.note[0].text");
 }
 
 static void test_contained(void **state)
@@ -689,8 +687,8 @@ static void test_resource_type(void **state)
     (void)state;
     reject("Observation", "{'resourceType':'Patient'}", 400, "Observation");
     reject("Observation", "{'status':'final','code':{'text':'x'}}", 400, "Observation");
-    reject("Patient", "{'resourceType':'Observation','status':'final','code':{'text':'x'}}",
-           400, "Patient");
+    reject("Patient", "{'resourceType':'Observation','status':'final','code':{'text':'x'}}", 400,
+           "Patient");
     {
         vl_error_t err = VL_ERROR_INIT;
         json_t *arr = json_array();
@@ -715,20 +713,19 @@ static void test_vitals_required(void **state)
     reject("Observation",
            obs(VS_CAT "," SUBJ ",'effectiveInstant':'2024-05-06T10:00:00Z'," HR_VALUE), 422,
            "Observation.effectiveInstant");
-    reject("Observation",
-           obs(VS_CAT ",'subject':{'reference':'Group/g1'}," EFF "," HR_VALUE), 422,
+    reject("Observation", obs(VS_CAT ",'subject':{'reference':'Group/g1'}," EFF "," HR_VALUE), 422,
            "Observation.subject.reference");
     /* vs-2 */
     reject("Observation", obs(VS_CAT "," SUBJ "," EFF), 422, "Observation");
     /* by profile claim: the category becomes required */
     reject("Observation",
            obs(SUBJ "," EFF "," HR_VALUE ",'meta':{'profile':['http://hl7.org/fhir/"
-                                         "StructureDefinition/vitalsigns']}"),
+                    "StructureDefinition/vitalsigns']}"),
            422, "Observation.category");
     /* claiming heartrate needs its LOINC code */
     reject("Observation",
            obs(VS_CAT "," SUBJ "," EFF "," HR_VALUE ",'meta':{'profile':['http://hl7.org/fhir/"
-                                                   "StructureDefinition/heartrate']}"),
+                      "StructureDefinition/heartrate']}"),
            422, "Observation.code");
     /* base errors come first: 400 */
     reject("Observation", obs(VS_CAT "," EFF "," HR_VALUE ",'bogus':1"), 400,
@@ -737,7 +734,9 @@ static void test_vitals_required(void **state)
     accept("Observation", obs(VS_CAT "," SUBJ "," EFF ",'valueString':'fine'"));
 }
 
-#define HR(value) "{'resourceType':'Observation','status':'final'," VS_CAT "," HR_CODE "," SUBJ "," EFF "," value "}"
+#define HR(value)                                                                                  \
+    "{'resourceType':'Observation','status':'final'," VS_CAT "," HR_CODE "," SUBJ "," EFF          \
+    "," value "}"
 
 static void test_vitals_units(void **state)
 {
@@ -777,15 +776,15 @@ static void test_vitals_units(void **state)
            422, "Observation.valueQuantity");
 }
 
-#define BP(components)                                                                          \
-    "{'resourceType':'Observation','status':'final'," VS_CAT                                    \
-    ",'code':{'coding':[{'system':'http://loinc.org','code':'85354-9'}]}," SUBJ "," EFF        \
+#define BP(components)                                                                             \
+    "{'resourceType':'Observation','status':'final'," VS_CAT                                       \
+    ",'code':{'coding':[{'system':'http://loinc.org','code':'85354-9'}]}," SUBJ "," EFF            \
     ",'component':[" components "]}"
-#define SYS(v)                                                                                  \
-    "{'code':{'coding':[{'system':'http://loinc.org','code':'8480-6'}]},'valueQuantity':{"      \
+#define SYS(v)                                                                                     \
+    "{'code':{'coding':[{'system':'http://loinc.org','code':'8480-6'}]},'valueQuantity':{"         \
     "'value':" v ",'unit':'mmHg','system':'http://unitsofmeasure.org','code':'mm[Hg]'}}"
-#define DIA(unit)                                                                               \
-    "{'code':{'coding':[{'system':'http://loinc.org','code':'8462-4'}]},'valueQuantity':{"      \
+#define DIA(unit)                                                                                  \
+    "{'code':{'coding':[{'system':'http://loinc.org','code':'8462-4'}]},'valueQuantity':{"         \
     "'value':80,'unit':'mmHg','system':'http://unitsofmeasure.org','code':'" unit "'}}"
 
 static void test_vitals_bp(void **state)
@@ -798,8 +797,7 @@ static void test_vitals_bp(void **state)
     reject("Observation", BP(SYS("120") "," SYS("121") "," DIA("mm[Hg]")), 422,
            "Observation.component");
     /* vs-3 */
-    reject("Observation",
-           BP(SYS("120") "," DIA("mm[Hg]") ",{'code':{'text':'cuff size'}}"), 422,
+    reject("Observation", BP(SYS("120") "," DIA("mm[Hg]") ",{'code':{'text':'cuff size'}}"), 422,
            "Observation.component[2]");
 }
 
@@ -819,8 +817,8 @@ static void test_other_types(void **state)
     reject("Patient", "{'resourceType':'Patient','gender':'m'}", 400, "Patient.gender");
     reject("Patient", "{'resourceType':'Patient','name':[{'given':'A'}]}", 400,
            "Patient.name[0].given");
-    reject("Patient", "{'resourceType':'Patient','managingOrganization':{'reference':'x y'}}",
-           400, "Patient.managingOrganization.reference");
+    reject("Patient", "{'resourceType':'Patient','managingOrganization':{'reference':'x y'}}", 400,
+           "Patient.managingOrganization.reference");
     reject("Patient", "{'resourceType':'Patient','contact':[{'gender':'male'}]}", 400,
            "Patient.contact[0]");
     accept("Device", "{'resourceType':'Device','status':'active','deviceName':[{'name':'W1',"
@@ -828,8 +826,7 @@ static void test_other_types(void **state)
     reject("Device", "{'resourceType':'Device','deviceName':[{'name':'W1'}]}", 400,
            "Device.deviceName[0].type");
     accept("Organization", "{'resourceType':'Organization','name':'Clinic'}");
-    reject("Organization", "{'resourceType':'Organization','active':true}", 400,
-           "Organization");
+    reject("Organization", "{'resourceType':'Organization','active':true}", 400, "Organization");
     accept("Practitioner", "{'resourceType':'Practitioner','name':[{'family':'Who'}]}");
     reject("Practitioner", "{'resourceType':'Practitioner','meta':{'versionId':''}}", 400,
            "Practitioner.meta.versionId");
@@ -852,8 +849,10 @@ static void test_id_valid(void **state)
     (void)state;
     assert_true(vl_fhir_id_valid("a"));
     assert_true(vl_fhir_id_valid("A-Za-z0-9.-"));
-    assert_true(vl_fhir_id_valid("0123456789012345678901234567890123456789012345678901234567890123"));
-    assert_false(vl_fhir_id_valid("01234567890123456789012345678901234567890123456789012345678901234"));
+    assert_true(
+        vl_fhir_id_valid("0123456789012345678901234567890123456789012345678901234567890123"));
+    assert_false(
+        vl_fhir_id_valid("01234567890123456789012345678901234567890123456789012345678901234"));
     assert_false(vl_fhir_id_valid(""));
     assert_false(vl_fhir_id_valid(NULL));
     assert_false(vl_fhir_id_valid("a_b"));

@@ -40,8 +40,7 @@ static int start(fixture_t *f)
     int rc = vl_http_start(&opts, &fopts, &f->http, &err);
     vl_error_clear(&err);
     if (rc == 0)
-        snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u",
-                 (unsigned)vl_http_port(f->http));
+        snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u", (unsigned)vl_http_port(f->http));
     return rc;
 }
 

@@ -93,7 +93,8 @@ static void test_worked_example(void **state)
     sodium_bin2base64(b64, sizeof b64, root, 32, sodium_base64_VARIANT_ORIGINAL);
     assert_string_equal(b64, "K7m4TgA4XDFeZ7SCAxa06Ce+U22xjyMDA4pDf8sgeTg=");
     line = vl_ledger_checkpoint_text("vitalog.local/example", 2, root);
-    assert_string_equal(line, "vitalog.local/example\n2\nK7m4TgA4XDFeZ7SCAxa06Ce+U22xjyMDA4pDf8sgeTg=\n");
+    assert_string_equal(line,
+                        "vitalog.local/example\n2\nK7m4TgA4XDFeZ7SCAxa06Ce+U22xjyMDA4pDf8sgeTg=\n");
     free(line);
 }
 

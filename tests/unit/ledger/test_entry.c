@@ -160,12 +160,10 @@ static void test_rotation(void **state)
     assert_int_equal(r.kind, VL_ENTRY_KEY_ROTATION);
     /* independent check of the signed message */
     int n = snprintf(msg, sizeof msg, "vitalog key rotation\n%s\n", r.key);
-    assert_int_equal(crypto_sign_verify_detached(r.signature, (unsigned char *)msg, (size_t)n,
-                                                 old.pk),
-                     0);
-    assert_int_not_equal(crypto_sign_verify_detached(r.signature, (unsigned char *)msg,
-                                                     (size_t)n, other.pk),
-                         0);
+    assert_int_equal(
+        crypto_sign_verify_detached(r.signature, (unsigned char *)msg, (size_t)n, old.pk), 0);
+    assert_int_not_equal(
+        crypto_sign_verify_detached(r.signature, (unsigned char *)msg, (size_t)n, other.pk), 0);
     line = vl_ledger_entry_format(&r, &len);
     assert_non_null(line);
     assert_non_null(strstr(line, "\"kind\":\"key-rotation\",\"key\":\"vitalog.example/log+"));
@@ -187,9 +185,16 @@ static void test_format_refuses(void **state)
 {
     (void)state;
     static const char *const bad_refs[] = {
-        "", "Observation/1", "observation/1/_history/1", "Observation/a\"b/_history/1",
-        "Observation/a b/_history/1", "Observation//_history/1", "Observation/1/_history/",
-        "Observation/1/_history/1/x", "Obs\\ervation/1/_history/1", "Observation/1/history/1",
+        "",
+        "Observation/1",
+        "observation/1/_history/1",
+        "Observation/a\"b/_history/1",
+        "Observation/a b/_history/1",
+        "Observation//_history/1",
+        "Observation/1/_history/",
+        "Observation/1/_history/1/x",
+        "Obs\\ervation/1/_history/1",
+        "Observation/1/history/1",
     };
     vl_ledger_entry_t e;
     size_t len;
@@ -212,17 +217,48 @@ static void test_format_refuses(void **state)
     assert_null(vl_ledger_entry_format(&e, &len));
     /* parse refuses non-canonical spellings of a valid entry */
     static const char *const bad_lines[] = {
-        "{\"index\":01,\"time\":\"2026-11-21T10:00:00.123Z\",\"kind\":\"create\",\"ref\":\"A/1/_history/1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\",\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
-        "{\"index\":1,\"time\":\"2026-11-21T10:00:00.123Z\",\"kind\":\"create\",\"ref\":\"A/1/_history/1\",\"commitment\":\"000000000000000000000000000000000000000000000000000000000000000A\",\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
-        "{\"index\":1,\"time\":\"2026-11-21T10:00:00.12Z\",\"kind\":\"create\",\"ref\":\"A/1/_history/1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\",\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
-        "{\"index\":1,\"time\":\"2026-02-29T10:00:00.123Z\",\"kind\":\"create\",\"ref\":\"A/1/_history/1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\",\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
-        "{\"index\":1,\"time\":\"2026-11-21T10:00:60.123Z\",\"kind\":\"create\",\"ref\":\"A/1/_history/1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\",\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
-        "{\"index\":1, \"time\":\"2026-11-21T10:00:00.123Z\",\"kind\":\"create\",\"ref\":\"A/1/_history/1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\",\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
-        "{\"index\":1,\"time\":\"2026-11-21T10:00:00.123Z\",\"kind\":\"create\",\"ref\":\"A/1/_history/1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\",\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}\n",
-        "{\"index\":18446744073709551616,\"time\":\"2026-11-21T10:00:00.123Z\",\"kind\":\"create\",\"ref\":\"A/1/_history/1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\",\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
-        "{\"index\":1,\"time\":\"2026-11-21T10:00:00.123Z\",\"kind\":\"create\",\"ref\":\"A\\/1/_history/1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\",\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
+        "{\"index\":01,\"time\":\"2026-11-21T10:00:00.123Z\",\"kind\":\"create\",\"ref\":\"A/1/"
+        "_history/"
+        "1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+        "\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
+        "{\"index\":1,\"time\":\"2026-11-21T10:00:00.123Z\",\"kind\":\"create\",\"ref\":\"A/1/"
+        "_history/"
+        "1\",\"commitment\":\"000000000000000000000000000000000000000000000000000000000000000A\","
+        "\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
+        "{\"index\":1,\"time\":\"2026-11-21T10:00:00.12Z\",\"kind\":\"create\",\"ref\":\"A/1/"
+        "_history/"
+        "1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+        "\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
+        "{\"index\":1,\"time\":\"2026-02-29T10:00:00.123Z\",\"kind\":\"create\",\"ref\":\"A/1/"
+        "_history/"
+        "1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+        "\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
+        "{\"index\":1,\"time\":\"2026-11-21T10:00:60.123Z\",\"kind\":\"create\",\"ref\":\"A/1/"
+        "_history/"
+        "1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+        "\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
+        "{\"index\":1, "
+        "\"time\":\"2026-11-21T10:00:00.123Z\",\"kind\":\"create\",\"ref\":\"A/1/_history/"
+        "1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+        "\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
+        "{\"index\":1,\"time\":\"2026-11-21T10:00:00.123Z\",\"kind\":\"create\",\"ref\":\"A/1/"
+        "_history/"
+        "1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+        "\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}\n",
+        "{\"index\":18446744073709551616,\"time\":\"2026-11-21T10:00:00.123Z\",\"kind\":\"create\","
+        "\"ref\":\"A/1/_history/"
+        "1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+        "\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
+        "{\"index\":1,\"time\":\"2026-11-21T10:00:00.123Z\",\"kind\":\"create\",\"ref\":\"A\\/1/"
+        "_history/"
+        "1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+        "\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
     };
-    const char *good = "{\"index\":1,\"time\":\"2024-02-29T10:00:00.123Z\",\"kind\":\"create\",\"ref\":\"A/1/_history/1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\",\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}";
+    const char *good =
+        "{\"index\":1,\"time\":\"2024-02-29T10:00:00.123Z\",\"kind\":\"create\",\"ref\":\"A/1/"
+        "_history/"
+        "1\",\"commitment\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+        "\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}";
     assert_int_equal(vl_ledger_entry_parse(good, strlen(good), &e, NULL), 0);
     for (size_t i = 0; i < sizeof bad_lines / sizeof *bad_lines; i++) {
         vl_error_t err = VL_ERROR_INIT;
@@ -239,9 +275,18 @@ static void test_times(void **state)
     (void)state;
     vl_ledger_entry_t e, p;
     size_t len;
-    static const int64_t edges[] = {0, -1, 1, 999, 1000, -999, -1000, -1001,
-                                    INT64_C(-62135596800000000), INT64_C(253402300799999999),
-                                    INT64_C(951782400000000), INT64_C(4107542400000000)};
+    static const int64_t edges[] = {0,
+                                    -1,
+                                    1,
+                                    999,
+                                    1000,
+                                    -999,
+                                    -1000,
+                                    -1001,
+                                    INT64_C(-62135596800000000),
+                                    INT64_C(253402300799999999),
+                                    INT64_C(951782400000000),
+                                    INT64_C(4107542400000000)};
     sample(&e);
     for (int i = 0; i < 200000; i++) {
         int64_t t;
@@ -318,9 +363,9 @@ static void test_speed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_golden),         cmocka_unit_test(test_every_byte),
-        cmocka_unit_test(test_rotation),       cmocka_unit_test(test_format_refuses),
-        cmocka_unit_test(test_times),          cmocka_unit_test(test_time_clamp),
+        cmocka_unit_test(test_golden),   cmocka_unit_test(test_every_byte),
+        cmocka_unit_test(test_rotation), cmocka_unit_test(test_format_refuses),
+        cmocka_unit_test(test_times),    cmocka_unit_test(test_time_clamp),
         cmocka_unit_test(test_speed),
     };
     if (sodium_init() < 0)

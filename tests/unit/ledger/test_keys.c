@@ -20,11 +20,11 @@
 
 #define ORIGIN "vitalog.example/keys"
 
-static vl_ledger_key_t g_k[4];       /* g_k[0] the log's first key; 1..3 rotated in */
-static char g_v[4][256];             /* their verifier keys */
-static vl_ledger_key_t g_stranger;   /* same name, never rotated in */
+static vl_ledger_key_t g_k[4];     /* g_k[0] the log's first key; 1..3 rotated in */
+static char g_v[4][256];           /* their verifier keys */
+static vl_ledger_key_t g_stranger; /* same name, never rotated in */
 static char g_vs[256];
-static vl_ledger_key_t g_othername;  /* another origin */
+static vl_ledger_key_t g_othername; /* another origin */
 static char g_vo[256];
 
 static int starts(const char *msg, const char *prefix)
@@ -70,7 +70,8 @@ static void test_format_bytes(void **state)
     doc = vl_ledger_keys_format(ORIGIN, g_v[0], rot, 2, NULL);
     assert_non_null(doc);
     assert_non_null(strstr(doc, "\"from\":1,\"rotation\":0}"));
-    assert_non_null(strstr(doc, "\"from\":18446744073709551615,\"rotation\":18446744073709551614}"));
+    assert_non_null(
+        strstr(doc, "\"from\":18446744073709551615,\"rotation\":18446744073709551614}"));
     free(doc);
 }
 
@@ -211,8 +212,10 @@ static void test_parse_malformed(void **state)
     vl_error_t err = VL_ERROR_INIT;
     char doc[4096];
     /* the valid baseline the cases below break one way each */
-    snprintf(doc, sizeof doc, "{\"origin\":\"%s\",\"keys\":[{\"key\":\"%s\",\"from\":0},"
-             "{\"key\":\"%s\",\"from\":4,\"rotation\":3}]}", ORIGIN, g_v[0], g_v[1]);
+    snprintf(doc, sizeof doc,
+             "{\"origin\":\"%s\",\"keys\":[{\"key\":\"%s\",\"from\":0},"
+             "{\"key\":\"%s\",\"from\":4,\"rotation\":3}]}",
+             ORIGIN, g_v[0], g_v[1]);
     assert_int_equal(vl_ledger_keys_parse(doc, strlen(doc), &k, &err), 0);
     vl_ledger_keys_clear(&k);
 
@@ -233,7 +236,8 @@ static void test_parse_malformed(void **state)
     expect_refused("[" DOC(OK0) "]", "an array");
     expect_refused("\"" ORIGIN "\"", "a string");
     expect_refused("{\"origin\":\"" ORIGIN "\",\"keys\":[{\"key\":\"%0\",\"from\":0}]", "unclosed");
-    expect_refused("{\"origin\":\"" ORIGIN "\",\"keys\":[[[{\"key\":\"%0\",\"from\":0}]]]}", "too deep");
+    expect_refused("{\"origin\":\"" ORIGIN "\",\"keys\":[[[{\"key\":\"%0\",\"from\":0}]]]}",
+                   "too deep");
     /* members of the document */
     expect_refused("{\"keys\":[" OK0 "]}", "no origin");
     expect_refused("{\"origin\":\"" ORIGIN "\"}", "no keys");
@@ -478,13 +482,13 @@ static void make_list(vl_ledger_keys_t *k, int first, const int *pairs)
     vl_error_clear(&err);
 }
 
-#define EXPECT_LIST_FAIL(x, list, prefix)                                                      \
-    do {                                                                                       \
-        char m_[1024];                                                                         \
-        if (run_list((x), (list), m_) == 0)                                                    \
-            fail_msg("verified; expected \"%s\"", (prefix));                                   \
-        if (!starts(m_, (prefix)))                                                             \
-            fail_msg("got \"%s\", expected \"%s...\"", m_, (prefix));                          \
+#define EXPECT_LIST_FAIL(x, list, prefix)                                                          \
+    do {                                                                                           \
+        char m_[1024];                                                                             \
+        if (run_list((x), (list), m_) == 0)                                                        \
+            fail_msg("verified; expected \"%s\"", (prefix));                                       \
+        if (!starts(m_, (prefix)))                                                                 \
+            fail_msg("got \"%s\", expected \"%s...\"", m_, (prefix));                              \
     } while (0)
 
 static void test_build_from_log(void **state)
@@ -642,9 +646,9 @@ static void test_verify_with_list(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_format_bytes),      cmocka_unit_test(test_format_refuses),
-        cmocka_unit_test(test_parse_round_trip),  cmocka_unit_test(test_parse_malformed),
-        cmocka_unit_test(test_parse_bounds),      cmocka_unit_test(test_build_from_log),
+        cmocka_unit_test(test_format_bytes),     cmocka_unit_test(test_format_refuses),
+        cmocka_unit_test(test_parse_round_trip), cmocka_unit_test(test_parse_malformed),
+        cmocka_unit_test(test_parse_bounds),     cmocka_unit_test(test_build_from_log),
         cmocka_unit_test(test_verify_with_list),
     };
     if (sodium_init() < 0)

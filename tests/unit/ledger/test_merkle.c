@@ -92,7 +92,6 @@ static void synthetic(unsigned char leaves[MAXN][H])
     }
 }
 
-
 static void unhex(const char *hex, unsigned char *out, size_t *len)
 {
     size_t n = 0;
@@ -133,8 +132,8 @@ static void test_reference_roots(void **state)
     snprintf(path, sizeof path, "%s/ledger/rfc9162/leaves-and-roots.json", VL_TEST_DATA);
     doc = json_load_file(path, 0, NULL);
     assert_non_null(doc);
-    json_t *li = json_object_get(doc, "leaf_inputs_hex"), *roots =
-                                                           json_object_get(doc, "root_hashes_hex_by_tree_size");
+    json_t *li = json_object_get(doc, "leaf_inputs_hex"),
+           *roots = json_object_get(doc, "root_hashes_hex_by_tree_size");
     assert_int_equal(json_array_size(li), 8);
     assert_int_equal(json_array_size(roots), 9);
     for (size_t i = 0; i < 8; i++) {
@@ -217,12 +216,12 @@ static void test_proofs_exhaustive(void **state)
                                                                 proof, n, roots[size]),
                                      0);
             if (size < MAXN)
-                assert_int_not_equal(vl_ledger_verify_inclusion(i, size + 1, leaves[i], proof, n,
-                                                                roots[size + 1]),
-                                     0);
-            assert_int_not_equal(vl_ledger_verify_inclusion(i, size, leaves[(i + 1) % MAXN],
-                                                            proof, n, roots[size]),
-                                 0);
+                assert_int_not_equal(
+                    vl_ledger_verify_inclusion(i, size + 1, leaves[i], proof, n, roots[size + 1]),
+                    0);
+            assert_int_not_equal(
+                vl_ledger_verify_inclusion(i, size, leaves[(i + 1) % MAXN], proof, n, roots[size]),
+                0);
             for (size_t k = 0; k < n; k++) {
                 proof[k][k % H] ^= 0x10;
                 assert_int_not_equal(
@@ -415,8 +414,8 @@ static void test_rfc9162_vectors(void **state)
     print_message("rfc9162: %d inclusion files (%d accepted), %d consistency files (%d accepted), "
                   "%d generated proofs equal to the vectors'\n",
                   inc, inc_ok, c.files - inc, c.accepted - inc_ok, c.happy_compared);
-    assert_int_equal(c.accepted, 12); /* the files whose wantErr is false */
-    assert_int_equal(c.files, 196); /* every inclusion/ and consistency/ file */
+    assert_int_equal(c.accepted, 12);       /* the files whose wantErr is false */
+    assert_int_equal(c.files, 196);         /* every inclusion/ and consistency/ file */
     assert_int_equal(c.happy_compared, 10); /* inclusion/0..4, consistency/0..4 */
     json_decref(j);
     free(doc);
@@ -425,10 +424,8 @@ static void test_rfc9162_vectors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hashes),
-        cmocka_unit_test(test_reference_roots),
-        cmocka_unit_test(test_range_nodes),
-        cmocka_unit_test(test_proofs_exhaustive),
+        cmocka_unit_test(test_hashes),          cmocka_unit_test(test_reference_roots),
+        cmocka_unit_test(test_range_nodes),     cmocka_unit_test(test_proofs_exhaustive),
         cmocka_unit_test(test_rfc9162_vectors),
     };
     if (sodium_init() < 0)

@@ -87,9 +87,8 @@ static void test_vectors_verify(void **state)
             char origin[64];
             uint64_t size = 0;
             unsigned char root[32];
-            assert_int_equal(vl_ledger_checkpoint_parse(text, origin, sizeof origin, &size, root,
-                                                        NULL),
-                             0);
+            assert_int_equal(
+                vl_ledger_checkpoint_parse(text, origin, sizeof origin, &size, root, NULL), 0);
             assert_string_equal(origin, "go.sum database tree");
             assert_int_equal(size, 6476701);
             /* and re-formats to the same text */
@@ -109,35 +108,36 @@ static void test_spec_example_key(void **state)
     char out[256], *text = NULL;
     size_t len;
     char *note = slurp("c2sp-signed-note-example.note", &len);
-    assert_int_equal(vl_ledger_key_parse_vkey(
-                         "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k",
-                         &k, NULL),
-                     0);
+    assert_int_equal(
+        vl_ledger_key_parse_vkey(
+            "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k", &k, NULL),
+        0);
     assert_int_equal(k.id, 0x530d903a);
     assert_string_equal(k.name, "example.com/foo");
     assert_int_equal(vl_ledger_key_vkey(&k, out, sizeof out), 0);
-    assert_string_equal(out, "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k");
+    assert_string_equal(out,
+                        "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k");
     assert_int_equal(vl_ledger_note_verify(note, len, &k, 1, &text, NULL), 0);
     assert_string_equal(text, "This is an example message.\n");
     free(text);
     free(note);
     /* a wrong id, uppercase hex, another type byte, junk: refused */
-    assert_int_not_equal(vl_ledger_key_parse_vkey(
-                             "example.com/foo+530d903b+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k",
-                             &k, NULL),
-                         0);
-    assert_int_not_equal(vl_ledger_key_parse_vkey(
-                             "example.com/foo+530D903A+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k",
-                             &k, NULL),
-                         0);
-    assert_int_not_equal(vl_ledger_key_parse_vkey(
-                             "example.com/foo+530d903a+AikyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k",
-                             &k, NULL),
-                         0);
-    assert_int_not_equal(vl_ledger_key_parse_vkey(
-                             "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k=",
-                             &k, NULL),
-                         0);
+    assert_int_not_equal(
+        vl_ledger_key_parse_vkey(
+            "example.com/foo+530d903b+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k", &k, NULL),
+        0);
+    assert_int_not_equal(
+        vl_ledger_key_parse_vkey(
+            "example.com/foo+530D903A+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k", &k, NULL),
+        0);
+    assert_int_not_equal(
+        vl_ledger_key_parse_vkey(
+            "example.com/foo+530d903a+AikyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k", &k, NULL),
+        0);
+    assert_int_not_equal(
+        vl_ledger_key_parse_vkey(
+            "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k=", &k, NULL),
+        0);
     assert_int_not_equal(vl_ledger_key_parse_vkey("", &k, NULL), 0);
     assert_int_not_equal(vl_ledger_key_parse_vkey("a+b", &k, NULL), 0);
 }
@@ -150,7 +150,8 @@ static void test_go_signer_key(void **state)
     vl_ledger_key_t k, v;
     char out[256], *note, *want;
     size_t len;
-    const char *skey = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+    const char *skey =
+        "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
     assert_int_equal(vl_ledger_key_parse_skey(skey, &k, NULL), 0);
     assert_true(k.has_secret);
     assert_int_equal(vl_ledger_key_vkey(&k, out, sizeof out), 0);
@@ -161,10 +162,10 @@ static void test_go_signer_key(void **state)
                                    "then you don't know what your problem is.\n");
     want = slurp("go-sumdb-peterneumann.note", &len);
     assert_string_equal(note, want);
-    assert_int_equal(vl_ledger_key_parse_vkey(
-                         "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW", &v,
-                         NULL),
-                     0);
+    assert_int_equal(
+        vl_ledger_key_parse_vkey(
+            "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW", &v, NULL),
+        0);
     assert_int_equal(vl_ledger_note_verify(note, strlen(note), &v, 1, NULL, NULL), 0);
     free(note);
     free(want);
@@ -206,8 +207,8 @@ static void test_key_round_trip(void **state)
         crypto_hash_sha256_update(&st, (const unsigned char *)"\n\x01", 2);
         crypto_hash_sha256_update(&st, k.pk, 32);
         crypto_hash_sha256_final(&st, h);
-        assert_int_equal(k.id, (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 |
-                                   (uint32_t)h[2] << 8 | h[3]);
+        assert_int_equal(k.id,
+                         (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3]);
     }
     note = vl_ledger_note_sign(&sec, "hello\n");
     assert_non_null(note);
@@ -227,9 +228,9 @@ static void test_key_round_trip(void **state)
     /* invalid names */
     /* "a\xc2\xa0\x62": a, NBSP, b (\x62 rather than a second literal, which
      * clang's -Wstring-concatenation takes for a missing comma) */
-    static const char *const bad[] = {"",          "a b",       "a+b",        "a\tb",
-                                      "a\xc2\xa0\x62", "a\xe3\x80\x80z", "\xff",     "a\nb",
-                                      "a\xe2\x80\x89"};
+    static const char *const bad[] = {"",     "a b",           "a+b",
+                                      "a\tb", "a\xc2\xa0\x62", "a\xe3\x80\x80z",
+                                      "\xff", "a\nb",          "a\xe2\x80\x89"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         assert_int_not_equal(vl_ledger_key_generate(bad[i], &other, NULL), 0);
     char longname[200];
@@ -374,22 +375,22 @@ static void test_malformed_notes(void **state)
     char b64[200];
     sscanf(sig + 4 + strlen(a.name) + 1, "%199s", b64);
     const char *cases[] = {
-        "%s",                                   /* missing final newline (cut below) */
-        "one\n\ntwo\n%s",                       /* no blank line before the signature */
-        "one\n\ntwo\n\n%s\n",                   /* empty line after the signature */
-        "one\n\ntwo\r\n\n%s",                   /* control character */
-        "one\n\ntwo\n\n- a.example %s\n",       /* ASCII dash */
+        "%s",                                         /* missing final newline (cut below) */
+        "one\n\ntwo\n%s",                             /* no blank line before the signature */
+        "one\n\ntwo\n\n%s\n",                         /* empty line after the signature */
+        "one\n\ntwo\r\n\n%s",                         /* control character */
+        "one\n\ntwo\n\n- a.example %s\n",             /* ASCII dash */
         "one\n\ntwo\n\n\xe2\x80\x94 a.example  %s\n", /* two spaces */
         "one\n\ntwo\n\n\xe2\x80\x94 a.example\t%s\n",
-        "one\n\ntwo\n\n\xe2\x80\x94  %s\n",     /* empty name */
+        "one\n\ntwo\n\n\xe2\x80\x94  %s\n", /* empty name */
         "one\n\ntwo\n\n\xe2\x80\x94 a.example %s=\n",
         "one\n\ntwo\n\n\xe2\x80\x94 a.example AAAA%s\n",
         "one\n\ntwo\n\n\xe2\x80\x94 a.example %s \n",
         "one\n\ntwo\n\n\xe2\x80\x94 a.example AAAAAA==\n%s", /* 4 bytes: too short */
-        "one\xff\n\ntwo\n\n%s",                 /* invalid UTF-8 */
-        "one\xc0\xae\n\ntwo\n\n%s",             /* overlong */
-        "one\xed\xa0\x80\n\ntwo\n\n%s",         /* surrogate */
-        "\n%s",                                 /* no text? blank + sig: text "" */
+        "one\xff\n\ntwo\n\n%s",                              /* invalid UTF-8 */
+        "one\xc0\xae\n\ntwo\n\n%s",                          /* overlong */
+        "one\xed\xa0\x80\n\ntwo\n\n%s",                      /* surrogate */
+        "\n%s",                                              /* no text? blank + sig: text "" */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int n;
@@ -442,9 +443,20 @@ static void test_checkpoints(void **state)
     assert_int_equal(vl_ledger_checkpoint_parse(buf, origin, sizeof origin, &size, got, NULL), 0);
     assert_int_equal(size, 12);
     static const char *const bad[] = {
-        "o\n012\n%s\n", "o\n-1\n%s\n", "o\n+1\n%s\n", "o\n1 \n%s\n", "o\n\n%s\n",
-        "\n1\n%s\n", "o\n1\n%s", "o\n1\n%s=\n", "o\n1\n%s\n\n", "o\n1\n%s\nx",
-        "o\n18446744073709551616\n%s\n", "o\n1\nAAAA\n%s\n", "o\n0x1\n%s\n", "o\t\n1\n%s\n",
+        "o\n012\n%s\n",
+        "o\n-1\n%s\n",
+        "o\n+1\n%s\n",
+        "o\n1 \n%s\n",
+        "o\n\n%s\n",
+        "\n1\n%s\n",
+        "o\n1\n%s",
+        "o\n1\n%s=\n",
+        "o\n1\n%s\n\n",
+        "o\n1\n%s\nx",
+        "o\n18446744073709551616\n%s\n",
+        "o\n1\nAAAA\n%s\n",
+        "o\n0x1\n%s\n",
+        "o\t\n1\n%s\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         snprintf(buf, sizeof buf, bad[i], r);
@@ -452,12 +464,14 @@ static void test_checkpoints(void **state)
             fail_msg("accepted: %s", buf);
     }
     /* root not 32 bytes; non-canonical trailing bits */
-    assert_int_not_equal(vl_ledger_checkpoint_parse("o\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==\n",
-                                                    origin, sizeof origin, &size, got, NULL),
-                         0);
-    assert_int_not_equal(vl_ledger_checkpoint_parse("o\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9=\n",
-                                                    origin, sizeof origin, &size, got, NULL),
-                         0);
+    assert_int_not_equal(
+        vl_ledger_checkpoint_parse("o\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==\n", origin,
+                                   sizeof origin, &size, got, NULL),
+        0);
+    assert_int_not_equal(
+        vl_ledger_checkpoint_parse("o\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9=\n", origin,
+                                   sizeof origin, &size, got, NULL),
+        0);
     /* origin too long for the buffer */
     snprintf(buf, sizeof buf, "origin-longer-than-eight\n1\n%s\n", r);
     assert_int_not_equal(vl_ledger_checkpoint_parse(buf, origin, 8, &size, got, NULL), 0);
@@ -466,10 +480,10 @@ static void test_checkpoints(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vectors_verify),   cmocka_unit_test(test_spec_example_key),
-        cmocka_unit_test(test_go_signer_key),    cmocka_unit_test(test_key_round_trip),
-        cmocka_unit_test(test_flip_every_byte),  cmocka_unit_test(test_signature_sets),
-        cmocka_unit_test(test_malformed_notes),  cmocka_unit_test(test_checkpoints),
+        cmocka_unit_test(test_vectors_verify),  cmocka_unit_test(test_spec_example_key),
+        cmocka_unit_test(test_go_signer_key),   cmocka_unit_test(test_key_round_trip),
+        cmocka_unit_test(test_flip_every_byte), cmocka_unit_test(test_signature_sets),
+        cmocka_unit_test(test_malformed_notes), cmocka_unit_test(test_checkpoints),
     };
     if (sodium_init() < 0)
         return 1;

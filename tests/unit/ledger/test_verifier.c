@@ -30,10 +30,12 @@ typedef struct item {
     int checkpoint;
 } item_t;
 
-typedef struct export {
+typedef struct export
+{
     item_t it[MAXITEMS];
     int n;
-} export_t;
+}
+export_t;
 
 static vl_ledger_key_t g_key, g_new, g_other;
 static const vl_ledger_key_t *g_rot_signer; /* signs rotations; NULL: the current key */
@@ -137,13 +139,13 @@ static int starts(const char *msg, const char *prefix)
     return strncmp(msg, prefix, strlen(prefix)) == 0;
 }
 
-#define EXPECT_FAIL(x, prefix)                                                                 \
-    do {                                                                                       \
-        char m_[512];                                                                          \
-        if (run((x), &g_key, 1, ORIGIN, m_) == 0)                                              \
-            fail_msg("verified; expected \"%s\"", (prefix));                                   \
-        if (!starts(m_, (prefix)))                                                             \
-            fail_msg("got \"%s\", expected \"%s...\"", m_, (prefix));                          \
+#define EXPECT_FAIL(x, prefix)                                                                     \
+    do {                                                                                           \
+        char m_[512];                                                                              \
+        if (run((x), &g_key, 1, ORIGIN, m_) == 0)                                                  \
+            fail_msg("verified; expected \"%s\"", (prefix));                                       \
+        if (!starts(m_, (prefix)))                                                                 \
+            fail_msg("got \"%s\", expected \"%s...\"", m_, (prefix));                              \
     } while (0)
 
 /* Position in the export of entry k / of the checkpoint at size s. */
@@ -484,8 +486,8 @@ static void test_speed(void **state)
     assert_int_equal(vl_ledger_verifier_finish(v, &err), 0);
     clock_gettime(CLOCK_MONOTONIC, &b);
     double s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
-    print_message("verifier: %d entries (%zu-byte lines) in %.3f s = %.0f entries/s\n", n,
-                  lens[0], s, n / s);
+    print_message("verifier: %d entries (%zu-byte lines) in %.3f s = %.0f entries/s\n", n, lens[0],
+                  s, n / s);
     assert_int_equal(vl_ledger_verifier_size(v), n);
     vl_ledger_verifier_free(v);
     free(t);
@@ -499,9 +501,12 @@ static void test_speed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid),           cmocka_unit_test(test_entry_bytes),
-        cmocka_unit_test(test_checkpoint_bytes), cmocka_unit_test(test_structure),
-        cmocka_unit_test(test_bad_checkpoints), cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_valid),
+        cmocka_unit_test(test_entry_bytes),
+        cmocka_unit_test(test_checkpoint_bytes),
+        cmocka_unit_test(test_structure),
+        cmocka_unit_test(test_bad_checkpoints),
+        cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_speed),
     };
     if (sodium_init() < 0)

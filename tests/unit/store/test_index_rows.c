@@ -32,23 +32,33 @@ static void test_normalize(void **state)
     expect_norm("", "");
     expect_norm("Smith", "smith");
     expect_norm("O'BRIEN-Jones 42", "o'brien-jones 42");
-    expect_norm("Ch\xc3\xa2lmers", "chalmers");                 /* â */
-    expect_norm("\xc3\x89LODIE", "elodie");                     /* É */
-    expect_norm("M\xc3\xbcller", "muller");                     /* ü */
-    expect_norm("Stra\xc3\x9f" "e", "strasse");                 /* ß */
-    expect_norm("\xc3\x86sir \xc5\x92uvre", "aesir oeuvre");    /* Æ Œ */
-    expect_norm("\xc5\x81\xc3\xb3" "d\xc5\xba", "lodz");           /* Łódź */
-    expect_norm("\xc3\x9e\xc3\xb3r", "thor");                   /* Þór */
-    expect_norm("Dvo\xc5\x99\xc3\xa1k", "dvorak");              /* ř á */
-    expect_norm("\xc5\xb8vonne", "yvonne");                     /* Ÿ */
-    expect_norm("2\xc3\x97" "3", "2\xc3\x97" "3");              /* × kept */
-    expect_norm("e\xcc\x81te\xcc\x81", "ete");                  /* NFD: combining acute dropped */
+    expect_norm("Ch\xc3\xa2lmers", "chalmers"); /* â */
+    expect_norm("\xc3\x89LODIE", "elodie");     /* É */
+    expect_norm("M\xc3\xbcller", "muller");     /* ü */
+    expect_norm("Stra\xc3\x9f"
+                "e",
+                "strasse");                                  /* ß */
+    expect_norm("\xc3\x86sir \xc5\x92uvre", "aesir oeuvre"); /* Æ Œ */
+    expect_norm("\xc5\x81\xc3\xb3"
+                "d\xc5\xba",
+                "lodz");                           /* Łódź */
+    expect_norm("\xc3\x9e\xc3\xb3r", "thor");      /* Þór */
+    expect_norm("Dvo\xc5\x99\xc3\xa1k", "dvorak"); /* ř á */
+    expect_norm("\xc5\xb8vonne", "yvonne");        /* Ÿ */
+    expect_norm("2\xc3\x97"
+                "3",
+                "2\xc3\x97"
+                "3");                                       /* × kept */
+    expect_norm("e\xcc\x81te\xcc\x81", "ete");              /* NFD: combining acute dropped */
     expect_norm("\xce\x91\xce\xb8\xce\xae\xce\xbd\xce\xb1", /* Greek kept */
                 "\xce\x91\xce\xb8\xce\xae\xce\xbd\xce\xb1");
     expect_norm("\xe6\x9d\xb1\xe4\xba\xac", "\xe6\x9d\xb1\xe4\xba\xac"); /* CJK kept */
-    expect_norm("a\xff" "B", "a\xff" "b");                      /* invalid byte copied */
-    expect_norm("\xc3", "\xc3");                                /* truncated sequence */
-    expect_norm("\xc0\x80", "\xc0\x80");                        /* overlong: copied as bytes */
+    expect_norm("a\xff"
+                "B",
+                "a\xff"
+                "b");                    /* invalid byte copied */
+    expect_norm("\xc3", "\xc3");         /* truncated sequence */
+    expect_norm("\xc0\x80", "\xc0\x80"); /* overlong: copied as bytes */
 }
 
 static void test_rows(void **state)

@@ -261,8 +261,7 @@ static void test_receipts_match_entries(void **state)
                      0);
     assert_int_equal(csize, 6);
     assert_string_equal(origin, test_store_key()->name);
-    assert_int_equal(
-        vl_store_ledger_inclusion(s, vl_scope_everything(), 3, 6, proof, &n, &err), 0);
+    assert_int_equal(vl_store_ledger_inclusion(s, vl_scope_everything(), 3, 6, proof, &n, &err), 0);
     assert_int_equal(vl_ledger_verify_inclusion(3, 6, r[3].ledger_hash,
                                                 (const unsigned char(*)[VL_HASH_LEN])proof, n,
                                                 root),
@@ -418,9 +417,8 @@ static void expect_rotations(vl_store_t *s, uint64_t i1, const char *k1, uint64_
     rotations_t r;
     vl_store_err_t err = VL_STORE_ERR_INIT;
     memset(&r, 0, sizeof r);
-    assert_int_equal(vl_store_ledger_rotations(s, vl_scope_everything(), collect_rotation, &r,
-                                               &err),
-                     0);
+    assert_int_equal(
+        vl_store_ledger_rotations(s, vl_scope_everything(), collect_rotation, &r, &err), 0);
     assert_int_equal(r.n, 2);
     assert_int_equal(r.index[0], i1);
     assert_string_equal(r.vkey[0], k1);
@@ -460,14 +458,13 @@ static void test_rotations_listed(void **state)
 
     /* none yet */
     memset(&r, 0, sizeof r);
-    assert_int_equal(vl_store_ledger_rotations(s, vl_scope_everything(), collect_rotation, &r,
-                                               &err),
-                     0);
+    assert_int_equal(
+        vl_store_ledger_rotations(s, vl_scope_everything(), collect_rotation, &r, &err), 0);
     assert_int_equal(r.n, 0);
 
-    tstore_put_ok(s, "Patient", "p1", "{}", NULL);           /* 0 */
+    tstore_put_ok(s, "Patient", "p1", "{}", NULL);             /* 0 */
     assert_int_equal(vl_store_ledger_rotate(s, &k2, &err), 0); /* 1 */
-    tstore_put_ok(s, "Patient", "p1", "{\"v\":2}", NULL);    /* 2 */
+    tstore_put_ok(s, "Patient", "p1", "{\"v\":2}", NULL);      /* 2 */
     assert_int_equal(vl_store_ledger_rotate(s, &k3, &err), 0); /* 3 */
     /* a rotation to a key without its secret is refused and appends nothing */
     pub = k2;
@@ -490,9 +487,8 @@ static void test_rotations_listed(void **state)
     /* a callback's non-zero return stops the listing and is returned */
     memset(&r, 0, sizeof r);
     r.stop_at = 1;
-    assert_int_equal(vl_store_ledger_rotations(s, vl_scope_everything(), collect_rotation, &r,
-                                               &err),
-                     7);
+    assert_int_equal(
+        vl_store_ledger_rotations(s, vl_scope_everything(), collect_rotation, &r, &err), 7);
     assert_int_equal(r.n, 1);
     /* the list is a ledger read */
     memset(&r, 0, sizeof r);

@@ -47,11 +47,14 @@ typedef struct row {
     const char *system;
     const char *text;
     double number;
-    const char *date;           /* VL_INDEX_DATE: a FHIR date, or NULL with lo/hi below */
+    const char *date; /* VL_INDEX_DATE: a FHIR date, or NULL with lo/hi below */
     int64_t lo, hi;
 } row_t;
 
-#define END_ROWS {NULL, 0, NULL, NULL, 0, NULL, 0, 0}
+#define END_ROWS                                                                                   \
+    {                                                                                              \
+        NULL, 0, NULL, NULL, 0, NULL, 0, 0                                                         \
+    }
 
 /* Writes the next version of type/id with these index rows; returns its
  * last_updated. */
@@ -82,12 +85,30 @@ static void del(const char *type, const char *id)
     tstore_delete_ok(F->store, type, id);
 }
 
-#define TOK(p, s, c) {p, VL_INDEX_TOKEN, s, c, 0, NULL, 0, 0}
-#define STR(p, t) {p, VL_INDEX_STRING, NULL, t, 0, NULL, 0, 0}
-#define REF(p, t) {p, VL_INDEX_REFERENCE, NULL, t, 0, NULL, 0, 0}
-#define DATE(p, d) {p, VL_INDEX_DATE, NULL, NULL, 0, d, 0, 0}
-#define DATE_RANGE(p, lo, hi) {p, VL_INDEX_DATE, NULL, NULL, 0, NULL, lo, hi}
-#define QTY(p, n, s, c) {p, VL_INDEX_QUANTITY, s, c, n, NULL, 0, 0}
+#define TOK(p, s, c)                                                                               \
+    {                                                                                              \
+        p, VL_INDEX_TOKEN, s, c, 0, NULL, 0, 0                                                     \
+    }
+#define STR(p, t)                                                                                  \
+    {                                                                                              \
+        p, VL_INDEX_STRING, NULL, t, 0, NULL, 0, 0                                                 \
+    }
+#define REF(p, t)                                                                                  \
+    {                                                                                              \
+        p, VL_INDEX_REFERENCE, NULL, t, 0, NULL, 0, 0                                              \
+    }
+#define DATE(p, d)                                                                                 \
+    {                                                                                              \
+        p, VL_INDEX_DATE, NULL, NULL, 0, d, 0, 0                                                   \
+    }
+#define DATE_RANGE(p, lo, hi)                                                                      \
+    {                                                                                              \
+        p, VL_INDEX_DATE, NULL, NULL, 0, NULL, lo, hi                                              \
+    }
+#define QTY(p, n, s, c)                                                                            \
+    {                                                                                              \
+        p, VL_INDEX_QUANTITY, s, c, n, NULL, 0, 0                                                  \
+    }
 
 static int group_setup(void **state)
 {
@@ -109,8 +130,8 @@ static int group_setup(void **state)
                   END_ROWS});
     put("Observation", "o2",
         (row_t[]){TOK("code", "http://loinc.org", "9279-1"),
-                  TOK("code", "http://snomed.info/sct", "364075005"),
-                  REF("subject", "Patient/p2"), END_ROWS});
+                  TOK("code", "http://snomed.info/sct", "364075005"), REF("subject", "Patient/p2"),
+                  END_ROWS});
     put("Observation", "o3",
         (row_t[]){TOK("code", NULL, "8867-4"), REF("subject", "Patient/p1"), END_ROWS});
     put("Observation", "o4",
@@ -156,8 +177,8 @@ static int group_setup(void **state)
     del("Encounter", "ddel");
 
     /* quantities */
-    put("Basic", "q1", (row_t[]){QTY("value-quantity", 72.0, "http://unitsofmeasure.org", "/min"),
-                                 END_ROWS});
+    put("Basic", "q1",
+        (row_t[]){QTY("value-quantity", 72.0, "http://unitsofmeasure.org", "/min"), END_ROWS});
     put("Basic", "q2",
         (row_t[]){QTY("value-quantity", 71.99999999999, "http://unitsofmeasure.org", "/min"),
                   END_ROWS});
@@ -237,8 +258,8 @@ static void expect_cond(const char *what, const char *type, vl_query_cond_t c, c
 static vl_query_cond_t cond(const char *param, vl_index_kind_t kind, vl_match_t match, size_t n,
                             vl_query_value_t *values)
 {
-    vl_query_cond_t c = {.param = param, .kind = kind, .match = match, .missing = -1, .n = n,
-                         .values = values};
+    vl_query_cond_t c = {
+        .param = param, .kind = kind, .match = match, .missing = -1, .n = n, .values = values};
     return c;
 }
 
@@ -364,16 +385,14 @@ static void test_reference(void **state)
 {
     (void)state;
     vl_query_value_t v = {.text = "Patient/p1"};
-    expect_cond("reference", "Observation", cond("subject", VL_INDEX_REFERENCE, 0, 1, &v),
-                "o1,o3");
+    expect_cond("reference", "Observation", cond("subject", VL_INDEX_REFERENCE, 0, 1, &v), "o1,o3");
     v.text = "Patient/p";
     expect_cond("no prefix match", "Observation", cond("subject", VL_INDEX_REFERENCE, 0, 1, &v),
                 "");
     v.text = "http://example.org/fhir/Patient/p1";
     expect_cond("absolute", "Observation", cond("subject", VL_INDEX_REFERENCE, 0, 1, &v), "o4");
     v.text = "patient/p1";
-    expect_cond("case-sensitive", "Observation", cond("subject", VL_INDEX_REFERENCE, 0, 1, &v),
-                "");
+    expect_cond("case-sensitive", "Observation", cond("subject", VL_INDEX_REFERENCE, 0, 1, &v), "");
     vl_query_value_t vs[] = {{.text = "Patient/p2"}, {.text = "Patient/p1"}};
     expect_cond("OR", "Observation", cond("subject", VL_INDEX_REFERENCE, 0, 2, vs), "o1,o2,o3");
     /* rows of another param do not match */

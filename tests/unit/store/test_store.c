@@ -124,8 +124,8 @@ static const vl_query_t *token_query(tq_t *t, const char *type, const char *para
     return &t->q;
 }
 
-static int64_t search_count(vl_store_t *s, const char *type, const char *param,
-                            const char *system, const char *code)
+static int64_t search_count(vl_store_t *s, const char *type, const char *param, const char *system,
+                            const char *code)
 {
     tq_t t;
     vl_records_t out;
@@ -167,8 +167,8 @@ static void expect_history(vl_store_t *s, vl_scope_t scope, const char *type, co
     vl_records_free(&h);
 }
 
-static void expect_history_fails(vl_store_t *s, vl_scope_t scope, const char *type,
-                                 const char *id, vl_store_kind_t kind)
+static void expect_history_fails(vl_store_t *s, vl_scope_t scope, const char *type, const char *id,
+                                 vl_store_kind_t kind)
 {
     vl_page_t page = {.count = 100};
     vl_records_t h;
@@ -184,8 +184,8 @@ static void expect_history_fails(vl_store_t *s, vl_scope_t scope, const char *ty
 }
 
 /* Search of every live `type` (ids only, creation order). */
-static void expect_search(vl_store_t *s, vl_scope_t scope, const char *type, int count,
-                          int offset, const char *want, int64_t total)
+static void expect_search(vl_store_t *s, vl_scope_t scope, const char *type, int count, int offset,
+                          const char *want, int64_t total)
 {
     tq_t t;
     vl_query_t q = *token_query(&t, type, NULL, NULL, NULL);
@@ -282,8 +282,8 @@ static void expect_put_fails(vl_store_t *s, const char *type, const char *id, in
     assert_int_equal(u.result, -1);
     if (a.err.kind != kind || u.err.kind != VL_STORE_ABORTED)
         fail_msg("put %s/%s v%lld: put %s, unit %s; want put %s, unit aborted", type, id,
-                 (long long)version, vl_store_kind_name(a.err.kind),
-                 vl_store_kind_name(u.err.kind), vl_store_kind_name(kind));
+                 (long long)version, vl_store_kind_name(a.err.kind), vl_store_kind_name(u.err.kind),
+                 vl_store_kind_name(kind));
 }
 
 /* Bytes no JSON parser would keep as they are: the store must. */
@@ -319,13 +319,13 @@ static void test_open_creates_database(void **state)
     assert_true(max >= 3);
 
     assert_int_equal(tstore_sql_int(f->data, "PRAGMA user_version"), max);
-    assert_int_equal(
-        tstore_sql_int(f->data, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND"
-                                " name IN ('resource', 'resource_version', 'idx_token',"
-                                " 'idx_string', 'idx_reference', 'idx_date', 'idx_quantity',"
-                                " 'ledger_entry', 'ledger_node', 'ledger_checkpoint',"
-                                " 'version_patient', 'ledger_rotation')"),
-        12);
+    assert_int_equal(tstore_sql_int(f->data,
+                                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND"
+                                    " name IN ('resource', 'resource_version', 'idx_token',"
+                                    " 'idx_string', 'idx_reference', 'idx_date', 'idx_quantity',"
+                                    " 'ledger_entry', 'ledger_node', 'ledger_checkpoint',"
+                                    " 'version_patient', 'ledger_rotation')"),
+                     12);
     assert_int_equal(tstore_sql_int(f->data, "SELECT count(*) FROM resource"), 0);
     {
         sqlite3 *db;
@@ -402,8 +402,7 @@ static void test_put_read_versions(void **state)
     const char *body2 = "{\"resourceType\":\"Observation\",\"status\":\"amended\"}";
 
     tstore_index_token(&ix1, "code", "http://loinc.org", "8867-4", "p1");
-    assert_int_equal(vl_index_add(&ix1, "subject", VL_INDEX_REFERENCE, NULL, "Patient/p1", 0, 0,
-                                  0),
+    assert_int_equal(vl_index_add(&ix1, "subject", VL_INDEX_REFERENCE, NULL, "Patient/p1", 0, 0, 0),
                      0);
     r1 = tstore_put_ok(s, "Observation", "o1", OBS, &ix1);
     assert_int_equal(r1.version, 1);
@@ -447,8 +446,8 @@ static void test_put_read_versions(void **state)
     assert_int_equal(search_count(s, "Observation", "code", "http://loinc.org", "9279-1"), 1);
     {
         vl_query_value_t v = {.text = "Patient/p1"};
-        vl_query_cond_t c = {.param = "subject", .kind = VL_INDEX_REFERENCE, .missing = -1,
-                             .n = 1, .values = &v};
+        vl_query_cond_t c = {
+            .param = "subject", .kind = VL_INDEX_REFERENCE, .missing = -1, .n = 1, .values = &v};
         vl_query_t q = {.type = "Observation", .n = 1, .conds = &c, .count = 10};
         vl_records_t out;
         vl_store_err_t err = VL_STORE_ERR_INIT;
@@ -464,11 +463,9 @@ static void test_put_read_versions(void **state)
         expect_put_fails(s, "Observation", "o1", 2, VL_METHOD_PUT, "{\"x\":1}", VL_STORE_CONFLICT);
         expect_put_fails(s, "Observation", "o1", 1, VL_METHOD_POST, "{\"x\":1}", VL_STORE_CONFLICT);
         expect_put_fails(s, "Observation", "o1", 4, VL_METHOD_PUT, "{\"x\":1}", VL_STORE_CONFLICT);
-        expect_put_fails(s, "Observation", "o1", -1, VL_METHOD_PUT, "{\"x\":1}",
-                         VL_STORE_CONFLICT);
+        expect_put_fails(s, "Observation", "o1", -1, VL_METHOD_PUT, "{\"x\":1}", VL_STORE_CONFLICT);
         expect_put_fails(s, "Observation", "o1", 4, VL_METHOD_DELETE, NULL, VL_STORE_CONFLICT);
-        expect_put_fails(s, "Observation", "new", 2, VL_METHOD_PUT, "{\"x\":1}",
-                         VL_STORE_CONFLICT);
+        expect_put_fails(s, "Observation", "new", 2, VL_METHOD_PUT, "{\"x\":1}", VL_STORE_CONFLICT);
         vl_store_stats_t b = stats(s);
         assert_int_equal(b.versions, a.versions);
         assert_int_equal(b.units - a.units, 6);
@@ -561,8 +558,8 @@ static void test_invalid_names_and_puts(void **state)
     vl_store_t *s = f->store;
     char long_name[80];
     static const char *const bad_types[] = {"", "Obs1", "Obs/x", "Obs x", "Obs-x", NULL};
-    static const char *const bad_ids[] = {"", ".", "..", "a/b", "a b", "a_b", "\xc3\xa9", "a%2F",
-                                          NULL};
+    static const char *const bad_ids[] = {"",    ".",        "..",   "a/b", "a b",
+                                          "a_b", "\xc3\xa9", "a%2F", NULL};
     vl_store_stats_t a = stats(s), b;
     vl_page_t page = {.count = 10};
     vl_records_t h;
@@ -589,13 +586,12 @@ static void test_invalid_names_and_puts(void **state)
         expect_put_fails(s, "Patient", bad_ids[i], 1, VL_METHOD_DELETE, NULL, VL_STORE_INVALID);
         assert_int_equal(tstore_read(s, everything(), "Patient", bad_ids[i], 0, NULL),
                          VL_STORE_INVALID);
-        assert_int_not_equal(vl_store_history(s, everything(), "Patient", bad_ids[i], &page, &h,
-                                              &err),
-                             0);
+        assert_int_not_equal(
+            vl_store_history(s, everything(), "Patient", bad_ids[i], &page, &h, &err), 0);
         assert_int_equal(err.kind, VL_STORE_INVALID);
         err = (vl_store_err_t)VL_STORE_ERR_INIT;
-        assert_int_not_equal(vl_store_ledger_record(s, everything(), "Patient", bad_ids[i], 1,
-                                                    &idx, salt, &bytes, &len, &err),
+        assert_int_not_equal(vl_store_ledger_record(s, everything(), "Patient", bad_ids[i], 1, &idx,
+                                                    salt, &bytes, &len, &err),
                              0);
         assert_int_equal(err.kind, VL_STORE_INVALID);
         assert_null(bytes);
@@ -675,8 +671,7 @@ static void test_failed_put_leaves_nothing(void **state)
     assert_int_not_equal(c.failing.err.kind, VL_STORE_OK);
     /* nothing of the failed put, whatever became of the unit */
     read_fails(s, "Patient", "half", 0, VL_STORE_NOT_FOUND);
-    assert_int_equal(tstore_sql_int(f->data, "SELECT count(*) FROM resource WHERE id = 'half'"),
-                     0);
+    assert_int_equal(tstore_sql_int(f->data, "SELECT count(*) FROM resource WHERE id = 'half'"), 0);
     assert_int_equal(tstore_sql_int(f->data, "SELECT count(*) FROM resource_version v WHERE"
                                              " NOT EXISTS (SELECT 1 FROM ledger_entry e"
                                              " WHERE e.idx = v.ledger_idx)"),
@@ -879,9 +874,8 @@ static int probe_apply(vl_store_txn_t *txn, void *arg)
     vl_records_t out;
     tq_t t;
     vl_store_err_t err = VL_STORE_ERR_INIT;
-    p->b1 = vl_store_txn_read(txn, everything(), "Patient", "b1", 0, &rec, &err) == 0
-                ? VL_STORE_OK
-                : err.kind;
+    p->b1 = vl_store_txn_read(txn, everything(), "Patient", "b1", 0, &rec, &err) == 0 ? VL_STORE_OK
+                                                                                      : err.kind;
     if (p->b1 == VL_STORE_OK)
         vl_record_free(&rec);
     err = (vl_store_err_t)VL_STORE_ERR_INIT;
@@ -1007,8 +1001,8 @@ static void test_failing_unit_leaves_nothing(void **state)
         char *bytes;
         size_t len;
         vl_store_err_t err = VL_STORE_ERR_INIT;
-        assert_int_not_equal(vl_store_ledger_record(s, everything(), "Patient", "b1", 1, &idx,
-                                                    salt, &bytes, &len, &err),
+        assert_int_not_equal(vl_store_ledger_record(s, everything(), "Patient", "b1", 1, &idx, salt,
+                                                    &bytes, &len, &err),
                              0);
         assert_int_equal(err.kind, VL_STORE_NOT_FOUND);
     }
@@ -1040,17 +1034,17 @@ static void test_failing_unit_leaves_nothing(void **state)
 typedef struct own {
     vl_store_t *s;
     vl_index_t ix1, ix2;
-    int failed_step;       /* the first check that failed, 0 if none */
+    int failed_step; /* the first check that failed, 0 if none */
     char why[128];
     vl_store_kind_t outside; /* a public read (a reader connection) of the uncommitted version */
 } own_t;
 
-#define OWN_CHECK(o, step, cond)                                                                \
-    do {                                                                                        \
-        if (!(o)->failed_step && !(cond)) {                                                     \
-            (o)->failed_step = (step);                                                          \
-            snprintf((o)->why, sizeof (o)->why, "%.120s", #cond);                                 \
-        }                                                                                       \
+#define OWN_CHECK(o, step, cond)                                                                   \
+    do {                                                                                           \
+        if (!(o)->failed_step && !(cond)) {                                                        \
+            (o)->failed_step = (step);                                                             \
+            snprintf((o)->why, sizeof(o)->why, "%.120s", #cond);                                   \
+        }                                                                                          \
     } while (0)
 
 static int own_apply(vl_store_txn_t *txn, void *arg)
@@ -1067,24 +1061,27 @@ static int own_apply(vl_store_txn_t *txn, void *arg)
     memset(&rec, 0, sizeof rec);
     memset(&out, 0, sizeof out);
 
-    OWN_CHECK(o, 1, vl_store_txn_head(txn, "Patient", "s1", &h, &err) == 0 && !h.exists &&
-                        h.version == 0);
+    OWN_CHECK(o, 1,
+              vl_store_txn_head(txn, "Patient", "s1", &h, &err) == 0 && !h.exists &&
+                  h.version == 0);
     OWN_CHECK(o, 2, tstore_apply_put(txn, &p1) == 0);
     OWN_CHECK(o, 3, p1.receipt.time_us == vl_store_txn_time(txn));
-    OWN_CHECK(o, 4, vl_store_txn_head(txn, "Patient", "s1", &h, &err) == 0 && h.exists &&
-                        h.version == 1 && !h.deleted &&
-                        h.last_updated_us == vl_store_txn_time(txn));
-    OWN_CHECK(o, 5, vl_store_txn_read(txn, everything(), "Patient", "s1", 0, &rec, &err) == 0 &&
-                        rec.version == 1 && !strcmp(rec.body, "{\"v\":1}"));
+    OWN_CHECK(o, 4,
+              vl_store_txn_head(txn, "Patient", "s1", &h, &err) == 0 && h.exists &&
+                  h.version == 1 && !h.deleted && h.last_updated_us == vl_store_txn_time(txn));
+    OWN_CHECK(o, 5,
+              vl_store_txn_read(txn, everything(), "Patient", "s1", 0, &rec, &err) == 0 &&
+                  rec.version == 1 && !strcmp(rec.body, "{\"v\":1}"));
     vl_record_free(&rec);
-    OWN_CHECK(o, 6, vl_store_txn_search(txn, everything(),
-                                        token_query(&t, "Patient", "code", "urn:t", "one"), 1,
-                                        &out, &err) == 0 &&
-                        out.total == 1 && out.n == 1 && !strcmp(out.items[0].id, "s1"));
+    OWN_CHECK(o, 6,
+              vl_store_txn_search(txn, everything(),
+                                  token_query(&t, "Patient", "code", "urn:t", "one"), 1, &out,
+                                  &err) == 0 &&
+                  out.total == 1 && out.n == 1 && !strcmp(out.items[0].id, "s1"));
     vl_records_free(&out);
-    OWN_CHECK(o, 7, vl_store_txn_history(txn, everything(), "Patient", "s1", &page, &out, &err) ==
-                            0 &&
-                        out.total == 1);
+    OWN_CHECK(o, 7,
+              vl_store_txn_history(txn, everything(), "Patient", "s1", &page, &out, &err) == 0 &&
+                  out.total == 1);
     vl_records_free(&out);
     /* a reader outside the transaction does not see it yet */
     err = (vl_store_err_t)VL_STORE_ERR_INIT;
@@ -1094,25 +1091,29 @@ static int own_apply(vl_store_txn_t *txn, void *arg)
     if (o->outside == VL_STORE_OK)
         vl_record_free(&rec);
     OWN_CHECK(o, 8, tstore_apply_put(txn, &p2) == 0);
-    OWN_CHECK(o, 9, vl_store_txn_read(txn, everything(), "Patient", "s1", 0, &rec, &err) == 0 &&
-                        rec.version == 2 && !strcmp(rec.body, "{\"v\":2}"));
+    OWN_CHECK(o, 9,
+              vl_store_txn_read(txn, everything(), "Patient", "s1", 0, &rec, &err) == 0 &&
+                  rec.version == 2 && !strcmp(rec.body, "{\"v\":2}"));
     vl_record_free(&rec);
-    OWN_CHECK(o, 10, vl_store_txn_read(txn, everything(), "Patient", "s1", 1, &rec, &err) == 0 &&
-                         rec.version == 1);
+    OWN_CHECK(o, 10,
+              vl_store_txn_read(txn, everything(), "Patient", "s1", 1, &rec, &err) == 0 &&
+                  rec.version == 1);
     vl_record_free(&rec);
-    OWN_CHECK(o, 11, vl_store_txn_search(txn, everything(),
-                                         token_query(&t, "Patient", "code", "urn:t", "one"), 1,
-                                         &out, &err) == 0 &&
-                         out.total == 0);
+    OWN_CHECK(o, 11,
+              vl_store_txn_search(txn, everything(),
+                                  token_query(&t, "Patient", "code", "urn:t", "one"), 1, &out,
+                                  &err) == 0 &&
+                  out.total == 0);
     vl_records_free(&out);
-    OWN_CHECK(o, 12, vl_store_txn_search(txn, everything(),
-                                         token_query(&t, "Patient", "code", "urn:t", "two"), 1,
-                                         &out, &err) == 0 &&
-                         out.total == 1 && out.items[0].version == 2);
+    OWN_CHECK(o, 12,
+              vl_store_txn_search(txn, everything(),
+                                  token_query(&t, "Patient", "code", "urn:t", "two"), 1, &out,
+                                  &err) == 0 &&
+                  out.total == 1 && out.items[0].version == 2);
     vl_records_free(&out);
-    OWN_CHECK(o, 13, vl_store_txn_history(txn, everything(), "Patient", "s1", &page, &out, &err) ==
-                             0 &&
-                         out.total == 2 && out.items[0].version == 2);
+    OWN_CHECK(o, 13,
+              vl_store_txn_history(txn, everything(), "Patient", "s1", &page, &out, &err) == 0 &&
+                  out.total == 2 && out.items[0].version == 2);
     vl_records_free(&out);
     return o->failed_step ? -1 : 0;
 }
@@ -1338,8 +1339,8 @@ static void test_failing_puts_in_batch(void **state)
     assert_int_equal(tstore_sql_int(f->data, "SELECT count(*) FROM version_patient"), 0);
     assert_int_equal(tstore_sql_int(f->data, "SELECT count(*) FROM idx_token"), 1);
     expect_history(s, everything(), "Patient", "x", 100, 0, "x/3,x/2,x/1", 3);
-    expect_history(s, everything(), "Patient", NULL, 100, 0,
-                   "x/3,x/2,good-b/1,good-a/1,gate/1,x/1", 6);
+    expect_history(s, everything(), "Patient", NULL, 100, 0, "x/3,x/2,good-b/1,good-a/1,gate/1,x/1",
+                   6);
     tstore_expect_ledger(s, 0, tstore_ledger_size(s),
                          "Patient/x/_history/1,Patient/gate/_history/1,"
                          "Patient/good-a/_history/1,Patient/good-b/_history/1,"
@@ -1426,9 +1427,8 @@ static void *worker_main(void *arg)
         vl_record_t rec;
         vl_store_err_t err = VL_STORE_ERR_INIT;
         job_t *j = &wk->jobs[i];
-        if (j->unit.result != 0 ||
-            vl_store_read(wk->store, vl_scope_everything(), "Observation", j->id, 0, &rec, &err) !=
-                0) {
+        if (j->unit.result != 0 || vl_store_read(wk->store, vl_scope_everything(), "Observation",
+                                                 j->id, 0, &rec, &err) != 0) {
             wk->read_errors++;
             continue;
         }
@@ -1866,8 +1866,7 @@ static void test_scope_history(void **state)
     /* type history: exactly the visible versions, total included */
     expect_history(s, everything(), "Observation", NULL, 100, 0,
                    "odel/2-,odel/1,omove/2,o1/2,oshared/1,omove/1,o12/1,o2/1,o1/1", 9);
-    expect_history(s, S1, "Observation", NULL, 100, 0,
-                   "odel/2-,odel/1,o1/2,omove/1,o12/1,o1/1", 6);
+    expect_history(s, S1, "Observation", NULL, 100, 0, "odel/2-,odel/1,o1/2,omove/1,o12/1,o1/1", 6);
     expect_history(s, S1S, "Observation", NULL, 100, 0,
                    "odel/2-,odel/1,o1/2,oshared/1,omove/1,o12/1,o1/1", 7);
     expect_history(s, S2, "Observation", NULL, 100, 0, "omove/2,o12/1,o2/1", 3);
@@ -1929,8 +1928,8 @@ static void test_scope_search(void **state)
     expect_search(s, S2, "Observation", 10, 3, "", 3);
     expect_search(s, S1S, "Observation", 2, 1, "o12/1,oshared/1", 3);
     /* with a condition and _id */
-    assert_int_equal(vl_store_search(s, S1, token_query(&t, "Observation", "code", "urn:t", "x"),
-                                     1, 0, &out, &err),
+    assert_int_equal(vl_store_search(s, S1, token_query(&t, "Observation", "code", "urn:t", "x"), 1,
+                                     0, &out, &err),
                      0);
     assert_int_equal(out.total, 2);
     assert_int_equal(out.n, 2);
@@ -2010,8 +2009,8 @@ static int count_records(void *ctx, uint64_t index, const char *ref, const unsig
     return 0;
 }
 
-static int count_entries(void *ctx, uint64_t index, const char *line, size_t len,
-                         const char *note, size_t note_len)
+static int count_entries(void *ctx, uint64_t index, const char *line, size_t len, const char *note,
+                         size_t note_len)
 {
     (void)index, (void)len, (void)note, (void)note_len;
     (*(int *)ctx) += line != NULL;
@@ -2086,30 +2085,25 @@ static void test_scope_ledger_and_records_denied(void **state)
                                           &calls, &err),
                      0);
     assert_int_equal(calls, 12);
-    assert_int_equal(vl_store_ledger_inclusion(s, scope(VL_SCOPE_LEDGER, NULL, 0), 3, 12, proof,
-                                               &n, &err),
-                     0);
+    assert_int_equal(
+        vl_store_ledger_inclusion(s, scope(VL_SCOPE_LEDGER, NULL, 0), 3, 12, proof, &n, &err), 0);
     assert_true(n > 0);
     assert_int_equal(vl_store_ledger_node(s, scope(VL_SCOPE_LEDGER, NULL, 0), 0, 0, node), 0);
-    assert_int_equal(vl_store_ledger_checkpoint(s, scope(VL_SCOPE_LEDGER, NULL, 0), 1, &note,
-                                                &size, &err),
-                     0);
+    assert_int_equal(
+        vl_store_ledger_checkpoint(s, scope(VL_SCOPE_LEDGER, NULL, 0), 1, &note, &size, &err), 0);
     assert_int_equal(size, 12);
     free(note);
 
     /* the records export */
     {
-        const unsigned denied[] = {0,
-                                   VL_SCOPE_RECORDS,
-                                   VL_SCOPE_ALL,
+        const unsigned denied[] = {0, VL_SCOPE_RECORDS, VL_SCOPE_ALL,
                                    VL_SCOPE_ALL | VL_SCOPE_SHARED | VL_SCOPE_LEDGER,
                                    VL_SCOPE_RECORDS | VL_SCOPE_SHARED | VL_SCOPE_LEDGER};
         for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++) {
             err = (vl_store_err_t)VL_STORE_ERR_INIT;
             calls = 0;
-            assert_int_equal(vl_store_records_scan(s, scope(denied[i], P1, 1), count_records,
-                                                   &calls, &err),
-                             -1);
+            assert_int_equal(
+                vl_store_records_scan(s, scope(denied[i], P1, 1), count_records, &calls, &err), -1);
             assert_int_equal(err.kind, VL_STORE_DENIED);
             assert_int_equal(calls, 0);
         }
@@ -2167,14 +2161,13 @@ static vl_store_kind_t txn_read_kind(vl_store_txn_t *txn, vl_scope_t sc, const c
     return VL_STORE_OK;
 }
 
-static int txn_search_ids(vl_store_txn_t *txn, vl_scope_t sc, char *ids, size_t n,
-                          int64_t *total)
+static int txn_search_ids(vl_store_txn_t *txn, vl_scope_t sc, char *ids, size_t n, int64_t *total)
 {
     tq_t t;
     vl_records_t out;
     vl_store_err_t err = VL_STORE_ERR_INIT;
-    if (vl_store_txn_search(txn, sc, token_query(&t, "Observation", "code", "urn:t", "x"), 1,
-                            &out, &err) != 0)
+    if (vl_store_txn_search(txn, sc, token_query(&t, "Observation", "code", "urn:t", "x"), 1, &out,
+                            &err) != 0)
         return -1;
     ids_of(&out, ids, n);
     if (total)
@@ -2213,10 +2206,10 @@ static int scoped_txn_apply(vl_store_txn_t *txn, void *arg)
     o->onew_as_p1 = txn_read_kind(txn, S1, "Observation", "onew", 0);
     o->onew_as_p2 = txn_read_kind(txn, S2, "Observation", "onew", 1);
     o->onew_as_shared = txn_read_kind(txn, SSH, "Observation", "onew", 0);
-    o->failed |= txn_search_ids(txn, S1, o->search_p1_after, sizeof o->search_p1_after,
-                                &o->total_p1_after);
-    o->failed |= txn_search_ids(txn, SSH, o->search_shared_after, sizeof o->search_shared_after,
-                                NULL);
+    o->failed |=
+        txn_search_ids(txn, S1, o->search_p1_after, sizeof o->search_p1_after, &o->total_p1_after);
+    o->failed |=
+        txn_search_ids(txn, SSH, o->search_shared_after, sizeof o->search_shared_after, NULL);
     return -1; /* leave the data set as it was */
 }
 
@@ -2288,8 +2281,7 @@ static void test_scope_delete_keeps_compartment(void **state)
  * Migration 003: compartments of versions written before it
  * ---------------------------------------------------------------------- */
 
-static void insert_version(sqlite3 *db, int rid, int version, const char *method,
-                           const char *body)
+static void insert_version(sqlite3 *db, int rid, int version, const char *method, const char *body)
 {
     sqlite3_stmt *st;
     unsigned char salt[32];

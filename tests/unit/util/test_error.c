@@ -162,9 +162,8 @@ static void test_cap(void **state)
     vl_error_t err = VL_ERROR_INIT;
     json_t *last;
     for (int i = 0; i < 100; i++)
-        assert_int_equal(vl_error_set(&err, i == 0 ? 422 : 400, "value", "Patient.name",
-                                      "issue %d", i),
-                         -1);
+        assert_int_equal(
+            vl_error_set(&err, i == 0 ? 422 : 400, "value", "Patient.name", "issue %d", i), -1);
     assert_int_equal(vl_error_count(&err), 100);
     assert_string_equal(field(issue_at(&err, 99), "diagnostics"), "issue 99");
     /* the 101st becomes "too many", later ones are dropped */
@@ -203,8 +202,7 @@ static void test_outcome(void **state)
     add(&err, 422, "warning", "code-invalid", NULL, "unknown code %s", "x");
     oo = vl_error_outcome(&err);
     assert_non_null(oo);
-    assert_string_equal(json_string_value(json_object_get(oo, "resourceType")),
-                        "OperationOutcome");
+    assert_string_equal(json_string_value(json_object_get(oo, "resourceType")), "OperationOutcome");
     assert_int_equal(json_object_size(oo), 2);
     issues = json_object_get(oo, "issue");
     assert_true(json_is_array(issues));
@@ -234,8 +232,7 @@ static void test_outcome(void **state)
     /* with no issue recorded: a generic exception outcome */
     oo = vl_error_outcome(&err);
     assert_non_null(oo);
-    assert_string_equal(json_string_value(json_object_get(oo, "resourceType")),
-                        "OperationOutcome");
+    assert_string_equal(json_string_value(json_object_get(oo, "resourceType")), "OperationOutcome");
     issues = json_object_get(oo, "issue");
     assert_int_equal(json_array_size(issues), 1);
     assert_string_equal(field(json_array_get(issues, 0), "severity"), "error");
@@ -251,8 +248,7 @@ static void test_outcome_new(void **state)
     (void)state;
     json_t *oo = vl_outcome_new("information", "informational", "Patient/p1 created");
     json_t *issues = json_object_get(oo, "issue");
-    assert_string_equal(json_string_value(json_object_get(oo, "resourceType")),
-                        "OperationOutcome");
+    assert_string_equal(json_string_value(json_object_get(oo, "resourceType")), "OperationOutcome");
     assert_int_equal(json_array_size(issues), 1);
     assert_string_equal(field(json_array_get(issues, 0), "severity"), "information");
     assert_string_equal(field(json_array_get(issues, 0), "code"), "informational");

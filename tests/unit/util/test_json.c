@@ -62,9 +62,11 @@ static void assert_no_jansson_numbers(const json_t *j)
     assert_false(json_is_integer(j));
     assert_false(json_is_real(j));
     if (json_is_object(j)) {
-        json_object_foreach((json_t *)j, key, v) assert_no_jansson_numbers(v);
+        json_object_foreach ((json_t *)j, key, v)
+            assert_no_jansson_numbers(v);
     } else if (json_is_array(j)) {
-        json_array_foreach(j, i, v) assert_no_jansson_numbers(v);
+        json_array_foreach (j, i, v)
+            assert_no_jansson_numbers(v);
     }
 }
 
@@ -123,10 +125,24 @@ static void reject_message(const char *text, char *buf, size_t n)
  * Numbers keep their text
  * ---------------------------------------------------------------------- */
 
-static const char *const numbers[] = {
-    "1.00",  "1E-22", "-0.0", "1e+5", "123456789012345678901234567890", "0.1",    "0",
-    "-0",    "42",    "-1",   "1.5",  "3.14159265358979323846264338327950288", "1E400",
-    "2e-0",  "1.0e0", "-1.230E+012", "0.000", "100"};
+static const char *const numbers[] = {"1.00",
+                                      "1E-22",
+                                      "-0.0",
+                                      "1e+5",
+                                      "123456789012345678901234567890",
+                                      "0.1",
+                                      "0",
+                                      "-0",
+                                      "42",
+                                      "-1",
+                                      "1.5",
+                                      "3.14159265358979323846264338327950288",
+                                      "1E400",
+                                      "2e-0",
+                                      "1.0e0",
+                                      "-1.230E+012",
+                                      "0.000",
+                                      "100"};
 
 static void test_number_roundtrip(void **state)
 {
@@ -143,8 +159,8 @@ static void test_number_roundtrip(void **state)
         expect_roundtrip(in, want);
         snprintf(in, sizeof in, "{\"v\":%s}", n);
         expect_roundtrip(in, in);
-        snprintf(in, sizeof in, "{\n  \"a\" : [ {\"b\": [[%s]] , \"c\":\"%s\"} ],\n  \"d\":%s\n}", n,
-                 n, n);
+        snprintf(in, sizeof in, "{\n  \"a\" : [ {\"b\": [[%s]] , \"c\":\"%s\"} ],\n  \"d\":%s\n}",
+                 n, n, n);
         snprintf(want, sizeof want, "{\"a\":[{\"b\":[[%s]],\"c\":\"%s\"}],\"d\":%s}", n, n, n);
         expect_roundtrip(in, want);
 
@@ -226,8 +242,9 @@ static void test_unicode(void **state)
     (void)state;
     json_t *j;
     /* raw UTF-8 passes through */
-    expect_roundtrip("{\"n\":\"Jos\xc3\xa9\",\"j\":\"\xe6\x97\xa5\xe6\x9c\xac\",\"e\":\"\xf0\x9f\x98\x80\"}",
-                     "{\"n\":\"Jos\xc3\xa9\",\"j\":\"\xe6\x97\xa5\xe6\x9c\xac\",\"e\":\"\xf0\x9f\x98\x80\"}");
+    expect_roundtrip(
+        "{\"n\":\"Jos\xc3\xa9\",\"j\":\"\xe6\x97\xa5\xe6\x9c\xac\",\"e\":\"\xf0\x9f\x98\x80\"}",
+        "{\"n\":\"Jos\xc3\xa9\",\"j\":\"\xe6\x97\xa5\xe6\x9c\xac\",\"e\":\"\xf0\x9f\x98\x80\"}");
     /* escapes decode to the same characters (and are written as UTF-8) */
     j = parse_ok("[\"Jos\\u00e9\",\"\\u65e5\\u672C\",\"\\ud83d\\ude00\",\"\\u00C9\"]");
     assert_string_equal(json_string_value(json_array_get(j, 0)), "Jos\xc3\xa9");
@@ -266,11 +283,10 @@ static void test_reject_duplicates(void **state)
 static void test_reject_malformed_numbers(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"01",   "1.",  ".5",     "+1",        "1e",   "--1",
-                                      "NaN",  "nan", "Infinity", "-Infinity", "1e+",  "1E-",
-                                      "0x10", "1.2.3", "-",    "00",        "-01",  "1..2",
-                                      "1e5e5", "1-2", "1+2",   "- 1",       "1.e5", "0.e1",
-                                      ".",    "e5",  "-.5",   "1_000"};
+    static const char *const bad[] = {
+        "01",  "1.",  ".5",   "+1",    "1e", "--1", "NaN", "nan",  "Infinity", "-Infinity",
+        "1e+", "1E-", "0x10", "1.2.3", "-",  "00",  "-01", "1..2", "1e5e5",    "1-2",
+        "1+2", "- 1", "1.e5", "0.e1",  ".",  "e5",  "-.5", "1_000"};
     char in[64];
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         snprintf(in, sizeof in, "[%s]", bad[i]);
@@ -380,9 +396,10 @@ static void test_reject_depth(void **state)
     json_decref(j);
 
     /* deep nesting on line 3 is reported there */
-    reject_message("{\n\"a\":\n[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]"
-                   "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n}",
-                   msg, sizeof msg);
+    reject_message(
+        "{\n\"a\":\n[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]"
+        "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n}",
+        msg, sizeof msg);
     assert_non_null(strstr(msg, "line 3"));
 }
 
@@ -511,17 +528,24 @@ static void test_number_valid(void **state)
         const char *text;
         int valid;
     } cases[] = {
-        {"0", 1},        {"-0", 1},     {"1", 1},        {"-1", 1},         {"10", 1},
-        {"1.0", 1},      {"1.00", 1},   {"0.5", 1},      {"-0.0", 1},       {"1e5", 1},
-        {"1E5", 1},      {"1e+5", 1},   {"1e-5", 1},     {"1E-22", 1},      {"1.5e10", 1},
-        {"0e0", 1},      {"-0.0e-0", 1}, {"123456789012345678901234567890", 1},
-        {"1e0001", 1},   {"", 0},       {"-", 0},        {"+", 0},          {"+1", 0},
-        {"01", 0},       {"-01", 0},    {"00", 0},       {"1.", 0},         {".5", 0},
-        {"-.5", 0},      {"1e", 0},     {"1e+", 0},      {"1e-", 0},        {"1E", 0},
-        {"--1", 0},      {"1..0", 0},   {"1.0.0", 0},    {"1e5.0", 0},      {"1e5e5", 0},
-        {"NaN", 0},      {"Infinity", 0}, {"-Infinity", 0}, {"0x1", 0},     {" 1", 0},
-        {"1 ", 0},       {"1a", 0},     {"a1", 0},       {"1,0", 0},        {"١", 0},
-        {"1.e5", 0},     {"e5", 0},     {"1+1", 0},      {"1-1", 0},        {".", 0},
+        {"0", 1},        {"-0", 1},        {"1", 1},
+        {"-1", 1},       {"10", 1},        {"1.0", 1},
+        {"1.00", 1},     {"0.5", 1},       {"-0.0", 1},
+        {"1e5", 1},      {"1E5", 1},       {"1e+5", 1},
+        {"1e-5", 1},     {"1E-22", 1},     {"1.5e10", 1},
+        {"0e0", 1},      {"-0.0e-0", 1},   {"123456789012345678901234567890", 1},
+        {"1e0001", 1},   {"", 0},          {"-", 0},
+        {"+", 0},        {"+1", 0},        {"01", 0},
+        {"-01", 0},      {"00", 0},        {"1.", 0},
+        {".5", 0},       {"-.5", 0},       {"1e", 0},
+        {"1e+", 0},      {"1e-", 0},       {"1E", 0},
+        {"--1", 0},      {"1..0", 0},      {"1.0.0", 0},
+        {"1e5.0", 0},    {"1e5e5", 0},     {"NaN", 0},
+        {"Infinity", 0}, {"-Infinity", 0}, {"0x1", 0},
+        {" 1", 0},       {"1 ", 0},        {"1a", 0},
+        {"a1", 0},       {"1,0", 0},       {"١", 0},
+        {"1.e5", 0},     {"e5", 0},        {"1+1", 0},
+        {"1-1", 0},      {".", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int got = vl_json_number_valid(cases[i].text, strlen(cases[i].text));
@@ -596,8 +620,8 @@ static void test_accessors(void **state)
 static void test_number_constructor(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"", "01", "1.", ".5", "+1", "1e", "--1", "NaN",
-                                      "Infinity", "abc", " 1", "1 ", "1,0", "-"};
+    static const char *const bad[] = {"",    "01",       "1.",  ".5", "+1", "1e",  "--1",
+                                      "NaN", "Infinity", "abc", " 1", "1 ", "1,0", "-"};
     for (size_t k = 0; k < sizeof numbers / sizeof *numbers; k++) {
         json_t *n = vl_json_number(numbers[k]);
         char *d;
@@ -618,9 +642,9 @@ static void test_number_constructor(void **state)
 static void test_dump_mixed(void **state)
 {
     (void)state;
-    json_t *doc = json_pack("{s:i,s:f,s:o,s:[o,i,f,s],s:{s:o}}", "total", 42, "real", 1.5,
-                            "tagged", vl_json_number("1.00"), "list", vl_json_number("1E-22"),
-                            -7, -0.25, "\\u0001", "nested", "v", vl_json_number("-0.0"));
+    json_t *doc = json_pack("{s:i,s:f,s:o,s:[o,i,f,s],s:{s:o}}", "total", 42, "real", 1.5, "tagged",
+                            vl_json_number("1.00"), "list", vl_json_number("1E-22"), -7, -0.25,
+                            "\\u0001", "nested", "v", vl_json_number("-0.0"));
     char *d;
     assert_non_null(doc);
     d = dump_ok(doc);
@@ -681,7 +705,6 @@ static void test_parse_len_bounds(void **state)
  * Corpora
  * ---------------------------------------------------------------------- */
 
-
 /* The validator's JSON syntax cases: json-* and bad-json-* with errors > 0
  * are broken JSON text, except json-prop-key (valid JSON, not a resource).
  * json-good is accepted. The *-yes variants reuse the *-no files with the
@@ -701,8 +724,7 @@ static void test_validator_cases(void **state)
         skip();
     cases = json_object_get(manifest, "cases");
     assert_true(json_is_array(cases));
-    json_array_foreach(cases, i, c)
-    {
+    json_array_foreach (cases, i, c) {
         const char *name = json_string_value(json_object_get(c, "name"));
         const char *file = json_string_value(json_object_get(c, "file"));
         json_int_t errors = json_integer_value(json_object_get(c, "errors"));

@@ -80,7 +80,7 @@ static void test_partial_dates(void **state)
     expect_range("2023", 1672531200, 365 * DAY, 1);
     expect_range("2024-02", 1706745600, 29 * DAY, 2);
     expect_range("2023-02", 1675209600, 28 * DAY, 2);
-    expect_range("2000-02", 949363200, 29 * DAY, 2);  /* divisible by 400: leap */
+    expect_range("2000-02", 949363200, 29 * DAY, 2);   /* divisible by 400: leap */
     expect_range("1900-02", -2206310400, 28 * DAY, 2); /* century: not leap */
     expect_range("2024-12", 1733011200, 31 * DAY, 2);  /* rolls into next year */
     expect_range("2024-02-29", 1709164800, DAY, 3);
@@ -203,9 +203,12 @@ static void test_roundtrip_days(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_format),       cmocka_unit_test(test_format_http),
-        cmocka_unit_test(test_now),          cmocka_unit_test(test_partial_dates),
-        cmocka_unit_test(test_times),        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_format),
+        cmocka_unit_test(test_format_http),
+        cmocka_unit_test(test_now),
+        cmocka_unit_test(test_partial_dates),
+        cmocka_unit_test(test_times),
+        cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_roundtrip_days),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
