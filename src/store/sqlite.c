@@ -140,16 +140,15 @@ static int connect_db(vl_backend_t *b, int readonly, sqlite3 **out, vl_store_err
     }
     sqlite3_busy_timeout(db, 5000);
     sqlite3_extended_result_codes(db, 0);
-    /* The writer's cache holds a whole batch's pages (a batch of transaction
-     * Bundles touches thousands): a smaller one spills dirty pages to the
-     * WAL mid-transaction and reads them back. Readers keep 8 MiB each
-     * (memory a server keeps once it has served that much: see
-     * docs/operations.md). */
+    /* 8 MiB page caches, the writer's and each reader's: with checkpoints
+     * on their own thread (below), a larger writer cache made transaction
+     * Bundles no faster (measured: docs/performance.md) while a server kept
+     * it all once filled. */
     if (vl_sqlite_exec(db,
                        readonly ? "PRAGMA query_only=ON; PRAGMA cache_size=-8192;"
                                 : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                                   "PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0;"
-                                  "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
+                                  "PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY;",
                        err) < 0) {
         sqlite3_close(db);
         return -1;
