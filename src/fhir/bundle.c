@@ -365,21 +365,8 @@ static void plan_entry(bundle_t *b, entry_t *e, const json_t *je)
                 return entry_failf(e, 400, "invalid",
                                    "the resource of PUT %s must have the id '%s'", e->url, s->id);
         }
-    } else if (op != VL_W_CREATE) {
-        vl_params_t cp;
-        int rc;
-        vl_params_init(&cp);
-        rc = 0;
-        for (size_t i = 0; i < s->params.n && rc == 0; i++)
-            if (strcmp(s->params.items[i].name, "_format") != 0)
-                rc = vl_params_add(&cp, s->params.items[i].name, s->params.items[i].value);
-        if (rc == 0)
-            rc = vl_write_condition(&e->w, &cp, &err);
-        else
-            vl_error_set(&err, 500, "exception", NULL, "out of memory");
-        vl_params_free(&cp);
-        if (rc < 0)
-            return entry_fail(e, &err);
+    } else if (op != VL_W_CREATE && vl_write_condition(&e->w, &s->params, &err) < 0) {
+        return entry_fail(e, &err);
     }
     if (op == VL_W_CREATE)
         vl_id_new(e->w.id); /* used unless ifNoneExist matches */

@@ -402,17 +402,6 @@ static int if_match(vl_fhir_exchange_t *x, vl_write_t *w, vl_error_t *err)
     return 0;
 }
 
-/* The query parameters that make a search condition (not _format). */
-static int condition_params(const vl_params_t *in, vl_params_t *out)
-{
-    vl_params_init(out);
-    for (size_t i = 0; i < in->n; i++)
-        if (strcmp(in->items[i].name, "_format") != 0 &&
-            vl_params_add(out, in->items[i].name, in->items[i].value) < 0)
-            return -1;
-    return 0;
-}
-
 /* Prepares and submits the single write s (owned by the exchange from here). */
 static int submit_single(vl_fhir_exchange_t *x, single_t *s, vl_fhir_response_t *res)
 {
@@ -469,14 +458,7 @@ int vl_h_update(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
                              "the body's id '%.64s' differs from the URL's '%s'", body_id, x->id);
         snprintf(s->w.id, sizeof s->w.id, "%s", x->id);
     } else {
-        vl_params_t cp;
-        int rc = condition_params(&x->params, &cp);
-        if (rc == 0)
-            rc = vl_write_condition(&s->w, &cp, &err);
-        else
-            vl_error_set(&err, 500, "exception", NULL, "out of memory");
-        vl_params_free(&cp);
-        if (rc < 0)
+        if (vl_write_condition(&s->w, &x->params, &err) < 0)
             return vl_x_error(res, &err);
     }
     return submit_single(x, s, res);
@@ -493,14 +475,7 @@ int vl_h_delete(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
     if (x->id) {
         snprintf(s->w.id, sizeof s->w.id, "%s", x->id);
     } else {
-        vl_params_t cp;
-        int rc = condition_params(&x->params, &cp);
-        if (rc == 0)
-            rc = vl_write_condition(&s->w, &cp, &err);
-        else
-            vl_error_set(&err, 500, "exception", NULL, "out of memory");
-        vl_params_free(&cp);
-        if (rc < 0)
+        if (vl_write_condition(&s->w, &x->params, &err) < 0)
             return vl_x_error(res, &err);
     }
     return submit_single(x, s, res);

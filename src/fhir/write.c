@@ -66,6 +66,12 @@ int vl_write_condition(vl_write_t *w, const vl_params_t *p, vl_error_t *err)
     if (vl_fhir_search_parse(w->type, p, 0, &w->cond, err) < 0)
         return -1;
     w->conditional = 1;
+    if (!w->cond.query.n && !w->cond.query.id) /* e.g. only _format: it would match all */
+        return vl_error_set(err, 400, "invalid", NULL,
+                            "a conditional %s needs search criteria, not only result parameters",
+                            w->op == VL_W_CREATE   ? "create"
+                            : w->op == VL_W_UPDATE ? "update"
+                                                   : "delete");
     for (size_t i = 0; i < w->cond.query.n; i++)
         values += w->cond.query.conds[i].n;
     if (values > VL_CONDITION_MAX_VALUES)
