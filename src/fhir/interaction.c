@@ -322,19 +322,13 @@ static int method_is(const char *row_method, const char *method)
     return !strcmp(row_method, method) || (!strcmp(method, "HEAD") && !strcmp(row_method, "GET"));
 }
 
-/* Finds the best pattern for `path` and its row for `method`. 0 if some
- * pattern matched (m->row NULL: wrong method), -1 if none did. */
-static int route(const char *path, const char *method, match_t *m)
+/* Finds the best pattern for the path segments and its row for `method`,
+ * with the captures (pointing into seg). 0 if some pattern matched (m->row
+ * NULL: wrong method), -1 if none did. */
+static int route(char **seg, int n, const char *method, match_t *m)
 {
-    char buf[4096], *seg[MAX_SEGMENTS];
-    int n, best = -1;
+    int best = -1;
     memset(m, 0, sizeof *m);
-    if (strlen(path) >= sizeof buf)
-        return -1;
-    snprintf(buf, sizeof buf, "%s", path);
-    n = split(buf, seg, MAX_SEGMENTS);
-    if (n < 0)
-        return -1;
     for (const vl_route_t *r = vl_routes; r->pattern; r++) {
         match_t c;
         int lit;
@@ -342,6 +336,7 @@ static int route(const char *path, const char *method, match_t *m)
         lit = pattern_match(r->pattern, seg, n, &c);
         if (lit > best) {
             best = lit;
+            *m = c;
             m->pattern = r->pattern;
         }
     }
@@ -358,7 +353,6 @@ static int route(const char *path, const char *method, match_t *m)
         if (!m->row && method_is(r->method, method))
             m->row = r;
     }
-    /* captures point into buf: redo the match on the caller's copy */
     return 0;
 }
 
@@ -380,9 +374,13 @@ static int route_request(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
 {
     const vl_fhir_request_t *req = x->req;
     match_t m;
-    char *copy, *seg[MAX_SEGMENTS];
+    char *copy = vl_arena_strdup(x->arena, req->path), *seg[MAX_SEGMENTS];
     int n;
-    if (route(req->path, req->method, &m) < 0) {
+    if (!copy)
+        return vl_x_fail(res, 500, "exception", "out of memory");
+    /* the captures point into the copy, which lives with the exchange */
+    n = split(copy, seg, MAX_SEGMENTS);
+    if (n < 0 || route(seg, n, req->method, &m) < 0) {
         const char *last = strrchr(req->path, '/');
         res->route = "unmatched";
         if (last && last[1] == '$') {
@@ -397,20 +395,6 @@ static int route_request(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
         return vl_x_fail(res, 404, "not-found", "no such path; the FHIR API is under /fhir");
     }
     res->route = m.pattern;
-    /* the captures, on a copy that lives with the exchange */
-    copy = vl_arena_strdup(x->arena, req->path);
-    if (!copy)
-        return vl_x_fail(res, 500, "exception", "out of memory");
-    n = split(copy, seg, MAX_SEGMENTS);
-    {
-        match_t c;
-        memset(&c, 0, sizeof c);
-        pattern_match(m.pattern, seg, n, &c);
-        m.type = c.type;
-        m.id = c.id;
-        m.vid = c.vid;
-        m.op_capture = c.op_capture;
-    }
     if (m.op_capture) {
         char known[512];
         known_operations(known, sizeof known);
