@@ -11,8 +11,8 @@
 --
 -- Backfill of what earlier versions already hold: the compartment rules
 -- below mirror src/fhir/compartment.c for the types served before this
--- migration (Patient: itself; Observation: subject and performer; Device:
--- patient), with relative references "Patient/<id>" only.
+-- migration (Patient: itself and link.other; Observation: subject and
+-- performer; Device: patient), with relative references "Patient/<id>" only.
 
 CREATE TABLE version_patient (
     seq     INTEGER NOT NULL,
@@ -50,7 +50,11 @@ FROM vl_003_bodies b, json_each(b.body, '$.performer') p
 WHERE b.type = 'Observation' AND b.body IS NOT NULL
 UNION ALL
 SELECT b.seq, json_extract(b.body, '$.patient.reference')
-FROM vl_003_bodies b WHERE b.type = 'Device' AND b.body IS NOT NULL;
+FROM vl_003_bodies b WHERE b.type = 'Device' AND b.body IS NOT NULL
+UNION ALL
+SELECT b.seq, json_extract(l.value, '$.other.reference')
+FROM vl_003_bodies b, json_each(b.body, '$.link') l
+WHERE b.type = 'Patient' AND b.body IS NOT NULL;
 
 -- "Patient/<id>" or "Patient/<id>/_history/<v>" -> <id>
 INSERT OR IGNORE INTO version_patient (seq, patient)

@@ -22,7 +22,7 @@ static const char usage_main[] =
     "  serve      run the FHIR server\n"
     "  verify     verify a ledger export (or a data directory) offline\n"
     "  export     write the ledger export or the records export of a data directory\n"
-    "  key        show or rotate the ledger signing key\n"
+    "  key        show, list or rotate the ledger signing key\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (vitalog CMD --help for a command)\n"

@@ -363,7 +363,7 @@ int vl_store_txn_head(vl_store_txn_t *txn, const char *type, const char *id, vl_
 int vl_store_txn_read(vl_store_txn_t *txn, vl_scope_t scope, const char *type, const char *id,
                       int64_t version, vl_record_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
 int vl_store_txn_search(vl_store_txn_t *txn, vl_scope_t scope, const vl_query_t *q, int with_total,
-                        vl_records_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
+                        size_t max_bytes, vl_records_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
 int vl_store_txn_history(vl_store_txn_t *txn, vl_scope_t scope, const char *type, const char *id,
                          const vl_page_t *page, vl_records_t *out,
                          vl_store_err_t *err) VL_WARN_UNUSED;

@@ -195,6 +195,7 @@ static int ledger_key_init(const char *dir, const char *origin, vl_ledger_key_t 
         fprintf(stderr, "vitalog serve: cannot write %s: %s\n", vpath, strerror(errno));
         return -1;
     }
+    text[strcspn(text, "\n")] = '\0';
     vl_log(VL_LOG_INFO, "ledger key created", json_pack("{s:s}", "vkey", text));
     return 0;
 }

@@ -15,15 +15,16 @@
  *
  * TRANSACTION: all or nothing, one store unit. On the caller's thread:
  * every entry is routed, authorized and validated; ids are assigned to
- * creates; the map fullUrl -> "Type/id" is built, and every string of every
- * resource equal to a mapped fullUrl (references, uri, url, uuid elements)
- * is rewritten. Inside the unit, on the writer thread:
+ * creates; conditional references ("reference": "Type?search") are
+ * resolved against the committed state (exactly one match, else 412), before
+ * validation; the map fullUrl -> "Type/id" is built, and every string of
+ * every resource equal to a mapped fullUrl (references, uri, url, uuid
+ * elements) is rewritten. Inside the unit, on the writer thread:
  *   1. conditional writes are resolved (their targets enter the map), in
  *      entry order, against the state before the transaction;
  *   2. two writes of one resource fail the transaction (400);
- *   3. entries that refer to a conditional target, or hold a conditional
- *      reference ("Type?search", which must match exactly one resource),
- *      are rewritten and prepared now;
+ *   3. entries that refer to a conditional target are rewritten and
+ *      prepared now;
  *   4. writes run in the R4 order: DELETE, POST, PUT;
  *   5. GET entries run last and see the transaction's writes.
  * Any failure rolls the unit back: nothing is written, no ledger entry
@@ -221,7 +222,7 @@ static int rewrite_string(bundle_t *b, json_t *parent, const char *key, size_t i
         query = probe.cond.query;
         query.count = 2;
         query.offset = 0;
-        if ((txn ? vl_store_txn_search(txn, scope, &query, 0, &hits, &serr)
+        if ((txn ? vl_store_txn_search(txn, scope, &query, 0, 0, &hits, &serr)
                  : vl_store_search(b->x->f->opts.store, scope, &query, 0, 0, &hits, &serr)) < 0) {
             vl_write_release(&probe);
             return vl_fhir_store_error(&serr, err);

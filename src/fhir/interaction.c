@@ -322,10 +322,9 @@ static int method_is(const char *row_method, const char *method)
     return !strcmp(row_method, method) || (!strcmp(method, "HEAD") && !strcmp(row_method, "GET"));
 }
 
-/* Finds the best pattern for the path segments and its row for `method`,
- * with the captures (pointing into seg). 0 if some pattern matched (m->row
- * NULL: wrong method), -1 if none did. */
-static int route(char **seg, int n, const char *method, match_t *m)
+/* Finds the best pattern for the path segments, with its captures
+ * (pointing into seg). 0 if some pattern matched, -1 if none did. */
+static int route(char **seg, int n, match_t *m)
 {
     int best = -1;
     memset(m, 0, sizeof *m);
@@ -340,10 +339,38 @@ static int route(char **seg, int n, const char *method, match_t *m)
             m->pattern = r->pattern;
         }
     }
-    if (best < 0)
-        return -1;
+    return best < 0 ? -1 : 0;
+}
+
+/* The bit of vl_fhir_type_t.interactions a row needs (0: none). */
+static unsigned interaction_bit(const char *code)
+{
+    static const struct {
+        const char *code;
+        unsigned bit;
+    } map[] = {
+        {"read", VL_INT_READ},
+        {"vread", VL_INT_VREAD},
+        {"update", VL_INT_UPDATE},
+        {"delete", VL_INT_DELETE},
+        {"history-instance", VL_INT_HISTORY_INSTANCE},
+        {"history-type", VL_INT_HISTORY_TYPE},
+        {"create", VL_INT_CREATE},
+        {"search-type", VL_INT_SEARCH},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(map[i].code, code))
+            return map[i].bit;
+    return 0;
+}
+
+/* Among the rows of the matched pattern that the type (if any) supports:
+ * the one for `method` (HEAD is GET) and the Allow list of all of them. */
+static void pick_row(match_t *m, const char *method, const vl_fhir_type_t *t)
+{
     for (const vl_route_t *r = vl_routes; r->pattern; r++) {
-        if (strcmp(r->pattern, m->pattern) != 0)
+        unsigned bit = interaction_bit(r->interaction);
+        if (strcmp(r->pattern, m->pattern) != 0 || (t && bit && !(t->interactions & bit)))
             continue;
         if (!strstr(m->allow, r->method)) {
             size_t len = strlen(m->allow);
@@ -353,7 +380,6 @@ static int route(char **seg, int n, const char *method, match_t *m)
         if (!m->row && method_is(r->method, method))
             m->row = r;
     }
-    return 0;
 }
 
 /* Operations that exist, for the "unknown operation" message. */
@@ -380,7 +406,7 @@ static int route_request(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
         return vl_x_fail(res, 500, "exception", "out of memory");
     /* the captures point into the copy, which lives with the exchange */
     n = split(copy, seg, MAX_SEGMENTS);
-    if (n < 0 || route(seg, n, req->method, &m) < 0) {
+    if (n < 0 || route(seg, n, &m) < 0) {
         const char *last = strrchr(req->path, '/');
         res->route = "unmatched";
         if (last && last[1] == '$') {
@@ -411,6 +437,7 @@ static int route_request(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
             return vl_x_fail(res, 404, "not-found", "'%.64s' is not a FHIR resource type", m.type);
         }
     }
+    pick_row(&m, req->method, x->type);
     if (!m.row) {
         char *allow = vl_arena_strdup(x->arena, m.allow);
         vl_x_fail(res, 405, "not-supported", "%s is not supported on %s (allowed: %s)", req->method,

@@ -268,7 +268,7 @@ static int do_search(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const vl_params
     /* without a total, one more row tells whether there is a next page */
     if (!with_total && q.count > 0)
         q.count++;
-    rc = txn ? vl_store_txn_search(txn, x->scope, &q, with_total, &list, &serr)
+    rc = txn ? vl_store_txn_search(txn, x->scope, &q, with_total, max_bytes, &list, &serr)
              : vl_store_search(x->f->opts.store, x->scope, &q, with_total, max_bytes, &list, &serr);
     if (rc < 0) {
         vl_search_free(&search);

@@ -57,7 +57,7 @@
  *    (open Period ends are INT64_MIN / INT64_MAX). sa, eb and ap are
  *    rejected with 400 not-supported (vl_cmp_t has no codes for them).
  *    Quantities: the store compares the number (eq/ne within a relative
- *    1e-9 in src/store/query.c; the implicit precision range of the FHIR
+ *    1e-9 in src/store/sqlite_query.c; the implicit precision range of the FHIR
  *    spec, 5.4 = [5.35, 5.45), is not applied), lt/le/gt/ge the usual
  *    order, plus system and code when given.
  *
@@ -91,7 +91,7 @@
  * 8. self_query: every parameter that was used, in the order given,
  *    re-encoded (name=value joined by '&'), except _count and _offset, which
  *    the http layer appends itself when it builds self/next/previous links.
- *    Unreserved characters and ":/|," stay literal, everything else is %XX.
+ *    Unreserved characters and ":/," stay literal, everything else ('|' too) is %XX.
  */
 #include <ctype.h>
 #include <math.h>

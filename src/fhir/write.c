@@ -137,7 +137,7 @@ int vl_write_resolve(vl_store_txn_t *txn, vl_scope_t scope, vl_write_t *w, vl_er
     q = w->cond.query;
     q.count = 2;
     q.offset = 0;
-    if (vl_store_txn_search(txn, scope, &q, 0, &hits, &serr) < 0)
+    if (vl_store_txn_search(txn, scope, &q, 0, 0, &hits, &serr) < 0)
         return store_failed(&serr, err);
     if (hits.n > 1) {
         vl_records_free(&hits);

@@ -25,7 +25,7 @@
  * releases req->mu before resuming and never touches req afterwards.
  *
  * SHUTDOWN (vl_http_stop): stop accepting; requests in flight, from their
- * first byte of headers on (counted in `active`), get up to drain_ms to
+ * complete headers on (counted in `active`), get up to drain_ms to
  * finish, including clients still sending a body; answers sent while
  * stopping carry "Connection: close". Writes the store accepted always
  * complete before the daemon stops.
@@ -143,6 +143,9 @@ static MHD_RESULT send_transport_error(vl_request_t *req, int status, const char
     memset(&req->res, 0, sizeof req->res);
     vl_fhir_response_error(&req->res, &err);
     vl_error_clear(&err);
+    /* outside /fhir errors are plain JSON, as the interaction layer's are */
+    if (!req->path || strncmp(req->path, "/fhir", 5) != 0)
+        req->res.content_type = "application/json";
     req->close |= close;
     return send_response(req);
 }
@@ -175,8 +178,6 @@ static int negotiate(vl_request_t *req, const char **why)
         req->json_as_plain = 1;
         return 0;
     }
-    if (strstr(accept, "text/plain") || strstr(accept, "application/x-ndjson"))
-        return 0; /* /metrics, /ledger: their own types */
     *why = strstr(accept, "xml") ? "XML is not supported; this server speaks FHIR JSON only "
                                    "(Accept: application/fhir+json)"
                                  : "cannot answer in any of the accepted types; this server "
@@ -231,7 +232,8 @@ static MHD_RESULT dispatch(vl_request_t *req)
     vl_fhir_request_t *fr = &req->freq;
     const char *why = NULL;
     int rc;
-    if (negotiate(req, &why) < 0)
+    /* FHIR routes negotiate; the others answer in their own fixed types */
+    if (!strncmp(req->path, "/fhir", 5) && negotiate(req, &why) < 0)
         return send_transport_error(req, 406, "not-supported", why, 0);
     base_url(req, req->base, sizeof req->base);
     fr->method = req->method;
@@ -509,9 +511,13 @@ static MHD_RESULT on_request(void *cls, struct MHD_Connection *conn, const char 
     }
     if (*upload_data_size) {
         if (req->too_large || req->reject) {
+            /* dropped, up to the bound; past it the answer goes at once */
             req->discarded += *upload_data_size;
-            if (req->too_large && req->discarded > h->discard_max && !req->status) {
+            if (req->discarded > h->discard_max && !req->status) {
                 *upload_data_size = 0;
+                if (req->reject)
+                    return send_transport_error(req, req->reject, req->reject_code, req->reject_msg,
+                                                1);
                 return too_large(req);
             }
         } else if (vl_buf_append(&req->body, upload_data, *upload_data_size) < 0) {

@@ -55,6 +55,8 @@ typedef struct vl_backend_ops {
     const char *name;
 
     /* lifetime */
+    /** Whether DIR holds a database with a ledger entry (read-only peek). */
+    int (*has_ledger)(const char *dir, vl_store_err_t *err);
     int (*open)(const char *dir, vl_backend_t **out, vl_store_err_t *err);
     void (*close)(vl_backend_t *b);
     /** 0 when a reader on the calling thread can read the schema. */

@@ -165,10 +165,10 @@ int vl_store_txn_read(vl_store_txn_t *t, vl_scope_t scope, const char *type, con
 }
 
 int vl_store_txn_search(vl_store_txn_t *t, vl_scope_t scope, const vl_query_t *q, int with_total,
-                        vl_records_t *out, vl_store_err_t *err)
+                        size_t max_bytes, vl_records_t *out, vl_store_err_t *err)
 {
     const vl_backend_ops_t *o = t->s->ops;
-    return o->search(o->writer(t->s->b), scope, q, with_total, 0, out, err);
+    return o->search(o->writer(t->s->b), scope, q, with_total, max_bytes, out, err);
 }
 
 int vl_store_txn_history(vl_store_txn_t *t, vl_scope_t scope, const char *type, const char *id,
@@ -399,8 +399,10 @@ static void run_batch(vl_store_t *s, vl_store_unit_t *batch)
             vl_store_fail(&u->err, VL_STORE_UNAVAILABLE,
                           "the write could not be committed; retry later");
         }
-        n++;
-        failed += u->result < 0;
+        if (u->_op == VL_UNIT_APPLY) { /* checkpoints and rotations are not writes */
+            n++;
+            failed += u->result < 0;
+        }
     }
     /* counters first: whoever sees a unit complete sees it counted */
     pthread_mutex_lock(&s->mu);
@@ -586,6 +588,11 @@ int vl_store_open(const char *dir, const vl_store_options_t *opts, vl_store_t **
 fail:
     vl_store_close(s);
     return -1;
+}
+
+int vl_store_has_ledger(const char *dir, vl_store_err_t *err)
+{
+    return vl_backend_sqlite.has_ledger(dir, err);
 }
 
 void vl_store_close(vl_store_t *s)

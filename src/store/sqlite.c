@@ -491,7 +491,7 @@ static int sqlite_in_transaction(vl_backend_t *b)
  * Has a ledger (read-only peek, for `serve` before it creates a key)
  * ---------------------------------------------------------------------- */
 
-int vl_store_has_ledger(const char *dir, vl_store_err_t *err)
+static int sqlite_has_ledger(const char *dir, vl_store_err_t *err)
 {
     char path[4096];
     sqlite3 *db = NULL;
@@ -519,6 +519,7 @@ int vl_store_has_ledger(const char *dir, vl_store_err_t *err)
 
 const vl_backend_ops_t vl_backend_sqlite = {
     .name = "sqlite",
+    .has_ledger = sqlite_has_ledger,
     .open = sqlite_open,
     .close = sqlite_close,
     .ready = sqlite_ready,

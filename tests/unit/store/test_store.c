@@ -888,7 +888,7 @@ static int probe_apply(vl_store_txn_t *txn, void *arg)
     p->a2_version = vl_store_txn_head(txn, "Observation", "a2", &h, &err) == 0 ? h.version : -1;
     err = (vl_store_err_t)VL_STORE_ERR_INIT;
     if (vl_store_txn_search(txn, everything(),
-                            token_query(&t, "Observation", "code", "urn:t", "b2"), 1, &out,
+                            token_query(&t, "Observation", "code", "urn:t", "b2"), 1, 0, &out,
                             &err) == 0) {
         p->b2_matches = out.total;
         vl_records_free(&out);
@@ -1075,7 +1075,7 @@ static int own_apply(vl_store_txn_t *txn, void *arg)
     vl_record_free(&rec);
     OWN_CHECK(o, 6,
               vl_store_txn_search(txn, everything(),
-                                  token_query(&t, "Patient", "code", "urn:t", "one"), 1, &out,
+                                  token_query(&t, "Patient", "code", "urn:t", "one"), 1, 0, &out,
                                   &err) == 0 &&
                   out.total == 1 && out.n == 1 && !strcmp(out.items[0].id, "s1"));
     vl_records_free(&out);
@@ -1101,13 +1101,13 @@ static int own_apply(vl_store_txn_t *txn, void *arg)
     vl_record_free(&rec);
     OWN_CHECK(o, 11,
               vl_store_txn_search(txn, everything(),
-                                  token_query(&t, "Patient", "code", "urn:t", "one"), 1, &out,
+                                  token_query(&t, "Patient", "code", "urn:t", "one"), 1, 0, &out,
                                   &err) == 0 &&
                   out.total == 0);
     vl_records_free(&out);
     OWN_CHECK(o, 12,
               vl_store_txn_search(txn, everything(),
-                                  token_query(&t, "Patient", "code", "urn:t", "two"), 1, &out,
+                                  token_query(&t, "Patient", "code", "urn:t", "two"), 1, 0, &out,
                                   &err) == 0 &&
                   out.total == 1 && out.items[0].version == 2);
     vl_records_free(&out);
@@ -1167,8 +1167,8 @@ static int cond_create_apply(vl_store_txn_t *txn, void *arg)
     vl_records_t out;
     vl_store_err_t err = VL_STORE_ERR_INIT;
     if (vl_store_txn_search(txn, everything(),
-                            token_query(&t, "Patient", "identifier", "urn:mrn", c->code), 1, &out,
-                            &err) != 0) {
+                            token_query(&t, "Patient", "identifier", "urn:mrn", c->code), 1, 0,
+                            &out, &err) != 0) {
         c->search_kind = err.kind;
         return -1;
     }
@@ -2166,8 +2166,8 @@ static int txn_search_ids(vl_store_txn_t *txn, vl_scope_t sc, char *ids, size_t 
     tq_t t;
     vl_records_t out;
     vl_store_err_t err = VL_STORE_ERR_INIT;
-    if (vl_store_txn_search(txn, sc, token_query(&t, "Observation", "code", "urn:t", "x"), 1, &out,
-                            &err) != 0)
+    if (vl_store_txn_search(txn, sc, token_query(&t, "Observation", "code", "urn:t", "x"), 1, 0,
+                            &out, &err) != 0)
         return -1;
     ids_of(&out, ids, n);
     if (total)
@@ -2352,7 +2352,9 @@ static void test_migration_003_backfill(void **state)
                                   " (7, 'Observation', 'moved', 2, 0, 7);",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
-    insert_version(db, 1, 1, "PUT", "{\"resourceType\":\"Patient\",\"id\":\"p1\"}");
+    insert_version(db, 1, 1, "PUT",
+                   "{\"resourceType\":\"Patient\",\"id\":\"p1\",\"link\":[{\"other\":"
+                   "{\"reference\":\"Patient/p5\"},\"type\":\"seealso\"}]}");
     insert_version(db, 2, 1, "POST",
                    "{\"resourceType\":\"Observation\",\"id\":\"obs\",\"subject\":{\"reference\":"
                    "\"Patient/p1\"},\"performer\":[{\"reference\":\"Practitioner/d1\"},"
@@ -2381,7 +2383,7 @@ static void test_migration_003_backfill(void **state)
     assert_int_equal(tstore_ledger_size(s), 9); /* and every version anchored */
     vp = sql_text(dir, "SELECT group_concat(seq || ':' || patient, ',') FROM (SELECT seq,"
                        " patient FROM version_patient ORDER BY seq, patient)");
-    assert_string_equal(vp, "1:p1,2:p1,2:p2,3:p1,5:p3,6:p3,8:p1,9:p4");
+    assert_string_equal(vp, "1:p1,1:p5,2:p1,2:p2,3:p1,5:p3,6:p3,8:p1,9:p4");
     free(vp);
 
     /* p1 sees the Observation, the Device and itself */
@@ -2393,6 +2395,8 @@ static void test_migration_003_backfill(void **state)
     expect_read(s, "p1: old subject", S1, "Observation", "moved", 1, VL_STORE_OK);
     expect_read(s, "p1: new subject", S1, "Observation", "moved", 2, VL_STORE_NOT_FOUND);
     expect_search(s, S1, "Observation", 100, 0, "obs/1", 1);
+    /* p5 is linked from p1: p1 is in p5's compartment too (Patient.link) */
+    expect_read(s, "p5", scope(0, (const char *const[]){"p5"}, 1), "Patient", "p1", 0, VL_STORE_OK);
     /* p2, the Observation's performer, sees it and nothing else */
     expect_read(s, "p2", S2, "Observation", "obs", 0, VL_STORE_OK);
     expect_read(s, "p2", S2, "Device", "dev", 0, VL_STORE_NOT_FOUND);
