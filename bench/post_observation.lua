@@ -20,6 +20,8 @@
 --   bench-result requests=N ok=N non2xx=N connect_err=N read_err=N write_err=N timeouts=N
 -- ("ok" is every complete response with a status below 400, as wrk counts it.)
 
+dofile("bench/common.lua")
+
 local threads = {}
 local next_tid = 0
 
@@ -33,18 +35,6 @@ local pool = {}
 local pool_size = 0
 local counter = 0
 
-local function observation_body(patient, when, bpm)
-   return '{"resourceType":"Observation",' ..
-      '"status":"final",' ..
-      '"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category",' ..
-      '"code":"vital-signs","display":"Vital Signs"}],"text":"Vital Signs"}],' ..
-      '"code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}],' ..
-      '"text":"Heart rate"},' ..
-      '"subject":{"reference":"Patient/bench-' .. patient .. '"},' ..
-      '"effectiveDateTime":"' .. when .. '",' ..
-      '"valueQuantity":{"value":' .. bpm .. ',"unit":"beats/minute",' ..
-      '"system":"http://unitsofmeasure.org","code":"/min"}}'
-end
 
 function init(args)
    local t = tid or 0
@@ -86,11 +76,7 @@ if os.getenv("BENCH_STATUS_DETAIL") == "1" then
 end
 
 function done(summary, latency, requests)
-   local e = summary.errors
-   io.write(string.format(
-      "bench-result requests=%d ok=%d non2xx=%d connect_err=%d read_err=%d write_err=%d timeouts=%d\n",
-      summary.requests, summary.requests - e.status, e.status,
-      e.connect, e.read, e.write, e.timeout))
+   bench_done(summary)
    if os.getenv("BENCH_STATUS_DETAIL") == "1" then
       local total = {}
       for _, thread in ipairs(threads) do

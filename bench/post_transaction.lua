@@ -13,6 +13,8 @@
 --
 -- done() prints the same bench-result line as post_observation.lua.
 
+dofile("bench/common.lua")
+
 local threads = {}
 local next_tid = 0
 
@@ -26,18 +28,6 @@ local pool = {}
 local pool_size = 0
 local counter = 0
 
-local function observation(patient, when, bpm)
-   return '{"resourceType":"Observation",' ..
-      '"status":"final",' ..
-      '"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category",' ..
-      '"code":"vital-signs","display":"Vital Signs"}],"text":"Vital Signs"}],' ..
-      '"code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}],' ..
-      '"text":"Heart rate"},' ..
-      '"subject":{"reference":"Patient/bench-' .. patient .. '"},' ..
-      '"effectiveDateTime":"' .. when .. '",' ..
-      '"valueQuantity":{"value":' .. bpm .. ',"unit":"beats/minute",' ..
-      '"system":"http://unitsofmeasure.org","code":"/min"}}'
-end
 
 function init(args)
    local t = tid or 0
@@ -62,7 +52,7 @@ function init(args)
          entries[i] = string.format(
             '{"fullUrl":"urn:uuid:%08x-0000-4000-8000-%012x","resource":%s,' ..
             '"request":{"method":"POST","url":"Observation"}}',
-            t, n, observation((n * 37) % patients, when, 48 + (n * 7919) % 113))
+            t, n, observation_body((n * 37) % patients, when, 48 + (n * 7919) % 113))
       end
       local body = '{"resourceType":"Bundle","type":"transaction","entry":[' ..
          table.concat(entries, ",") .. ']}'
@@ -78,9 +68,5 @@ function request()
 end
 
 function done(summary, latency, requests)
-   local e = summary.errors
-   io.write(string.format(
-      "bench-result requests=%d ok=%d non2xx=%d connect_err=%d read_err=%d write_err=%d timeouts=%d\n",
-      summary.requests, summary.requests - e.status, e.status,
-      e.connect, e.read, e.write, e.timeout))
+   bench_done(summary)
 end

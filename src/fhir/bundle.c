@@ -180,15 +180,15 @@ static void map_resolved(target_t *t)
         snprintf(t->ref, sizeof t->ref, "%s/%s", e->w.type->name, e->w.id);
 }
 
-/* Rewrites every string equal to a resolved fullUrl. Returns 1 if some
- * string names a target not yet resolved or is a conditional reference
- * (the entry must then be rewritten inside the unit), 0 otherwise, -1 out
- * of memory. With `txn`, conditional references are resolved by search. */
-static int rewrite(bundle_t *b, json_t *node, const char *key, vl_store_txn_t *txn,
-                   vl_scope_t scope, vl_error_t *err);
+/* Rewrites every string equal to a resolved fullUrl, and every conditional
+ * reference ("reference": "Type?search", resolved by a search of the
+ * committed state; only the first pass, before validation, meets them).
+ * Returns 1 if some string names a target not yet resolved (the entry must
+ * then be rewritten inside the unit), 0 otherwise, -1 with err set. */
+static int rewrite(bundle_t *b, json_t *node, const char *key, vl_scope_t scope, vl_error_t *err);
 
 static int rewrite_string(bundle_t *b, json_t *parent, const char *key, size_t index, const char *s,
-                          vl_store_txn_t *txn, vl_scope_t scope, vl_error_t *err)
+                          vl_scope_t scope, vl_error_t *err)
 {
     target_t *t = map_find(b, s);
     const char *to = NULL;
@@ -222,8 +222,7 @@ static int rewrite_string(bundle_t *b, json_t *parent, const char *key, size_t i
         query = probe.cond.query;
         query.count = 2;
         query.offset = 0;
-        if ((txn ? vl_store_txn_search(txn, scope, &query, 0, 0, &hits, &serr)
-                 : vl_store_search(b->x->f->opts.store, scope, &query, 0, 0, &hits, &serr)) < 0) {
+        if (vl_store_search(b->x->f->opts.store, scope, &query, 0, 0, &hits, &serr) < 0) {
             vl_write_release(&probe);
             return vl_fhir_store_error(&serr, err);
         }
@@ -251,8 +250,7 @@ static int rewrite_string(bundle_t *b, json_t *parent, const char *key, size_t i
     return 0;
 }
 
-static int rewrite(bundle_t *b, json_t *node, const char *key, vl_store_txn_t *txn,
-                   vl_scope_t scope, vl_error_t *err)
+static int rewrite(bundle_t *b, json_t *node, const char *key, vl_scope_t scope, vl_error_t *err)
 {
     int late = 0, rc;
     (void)key;
@@ -261,9 +259,9 @@ static int rewrite(bundle_t *b, json_t *node, const char *key, vl_store_txn_t *t
         json_t *v;
         json_object_foreach (node, k, v) {
             if (vl_json_is_string(v))
-                rc = rewrite_string(b, node, k, 0, json_string_value(v), txn, scope, err);
+                rc = rewrite_string(b, node, k, 0, json_string_value(v), scope, err);
             else
-                rc = rewrite(b, v, k, txn, scope, err);
+                rc = rewrite(b, v, k, scope, err);
             if (rc < 0)
                 return -1;
             late |= rc;
@@ -272,9 +270,9 @@ static int rewrite(bundle_t *b, json_t *node, const char *key, vl_store_txn_t *t
         for (size_t i = 0; i < json_array_size(node); i++) {
             json_t *v = json_array_get(node, i);
             if (vl_json_is_string(v))
-                rc = rewrite_string(b, node, key, i, json_string_value(v), txn, scope, err);
+                rc = rewrite_string(b, node, key, i, json_string_value(v), scope, err);
             else
-                rc = rewrite(b, v, key, txn, scope, err);
+                rc = rewrite(b, v, key, scope, err);
             if (rc < 0)
                 return -1;
             late |= rc;
@@ -346,7 +344,7 @@ static void plan_entry(bundle_t *b, entry_t *e, const json_t *je)
                                e->url, s->type->name);
         /* conditional references ("Type?search", transactions only) resolve
          * against the state before the transaction, before validation */
-        if (b->transaction && rewrite(b, s->body, NULL, NULL, s->scope, &err) < 0)
+        if (b->transaction && rewrite(b, s->body, NULL, s->scope, &err) < 0)
             return entry_fail(e, &err);
         if (vl_fhir_validate(s->type, s->body, &err) < 0)
             return entry_fail(e, &err);
@@ -406,7 +404,7 @@ static int plan_transaction(bundle_t *b)
         int rc;
         if (e->kind != E_WRITE || !e->w.resource)
             continue;
-        rc = rewrite(b, e->w.resource, NULL, NULL, e->sub.scope, &err);
+        rc = rewrite(b, e->w.resource, NULL, e->sub.scope, &err);
         if (rc < 0) {
             entry_fail(e, &err);
             b->failed = (long)i;
@@ -474,7 +472,7 @@ static int apply_transaction(vl_store_txn_t *txn, void *arg)
         entry_t *e = &b->e[i];
         if (e->kind != E_WRITE || !e->late || e->w.noop)
             continue;
-        if (rewrite(b, e->w.resource, NULL, txn, e->sub.scope, &err) != 0) {
+        if (rewrite(b, e->w.resource, NULL, e->sub.scope, &err) != 0) {
             if (!err.status)
                 vl_error_set(&err, 400, "invalid", NULL,
                              "a reference of entry %zu names a fullUrl that is not resolved", i);

@@ -52,6 +52,7 @@ struct vl_fhir_exchange {
     const char *id;             /* {id} (arena), or NULL */
     int64_t vid;                /* {vid}, or 0 */
     vl_arena_t *arena;          /* freed with the exchange */
+    const char *fhir_base;      /* "<base_url>/fhir" once asked for (arena) */
     vl_principal_t who;
     vl_scope_t scope;   /* from the policy; every store read takes it */
     json_t *body;       /* the parsed FHIR body (owned), for FHIR_BODY rows */

@@ -220,12 +220,16 @@ int vl_x_store_error(vl_fhir_response_t *res, const vl_store_err_t *serr)
 
 const char *vl_x_fhir_base(vl_fhir_exchange_t *x)
 {
-    static const char fallback[] = "/fhir";
-    size_t n = strlen(x->req->base_url) + 6;
-    char *s = vl_arena_alloc(x->arena, n);
+    size_t n;
+    char *s;
+    if (x->fhir_base) /* once per exchange: every entry of a Bundle asks */
+        return x->fhir_base;
+    n = strlen(x->req->base_url) + 6;
+    s = vl_arena_alloc(x->arena, n);
     if (!s)
-        return fallback;
+        return "/fhir";
     snprintf(s, n, "%s/fhir", x->req->base_url);
+    x->fhir_base = s;
     return s;
 }
 

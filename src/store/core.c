@@ -112,6 +112,13 @@ static int name_ok(const char *s, int id)
     return n > 0 && n <= 64;
 }
 
+static int check_type(const char *type, vl_store_err_t *err)
+{
+    if (!name_ok(type, 0))
+        return vl_store_fail(err, VL_STORE_INVALID, "invalid resource type");
+    return 0;
+}
+
 static int check_names(const char *type, const char *id, vl_store_err_t *err)
 {
     if (!name_ok(type, 0) || !name_ok(id, 1))
@@ -644,7 +651,7 @@ int vl_store_history(vl_store_t *s, vl_scope_t scope, const char *type, const ch
 {
     vl_bconn_t *c;
     memset(out, 0, sizeof *out);
-    if ((id ? check_names(type, id, err) : check_names(type, "x", err)) < 0 ||
+    if ((id ? check_names(type, id, err) : check_type(type, err)) < 0 ||
         !(c = s->ops->reader(s->b, err)))
         return -1;
     return s->ops->history(c, scope, type, id, page, out, err);

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <sodium.h>
@@ -57,6 +58,40 @@ static inline const vl_store_options_t *test_store_options(const vl_store_option
 
 /** Reads a whole file, NUL-terminated (caller frees); NULL if it cannot be
  *  opened or read. `len` (may be NULL) receives its length. */
+/** Runs a command (`fn(argc, argv)`, e.g. vl_cli_verify) with its stdout
+ *  and stderr redirected to the files opath and epath, then reads them back
+ *  into out/err (truncated to fit). Returns the command's exit code. */
+static inline int test_run_captured(int (*fn)(int, char **), int argc, char **argv,
+                                    const char *opath, const char *epath, char *out, size_t outlen,
+                                    char *err, size_t errlen)
+{
+    int rc, so, se;
+    FILE *f;
+    size_t n;
+    fflush(stdout);
+    fflush(stderr);
+    so = dup(1);
+    se = dup(2);
+    assert_non_null(freopen(opath, "w", stdout));
+    assert_non_null(freopen(epath, "w", stderr));
+    rc = fn(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(so, 1);
+    dup2(se, 2);
+    close(so);
+    close(se);
+    f = fopen(opath, "r");
+    n = fread(out, 1, outlen - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    f = fopen(epath, "r");
+    n = fread(err, 1, errlen - 1, f);
+    err[n] = '\0';
+    fclose(f);
+    return rc;
+}
+
 static inline char *test_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

@@ -18,6 +18,8 @@
 
 #include "vitalog/cli.h"
 
+#include "../support.h"
+
 static char g_dir[] = "/tmp/vl-test-cli-XXXXXX";
 
 static void path_in(char *out, size_t n, const char *name)
@@ -246,10 +248,8 @@ static void build_export(void)
 static int run_verify(char *out, size_t outlen, char *errbuf, size_t errlen, ...)
 {
     char *argv[16], opath[512], epath[512];
-    int argc = 0, rc, saved_out, saved_err;
+    int argc = 0;
     va_list ap;
-    FILE *f;
-    size_t n;
     argv[argc++] = "verify";
     va_start(ap, errlen);
     while (argc < 15 && (argv[argc] = va_arg(ap, char *)) != NULL)
@@ -258,28 +258,7 @@ static int run_verify(char *out, size_t outlen, char *errbuf, size_t errlen, ...
     argv[argc] = NULL;
     path_in(opath, sizeof opath, "stdout");
     path_in(epath, sizeof epath, "stderr");
-    fflush(stdout);
-    fflush(stderr);
-    saved_out = dup(1);
-    saved_err = dup(2);
-    assert_non_null(freopen(opath, "w", stdout));
-    assert_non_null(freopen(epath, "w", stderr));
-    rc = vl_cli_verify(argc, argv);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(saved_out, 1);
-    dup2(saved_err, 2);
-    close(saved_out);
-    close(saved_err);
-    f = fopen(opath, "r");
-    n = fread(out, 1, outlen - 1, f);
-    out[n] = '\0';
-    fclose(f);
-    f = fopen(epath, "r");
-    n = fread(errbuf, 1, errlen - 1, f);
-    errbuf[n] = '\0';
-    fclose(f);
-    return rc;
+    return test_run_captured(vl_cli_verify, argc, argv, opath, epath, out, outlen, errbuf, errlen);
 }
 
 /* Copies the export with line `lineno` (1-based) replaced by `with`

@@ -31,6 +31,8 @@
 #include "vitalog/cli.h"
 #include "vitalog/store.h"
 
+#include "../support.h"
+
 #define ORIGIN "vitalog.test/forms"
 #define N_ENTRIES 9
 
@@ -71,10 +73,8 @@ static void write_file(const char *path, const char *text)
 static int run(char *out, size_t outlen, char *err, size_t errlen, ...)
 {
     char *argv[16], opath[512], epath[512];
-    int argc = 0, rc, so, se;
+    int argc = 0;
     va_list ap;
-    FILE *f;
-    size_t n;
     argv[argc++] = "verify";
     va_start(ap, errlen);
     while (argc < 15 && (argv[argc] = va_arg(ap, char *)) != NULL)
@@ -83,28 +83,7 @@ static int run(char *out, size_t outlen, char *err, size_t errlen, ...)
     argv[argc] = NULL;
     path_in(opath, sizeof opath, "stdout");
     path_in(epath, sizeof epath, "stderr");
-    fflush(stdout);
-    fflush(stderr);
-    so = dup(1);
-    se = dup(2);
-    assert_non_null(freopen(opath, "w", stdout));
-    assert_non_null(freopen(epath, "w", stderr));
-    rc = vl_cli_verify(argc, argv);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(so, 1);
-    dup2(se, 2);
-    close(so);
-    close(se);
-    f = fopen(opath, "r");
-    n = fread(out, 1, outlen - 1, f);
-    out[n] = '\0';
-    fclose(f);
-    f = fopen(epath, "r");
-    n = fread(err, 1, errlen - 1, f);
-    err[n] = '\0';
-    fclose(f);
-    return rc;
+    return test_run_captured(vl_cli_verify, argc, argv, opath, epath, out, outlen, err, errlen);
 }
 
 /* The run failed (exit 1) with exactly one line of form `form` on stderr,

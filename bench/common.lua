@@ -1,0 +1,28 @@
+-- Shared by the wrk scripts of bench/ (loaded with dofile; run wrk from the
+-- repository root, as bench/run.sh does).
+--
+-- observation_body(patient, when, bpm): a vital-signs heart-rate
+-- Observation (LOINC 8867-4, UCUM /min) for Patient/bench-<patient>.
+-- bench_done(summary): the machine-readable line bench/run.sh parses:
+--   bench-result requests=N ok=N non2xx=N connect_err=N read_err=N write_err=N timeouts=N
+
+function observation_body(patient, when, bpm)
+   return '{"resourceType":"Observation",' ..
+      '"status":"final",' ..
+      '"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category",' ..
+      '"code":"vital-signs","display":"Vital Signs"}],"text":"Vital Signs"}],' ..
+      '"code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}],' ..
+      '"text":"Heart rate"},' ..
+      '"subject":{"reference":"Patient/bench-' .. patient .. '"},' ..
+      '"effectiveDateTime":"' .. when .. '",' ..
+      '"valueQuantity":{"value":' .. bpm .. ',"unit":"beats/minute",' ..
+      '"system":"http://unitsofmeasure.org","code":"/min"}}'
+end
+
+function bench_done(summary)
+   local e = summary.errors
+   io.write(string.format(
+      "bench-result requests=%d ok=%d non2xx=%d connect_err=%d read_err=%d write_err=%d timeouts=%d\n",
+      summary.requests, summary.requests - e.status, e.status,
+      e.connect, e.read, e.write, e.timeout))
+end
