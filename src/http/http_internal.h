@@ -34,9 +34,10 @@ struct vl_http {
     size_t discard_max;         /* bytes of an oversized body read before answering */
     char too_long_msg[160];     /* the 414's diagnostics */
     atomic_long active;         /* requests between first callback and completion */
-    atomic_long pending_writes; /* answers waiting for the store */
+    atomic_long pending_writes; /* requests inside vl_fhir_handle() or waiting for the store */
     atomic_long suspended;      /* connections suspended and not yet answered */
     atomic_int stopping;        /* set by vl_http_stop() */
+    atomic_int closing;         /* the drain is over: requests are refused (see dispatch) */
     atomic_ullong requests_total;
     atomic_ullong responses_by_class[6]; /* 1xx..5xx */
     atomic_ullong header_timeouts;

@@ -27,8 +27,9 @@
  * SHUTDOWN (vl_http_stop): stop accepting; requests in flight, from their
  * complete headers on (counted in `active`), get up to drain_ms to
  * finish, including clients still sending a body; answers sent while
- * stopping carry "Connection: close". Writes the store accepted always
- * complete before the daemon stops.
+ * stopping carry "Connection: close". After the drain, requests get 503
+ * and close. Writes the store accepted always complete before the daemon
+ * stops.
  *
  * SLOWLORIS: a connection must deliver each request's headers within
  * header_timeout of its start (or of the end of its previous request);
@@ -248,7 +249,15 @@ static MHD_RESULT dispatch(vl_request_t *req)
     fr->body = req->body.data ? req->body.data : "";
     fr->body_len = req->body.len;
 
+    /* Pairs with vl_http_stop(), which sets `closing` and then waits for
+     * pending_writes to reach 0 (both sequentially consistent): a request
+     * either sees `closing` here or is counted before the wait reads the
+     * count, so nothing is submitted, or suspended, behind its back. */
     atomic_fetch_add(&h->pending_writes, 1);
+    if (atomic_load(&h->closing)) {
+        atomic_fetch_sub(&h->pending_writes, 1);
+        return send_transport_error(req, 503, "transient", "the server is shutting down", 1);
+    }
     pthread_mutex_lock(&req->mu);
     rc = vl_fhir_handle(h->fhir, fr, on_notify, req, &req->x, &req->res);
     if (rc == 1) {
@@ -842,14 +851,16 @@ void vl_http_stop(vl_http_t *h, unsigned drain_ms)
     deadline = mono_ms() + drain_ms;
     while (atomic_load(&h->active) > 0 && mono_ms() < deadline)
         sleep_ms(10);
-    /* A write the store accepted always completes (and resumes its
-     * connection) before the daemon goes: stopping earlier would free
-     * requests the writer still points to. */
+    /* From here on requests are refused (dispatch), and a write the store
+     * accepted always completes (and resumes its connection) before the
+     * daemon goes: stopping earlier would free requests the writer still
+     * points to, and libmicrohttpd aborts on a connection still suspended. */
+    atomic_store(&h->closing, 1);
     while (atomic_load(&h->pending_writes) > 0)
         sleep_ms(1);
-    /* A resume takes effect only when the connection's pool thread gets to
-     * it, and libmicrohttpd aborts if the daemon stops with a connection
-     * still suspended: give resumed requests time to be answered. */
+    /* Every suspended connection has been resumed; a resume takes effect
+     * when the connection's pool thread gets to it: give resumed requests
+     * time to be answered (MHD_stop_daemon() closes the rest). */
     deadline = mono_ms() + 2000;
     while (atomic_load(&h->suspended) > 0 && mono_ms() < deadline)
         sleep_ms(1);

@@ -4,8 +4,10 @@
  * only see from outside: the bound port, Allow headers, URL hygiene, body
  * limits before the body is read, and that vl_http_stop() waits for every
  * write the store accepted (no acknowledged write is lost, no request is
- * freed under the writer).
+ * freed under the writer) and refuses what arrives after its drain.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -13,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -319,6 +323,118 @@ static void test_stop_with_keepalive_writers(void **state)
     }
 }
 
+/* A raw keep-alive connection: its requests go out when the test says. */
+static int raw_connect(const fixture_t *f)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(vl_http_port(f->http))};
+    struct timeval tv = {.tv_sec = 10};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* Sends a GET and returns the answer's status (0: none), reading the whole
+ * answer (its Content-Length) so that the connection can be reused. */
+static int raw_get(int fd, const char *path)
+{
+    char buf[16384];
+    size_t len = 0;
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+    const char *end = NULL;
+    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n)
+        return 0;
+    for (;;) {
+        ssize_t k;
+        if (end) {
+            const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            size_t want = (size_t)(end + 4 - buf) + (cl ? strtoul(cl + 17, NULL, 10) : 0);
+            if (len >= want)
+                break;
+        }
+        if (len + 1 >= sizeof buf || (k = recv(fd, buf + len, sizeof buf - 1 - len, 0)) <= 0)
+            return 0;
+        len += (size_t)k;
+        buf[len] = '\0';
+        end = strstr(buf, "\r\n\r\n");
+    }
+    return strncmp(buf, "HTTP/1.1 ", 9) ? 0 : atoi(buf + 9);
+}
+
+typedef struct stopper {
+    vl_http_t *http;
+    unsigned drain_ms;
+} stopper_t;
+
+static void *stop_main(void *arg)
+{
+    stopper_t *s = arg;
+    vl_http_stop(s->http, s->drain_ms);
+    return NULL;
+}
+
+static void *post_one(void *arg)
+{
+    poster_t *p = arg;
+    reply_t r;
+    request(p->f, "POST", "/fhir/Observation", "application/fhir+json", OBS, -1, &r);
+    p->created = r.status == 201;
+    return NULL;
+}
+
+/* After the drain a request is refused (503, close) rather than submitted
+ * behind the stop's back: libmicrohttpd aborts when the daemon stops with
+ * a connection still suspended. The writer is held so that the stop waits,
+ * past its drain, for an accepted write; that write is still answered. */
+static void test_refused_after_drain(void **state)
+{
+    fixture_t *f = *state;
+    tstore_gate_t gate = TSTORE_GATE_INIT;
+    vl_store_stats_t st;
+    poster_t p = {f, 0};
+    stopper_t s = {f->http, 0};
+    pthread_t writer, stopper;
+    int fds[8], refused = 0, probe;
+    for (int i = 0; i < 8; i++) { /* accepted: each answered once */
+        fds[i] = raw_connect(f);
+        assert_true(fds[i] >= 0);
+        assert_int_equal(raw_get(fds[i], "/healthz"), 200);
+    }
+    tstore_gate_hold(f->store, &gate);
+    pthread_create(&writer, NULL, post_one, &p);
+    do { /* the POST waits behind the gate */
+        usleep(1000);
+        vl_store_stats(f->store, &st);
+    } while (st.queue_depth < 1);
+    pthread_create(&stopper, NULL, stop_main, &s);
+    while ((probe = raw_connect(f)) >= 0) { /* until the listening socket is gone */
+        close(probe);
+        usleep(1000);
+    }
+    /* the drain (0 ms) is over a few instructions after that */
+    for (int i = 0; i < 8 && !refused; i++) {
+        usleep(50 * 1000);
+        refused = raw_get(fds[i], "/fhir/metadata") == 503;
+    }
+    tstore_gate_open(&gate);
+    pthread_join(writer, NULL);
+    pthread_join(stopper, NULL);
+    f->http = NULL;
+    tstore_gate_wait(&gate);
+    for (int i = 0; i < 8; i++)
+        close(fds[i]);
+    assert_int_equal(start(f), 0); /* for the teardown, whatever follows */
+    assert_true(refused);
+    assert_int_equal(p.created, 1); /* accepted before the stop: answered past the drain */
+    assert_int_equal(stored_observations(f), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +443,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_declared_length_over_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_keeps_acknowledged_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_keepalive_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_after_drain, setup, teardown),
     };
     int rc;
     curl_global_init(CURL_GLOBAL_DEFAULT);
