@@ -15,7 +15,7 @@
 -- done() prints the same machine-readable line as post_observation.lua:
 --   bench-result requests=N ok=N non2xx=N connect_err=N read_err=N write_err=N timeouts=N
 
-local req
+dofile("bench/common.lua")
 
 function init(args)
    local path = os.getenv("BENCH_PATH")
@@ -27,22 +27,9 @@ function init(args)
          path = wrk.path
       end
    end
-   local headers = { ["Accept"] = "application/fhir+json" }
-   local token = os.getenv("VITALOG_TOKEN")
-   if token ~= nil and token ~= "" then
-      headers["Authorization"] = "Bearer " .. token
-   end
-   req = wrk.format("GET", path, headers, nil)
-end
-
-function request()
-   return req
+   pool[1] = wrk.format("GET", path, bench_headers({ ["Accept"] = "application/fhir+json" }), nil)
 end
 
 function done(summary, latency, requests)
-   local e = summary.errors
-   io.write(string.format(
-      "bench-result requests=%d ok=%d non2xx=%d connect_err=%d read_err=%d write_err=%d timeouts=%d\n",
-      summary.requests, summary.requests - e.status, e.status,
-      e.connect, e.read, e.write, e.timeout))
+   bench_done(summary)
 end

@@ -22,33 +22,11 @@
 
 dofile("bench/common.lua")
 
-local threads = {}
-local next_tid = 0
-
-function setup(thread)
-   thread:set("tid", next_tid)
-   next_tid = next_tid + 1
-   table.insert(threads, thread)
-end
-
-local pool = {}
-local pool_size = 0
-local counter = 0
-
-
 function init(args)
    local t = tid or 0
    local patients = tonumber(os.getenv("BENCH_PATIENTS") or "") or 100
-   pool_size = tonumber(os.getenv("BENCH_POOL") or "") or 512
-   local headers = {
-      ["Content-Type"] = "application/fhir+json",
-      ["Accept"] = "application/fhir+json",
-      ["Prefer"] = "return=minimal",
-   }
-   local token = os.getenv("VITALOG_TOKEN")
-   if token ~= nil and token ~= "" then
-      headers["Authorization"] = "Bearer " .. token
-   end
+   local pool_size = tonumber(os.getenv("BENCH_POOL") or "") or 512
+   local headers = write_headers()
    -- 2024-01-01T00:00:00Z; each body one minute after the previous one,
    -- each thread in its own range.
    local base = 1704067200 + t * pool_size * 60
@@ -59,13 +37,6 @@ function init(args)
       local bpm = 48 + (n * 7919) % 113         -- 48 .. 160
       pool[i] = wrk.format("POST", nil, headers, observation_body(patient, when, bpm))
    end
-   counter = 0
-end
-
-function request()
-   counter = counter + 1
-   if counter > pool_size then counter = 1 end
-   return pool[counter]
 end
 
 if os.getenv("BENCH_STATUS_DETAIL") == "1" then

@@ -15,34 +15,12 @@
 
 dofile("bench/common.lua")
 
-local threads = {}
-local next_tid = 0
-
-function setup(thread)
-   thread:set("tid", next_tid)
-   next_tid = next_tid + 1
-   table.insert(threads, thread)
-end
-
-local pool = {}
-local pool_size = 0
-local counter = 0
-
-
 function init(args)
    local t = tid or 0
    local patients = tonumber(os.getenv("BENCH_PATIENTS") or "") or 100
    local size = tonumber(os.getenv("BENCH_BUNDLE_SIZE") or "") or 100
-   pool_size = tonumber(os.getenv("BENCH_POOL") or "") or 16
-   local headers = {
-      ["Content-Type"] = "application/fhir+json",
-      ["Accept"] = "application/fhir+json",
-      ["Prefer"] = "return=minimal",
-   }
-   local token = os.getenv("VITALOG_TOKEN")
-   if token ~= nil and token ~= "" then
-      headers["Authorization"] = "Bearer " .. token
-   end
+   local pool_size = tonumber(os.getenv("BENCH_POOL") or "") or 16
+   local headers = write_headers()
    local base = 1735689600 + t * pool_size * size * 60 -- 2025-01-01, per-thread ranges
    for b = 1, pool_size do
       local entries = {}
@@ -58,13 +36,6 @@ function init(args)
          table.concat(entries, ",") .. ']}'
       pool[b] = wrk.format("POST", nil, headers, body)
    end
-   counter = 0
-end
-
-function request()
-   counter = counter + 1
-   if counter > pool_size then counter = 1 end
-   return pool[counter]
 end
 
 function done(summary, latency, requests)
