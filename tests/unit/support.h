@@ -56,18 +56,25 @@ static inline const vl_store_options_t *test_store_options(const vl_store_option
     return &opts;
 }
 
-/** Reads a whole file, NUL-terminated (caller frees); NULL if it cannot be
- *  opened or read. `len` (may be NULL) receives its length. */
-/** Runs a command (`fn(argc, argv)`, e.g. vl_cli_verify) with its stdout
- *  and stderr redirected to the files opath and epath, then reads them back
- *  into out/err (truncated to fit). Returns the command's exit code. */
-static inline int test_run_captured(int (*fn)(int, char **), int argc, char **argv,
-                                    const char *opath, const char *epath, char *out, size_t outlen,
-                                    char *err, size_t errlen)
+/** Runs a command, `fn(argc, argv)` with argv[0] = `name` and the
+ *  NULL-terminated arguments in `args` (at most 14; e.g. vl_cli_verify,
+ *  "verify"), with its stdout and stderr redirected to the files
+ *  DIR/stdout and DIR/stderr, then reads them back into out/err
+ *  (truncated to fit). Returns the command's exit code. */
+static inline int test_run_captured(int (*fn)(int, char **), const char *name, const char *dir,
+                                    char *out, size_t outlen, char *err, size_t errlen,
+                                    va_list args)
 {
-    int rc, so, se;
+    char *argv[16], opath[512], epath[512];
+    int argc = 0, rc, so, se;
     FILE *f;
     size_t n;
+    argv[argc++] = (char *)name;
+    while (argc < 15 && (argv[argc] = va_arg(args, char *)) != NULL)
+        argc++;
+    argv[argc] = NULL;
+    snprintf(opath, sizeof opath, "%s/stdout", dir);
+    snprintf(epath, sizeof epath, "%s/stderr", dir);
     fflush(stdout);
     fflush(stderr);
     so = dup(1);
@@ -92,6 +99,8 @@ static inline int test_run_captured(int (*fn)(int, char **), int argc, char **ar
     return rc;
 }
 
+/** Reads a whole file, NUL-terminated (caller frees); NULL if it cannot be
+ *  opened or read. `len` (may be NULL) receives its length. */
 static inline char *test_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

@@ -247,18 +247,12 @@ static void build_export(void)
  * out/err (truncated to fit). Returns the exit code. */
 static int run_verify(char *out, size_t outlen, char *errbuf, size_t errlen, ...)
 {
-    char *argv[16], opath[512], epath[512];
-    int argc = 0;
     va_list ap;
-    argv[argc++] = "verify";
+    int rc;
     va_start(ap, errlen);
-    while (argc < 15 && (argv[argc] = va_arg(ap, char *)) != NULL)
-        argc++;
+    rc = test_run_captured(vl_cli_verify, "verify", g_dir, out, outlen, errbuf, errlen, ap);
     va_end(ap);
-    argv[argc] = NULL;
-    path_in(opath, sizeof opath, "stdout");
-    path_in(epath, sizeof epath, "stderr");
-    return test_run_captured(vl_cli_verify, argc, argv, opath, epath, out, outlen, errbuf, errlen);
+    return rc;
 }
 
 /* Copies the export with line `lineno` (1-based) replaced by `with`

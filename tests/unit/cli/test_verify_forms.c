@@ -72,18 +72,12 @@ static void write_file(const char *path, const char *text)
  * stderr in out/err. Returns the exit code. */
 static int run(char *out, size_t outlen, char *err, size_t errlen, ...)
 {
-    char *argv[16], opath[512], epath[512];
-    int argc = 0;
     va_list ap;
-    argv[argc++] = "verify";
+    int rc;
     va_start(ap, errlen);
-    while (argc < 15 && (argv[argc] = va_arg(ap, char *)) != NULL)
-        argc++;
+    rc = test_run_captured(vl_cli_verify, "verify", g_dir, out, outlen, err, errlen, ap);
     va_end(ap);
-    argv[argc] = NULL;
-    path_in(opath, sizeof opath, "stdout");
-    path_in(epath, sizeof epath, "stderr");
-    return test_run_captured(vl_cli_verify, argc, argv, opath, epath, out, outlen, err, errlen);
+    return rc;
 }
 
 /* The run failed (exit 1) with exactly one line of form `form` on stderr,
