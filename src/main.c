@@ -23,6 +23,7 @@ static const char usage_main[] =
     "  verify     verify a ledger export (or a data directory) offline\n"
     "  export     write the ledger export or the records export of a data directory\n"
     "  key        show, list or rotate the ledger signing key\n"
+    "  token      create, list or revoke bearer tokens\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (vitalog CMD --help for a command)\n"
@@ -54,6 +55,8 @@ int main(int argc, char **argv)
         return vl_cli_export(argc - 1, argv + 1);
     if (!strcmp(argv[1], "key"))
         return vl_cli_key(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "token"))
+        return vl_cli_token(argc - 1, argv + 1);
     fprintf(stderr, "vitalog: unknown command '%s'\n\n%s", argv[1], usage_main);
     return 2;
 }

@@ -174,7 +174,8 @@ typedef struct vl_fhir_exchange vl_fhir_exchange_t;
 
 typedef struct vl_fhir_options {
     vl_store_t *store;         /* borrowed; must outlive the layer */
-    const vl_policy_t *policy; /* NULL: vl_auth_default_policy */
+    const vl_policy_t *policy; /* required (vl_fhir_new fails without one) */
+    vl_auth_t *auth;           /* the token API's tokens (NULL: that API answers 404) */
     size_t max_depth;          /* JSON nesting of bodies; 0: 64 */
     size_t
         max_bundle_entries; /* entries of a batch or transaction; 0: VL_FHIR_DEFAULT_MAX_ENTRIES */
@@ -224,9 +225,11 @@ typedef struct vl_fhir_response {
     char etag[32];
     char location[640];
     char last_modified[40];
-    const char *allow;     /* 405: the allowed methods (static) */
-    char ledger_index[24]; /* X-Ledger-Index receipt of a write, or "" */
-    char ledger_hash[65];  /* X-Ledger-Entry-Hash (hex) */
+    const char *allow;          /* 405: the allowed methods (static) */
+    char ledger_index[24];      /* X-Ledger-Index receipt of a write, or "" */
+    char ledger_hash[65];       /* X-Ledger-Entry-Hash (hex) */
+    char www_authenticate[256]; /* a 401's challenge (RFC 6750), or "" */
+    int no_store;               /* Cache-Control: no-store (secrets, token lists) */
 } vl_fhir_response_t;
 
 /** Called once, on a store thread, when a pending exchange can be resumed. */

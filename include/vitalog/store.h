@@ -428,6 +428,43 @@ int vl_store_records_scan(vl_store_t *store, vl_scope_t scope, vl_store_record_f
  *  `next` the signing key; the rotation is committed before it returns. */
 int vl_store_ledger_rotate(vl_store_t *store, const vl_ledger_key_t *next, vl_store_err_t *err);
 
+/* ------------------------------------------------------------------------
+ * Bearer tokens (auth decides; the store keeps rows). Token writes are
+ * units, so the server and `vitalog token` on the same data directory
+ * (another process) serialize like any writes; no ledger entry.
+ * ---------------------------------------------------------------------- */
+
+#define VL_TOKEN_HASH_LEN 32
+
+typedef struct vl_token_row {
+    char id[33];
+    unsigned char hash[VL_TOKEN_HASH_LEN]; /* keyed hash of the secret token */
+    char role[16];
+    char subject[128];
+    char label[128];
+    int64_t created_us;
+    int64_t expires_us; /* 0: never */
+    int64_t revoked_us; /* 0: not revoked */
+} vl_token_row_t;
+
+/** The token with this hash; NOT_FOUND when none. */
+int vl_store_token_find(vl_store_t *store, const unsigned char hash[VL_TOKEN_HASH_LEN],
+                        vl_token_row_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
+/** Calls fn for every token, oldest first; stops when fn returns non-zero
+ *  (that value is returned). The hash is not filled. */
+typedef int (*vl_store_token_fn)(void *ctx, const vl_token_row_t *t);
+int vl_store_token_list(vl_store_t *store, vl_store_token_fn fn, void *ctx, vl_store_err_t *err);
+/** Inside a unit: adds a token (CONFLICT if the id or hash exists). */
+int vl_store_txn_token_add(vl_store_txn_t *txn, const vl_token_row_t *t,
+                           vl_store_err_t *err) VL_WARN_UNUSED;
+/** Inside a unit: marks a token revoked at `time_us` (kept if already
+ *  revoked); NOT_FOUND when no token has this id. */
+int vl_store_txn_token_revoke(vl_store_txn_t *txn, const char *id, int64_t time_us,
+                              vl_store_err_t *err) VL_WARN_UNUSED;
+/** Inside a unit: how many tokens exist (revoked ones included). */
+int vl_store_txn_token_count(vl_store_txn_t *txn, int64_t *count,
+                             vl_store_err_t *err) VL_WARN_UNUSED;
+
 /** Counters for /metrics. */
 typedef struct vl_store_stats {
     uint64_t commits;       /* transactions committed */

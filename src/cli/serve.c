@@ -27,6 +27,7 @@
 
 #include <sodium.h>
 
+#include "vitalog/auth.h"
 #include "vitalog/cli.h"
 #include "vitalog/http.h"
 #include "vitalog/ledger.h"
@@ -70,8 +71,12 @@ static const char usage_serve[] =
     "  -h, --help             show this help\n"
     "\n"
     "On first start DIR also gets the ledger key: DIR/ledger.key (Ed25519, mode 0600)\n"
-    "and DIR/ledger.vkey (its C2SP verifier key, also served at /ledger/key). Only one\n"
-    "server may use DIR at a time (DIR/vitalog.lock). Files are created with umask 077.\n"
+    "and DIR/ledger.vkey (its C2SP verifier key, also served at /ledger/key), the key\n"
+    "bearer tokens are hashed with (DIR/token.key, 0600), and a bootstrap admin token\n"
+    "in DIR/admin.token (0600). Every request except GET /fhir/metadata, /healthz and\n"
+    "/readyz needs Authorization: Bearer <token> (see `vitalog token --help`).\n"
+    "Only one server may use DIR at a time (DIR/vitalog.lock). Files are created with\n"
+    "umask 077.\n"
     "\n"
     "Logs are JSON lines on stderr, one per request; they never contain bodies.\n";
 
@@ -280,6 +285,9 @@ int vl_cli_serve(int argc, char **argv)
     vl_store_options_t sopts;
     vl_store_t *store = NULL;
     vl_http_t *http = NULL;
+    vl_auth_t *auth = NULL;
+    vl_auth_options_t aopts;
+    unsigned char token_key[32];
     vl_error_t err = VL_ERROR_INIT;
     vl_store_err_t serr = VL_STORE_ERR_INIT;
     int opt, sig, rc = 1, lockfd = -1;
@@ -423,6 +431,28 @@ int vl_cli_serve(int argc, char **argv)
     }
     if (vl_cli_first_vkey("vitalog serve", data, first, sizeof first) < 0)
         goto out;
+    if (vl_auth_token_key_load(data, token_key, &err) < 0) {
+        fprintf(stderr, "vitalog serve: %s\n", vl_error_message(&err));
+        goto out;
+    }
+    aopts.store = store;
+    aopts.token_key = token_key;
+    auth = vl_auth_new(&aopts, &err);
+    sodium_memzero(token_key, sizeof token_key);
+    if (!auth) {
+        fprintf(stderr, "vitalog serve: %s\n", vl_error_message(&err));
+        goto out;
+    }
+    switch (vl_auth_bootstrap(store, vl_auth_key(auth), data, &err)) {
+    case 1:
+        vl_log(VL_LOG_INFO, "bootstrap admin token written",
+               json_pack("{s:s}", "file", "admin.token"));
+        break;
+    case 0: break;
+    default: fprintf(stderr, "vitalog serve: %s\n", vl_error_message(&err)); goto out;
+    }
+    fopts.policy = vl_auth_policy(auth);
+    fopts.auth = auth;
     fopts.store = store;
     fopts.ledger_key = &key;
     fopts.ledger_first_vkey = first;
@@ -447,6 +477,7 @@ out:
     if (hopts.listen_fd >= 0)
         close(hopts.listen_fd);
     vl_http_stop(http, (unsigned)drain_s * 1000);
+    vl_auth_free(auth);
     vl_store_close(store);
     sodium_memzero(&key, sizeof key);
     if (lockfd >= 0)

@@ -485,7 +485,8 @@ static int apply_transaction(vl_store_txn_t *txn, void *arg)
     for (size_t k = 0; k < sizeof order / sizeof order[0]; k++)
         for (size_t i = 0; i < b->n; i++) {
             entry_t *e = &b->e[i];
-            if (e->kind == E_WRITE && e->w.op == order[k] && vl_write_execute(txn, &e->w, &err) < 0)
+            if (e->kind == E_WRITE && e->w.op == order[k] &&
+                vl_write_execute(txn, e->sub.scope, &e->w, &err) < 0)
                 return txn_fail(b, e, &err);
         }
     /* 5. reads see the writes, and may name the transaction's fullUrls */
@@ -619,7 +620,7 @@ static int apply_batch_entry(vl_store_txn_t *txn, void *arg)
 {
     entry_t *e = arg;
     if (vl_write_resolve(txn, e->sub.scope, &e->w, &e->err) < 0 ||
-        vl_write_execute(txn, &e->w, &e->err) < 0)
+        vl_write_execute(txn, e->sub.scope, &e->w, &e->err) < 0)
         return -1;
     return 0;
 }

@@ -179,6 +179,14 @@ json_t *vl_fhir_capability(const char *base_url)
 
     json_t *rest = json_object();
     json_object_set_new(rest, "mode", json_string("server"));
+    json_object_set_new(
+        rest, "security",
+        json_pack("{s:b,s:s}", "cors", 0, "description",
+                  "Every interaction except capabilities needs Authorization: Bearer <token> "
+                  "(RFC 6750; 401 with WWW-Authenticate otherwise). Tokens are opaque, issued "
+                  "by the server's administrators (vitalog token, /auth/tokens) for the roles "
+                  "admin, clinic, patient, device and auditor; a patient reaches only their "
+                  "own compartment, and what a caller may not see is answered as missing."));
     json_t *resources = json_array();
     for (const vl_fhir_type_t *t = vl_fhir_types; t->name; t++)
         json_array_append_new(resources, resource_entry(t));

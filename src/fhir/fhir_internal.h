@@ -54,11 +54,12 @@ struct vl_fhir_exchange {
     vl_arena_t *arena;          /* freed with the exchange */
     const char *fhir_base;      /* "<base_url>/fhir" once asked for (arena) */
     vl_principal_t who;
-    vl_scope_t scope;   /* from the policy; every store read takes it */
-    json_t *body;       /* the parsed FHIR body (owned), for FHIR_BODY rows */
-    vl_params_t params; /* query parameters, plus a POST _search form body */
-    int prefer;         /* VL_PREFER_* */
-    int lenient;        /* Prefer: handling=lenient */
+    vl_error_t login_failed; /* why the credentials given were refused (401), if they were */
+    vl_scope_t scope;        /* from the policy; every store read takes it */
+    json_t *body;            /* the parsed FHIR body (owned), for FHIR_BODY rows */
+    vl_params_t params;      /* query parameters, plus a POST _search form body */
+    int prefer;              /* VL_PREFER_* */
+    int lenient;             /* Prefer: handling=lenient */
     /* a pending answer */
     vl_fhir_notify_fn notify;
     void *notify_arg;
@@ -167,8 +168,10 @@ int vl_write_prepare(vl_write_t *w, vl_error_t *err);
  *  noop for a matched create). */
 int vl_write_resolve(vl_store_txn_t *txn, vl_scope_t scope, vl_write_t *w, vl_error_t *err);
 /** Writer thread: checks the state (If-Match, existence), renders and puts
- *  the version. Requires resolve first for conditional writes. */
-int vl_write_execute(vl_store_txn_t *txn, vl_write_t *w, vl_error_t *err);
+ *  the version, which must stay within the write scope (auth.h: the
+ *  version replaced and the version written both visible in it, else 403
+ *  and nothing is kept). Requires resolve first for conditional writes. */
+int vl_write_execute(vl_store_txn_t *txn, vl_scope_t scope, vl_write_t *w, vl_error_t *err);
 void vl_write_release(vl_write_t *w);
 /** Makes the write conditional on a search of its type (at most
  *  VL_CONDITION_MAX_VALUES values: conditions run on the writer thread). */
@@ -205,6 +208,11 @@ void vl_x_sub_release(vl_fhir_exchange_t *sub);
 
 /* bundle.c */
 int vl_h_bundle(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+
+/* token_api.c */
+int vl_h_tokens_list(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_tokens_create(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_tokens_revoke(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
 
 /* ledger_api.c */
 int vl_h_ledger_record(vl_fhir_exchange_t *x, vl_fhir_response_t *res);

@@ -19,9 +19,12 @@
  *    no row has at that level: 404 "unknown operation".
  *
  * 3. Entry, in this order for every request: route; identify the caller
- *    (policy, 401); parse a FHIR body (415, 400); authorize once with the
+ *    (policy; bad credentials are kept and answered 401 unless the route
+ *    is public); parse a FHIR body (415, 400); authorize once with the
  *    full description (interaction, type, id, compartment, operation,
- *    write), which yields the access scope (403); run the handler. Bundle
+ *    write, route), which yields the access scope (401, 403); run the
+ *    handler. An anonymous caller is authorized before the body is parsed,
+ *    so that a 401 comes first. Bundle
  *    entries are sub-requests: the Bundle itself is authorized here as
  *    "batch" or "transaction", and each entry again with its own
  *    description (bundle.c).
@@ -125,6 +128,9 @@ const vl_route_t vl_routes[] = {
     {"/ledger/proof/consistency", "GET", "ledger", NULL, SYS, vl_h_ledger_consistency},
     {"/ledger/export", "GET", "ledger", NULL, SYS, vl_h_ledger_export},
     {"/ledger/record", "GET", "ledger", NULL, SYS, vl_h_ledger_record},
+    {"/auth/tokens", "GET", "tokens", NULL, SYS, vl_h_tokens_list},
+    {"/auth/tokens", "POST", "tokens", NULL, SYS | W | FB, vl_h_tokens_create},
+    {"/auth/tokens/{id}", "DELETE", "tokens", NULL, SYS | W, vl_h_tokens_revoke},
     {"/healthz", "GET", "health", NULL, SYS, h_healthz},
     {"/readyz", "GET", "health", NULL, SYS, h_readyz},
     {"/metrics", "GET", "metrics", NULL, SYS, h_metrics},
@@ -475,9 +481,11 @@ vl_fhir_t *vl_fhir_new(const vl_fhir_options_t *opts)
     vl_fhir_t *f = calloc(1, sizeof *f);
     if (!f)
         return NULL;
+    if (!opts->policy) { /* default deny: there is no implicit policy */
+        free(f);
+        return NULL;
+    }
     f->opts = *opts;
-    if (!f->opts.policy)
-        f->opts.policy = &vl_auth_default_policy;
     if (!f->opts.max_depth)
         f->opts.max_depth = 64;
     if (!f->opts.max_bundle_entries)
@@ -557,13 +565,33 @@ static const char *compartment(vl_fhir_exchange_t *x)
     return c;
 }
 
+/* WWW-Authenticate of a 401 (RFC 6750 section 3): the bare challenge when
+ * no credentials came, invalid_token with a description when they did. */
+static void challenge(vl_fhir_response_t *res, const vl_error_t *err, int had_credentials)
+{
+    char desc[160];
+    size_t n = 0;
+    const char *msg = vl_error_message(err);
+    if (!had_credentials) {
+        snprintf(res->www_authenticate, sizeof res->www_authenticate, "Bearer realm=\"vitalog\"");
+        return;
+    }
+    /* error_description: %x20-21 / %x23-5B / %x5D-7E only */
+    for (; msg && *msg && n + 1 < sizeof desc; msg++)
+        if (*msg >= 0x20 && *msg <= 0x7e && *msg != '"' && *msg != '\\')
+            desc[n++] = *msg;
+    desc[n] = '\0';
+    snprintf(res->www_authenticate, sizeof res->www_authenticate,
+             "Bearer realm=\"vitalog\", error=\"invalid_token\", error_description=\"%s\"", desc);
+}
+
 static int authorize(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
 {
     const vl_policy_t *p = x->f->opts.policy;
     vl_error_t err = VL_ERROR_INIT;
     vl_access_t what = {
-        x->row->interaction, x->type ? x->type->name : NULL,     x->id, compartment(x),
-        x->row->operation,   (x->row->flags & VL_ROW_WRITE) != 0};
+        x->row->interaction, x->type ? x->type->name : NULL,      x->id,          compartment(x),
+        x->row->operation,   (x->row->flags & VL_ROW_WRITE) != 0, x->row->pattern};
     if (!strcmp(what.interaction, "transaction") && x->body) {
         const char *bt = json_string_value(json_object_get(x->body, "type"));
         if (bt && !strcmp(bt, "batch"))
@@ -573,6 +601,14 @@ static int authorize(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
         if (!err.status)
             vl_error_set(&err, 403, "forbidden", NULL, "not permitted");
         memset(&x->scope, 0, sizeof x->scope);
+        if (err.status == 401 && x->login_failed.status) {
+            /* the credentials given were bad: say that, not "none given" */
+            vl_error_clear(&err);
+            err = x->login_failed;
+            x->login_failed = (vl_error_t)VL_ERROR_INIT;
+        }
+        if (err.status == 401)
+            challenge(res, &err, x->req->authorization != NULL);
         return vl_x_error(res, &err);
     }
     return -1;
@@ -584,7 +620,7 @@ int vl_fhir_handle(vl_fhir_t *f, const vl_fhir_request_t *req, vl_fhir_notify_fn
     vl_fhir_exchange_t *x = calloc(1, sizeof *x);
     const vl_policy_t *p = f->opts.policy;
     vl_error_t err = VL_ERROR_INIT;
-    int rc;
+    int rc, anonymous;
     memset(res, 0, sizeof *res);
     res->route = "unmatched";
     *out = x;
@@ -608,16 +644,27 @@ int vl_fhir_handle(vl_fhir_t *f, const vl_fhir_request_t *req, vl_fhir_notify_fn
     if (route_request(x, res) >= 0)
         goto done;
     if (p->identify(p->ctx, req->authorization, &x->who, &err) < 0) {
+        if (err.status != 401 && err.status) { /* the token store failed */
+            vl_x_error(res, &err);
+            goto done;
+        }
         if (!err.status)
             vl_error_set(&err, 401, "login", NULL, "the credentials are not valid");
-        vl_x_error(res, &err);
-        goto done;
+        /* public routes answer anyway; the others get this 401 (authorize) */
+        x->login_failed = err;
+        memset(&x->who, 0, sizeof x->who);
+        x->who.role = VL_ROLE_ANONYMOUS;
     }
+    /* an anonymous caller is decided before its body is read (no decision
+     * for anonymous depends on it): a 401 comes before any 400 or 415 */
+    anonymous = x->who.role == VL_ROLE_ANONYMOUS;
+    if (anonymous && authorize(x, res) >= 0)
+        goto done;
     if ((x->row->flags & VL_ROW_FHIR_BODY) && parse_body(x, res) >= 0)
         goto done;
     if ((x->row->flags & VL_ROW_FORM_BODY) && parse_form(x, res) >= 0)
         goto done;
-    if (authorize(x, res) >= 0)
+    if (!anonymous && authorize(x, res) >= 0)
         goto done;
     rc = x->row->handler(x, res);
     if (rc == 1)
@@ -669,6 +716,7 @@ void vl_fhir_exchange_free(vl_fhir_exchange_t *x)
     if (x->op_free)
         x->op_free(x->op);
     json_decref(x->body);
+    vl_error_clear(&x->login_failed);
     vl_params_free(&x->params);
     vl_arena_free(x->arena);
     free(x);

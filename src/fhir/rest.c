@@ -321,7 +321,7 @@ static int apply_single(vl_store_txn_t *txn, void *arg)
     vl_fhir_exchange_t *x = arg;
     single_t *s = x->op;
     if (vl_write_resolve(txn, x->scope, &s->w, &s->err) < 0 ||
-        vl_write_execute(txn, &s->w, &s->err) < 0)
+        vl_write_execute(txn, x->scope, &s->w, &s->err) < 0)
         return -1;
     return 0;
 }

@@ -192,8 +192,26 @@ int vl_write_resolve(vl_store_txn_t *txn, vl_scope_t scope, vl_write_t *w, vl_er
     return 0;
 }
 
-int vl_write_execute(vl_store_txn_t *txn, vl_write_t *w, vl_error_t *err)
+/* Whether version `version` of type/id is visible in `scope`: 1, 0, -1. */
+static int visible(vl_store_txn_t *txn, vl_scope_t scope, const char *type, const char *id,
+                   int64_t version, vl_error_t *err)
 {
+    vl_store_err_t serr = VL_STORE_ERR_INIT;
+    vl_record_t rec;
+    if (scope.flags & VL_SCOPE_ALL)
+        return 1;
+    if (vl_store_txn_read(txn, scope, type, id, version, &rec, &serr) < 0) {
+        if (serr.kind == VL_STORE_NOT_FOUND)
+            return 0;
+        return store_failed(&serr, err);
+    }
+    vl_record_free(&rec);
+    return 1;
+}
+
+int vl_write_execute(vl_store_txn_t *txn, vl_scope_t scope, vl_write_t *w, vl_error_t *err)
+{
+    int rc;
     vl_store_err_t serr = VL_STORE_ERR_INIT;
     vl_store_head_t head;
     vl_store_put_t put;
@@ -202,6 +220,17 @@ int vl_write_execute(vl_store_txn_t *txn, vl_write_t *w, vl_error_t *err)
         return 0;
     if (vl_store_txn_head(txn, name, w->id, &head, &serr) < 0)
         return store_failed(&serr, err);
+    /* the write scope (auth.h): the version replaced must be visible in it;
+     * one that is not is answered like a missing one where the answer can
+     * be the same (delete: 404), else refused without saying whose it is */
+    if (head.exists && (rc = visible(txn, scope, name, w->id, head.version, err)) <= 0) {
+        if (rc < 0)
+            return -1;
+        if (w->op == VL_W_DELETE)
+            return vl_error_set(err, 404, "not-found", NULL, "%s/%s is not known", name, w->id);
+        return vl_error_set(err, 403, "forbidden", NULL,
+                            "%s/%s is outside what this caller may write", name, w->id);
+    }
     if (w->op == VL_W_CREATE && head.exists)
         return vl_error_set(err, 409, "duplicate", NULL, "%s/%s already exists", name, w->id);
     if (w->must_be_new && head.exists && !head.deleted)
@@ -247,6 +276,15 @@ int vl_write_execute(vl_store_txn_t *txn, vl_write_t *w, vl_error_t *err)
     }
     if (vl_store_txn_put(txn, &put, &w->receipt, &serr) < 0)
         return store_failed(&serr, err);
+    /* ... and so must the version written (the unit rolls back if not) */
+    if ((rc = visible(txn, scope, name, w->id, put.version, err)) <= 0) {
+        if (rc < 0)
+            return -1;
+        return vl_error_set(err, 403, "forbidden", NULL,
+                            "this caller may not write this %s: it would be outside its "
+                            "patient compartment or consent",
+                            name);
+    }
     w->anchored = 1;
     w->status = w->op == VL_W_DELETE ? 204 : w->created ? 201 : 200;
     return 0;

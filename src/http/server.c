@@ -121,6 +121,10 @@ static MHD_RESULT send_response(vl_request_t *req)
         MHD_add_response_header(r, MHD_HTTP_HEADER_LAST_MODIFIED, res->last_modified);
     if (res->allow)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, res->allow);
+    if (res->no_store)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (res->www_authenticate[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, res->www_authenticate);
     if (res->ledger_index[0]) {
         MHD_add_response_header(r, "X-Ledger-Index", res->ledger_index);
         MHD_add_response_header(r, "X-Ledger-Entry-Hash", res->ledger_hash);

@@ -120,6 +120,14 @@ typedef struct vl_backend_ops {
                          int64_t version, uint64_t *index, unsigned char salt[32], char **bytes,
                          size_t *len, vl_store_err_t *err);
     int (*ledger_rotations)(vl_bconn_t *c, vl_store_rotation_fn fn, void *ctx, vl_store_err_t *err);
+
+    /* bearer tokens: reads on any connection, writes on the writer's */
+    int (*token_find)(vl_bconn_t *c, const unsigned char hash[VL_TOKEN_HASH_LEN],
+                      vl_token_row_t *out, vl_store_err_t *err);
+    int (*token_list)(vl_bconn_t *c, vl_store_token_fn fn, void *ctx, vl_store_err_t *err);
+    int (*token_add)(vl_backend_t *b, const vl_token_row_t *t, vl_store_err_t *err);
+    /** NOT_FOUND when no row has this id. */
+    int (*token_revoke)(vl_backend_t *b, const char *id, int64_t time_us, vl_store_err_t *err);
 } vl_backend_ops_t;
 
 /** The SQLite backend (DIR/vitalog.db). */

@@ -810,3 +810,46 @@ int vl_store_ledger_rotate(vl_store_t *s, const vl_ledger_key_t *next, vl_store_
     }
     return 0;
 }
+
+/* ------------------------------------------------------------------------
+ * Bearer tokens
+ * ---------------------------------------------------------------------- */
+
+int vl_store_token_find(vl_store_t *s, const unsigned char hash[VL_TOKEN_HASH_LEN],
+                        vl_token_row_t *out, vl_store_err_t *err)
+{
+    vl_bconn_t *c = s->ops->reader(s->b, err);
+    memset(out, 0, sizeof *out);
+    return c ? s->ops->token_find(c, hash, out, err) : -1;
+}
+
+int vl_store_token_list(vl_store_t *s, vl_store_token_fn fn, void *ctx, vl_store_err_t *err)
+{
+    vl_bconn_t *c = s->ops->reader(s->b, err);
+    return c ? s->ops->token_list(c, fn, ctx, err) : -1;
+}
+
+int vl_store_txn_token_add(vl_store_txn_t *t, const vl_token_row_t *row, vl_store_err_t *err)
+{
+    return t->s->ops->token_add(t->s->b, row, err);
+}
+
+int vl_store_txn_token_revoke(vl_store_txn_t *t, const char *id, int64_t time_us,
+                              vl_store_err_t *err)
+{
+    return t->s->ops->token_revoke(t->s->b, id, time_us, err);
+}
+
+static int count_token(void *ctx, const vl_token_row_t *row)
+{
+    (void)row;
+    ++*(int64_t *)ctx;
+    return 0;
+}
+
+int vl_store_txn_token_count(vl_store_txn_t *t, int64_t *count, vl_store_err_t *err)
+{
+    const vl_backend_ops_t *o = t->s->ops;
+    *count = 0;
+    return o->token_list(o->writer(t->s->b), count_token, count, err) < 0 ? -1 : 0;
+}

@@ -551,4 +551,8 @@ const vl_backend_ops_t vl_backend_sqlite = {
     .ledger_checkpoint = vl_sqlite_ledger_checkpoint,
     .ledger_record = vl_sqlite_ledger_record,
     .ledger_rotations = vl_sqlite_ledger_rotations,
+    .token_find = vl_sqlite_token_find,
+    .token_list = vl_sqlite_token_list,
+    .token_add = vl_sqlite_token_add,
+    .token_revoke = vl_sqlite_token_revoke,
 };

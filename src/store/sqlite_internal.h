@@ -35,6 +35,9 @@ enum {
     ST_LEDGER_PUT_NODE,
     ST_LEDGER_CHECKPOINT,
     ST_LEDGER_ROTATION,
+    ST_TOKEN_FIND,
+    ST_TOKEN_ADD,
+    ST_TOKEN_REVOKE,
     ST_COUNT
 };
 
@@ -128,5 +131,12 @@ int vl_sqlite_ledger_record(vl_bconn_t *c, vl_scope_t scope, const char *type, c
                             size_t *len, vl_store_err_t *err);
 int vl_sqlite_ledger_rotations(vl_bconn_t *c, vl_store_rotation_fn fn, void *ctx,
                                vl_store_err_t *err);
+
+/* sqlite_token.c */
+int vl_sqlite_token_find(vl_bconn_t *c, const unsigned char hash[VL_TOKEN_HASH_LEN],
+                         vl_token_row_t *out, vl_store_err_t *err);
+int vl_sqlite_token_list(vl_bconn_t *c, vl_store_token_fn fn, void *ctx, vl_store_err_t *err);
+int vl_sqlite_token_add(vl_backend_t *b, const vl_token_row_t *t, vl_store_err_t *err);
+int vl_sqlite_token_revoke(vl_backend_t *b, const char *id, int64_t time_us, vl_store_err_t *err);
 
 #endif

@@ -54,6 +54,7 @@ start_server() {
     for _ in $(seq 1 1200); do
         if [ -s "$T/port" ]; then
             PORT=$(cat "$T/port")
+            TOKEN=$(cat "$DATA/admin.token") # written before the server listens
             if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" = 200 ]; then
                 return 0
             fi
@@ -84,6 +85,7 @@ post_loop() {
         printf '{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p%d"},"effectiveDateTime":"2024-05-06T10:00:00Z","valueQuantity":{"value":%d.%02d0,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"},"note":[{"text":"round %d loop %d seq %d \\u00e9"}]}' \
             "$l" "$((60 + n % 40))" "$((n % 100))" "$r" "$l" "$n" >"$T/bodies/$r-$l-$n.req"
         code=$(curl -s -m 10 -o "$body" -D "$hdr" -w '%{http_code}' -X POST \
+            -H "Authorization: Bearer $TOKEN" \
             -H 'Content-Type: application/fhir+json' -H 'Accept: application/fhir+json' \
             -H 'Prefer: return=representation' \
             --data-binary "@$T/bodies/$r-$l-$n.req" \
@@ -95,6 +97,9 @@ post_loop() {
             else
                 echo "201 without a usable Location header ($hdr)" >>"$T/loop-errors"
             fi
+        elif [ "$code" = 401 ] || [ "$code" = 403 ]; then
+            echo "POST answered $code ($body): the loop stops" >>"$T/loop-errors"
+            return 0
         elif [ "$code" != 000 ]; then
             echo "POST answered $code ($body)" >>"$T/loop-errors"
         fi
@@ -108,6 +113,7 @@ verify_all() {
     while IFS=$'\t' read -r id body; do
         got="$T/got.json"
         code=$(curl -s -m 10 -o "$got" -w '%{http_code}' -H 'Accept: application/fhir+json' \
+            -H "Authorization: Bearer $TOKEN" \
             "http://127.0.0.1:$PORT/fhir/Observation/$id")
         if [ "$code" != 200 ]; then
             fail "Observation/$id was acknowledged but reads back $code"
@@ -162,7 +168,7 @@ for r in $(seq 1 "$ROUNDS"); do
     verify_all
     # the restarted server still takes writes
     code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/fhir+json' \
-        --data-binary '{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2024-05-06T10:00:00Z","valueQuantity":{"value":72.00,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}' \
+        -H "Authorization: Bearer $TOKEN" --data-binary '{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2024-05-06T10:00:00Z","valueQuantity":{"value":72.00,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}' \
         "http://127.0.0.1:$PORT/fhir/Observation")
     if [ "$code" = 201 ]; then pass; else fail "POST after restart answered $code"; fi
 done

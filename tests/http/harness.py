@@ -92,15 +92,18 @@ def _describe_exit(returncode: int) -> str:
 class Server:
     """One `vitalog serve` on an ephemeral loopback port, logging to DIR/server.log."""
 
-    def __init__(self, binary: Path, data_dir: Path):
-        """Starts the process; wait_for_port() tells when it listens."""
+    def __init__(self, binary: Path, data_dir: Path, extra: tuple = ()):
+        """Starts the process (`extra`: more serve options); wait_for_port()
+        tells when it listens."""
         self.log_path = data_dir / "server.log"
         self._port_file = data_dir / "port"
         self.port, self.base = 0, ""
+        self._data_dir = data_dir
+        self.admin_token = ""
         with open(self.log_path, "wb") as server_log:
             self.process = subprocess.Popen(
                 [str(binary), "serve", "--data", str(data_dir), "--listen", "127.0.0.1:0",
-                 "--port-file", str(self._port_file)],
+                 "--port-file", str(self._port_file), *extra],
                 stdin=subprocess.DEVNULL, stdout=server_log, stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent,
             )
@@ -116,6 +119,8 @@ class Server:
             if match and (match.group(2) or text == last) and 0 < int(match.group(1)) < 65536:
                 self.port = int(match.group(1))
                 self.base = f"http://127.0.0.1:{self.port}"
+                # written before the server listens (vl_auth_bootstrap)
+                self.admin_token = (self._data_dir / "admin.token").read_text().strip()
                 return
             last = text
             if not self.alive():
@@ -270,7 +275,12 @@ class CaseRun:
         self.name = name
         self.server = server
         self.settings = settings
-        self.variables = {"base": server.base, "port": str(server.port)}
+        # every request carries the bootstrap admin token unless a step sets
+        # its own Authorization header ("Authorization:" alone sends none);
+        # RAW steps write ${auth} where they need it
+        self.variables = {"base": server.base, "port": str(server.port),
+                          "admin_token": server.admin_token,
+                          "auth": f"Authorization: Bearer {server.admin_token}"}
 
     def run(self, steps: list) -> list:
         """Runs the steps; returns the failure reports (empty when all passed)."""
@@ -312,7 +322,8 @@ class CaseRun:
             body = nested_body(step.body_nested)
         else:
             body = None
-        headers = CaseInsensitiveDict({"Accept": "*/*"})  # what curl sends
+        headers = CaseInsensitiveDict({"Accept": "*/*",  # what curl sends
+                                       "Authorization": f"Bearer {self.server.admin_token}"})
         for name, value in step.headers:
             name, value = self._substitute(name), self._substitute(value)
             headers.pop(name, None)
@@ -416,7 +427,8 @@ class CaseRun:
         kind = sent.get("resourceType") if isinstance(sent, dict) else None
         if not isinstance(kind, str) or isinstance(kind, fhirjson.Number):
             return "no resourceType"
-        headers = CaseInsensitiveDict({"Accept": "*/*", "Content-Type": "application/fhir+json"})
+        headers = CaseInsensitiveDict({"Accept": "*/*", "Content-Type": "application/fhir+json",
+                                       "Authorization": f"Bearer {self.server.admin_token}"})
         post = http_exchange("POST", f"{base}/fhir/{kind}", headers, raw)
         _log_exchange(f"POST {base}/fhir/{kind}", len(raw), post)
         if post.error:
@@ -438,7 +450,7 @@ class CaseRun:
         if difference:
             return f"POST response differs: {difference}"
         url = f"{base}/fhir/{kind}/{rid}"
-        get = http_exchange("GET", url, CaseInsensitiveDict({"Accept": "*/*"}), None)
+        get = http_exchange("GET", url, CaseInsensitiveDict({"Accept": "*/*", "Authorization": headers["Authorization"]}), None)
         _log_exchange(f"GET {url}", 0, get)
         if get.error or get.status != 200:
             return f"GET {url}: expected 200, got {get.status} {get.error}".rstrip()

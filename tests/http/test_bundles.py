@@ -21,7 +21,6 @@ compared as written.
 import contextlib
 import re
 import shutil
-import subprocess
 import tempfile
 import uuid
 from pathlib import Path
@@ -47,25 +46,6 @@ VITAL_SIGNS = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/obse
 # ----------------------------------------------------------------------
 
 
-class _Server(harness.Server):
-    """harness.Server with extra `serve` options (e.g. --max-entries)."""
-
-    def __init__(self, binary: Path, data_dir: Path, extra: tuple = ()):
-        if not extra:
-            super().__init__(binary, data_dir)
-            return
-        self.log_path = data_dir / "server.log"
-        self._port_file = data_dir / "port"
-        self.port, self.base = 0, ""
-        with open(self.log_path, "wb") as server_log:
-            self.process = subprocess.Popen(
-                [str(binary), "serve", "--data", str(data_dir), "--listen", "127.0.0.1:0",
-                 "--port-file", str(self._port_file), *extra],
-                stdin=subprocess.DEVNULL, stdout=server_log, stderr=subprocess.STDOUT,
-                preexec_fn=harness._die_with_parent,
-            )
-
-
 class Fhir:
     """A client of one server. Every response must pass the implicit checks."""
 
@@ -75,7 +55,8 @@ class Fhir:
 
     def send(self, method: str, path: str, body=None, headers: dict | None = None) -> checks.Response:
         """path: "/fhir/..." or an absolute URL; body: a JSON tree, bytes or None."""
-        request_headers = CaseInsensitiveDict({"Accept": "application/fhir+json"})
+        request_headers = CaseInsensitiveDict({"Accept": "application/fhir+json",
+                                               "Authorization": f"Bearer {self.server.admin_token}"})
         data = None
         if body is not None:
             data = body if isinstance(body, bytes) else fhirjson.dumps(body).encode("utf-8")
@@ -153,7 +134,7 @@ def fresh_server(settings: harness.Settings, request, *extra: str):
     """A server on an empty data directory; yields its Fhir client."""
     data_dir = Path(tempfile.mkdtemp(prefix="vitalog-bundles-"))
     failed_before = request.session.testsfailed
-    server = _Server(settings.binary, data_dir, extra)
+    server = harness.Server(settings.binary, data_dir, extra)
     try:
         server.wait_for_port()
         yield Fhir(server)

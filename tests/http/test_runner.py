@@ -392,7 +392,8 @@ def echo():
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     port = httpd.server_address[1]
-    yield types.SimpleNamespace(port=port, base=f"http://127.0.0.1:{port}", alive=lambda: True, exit_description=str)
+    yield types.SimpleNamespace(port=port, base=f"http://127.0.0.1:{port}", alive=lambda: True, exit_description=str,
+                                admin_token="test-token")
     httpd.shutdown()
     httpd.server_close()
 

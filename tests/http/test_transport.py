@@ -67,6 +67,8 @@ class Server(harness.Server):
 
     def __init__(self, binary: Path, root: Path, data: Path, extra: tuple, number: int):
         self.data = data
+        self._data_dir = data
+        self.admin_token = ""
         self.extra = extra
         self.log_path = root / f"server-{number}.log"
         self._port_file = root / "port"
@@ -204,7 +206,7 @@ def small_server(_shared_small) -> Server:
 
 def http(server: Server, method: str, target: str, body: bytes | None = None, **headers) -> harness.Response:
     """One request with requests (target sent as written), new connection."""
-    hdrs = CaseInsensitiveDict({"Accept": "*/*"})
+    hdrs = CaseInsensitiveDict({"Accept": "*/*", "Authorization": f"Bearer {server.admin_token}"})
     if body is not None:
         hdrs["Content-Type"] = "application/fhir+json"
     for name, value in headers.items():
@@ -315,11 +317,14 @@ def raw_request(server: Server, head: bytes, body: bytes = b"") -> harness.Respo
     return responses[0]
 
 
-def request_head(method: str, target: bytes | str, *headers: bytes | str, length: int | None = None) -> bytes:
-    """A request head with Host and Connection: close (and Content-Length)."""
+def request_head(server: Server, method: str, target: bytes | str, *headers: bytes | str,
+                 length: int | None = None) -> bytes:
+    """A request head with Host, the server's admin token and Connection:
+    close (and Content-Length)."""
     if isinstance(target, str):
         target = target.encode()
-    lines = [b"%s %s HTTP/1.1" % (method.encode(), target), b"Host: 127.0.0.1", b"Connection: close"]
+    lines = [b"%s %s HTTP/1.1" % (method.encode(), target), b"Host: 127.0.0.1",
+             b"Authorization: Bearer %s" % server.admin_token.encode(), b"Connection: close"]
     lines += [h.encode() if isinstance(h, str) else h for h in headers]
     if length is not None:
         lines.append(b"Content-Length: %d" % length)
@@ -434,7 +439,7 @@ def test_a_target_over_8192_bytes_is_414_and_not_run(server, case):
     if target.startswith("8193:"):
         target = _padded(target[5:], MAX_TARGET + 1)
     assert len(target) > MAX_TARGET
-    response = raw_request(server, request_head(method, target))
+    response = raw_request(server, request_head(server, method, target))
     assert_outcome(response, 414)
     assert_untouched(server, victim)
 
@@ -443,7 +448,7 @@ def test_a_target_of_exactly_8192_bytes_is_served(server):
     rid = new_id()
     put_patient(server, rid)
     target = _padded(f"/fhir/Patient/{rid}?_pad=", MAX_TARGET)
-    response = raw_request(server, request_head("GET", target))
+    response = raw_request(server, request_head(server, "GET", target))
     assert response.status == 200, f"a target of {len(target)} bytes: {describe(response)}"
 
 
@@ -457,7 +462,7 @@ def test_a_target_of_exactly_8192_bytes_is_served(server):
 def test_dot_ids_are_400(server, method, target):
     rid = ".." if "2e%2e" in target.lower() or target.endswith("..") else "."
     body = json.dumps({"resourceType": "Patient", "id": rid}).encode() if method == "PUT" else b""
-    head = request_head(method, target, "Content-Type: application/fhir+json", length=len(body) if body else None)
+    head = request_head(server, method, target, "Content-Type: application/fhir+json", length=len(body) if body else None)
     assert_outcome(raw_request(server, head, body), 400)
 
 
@@ -477,7 +482,7 @@ def test_dot_ids_are_400(server, method, target):
     b"/fhir/Patient?name=\xff",
 ], ids=lambda t: t.decode("latin-1").encode("unicode_escape").decode())
 def test_invalid_utf8_in_the_url_is_400(server, target):
-    assert_outcome(raw_request(server, request_head("GET", target)), 400)
+    assert_outcome(raw_request(server, request_head(server, "GET", target)), 400)
 
 
 @pytest.mark.parametrize("condition", [b"name=%ff", b"name=\xff"], ids=["percent-ff", "raw-ff"])
@@ -485,7 +490,7 @@ def test_invalid_utf8_in_if_none_exist_is_400(server, condition):
     """If-None-Exist holds a search query: parsed like one (GET
     /fhir/Patient?name=%ff is 400), it is 400 too, and nothing is created."""
     body = b'{"resourceType":"Patient"}'
-    head = request_head("POST", "/fhir/Patient", "Content-Type: application/fhir+json",
+    head = request_head(server, "POST", "/fhir/Patient", "Content-Type: application/fhir+json",
                         b"If-None-Exist: " + condition, length=len(body))
     assert_outcome(raw_request(server, head, body), 400)
 
@@ -598,7 +603,7 @@ def test_urllib_sees_the_413(small_server):
 
 def test_a_raw_client_sending_everything_at_once_sees_the_413(small_server):
     body = harness.padded_body(OVERSIZE)
-    head = request_head("POST", "/fhir/Observation", "Content-Type: application/fhir+json", length=len(body))
+    head = request_head(small_server, "POST", "/fhir/Observation", "Content-Type: application/fhir+json", length=len(body))
     for attempt in range(TRIES):
         with connect(small_server) as sock:
             try:
@@ -633,7 +638,7 @@ def test_node_fetch_sees_the_413(small_server):
 
 
 def test_expect_100_continue_gets_the_413_before_the_body(small_server):
-    head = request_head("POST", "/fhir/Observation", "Content-Type: application/fhir+json",
+    head = request_head(small_server, "POST", "/fhir/Observation", "Content-Type: application/fhir+json",
                         "Expect: 100-continue", length=OVERSIZE)
     with connect(small_server) as sock:
         sock.sendall(head)  # and never the body
@@ -647,7 +652,7 @@ def test_expect_100_continue_gets_the_413_before_the_body(small_server):
 
 def test_expect_100_continue_under_the_limit_continues(small_server):
     body = b'{"resourceType":"Patient"}'
-    head = request_head("POST", "/fhir/Patient", "Content-Type: application/fhir+json",
+    head = request_head(small_server, "POST", "/fhir/Patient", "Content-Type: application/fhir+json",
                         "Expect: 100-continue", length=len(body))
     with connect(small_server) as sock:
         sock.sendall(head)
@@ -676,7 +681,7 @@ def _start_upload(server: Server, rid: str) -> tuple:
     body = json.dumps({"resourceType": "Patient", "id": rid, "active": True}).encode()
     last = _requests_total(server)
     sock = connect(server)
-    sock.sendall(request_head("PUT", f"/fhir/Patient/{rid}", "Content-Type: application/fhir+json",
+    sock.sendall(request_head(server, "PUT", f"/fhir/Patient/{rid}", "Content-Type: application/fhir+json",
                               length=len(body)) + body[: len(body) // 2])
     deadline = time.monotonic() + 10
     while (now := _requests_total(server)) - last < 2:

@@ -30,7 +30,9 @@ before(async () => {
                        '--port-file', join(dir, 'port')], { stdio: ['ignore', 'ignore', 'inherit'] });
   const port = await waitForFile(join(dir, 'port'), 10000);
   baseUrl = `http://127.0.0.1:${port}/fhir`;
-  client = new Client({ baseUrl });
+  // the bootstrap admin token, written before the server listens
+  const token = readFileSync(join(dir, 'data', 'admin.token'), 'utf8').trim();
+  client = new Client({ baseUrl, bearerToken: token });
 });
 
 after(async () => {

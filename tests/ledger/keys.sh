@@ -50,6 +50,7 @@ serve() {
         if [ -s "$D/port" ]; then
             port=$(cat "$D/port")
             BASE="http://127.0.0.1:$port"
+            remember_token "$D"
             [ "$(curl -s -m 30 -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 200 ] && return 0
         fi
         kill -0 "$SERVER_PID" 2>/dev/null || break

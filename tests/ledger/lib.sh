@@ -5,6 +5,7 @@
 PASS=0
 FAIL=0
 SERVER_PIDS=()
+declare -A TOKENS # base URL -> the admin token of the server there
 PY=/usr/bin/python3
 
 pass() { PASS=$((PASS + 1)); echo "ok   $*"; }
@@ -50,6 +51,7 @@ start_server() {
         if [ -s "$d/port" ]; then
             port=$(cat "$d/port")
             BASE="http://127.0.0.1:$port"
+            remember_token "$d"
             if [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 200 ] ||
                [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/fhir/metadata")" = 200 ]; then
                 return 0
@@ -106,14 +108,23 @@ observation_body() {
         "$1" "$((60 + $1))"
 }
 
-# http METHOD URL OUTPREFIX [BODYFILE]: writes OUTPREFIX.body/.hdr, prints status.
+# remember_token DATADIR: the bootstrap admin token of the server at BASE
+# (written to DATADIR/admin.token before it listens), for http().
+remember_token() {
+    TOKENS[$BASE]=$(cat "$1/admin.token" 2>/dev/null || true)
+}
+
+# http METHOD URL OUTPREFIX [BODYFILE]: writes OUTPREFIX.body/.hdr, prints
+# status. Sends the admin token of the server the URL names.
 http() {
-    local m=$1 url=$2 out=$3 body=${4:-}
+    local m=$1 url=$2 out=$3 body=${4:-} TOKEN=
+    [[ $url =~ ^(http://[^/]+) ]] && TOKEN=${TOKENS[${BASH_REMATCH[1]}]:-}
     if [ -n "$body" ]; then
-        curl -s -m 20 -X "$m" -H 'Content-Type: application/fhir+json' \
+        curl -s -m 20 -X "$m" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/fhir+json' \
             --data-binary "@$body" -o "$out.body" -D "$out.hdr" -w '%{http_code}' "$url"
     else
-        curl -s -m 20 -X "$m" -o "$out.body" -D "$out.hdr" -w '%{http_code}' "$url"
+        curl -s -m 20 -X "$m" -H "Authorization: Bearer $TOKEN" -o "$out.body" -D "$out.hdr" \
+            -w '%{http_code}' "$url"
     fi
 }
 

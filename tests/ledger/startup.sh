@@ -34,11 +34,13 @@ D="$T/data"
 run "$D" || { echo "startup.sh: server did not start" >&2; exit 1; }
 for i in 1 2 3 4 5 6; do
     curl -sf -o /dev/null -X POST -H 'Content-Type: application/fhir+json' -d "$OBS" \
+        -H "Authorization: Bearer $(cat "$D/admin.token")" \
         "http://127.0.0.1:$(cat "$D/port")/fhir/Observation" || fail "create $i"
     # the first write may get a timed checkpoint (when the uptime is past
     # --checkpoint-ms: the server starts that interval at 0); ask for it so
     # that it is there on every machine
-    [ "$i" = 1 ] && { curl -sf -o /dev/null "http://127.0.0.1:$(cat "$D/port")/ledger/checkpoint" ||
+    [ "$i" = 1 ] && { curl -sf -o /dev/null -H "Authorization: Bearer $(cat "$D/admin.token")" \
+        "http://127.0.0.1:$(cat "$D/port")/ledger/checkpoint" ||
         fail "GET /ledger/checkpoint"; }
 done
 stop

@@ -40,7 +40,7 @@ static int start(fixture_t *f)
 {
     vl_error_t err = VL_ERROR_INIT;
     vl_http_options_t opts = {.host = "127.0.0.1", .port = 0, .listen_fd = -1, .max_body = 4096};
-    vl_fhir_options_t fopts = {.store = f->store};
+    vl_fhir_options_t fopts = {.store = f->store, .policy = &vl_auth_open_policy};
     int rc = vl_http_start(&opts, &fopts, &f->http, &err);
     vl_error_clear(&err);
     if (rc == 0)

@@ -518,7 +518,7 @@ static void test_rotations_listed(void **state)
     vl_store_close(s);
 
     /* migration 003 builds the list from the entries of an older database */
-    tstore_sql(dir, "DROP TABLE ledger_rotation; DROP TABLE version_patient;"
+    tstore_sql(dir, "DROP TABLE ledger_rotation; DROP TABLE version_patient; DROP TABLE token;"
                     " PRAGMA user_version=2;");
     assert_int_equal(vl_store_open(dir, &o3, &s, &err), 0);
     expect_rotations(s, 1, v2, 3, v3);

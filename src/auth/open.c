@@ -1,8 +1,7 @@
 /*
- * The default policy. This version admits every caller as anonymous and
- * allows every interaction with the whole store in scope; the decision
- * point exists so that bearer tokens, roles and Consent slot in here, not
- * in the handlers (the interaction layer calls it once per request).
+ * The open policy: every caller anonymous, everything allowed with the
+ * whole store in scope. Only for unit tests of the modules behind the
+ * policy (the server always runs vl_auth_t, policy.c).
  */
 #include <string.h>
 
@@ -30,4 +29,4 @@ static int authorize(void *ctx, const vl_principal_t *who, const vl_access_t *wh
     return 0;
 }
 
-const vl_policy_t vl_auth_default_policy = {identify, authorize, NULL};
+const vl_policy_t vl_auth_open_policy = {identify, authorize, NULL};

@@ -1,0 +1,248 @@
+/*
+ * vitalog — auth/policy.c: the server's policy. Identify the caller by
+ * bearer token; decide by role; give the access scope.
+ *
+ * DESIGN NOTES
+ *
+ * 1. Default deny. Each role has an explicit list of what it may do; the
+ *    last line of authorize() refuses. The table is docs/security.md
+ *    "Roles", and tests/unit/auth/test_policy.c checks it row by row.
+ *
+ * 2. Anonymous callers reach only the capability statement and the health
+ *    routes; anything else is 401 with the RFC 6750 challenge (the
+ *    interaction layer adds WWW-Authenticate). A caller with credentials
+ *    that are not good enough is 403.
+ *
+ * 3. Scopes carry the decision into the store, so that what a caller may
+ *    see is filtered in SQL and a record outside it looks missing:
+ *      patient  reads: their compartment and shared records; writes:
+ *               their compartment only
+ *      device   writes of Observation and Device in its patient's
+ *               compartment; no reads (a conditional write's search sees
+ *               only that compartment)
+ *      clinic   shared records only, until consent grants more
+ *      auditor  the ledger, never a record
+ *      admin    everything
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <sodium.h>
+
+#include "vitalog/auth.h"
+
+struct vl_auth {
+    vl_store_t *store;
+    unsigned char key[32];
+    vl_policy_t policy;
+};
+
+/* ------------------------------------------------------------------------
+ * Identify
+ * ---------------------------------------------------------------------- */
+
+static int bad_token(vl_error_t *err, const char *why)
+{
+    return vl_error_set(err, 401, "login", NULL, "%s", why);
+}
+
+static int identify(void *ctx, const char *authorization, vl_principal_t *who, vl_error_t *err)
+{
+    vl_auth_t *a = ctx;
+    unsigned char hash[VL_TOKEN_HASH_LEN];
+    vl_token_row_t row;
+    vl_store_err_t serr = VL_STORE_ERR_INIT;
+    const char *token;
+    size_t len;
+    int64_t now;
+    memset(who, 0, sizeof *who);
+    who->role = VL_ROLE_ANONYMOUS;
+    if (!authorization)
+        return 0;
+    if (strncasecmp(authorization, "Bearer ", 7) != 0)
+        return bad_token(err, "only Bearer tokens are accepted (RFC 6750)");
+    token = authorization + 7;
+    while (*token == ' ')
+        token++;
+    len = strcspn(token, " ");
+    if (!len || token[len])
+        return bad_token(err, "the Authorization header holds no single bearer token");
+    vl_auth_token_hash(a->key, token, len, hash);
+    if (vl_store_token_find(a->store, hash, &row, &serr) < 0) {
+        if (serr.kind == VL_STORE_NOT_FOUND)
+            return bad_token(err, "the bearer token is not known");
+        return vl_error_set(err, 503, "transient", NULL, "tokens cannot be checked now");
+    }
+    if (sodium_memcmp(hash, row.hash, sizeof hash) != 0)
+        return bad_token(err, "the bearer token is not known");
+    now = vl_time_now_us();
+    if (row.revoked_us)
+        return bad_token(err, "the bearer token was revoked");
+    if (row.expires_us && row.expires_us <= now)
+        return bad_token(err, "the bearer token has expired");
+    if (vl_auth_role_parse(row.role, &who->role) < 0)
+        return bad_token(err, "the bearer token has an unknown role");
+    snprintf(who->subject, sizeof who->subject, "%s", row.subject);
+    snprintf(who->token_id, sizeof who->token_id, "%s", row.id);
+    if ((who->role == VL_ROLE_PATIENT || who->role == VL_ROLE_DEVICE) &&
+        !strncmp(row.subject, "Patient/", 8) && strlen(row.subject + 8) < sizeof who->patient)
+        memcpy(who->patient, row.subject + 8, strlen(row.subject + 8) + 1);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Authorize
+ * ---------------------------------------------------------------------- */
+
+static int is(const char *a, const char *b)
+{
+    return a && b && !strcmp(a, b);
+}
+
+static int deny(vl_error_t *err, const vl_principal_t *who, const char *why)
+{
+    return vl_error_set(err, 403, "forbidden", NULL, "%s %s", vl_auth_role_name(who->role), why);
+}
+
+/* Ledger routes that are verification material, free of any record data:
+ * every authenticated caller may fetch them to check a proof. */
+static int ledger_public(const char *route)
+{
+    static const char *const routes[] = {
+        "/ledger/checkpoint",        "/ledger/key", "/ledger/keys", "/ledger/proof/inclusion",
+        "/ledger/proof/consistency", NULL};
+    for (const char *const *r = routes; *r; r++)
+        if (is(route, *r))
+            return 1;
+    return 0;
+}
+
+/* A scope of one patient's compartment (plus shared records). */
+static int one_patient(const vl_principal_t *who, int shared, vl_arena_t *arena, vl_scope_t *scope,
+                       vl_error_t *err)
+{
+    const char **list = vl_arena_alloc(arena, sizeof *list);
+    if (!list)
+        return vl_error_set(err, 500, "exception", NULL, "out of memory");
+    list[0] = who->patient;
+    scope->flags = shared ? VL_SCOPE_SHARED : 0;
+    scope->n_patients = 1;
+    scope->patients = list;
+    return 0;
+}
+
+static int is_read(const char *i)
+{
+    return is(i, "read") || is(i, "vread") || is(i, "search-type") || is(i, "history-instance") ||
+           is(i, "history-type");
+}
+
+static int is_write(const char *i)
+{
+    return is(i, "create") || is(i, "update") || is(i, "delete") || is(i, "patch");
+}
+
+static int authorize(void *ctx, const vl_principal_t *who, const vl_access_t *what,
+                     vl_arena_t *arena, vl_scope_t *scope, vl_error_t *err)
+{
+    const char *i = what->interaction;
+    (void)ctx;
+    memset(scope, 0, sizeof *scope);
+    if (is(i, "capabilities") || is(i, "health"))
+        return 0;
+    if (who->role == VL_ROLE_ANONYMOUS)
+        return vl_error_set(err, 401, "login", NULL,
+                            "this request needs credentials: Authorization: Bearer <token>");
+    if (who->role == VL_ROLE_ADMIN) {
+        *scope = vl_scope_everything();
+        return 0;
+    }
+    if (is(i, "metrics"))
+        return deny(err, who, "may not read the server's metrics (admin only)");
+    if (is(i, "ledger")) {
+        if (ledger_public(what->route) || who->role == VL_ROLE_AUDITOR) {
+            scope->flags = VL_SCOPE_LEDGER;
+            return 0;
+        }
+        return deny(err, who, "may not read ledger entries or exports (auditor or admin only)");
+    }
+    if (who->role == VL_ROLE_AUDITOR)
+        return deny(err, who, "may read the ledger only, never records");
+    if (is(i, "transaction") || is(i, "batch"))
+        return 0; /* each entry is authorized on its own */
+
+    switch (who->role) {
+    case VL_ROLE_PATIENT:
+        if (is_read(i) || is(what->operation, "$ledger")) {
+            if (one_patient(who, 1, arena, scope, err) < 0)
+                return -1;
+            scope->flags |= is(what->operation, "$ledger") ? VL_SCOPE_LEDGER : 0;
+            return 0;
+        }
+        if (is_write(i))
+            return one_patient(who, 0, arena, scope, err);
+        break;
+    case VL_ROLE_DEVICE:
+        if ((is(i, "create") || is(i, "update")) &&
+            (is(what->resource_type, "Observation") || is(what->resource_type, "Device")))
+            return one_patient(who, 0, arena, scope, err);
+        return deny(err, who,
+                    "tokens may only create and update Observation and Device resources of "
+                    "their patient");
+    case VL_ROLE_CLINIC:
+        if (is_read(i)) {
+            scope->flags = VL_SCOPE_SHARED;
+            return 0;
+        }
+        return deny(err, who, "may write a patient's data only under that patient's consent");
+    default: break;
+    }
+    return deny(err, who, "is not permitted to do this");
+}
+
+/* ------------------------------------------------------------------------
+ * Lifetime
+ * ---------------------------------------------------------------------- */
+
+vl_auth_t *vl_auth_new(const vl_auth_options_t *opts, vl_error_t *err)
+{
+    vl_auth_t *a;
+    if (!opts->store || !opts->token_key) {
+        vl_error_set(err, 500, "exception", NULL, "auth needs a store and a token key");
+        return NULL;
+    }
+    a = sodium_malloc(sizeof *a);
+    if (!a) {
+        vl_error_set(err, 500, "exception", NULL, "out of memory");
+        return NULL;
+    }
+    memset(a, 0, sizeof *a);
+    a->store = opts->store;
+    memcpy(a->key, opts->token_key, sizeof a->key);
+    a->policy.identify = identify;
+    a->policy.authorize = authorize;
+    a->policy.ctx = a;
+    return a;
+}
+
+void vl_auth_free(vl_auth_t *a)
+{
+    if (a)
+        sodium_free(a); /* zeroes the key */
+}
+
+const vl_policy_t *vl_auth_policy(vl_auth_t *a)
+{
+    return &a->policy;
+}
+
+vl_store_t *vl_auth_store(vl_auth_t *a)
+{
+    return a->store;
+}
+
+const unsigned char *vl_auth_key(vl_auth_t *a)
+{
+    return a->key;
+}
