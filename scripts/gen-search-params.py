@@ -55,7 +55,7 @@ SCRIPT = "scripts/gen-search-params.py"
 
 # The served types, in the order of vl_fhir_types[] (src/fhir/types.c); the
 # table of type T is vl_fhir_params_<t> (array_name).
-SERVED = ["Observation", "Patient", "Device", "Organization", "Practitioner"]
+SERVED = ["Observation", "Patient", "Device", "Organization", "Practitioner", "Consent", "AuditEvent"]
 
 # The parameters common to all types that the search parser handles itself
 # (src/fhir/search.c); they are not indexed and not in the per-type tables.

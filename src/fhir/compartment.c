@@ -11,6 +11,9 @@
  *   Observation   subject, performer         (R4: subject, performer)
  *   Device        patient                    (R4: patient)
  *   Patient       link.other, and itself     (R4: link)
+ *   Consent       patient                    (R4: patient)
+ *   AuditEvent    agent.who, entity.what     (R4: patient, whose expression
+ *                                             is these two, Patient targets)
  *   Organization, Practitioner: in no patient compartment
  */
 #include <string.h>
@@ -24,6 +27,8 @@ static const struct {
     {"Observation", {"subject", "performer", NULL}},
     {"Device", {"patient", NULL, NULL}},
     {"Patient", {"link", NULL, NULL}},
+    {"Consent", {"patient", NULL, NULL}},
+    {"AuditEvent", {"agent", "entity", NULL}},
 };
 
 /* The id of a relative Patient reference, copied into out (65 bytes). */
@@ -53,8 +58,9 @@ static int add_reference(const json_t *ref, vl_index_t *ix)
     return 0;
 }
 
-/* An element's value(s): a Reference, an array of them, or (Patient.link)
- * BackboneElements whose "other" is the reference. */
+/* An element's value(s): a Reference, an array of them, or BackboneElements
+ * whose "other" (Patient.link), "who" (AuditEvent.agent) or "what"
+ * (AuditEvent.entity) is the reference. */
 static int add_element(const json_t *v, vl_index_t *ix)
 {
     if (json_is_array(v)) {
@@ -68,6 +74,10 @@ static int add_element(const json_t *v, vl_index_t *ix)
     }
     if (json_is_object(json_object_get(v, "other")))
         return add_reference(json_object_get(v, "other"), ix);
+    if (json_is_object(json_object_get(v, "who"))) /* AuditEvent.agent */
+        return add_reference(json_object_get(v, "who"), ix);
+    if (json_is_object(json_object_get(v, "what"))) /* AuditEvent.entity */
+        return add_reference(json_object_get(v, "what"), ix);
     return add_reference(v, ix);
 }
 

@@ -57,6 +57,8 @@
  *   Practitioner phone: a where() filter, which index.c cannot apply:
  *     Practitioner.telecom.where(system='phone')
  *   Practitioner phonetic: xpathUsage phonetic (not a plain element match)
+ *   Consent source-reference: index.c does not handle sourceAttachment
+ *   AuditEvent policy: R4 type uri: index.c has no such kind of index
  *   (all) _text: common parameter the search parser does not handle
  *   (all) _content: common parameter the search parser does not handle
  *   (all) _profile: common parameter the search parser does not handle
@@ -74,6 +76,8 @@ extern const vl_search_param_t vl_fhir_params_patient[];
 extern const vl_search_param_t vl_fhir_params_device[];
 extern const vl_search_param_t vl_fhir_params_organization[];
 extern const vl_search_param_t vl_fhir_params_practitioner[];
+extern const vl_search_param_t vl_fhir_params_consent[];
+extern const vl_search_param_t vl_fhir_params_auditevent[];
 extern const vl_search_param_t vl_fhir_params_common[];
 
 const vl_search_param_t vl_fhir_params_observation[] = {
@@ -781,6 +785,265 @@ const vl_search_param_t vl_fhir_params_practitioner[] = {
         .description = "The value in any kind of contact",
         .url = "http://hl7.org/fhir/SearchParameter/individual-telecom",
         .expression = "Practitioner.telecom",
+    },
+    {.name = NULL},
+};
+
+const vl_search_param_t vl_fhir_params_consent[] = {
+    {
+        .name = "action",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"provision.action"},
+        .description = "Actions controlled by this rule",
+        .url = "http://hl7.org/fhir/SearchParameter/Consent-action",
+        .expression = "Consent.provision.action",
+    },
+    {
+        .name = "actor",
+        .kind = VL_INDEX_REFERENCE,
+        .paths = {"provision.actor.reference"},
+        .description = "Resource for the actor (or group, by role)",
+        .url = "http://hl7.org/fhir/SearchParameter/Consent-actor",
+        .expression = "Consent.provision.actor.reference",
+    },
+    {
+        .name = "category",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"category"},
+        .description = "Classification of the consent statement - for indexing/retrieval",
+        .url = "http://hl7.org/fhir/SearchParameter/Consent-category",
+        .expression = "Consent.category",
+    },
+    {
+        .name = "consentor",
+        .kind = VL_INDEX_REFERENCE,
+        .paths = {"performer"},
+        .description = "Who is agreeing to the policy and rules",
+        .url = "http://hl7.org/fhir/SearchParameter/Consent-consentor",
+        .expression = "Consent.performer",
+    },
+    {
+        .name = "data",
+        .kind = VL_INDEX_REFERENCE,
+        .paths = {"provision.data.reference"},
+        .description = "The actual data reference",
+        .url = "http://hl7.org/fhir/SearchParameter/Consent-data",
+        .expression = "Consent.provision.data.reference",
+    },
+    {
+        .name = "date",
+        .kind = VL_INDEX_DATE,
+        .paths = {"dateTime"},
+        .description = "When this Consent was created or indexed",
+        .url = "http://hl7.org/fhir/SearchParameter/clinical-date",
+        .expression = "Consent.dateTime",
+    },
+    {
+        .name = "identifier",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"identifier"},
+        .description = "Identifier for this record (external references)",
+        .url = "http://hl7.org/fhir/SearchParameter/clinical-identifier",
+        .expression = "Consent.identifier",
+    },
+    {
+        .name = "organization",
+        .kind = VL_INDEX_REFERENCE,
+        .paths = {"organization"},
+        .target = "Organization",
+        .description = "Custodian of the consent",
+        .url = "http://hl7.org/fhir/SearchParameter/Consent-organization",
+        .expression = "Consent.organization",
+    },
+    {
+        .name = "patient",
+        .kind = VL_INDEX_REFERENCE,
+        .paths = {"patient"},
+        .description = "Who the consent applies to",
+        .url = "http://hl7.org/fhir/SearchParameter/clinical-patient",
+        .expression = "Consent.patient",
+    },
+    {
+        .name = "period",
+        .kind = VL_INDEX_DATE,
+        .paths = {"provision.period"},
+        .description = "Timeframe for this rule",
+        .url = "http://hl7.org/fhir/SearchParameter/Consent-period",
+        .expression = "Consent.provision.period",
+    },
+    {
+        .name = "purpose",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"provision.purpose"},
+        .description = "Context of activities covered by this rule",
+        .url = "http://hl7.org/fhir/SearchParameter/Consent-purpose",
+        .expression = "Consent.provision.purpose",
+    },
+    {
+        .name = "scope",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"scope"},
+        .description = "Which of the four areas this resource covers (extensible)",
+        .url = "http://hl7.org/fhir/SearchParameter/Consent-scope",
+        .expression = "Consent.scope",
+    },
+    {
+        .name = "security-label",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"provision.securityLabel"},
+        .description = "Security Labels that define affected resources",
+        .url = "http://hl7.org/fhir/SearchParameter/Consent-security-label",
+        .expression = "Consent.provision.securityLabel",
+    },
+    {
+        .name = "status",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"status"},
+        .description = "draft | proposed | active | rejected | inactive | entered-in-error",
+        .url = "http://hl7.org/fhir/SearchParameter/Consent-status",
+        .expression = "Consent.status",
+    },
+    {.name = NULL},
+};
+
+const vl_search_param_t vl_fhir_params_auditevent[] = {
+    {
+        .name = "action",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"action"},
+        .description = "Type of action performed during the event",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-action",
+        .expression = "AuditEvent.action",
+    },
+    {
+        .name = "address",
+        .kind = VL_INDEX_STRING,
+        .paths = {"agent.network.address"},
+        .description = "Identifier for the network access point of the user device",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-address",
+        .expression = "AuditEvent.agent.network.address",
+    },
+    {
+        .name = "agent",
+        .kind = VL_INDEX_REFERENCE,
+        .paths = {"agent.who"},
+        .description = "Identifier of who",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-agent",
+        .expression = "AuditEvent.agent.who",
+    },
+    {
+        .name = "agent-name",
+        .kind = VL_INDEX_STRING,
+        .paths = {"agent.name"},
+        .description = "Human friendly name for the agent",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-agent-name",
+        .expression = "AuditEvent.agent.name",
+    },
+    {
+        .name = "agent-role",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"agent.role"},
+        .description = "Agent role in the event",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-agent-role",
+        .expression = "AuditEvent.agent.role",
+    },
+    {
+        .name = "altid",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"agent.altId"},
+        .description = "Alternative User identity",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-altid",
+        .expression = "AuditEvent.agent.altId",
+    },
+    {
+        .name = "date",
+        .kind = VL_INDEX_DATE,
+        .paths = {"recorded"},
+        .description = "Time when the event was recorded",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-date",
+        .expression = "AuditEvent.recorded",
+    },
+    {
+        .name = "entity",
+        .kind = VL_INDEX_REFERENCE,
+        .paths = {"entity.what"},
+        .description = "Specific instance of resource",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-entity",
+        .expression = "AuditEvent.entity.what",
+    },
+    {
+        .name = "entity-name",
+        .kind = VL_INDEX_STRING,
+        .paths = {"entity.name"},
+        .description = "Descriptor for entity",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-entity-name",
+        .expression = "AuditEvent.entity.name",
+    },
+    {
+        .name = "entity-role",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"entity.role"},
+        .description = "What role the entity played",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-entity-role",
+        .expression = "AuditEvent.entity.role",
+    },
+    {
+        .name = "entity-type",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"entity.type"},
+        .description = "Type of entity involved",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-entity-type",
+        .expression = "AuditEvent.entity.type",
+    },
+    {
+        .name = "outcome",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"outcome"},
+        .description = "Whether the event succeeded or failed",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-outcome",
+        .expression = "AuditEvent.outcome",
+    },
+    {
+        .name = "patient",
+        .kind = VL_INDEX_REFERENCE,
+        .paths = {"agent.who", "entity.what"},
+        .target = "Patient",
+        .description = "Identifier of who",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-patient",
+        .expression = "AuditEvent.agent.who.where(resolve() is Patient) | "
+                      "AuditEvent.entity.what.where(resolve() is Patient)",
+    },
+    {
+        .name = "site",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"source.site"},
+        .description = "Logical source location within the enterprise",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-site",
+        .expression = "AuditEvent.source.site",
+    },
+    {
+        .name = "source",
+        .kind = VL_INDEX_REFERENCE,
+        .paths = {"source.observer"},
+        .description = "The identity of source detecting the event",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-source",
+        .expression = "AuditEvent.source.observer",
+    },
+    {
+        .name = "subtype",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"subtype"},
+        .description = "More specific type/id for the event",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-subtype",
+        .expression = "AuditEvent.subtype",
+    },
+    {
+        .name = "type",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"type"},
+        .description = "Type/identifier of event",
+        .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-type",
+        .expression = "AuditEvent.type",
     },
     {.name = NULL},
 };

@@ -55,6 +55,8 @@ extern const vl_search_param_t vl_fhir_params_patient[];
 extern const vl_search_param_t vl_fhir_params_device[];
 extern const vl_search_param_t vl_fhir_params_organization[];
 extern const vl_search_param_t vl_fhir_params_practitioner[];
+extern const vl_search_param_t vl_fhir_params_consent[];
+extern const vl_search_param_t vl_fhir_params_auditevent[];
 
 /* ------------------------------------------------------------------------
  * Served types
@@ -71,6 +73,13 @@ const vl_fhir_type_t vl_fhir_types[] = {
      "http://hl7.org/fhir/StructureDefinition/Organization"},
     {"Practitioner", ALL_INTERACTIONS, vl_fhir_params_practitioner,
      "http://hl7.org/fhir/StructureDefinition/Practitioner"},
+    {"Consent", ALL_INTERACTIONS, vl_fhir_params_consent,
+     "http://hl7.org/fhir/StructureDefinition/Consent"},
+    /* written by the server only (accounting of disclosures): nobody may
+     * create, update or delete one */
+    {"AuditEvent",
+     VL_INT_READ | VL_INT_VREAD | VL_INT_HISTORY_INSTANCE | VL_INT_HISTORY_TYPE | VL_INT_SEARCH,
+     vl_fhir_params_auditevent, "http://hl7.org/fhir/StructureDefinition/AuditEvent"},
     {NULL, 0, NULL, NULL},
 };
 

@@ -513,8 +513,8 @@ void vl_vwalk_generic(vctx_t *c, const json_t *v)
  * type (generic walk of its own elements), or VT_NONE. */
 static vt_t resource_vt(const char *name)
 {
-    static const vt_t modelled[] = {VT_OBSERVATION,  VT_PATIENT, VT_PRACTITIONER,
-                                    VT_ORGANIZATION, VT_DEVICE,  VT_NONE};
+    static const vt_t modelled[] = {VT_OBSERVATION, VT_PATIENT, VT_PRACTITIONER, VT_ORGANIZATION,
+                                    VT_DEVICE,      VT_CONSENT, VT_NONE};
     for (const vt_t *t = modelled; *t != VT_NONE; t++)
         if (strcmp(vl_vdefs[*t].name, name) == 0)
             return *t;

@@ -103,6 +103,11 @@ typedef enum vt {
     VT_DEV_SPECIALIZATION,
     VT_DEV_VERSION,
     VT_DEV_PROPERTY,
+    VT_CONSENT_POLICY,
+    VT_CONSENT_VERIFICATION,
+    VT_CONSENT_PROVISION,
+    VT_CONSENT_ACTOR,
+    VT_CONSENT_DATA,
     /* resources */
     VT_RESOURCE, /* any resource (Observation.contained): by resourceType */
     VT_OBSERVATION,
@@ -110,6 +115,7 @@ typedef enum vt {
     VT_PRACTITIONER,
     VT_ORGANIZATION,
     VT_DEVICE,
+    VT_CONSENT,
     VT_OTHER_RESOURCE, /* an R4 resource type that is not modelled */
     VT__COUNT
 } vt_t;

@@ -699,6 +699,118 @@ static void check_pat_contact(vctx_t *c, const json_t *obj)
               "pat-1: a contact must have a name, telecom, address or organization");
 }
 
+/* ------------------------------------------------------------------------
+ * Consent (R4: hl7.org/fhir/R4/consent.html)
+ * ---------------------------------------------------------------------- */
+
+static const char *const consent_status[] = {"draft",    "proposed",         "active", "rejected",
+                                             "inactive", "entered-in-error", NULL};
+static const char *const consent_provision_type[] = {"deny", "permit", NULL};
+static const char *const consent_data_meaning[] = {"instance", "related", "dependents",
+                                                   "authoredby", NULL};
+static const vt_t ch_consent_source[] = {VT_ATTACHMENT, VT_REFERENCE, VT_NONE};
+
+static const vdef_elem_t el_consent[] = {
+    E("identifier", 0, MANY, VT_IDENTIFIER),
+    B("status", 1, ONE, consent_status),
+    E("scope", 1, ONE, VT_CODEABLECONCEPT),
+    E("category", 1, MANY, VT_CODEABLECONCEPT),
+    E("patient", 0, ONE, VT_REFERENCE),
+    E("dateTime", 0, ONE, VT_DATETIME),
+    E("performer", 0, MANY, VT_REFERENCE),
+    E("organization", 0, MANY, VT_REFERENCE),
+    C("source", 0, ch_consent_source),
+    E("policy", 0, MANY, VT_CONSENT_POLICY),
+    E("policyRule", 0, ONE, VT_CODEABLECONCEPT),
+    E("verification", 0, MANY, VT_CONSENT_VERIFICATION),
+    E("provision", 0, ONE, VT_CONSENT_PROVISION),
+    END,
+};
+
+static const vdef_elem_t el_consent_policy[] = {
+    E("authority", 0, ONE, VT_URI),
+    E("uri", 0, ONE, VT_URI),
+    END,
+};
+
+static const vdef_elem_t el_consent_verification[] = {
+    E("verified", 1, ONE, VT_BOOLEAN),
+    E("verifiedWith", 0, ONE, VT_REFERENCE),
+    E("verificationDate", 0, ONE, VT_DATETIME),
+    END,
+};
+
+/* Consent.provision; provision.provision is the same element (R4
+ * contentReference #Consent.provision), to any depth */
+static const vdef_elem_t el_consent_provision[] = {
+    B("type", 0, ONE, consent_provision_type),
+    E("period", 0, ONE, VT_PERIOD),
+    E("actor", 0, MANY, VT_CONSENT_ACTOR),
+    E("action", 0, MANY, VT_CODEABLECONCEPT),
+    E("securityLabel", 0, MANY, VT_CODING),
+    E("purpose", 0, MANY, VT_CODING),
+    E("class", 0, MANY, VT_CODING),
+    E("code", 0, MANY, VT_CODEABLECONCEPT),
+    E("dataPeriod", 0, ONE, VT_PERIOD),
+    E("data", 0, MANY, VT_CONSENT_DATA),
+    E("provision", 0, MANY, VT_CONSENT_PROVISION),
+    END,
+};
+
+static const vdef_elem_t el_consent_actor[] = {
+    E("role", 1, ONE, VT_CODEABLECONCEPT),
+    E("reference", 1, ONE, VT_REFERENCE),
+    END,
+};
+
+static const vdef_elem_t el_consent_data[] = {
+    B("meaning", 1, ONE, consent_data_meaning),
+    E("reference", 1, ONE, VT_REFERENCE),
+    END,
+};
+
+/* Whether some coding of the CodeableConcept `cc` has code `code` in the
+ * consent-scope code system (or no system). */
+static int scope_is(const json_t *cc, const char *code)
+{
+    const json_t *codings = vl_vget(cc, "coding"), *item;
+    size_t i;
+    json_array_foreach (codings, i, item) {
+        const char *sys = json_string_value(vl_vget(item, "system"));
+        const char *c = json_string_value(vl_vget(item, "code"));
+        if (c && !strcmp(c, code) &&
+            (!sys || !strcmp(sys, "http://terminology.hl7.org/CodeSystem/consentscope")))
+            return 1;
+    }
+    return 0;
+}
+
+/* ppc-1: policy.exists() or policyRule.exists()
+ * ppc-2..5: patient.exists() when the scope is patient-privacy, research,
+ * adr or treatment. R4 writes these four with system='something' (an error
+ * of the publication that makes them never fire); they are checked here
+ * with the consent-scope code system the scope is bound to. */
+static void check_consent(vctx_t *c, const json_t *obj)
+{
+    static const struct {
+        const char *id, *code;
+    } scoped[] = {{"ppc-2", "patient-privacy"},
+                  {"ppc-3", "research"},
+                  {"ppc-4", "adr"},
+                  {"ppc-5", "treatment"}};
+    const json_t *scope = vl_vget(obj, "scope");
+    if (!vl_vget(obj, "policy") && !vl_vget(obj, "policyRule"))
+        vfail(c, 400, "invariant", NULL,
+              "ppc-1: a Consent needs a policy or a policyRule (Consent.policy, "
+              "Consent.policyRule)");
+    if (vl_vget(obj, "patient"))
+        return;
+    for (size_t i = 0; scope && i < sizeof scoped / sizeof scoped[0]; i++)
+        if (scope_is(scope, scoped[i].code))
+            vfail(c, 400, "invariant", "patient", "%s: a Consent of scope %s needs a patient",
+                  scoped[i].id, scoped[i].code);
+}
+
 /* org-1: (identifier.count() + name.count()) > 0 */
 static void check_organization(vctx_t *c, const json_t *obj)
 {
@@ -789,6 +901,11 @@ const vdef_type_t vl_vdefs[VT__COUNT] = {
     BB(VT_DEV_SPECIALIZATION, "BackboneElement", el_dev_specialization, NULL),
     BB(VT_DEV_VERSION, "BackboneElement", el_dev_version, NULL),
     BB(VT_DEV_PROPERTY, "BackboneElement", el_dev_property, NULL),
+    BB(VT_CONSENT_POLICY, "BackboneElement", el_consent_policy, NULL),
+    BB(VT_CONSENT_VERIFICATION, "BackboneElement", el_consent_verification, NULL),
+    BB(VT_CONSENT_PROVISION, "BackboneElement", el_consent_provision, NULL),
+    BB(VT_CONSENT_ACTOR, "BackboneElement", el_consent_actor, NULL),
+    BB(VT_CONSENT_DATA, "BackboneElement", el_consent_data, NULL),
 
     RES(VT_RESOURCE, "Resource", NULL, NULL),
     RES(VT_OBSERVATION, "Observation", el_observation, check_observation),
@@ -796,5 +913,6 @@ const vdef_type_t vl_vdefs[VT__COUNT] = {
     RES(VT_PRACTITIONER, "Practitioner", el_practitioner, NULL),
     RES(VT_ORGANIZATION, "Organization", el_organization, check_organization),
     RES(VT_DEVICE, "Device", el_device, NULL),
+    RES(VT_CONSENT, "Consent", el_consent, check_consent),
     RES(VT_OTHER_RESOURCE, "Resource", NULL, NULL),
 };

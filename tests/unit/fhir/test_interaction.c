@@ -264,9 +264,16 @@ static void test_routing(void **state)
     assert_int_equal(a.status, 405);
     assert_string_equal(a.allow, "GET, HEAD, PUT, DELETE");
     done(&a);
-    call(f, "GET", "/fhir/Consent", NULL, &a);
+    call(f, "GET", "/fhir/Questionnaire", NULL, &a);
     assert_int_equal(a.status, 404);
     assert_non_null(strstr(diagnostics(&a), "not served"));
+    done(&a);
+    /* AuditEvent is read-only: the server writes them */
+    call(f, "POST", "/fhir/AuditEvent", "{\"resourceType\":\"AuditEvent\"}", &a);
+    assert_int_equal(a.status, 405);
+    done(&a);
+    call(f, "DELETE", "/fhir/AuditEvent/x", NULL, &a);
+    assert_int_equal(a.status, 405);
     done(&a);
     call(f, "GET", "/fhir/Bogus", NULL, &a);
     assert_int_equal(a.status, 404);

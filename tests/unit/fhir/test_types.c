@@ -143,7 +143,7 @@ static void test_capability(void **state)
     assert_int_equal(json_array_size(fmt), 2);
     json_t *rest = json_array_get(json_object_get(cs, "rest"), 0);
     assert_string_equal(json_string_value(json_object_get(rest, "mode")), "server");
-    assert_int_equal(json_array_size(json_object_get(rest, "resource")), 5);
+    assert_int_equal(json_array_size(json_object_get(rest, "resource")), 7);
 
     json_t *obs = find_resource(cs, "Observation");
     assert_non_null(obs);

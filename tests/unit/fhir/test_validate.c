@@ -217,6 +217,7 @@ static void test_hl7_other_examples(void **state)
     check_examples("Practitioner", 0);
     check_examples("Organization", 0);
     check_examples("Device", 0);
+    check_examples("Consent", 12);
 }
 
 /* Mutation sweep: in each HL7 Observation example, every value at every
@@ -830,18 +831,81 @@ static void test_other_types(void **state)
     accept("Practitioner", "{'resourceType':'Practitioner','name':[{'family':'Who'}]}");
     reject("Practitioner", "{'resourceType':'Practitioner','meta':{'versionId':''}}", 400,
            "Practitioner.meta.versionId");
-    /* Consent is served (once types.c lists it) but not modelled:
-     * structural checks */
-    if (!vl_fhir_type_find("Consent"))
-        return;
-    accept("Consent", "{'resourceType':'Consent','status':'active','patient':"
-                      "{'reference':'Patient/p1'},'anything':{'deep':[1,2]}}");
-    reject("Consent", "{'resourceType':'Consent','patient':{'reference':'Patient'}}", 400,
-           "Consent.patient.reference");
-    reject("Consent", "{'resourceType':'Consent','provision':{'actor':[]}}", 400,
-           "Consent.provision.actor");
+    /* Consent: the R4 element tables and ppc-1..5 */
+#define CONSENT_HEAD                                                                               \
+    "'resourceType':'Consent','status':'active','scope':{'coding':[{'system':"                     \
+    "'http://terminology.hl7.org/CodeSystem/consentscope','code':'patient-privacy'}]},"            \
+    "'category':[{'coding':[{'system':'http://loinc.org','code':'59284-0'}]}]"
+    accept("Consent", "{" CONSENT_HEAD ",'patient':{'reference':'Patient/p1'},'policyRule':{"
+                      "'coding':[{'system':'http://terminology.hl7.org/CodeSystem/v3-ActCode',"
+                      "'code':'OPTIN'}]},'provision':{'type':'permit','period':{'start':"
+                      "'2024-01-01','end':'2025-01-01'},'actor':[{'role':{'coding':[{'system':"
+                      "'http://terminology.hl7.org/CodeSystem/v3-ParticipationType','code':"
+                      "'PRCP'}]},'reference':{'reference':'Organization/o1'}}],'action':[{"
+                      "'coding':[{'code':'access'}]}],'class':[{'system':"
+                      "'http://hl7.org/fhir/resource-types','code':'Observation'}],'code':[{"
+                      "'coding':[{'system':'http://loinc.org','code':'8867-4'}]}],'dataPeriod':"
+                      "{'start':'2024-01-01'},'provision':[{'type':'deny','code':[{'coding':[{"
+                      "'system':'http://loinc.org','code':'8480-6'}]}],'provision':[{'type':"
+                      "'permit'}]}]}}");
+    /* ppc-1: a policy or a policyRule */
+    reject("Consent", "{" CONSENT_HEAD ",'patient':{'reference':'Patient/p1'}}", 400, "Consent");
+    accept("Consent", "{" CONSENT_HEAD ",'patient':{'reference':'Patient/p1'},'policy':[{'uri':"
+                      "'https://example.org/policy'}]}");
+    /* ppc-2..5: a patient for the patient-privacy, research, adr and treatment scopes */
+    reject("Consent", "{" CONSENT_HEAD ",'policy':[{'uri':'https://example.org/p'}]}", 400,
+           "Consent.patient");
+    reject("Consent",
+           "{'resourceType':'Consent','status':'active','scope':{'coding':[{'code':'research'}]},"
+           "'category':[{'text':'x'}],'policyRule':{'text':'r'}}",
+           400, "Consent.patient");
+    reject("Consent",
+           "{'resourceType':'Consent','status':'active','scope':{'coding':[{'system':"
+           "'http://terminology.hl7.org/CodeSystem/consentscope','code':'adr'}]},"
+           "'category':[{'text':'x'}],'policyRule':{'text':'r'}}",
+           400, "Consent.patient");
+    reject("Consent",
+           "{'resourceType':'Consent','status':'active','scope':{'coding':[{'system':"
+           "'http://terminology.hl7.org/CodeSystem/consentscope','code':'treatment'}]},"
+           "'category':[{'text':'x'}],'policyRule':{'text':'r'}}",
+           400, "Consent.patient");
+    /* another scope system does not need one */
+    accept("Consent", "{'resourceType':'Consent','status':'active','scope':{'coding':[{'system':"
+                      "'https://example.org/scopes','code':'treatment'}]},'category':[{'text':"
+                      "'x'}],'policyRule':{'text':'r'}}");
+    /* required elements, codes and structure */
+    reject("Consent", "{'resourceType':'Consent','patient':{'reference':'Patient/p1'}}", 400,
+           "Consent.status");
+    reject("Consent",
+           "{'resourceType':'Consent','status':'revoked','scope':{'text':'s'},'category':[{"
+           "'text':'x'}],'policyRule':{'text':'r'}}",
+           400, "Consent.status");
+    reject("Consent",
+           "{'resourceType':'Consent','status':'active','category':[{'text':'x'}],"
+           "'policyRule':{'text':'r'}}",
+           400, "Consent.scope");
+    reject("Consent",
+           "{" CONSENT_HEAD ",'patient':{'reference':'Patient/p1'},'policyRule':{'text':'r'},"
+           "'provision':{'type':'maybe'}}",
+           400, "Consent.provision.type");
+    reject("Consent",
+           "{" CONSENT_HEAD ",'patient':{'reference':'Patient/p1'},'policyRule':{'text':'r'},"
+           "'provision':{'actor':[{'reference':{'reference':'Organization/o1'}}]}}",
+           400, "Consent.provision.actor[0].role");
+    reject("Consent",
+           "{" CONSENT_HEAD ",'patient':{'reference':'Patient/p1'},'policyRule':{'text':'r'},"
+           "'provision':{'provision':[{'dataPeriod':{'start':'2024-13-01'}}]}}",
+           400, "Consent.provision.provision[0].dataPeriod.start");
+    reject("Consent",
+           "{" CONSENT_HEAD ",'patient':{'reference':'Patient/p1'},'policyRule':{'text':'r'},"
+           "'provision':{'actor':[]}}",
+           400, "Consent.provision.actor");
+    reject("Consent",
+           "{" CONSENT_HEAD ",'patient':{'reference':'Patient/p1'},'policyRule':{'text':'r'},"
+           "'anything':1}",
+           400, NULL);
     reject("Consent", "{'resourceType':'Consent','id':'a b'}", 400, "Consent.id");
-    reject("Consent", "{'resourceType':'Consent','x':{'y':null}}", 400, "Consent.x.y");
+#undef CONSENT_HEAD
 }
 
 static void test_id_valid(void **state)
