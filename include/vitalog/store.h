@@ -346,6 +346,11 @@ typedef struct vl_store_put {
     const char *body;   /* the exact bytes to store and serve */
     size_t body_len;
     const vl_index_t *index; /* rows and compartments of this version (not for a delete) */
+    /* further ledger entries of this version, appended right after its own
+     * in this order, with the same ref and commitment (the fhir module asks
+     * for consent.grant / consent.revoke; docs/ledger.md 2.1) */
+    const vl_entry_kind_t *also;
+    size_t n_also;
 } vl_store_put_t;
 
 /** What a put wrote: its version's anchor in the ledger. */

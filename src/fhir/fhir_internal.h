@@ -157,7 +157,15 @@ typedef struct vl_write {
     size_t body_len;
     int anchored;
     vl_store_receipt_t receipt;
+    vl_entry_kind_t consent[2]; /* the consent entries the write added */
+    size_t n_consent;
 } vl_write_t;
+
+/** The ledger entries a Consent write adds (consent.c): `before` the
+ *  version replaced (NULL: none or deleted), `after` the new one (NULL: a
+ *  delete). Returns how many kinds it wrote into `kinds` (0-2). */
+size_t vl_fhir_consent_transition(const json_t *before, const json_t *after,
+                                  vl_entry_kind_t kinds[2]);
 
 /** A write of `res` (taken) as `op` on `type`. */
 void vl_write_init(vl_write_t *w, vl_wop_t op, const vl_fhir_type_t *type, json_t *res);

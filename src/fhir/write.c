@@ -209,6 +209,34 @@ static int visible(vl_store_txn_t *txn, vl_scope_t scope, const char *type, cons
     return 1;
 }
 
+/* A Consent write: the grant and revoke entries it adds, from the version
+ * it replaces (read inside the transaction) and the new one. */
+static int consent_entries(vl_store_txn_t *txn, vl_write_t *w, const vl_store_head_t *head,
+                           vl_error_t *err)
+{
+    vl_store_err_t serr = VL_STORE_ERR_INIT;
+    vl_record_t rec;
+    json_t *before = NULL;
+    w->n_consent = 0;
+    if (head->exists && !head->deleted) {
+        if (vl_store_txn_read(txn, vl_scope_everything(), w->type->name, w->id, head->version, &rec,
+                              &serr) < 0)
+            return store_failed(&serr, err);
+        /* parsed like a request body, so numbers compare as their text */
+        vl_error_t perr = VL_ERROR_INIT;
+        before = rec.body ? vl_json_parse(rec.body, rec.body_len, NULL, &perr) : NULL;
+        vl_error_clear(&perr);
+        vl_record_free(&rec);
+        if (!before)
+            return vl_error_set(err, 500, "exception", NULL,
+                                "the stored Consent cannot be read back");
+    }
+    w->n_consent =
+        vl_fhir_consent_transition(before, w->op == VL_W_DELETE ? NULL : w->resource, w->consent);
+    json_decref(before);
+    return 0;
+}
+
 int vl_write_execute(vl_store_txn_t *txn, vl_scope_t scope, vl_write_t *w, vl_error_t *err)
 {
     int rc;
@@ -274,6 +302,10 @@ int vl_write_execute(vl_store_txn_t *txn, vl_scope_t scope, vl_write_t *w, vl_er
         put.body_len = w->body_len;
         put.index = &w->index;
     }
+    if (!strcmp(name, "Consent") && consent_entries(txn, w, &head, err) < 0)
+        return -1;
+    put.also = w->consent;
+    put.n_also = w->n_consent;
     if (vl_store_txn_put(txn, &put, &w->receipt, &serr) < 0)
         return store_failed(&serr, err);
     /* ... and so must the version written (the unit rolls back if not) */

@@ -28,7 +28,8 @@
 
 #define VL_ENTRY_MAX_LINE 1024 /* > the longest line a valid entry can have (~560) */
 
-static const char *const kind_names[] = {"create", "update", "delete", "key-rotation"};
+static const char *const kind_names[] = {"create",       "update",        "delete",
+                                         "key-rotation", "consent.grant", "consent.revoke"};
 
 /* ------------------------------------------------------------------------
  * Field grammars
@@ -193,7 +194,7 @@ char *vl_ledger_entry_format(const vl_ledger_entry_t *e, size_t *len)
     uint64_t idx;
     if (len)
         *len = 0;
-    if (!e || (unsigned)e->kind > (unsigned)VL_ENTRY_KEY_ROTATION)
+    if (!e || (unsigned)e->kind >= (unsigned)VL_ENTRY__COUNT)
         return NULL;
     line = malloc(VL_ENTRY_MAX_LINE);
     if (!line)
@@ -305,8 +306,8 @@ int vl__entry_scan(const char *line, size_t len, vl_ledger_entry_t *out, const c
     }
     p += 24;
     EXPECT("\",\"kind\":\"");
-    out->kind = (vl_entry_kind_t)(VL_ENTRY_KEY_ROTATION + 1);
-    for (int k = 0; k <= VL_ENTRY_KEY_ROTATION; k++) {
+    out->kind = VL_ENTRY__COUNT;
+    for (int k = 0; k < VL_ENTRY__COUNT; k++) {
         size_t kl = strlen(kind_names[k]);
         if ((size_t)(end - p) > kl && memcmp(p, kind_names[k], kl) == 0 && p[kl] == '"') {
             out->kind = (vl_entry_kind_t)k;
@@ -314,7 +315,7 @@ int vl__entry_scan(const char *line, size_t len, vl_ledger_entry_t *out, const c
             break;
         }
     }
-    if ((unsigned)out->kind > (unsigned)VL_ENTRY_KEY_ROTATION) {
+    if ((unsigned)out->kind >= (unsigned)VL_ENTRY__COUNT) {
         *why = "unknown kind";
         return -1;
     }

@@ -64,6 +64,7 @@ struct vl_ledger_verifier {
     int listed;                              /* checking against a keys list */
     vl_ledger_rotation_t *expect;            /* its rotations, index order */
     size_t nexpect, expect_next;             /* how many; the next one due */
+    vl_ledger_entry_t last;                  /* entry next-1 (for consent entries) */
 };
 
 static void range_copy(vl_ledger_range_t *dst, const vl_ledger_range_t *src)
@@ -139,7 +140,12 @@ void vl_ledger_verifier_free(vl_ledger_verifier_t *v)
 
 static const char *kind_name(vl_entry_kind_t k)
 {
-    return k == VL_ENTRY_CREATE ? "create" : k == VL_ENTRY_UPDATE ? "update" : "delete";
+    return k == VL_ENTRY_CREATE           ? "create"
+           : k == VL_ENTRY_UPDATE         ? "update"
+           : k == VL_ENTRY_DELETE         ? "delete"
+           : k == VL_ENTRY_CONSENT_GRANT  ? "consent.grant"
+           : k == VL_ENTRY_CONSENT_REVOKE ? "consent.revoke"
+                                          : "key-rotation";
 }
 
 /* The keys list's next rotation, if one is due. */
@@ -247,6 +253,21 @@ int vl_ledger_verifier_entry_hashed(vl_ledger_verifier_t *v, const char *line, s
         memcpy(v->pend_claimed, e.prev, VL_HASH_LEN);
         range_copy(&v->pend_base, &v->before_last); /* [0, next-1) now */
     }
+    if (e.kind == VL_ENTRY_CONSENT_GRANT || e.kind == VL_ENTRY_CONSENT_REVOKE) {
+        /* section 2.1: right after the version's own entry (a grant may
+         * follow that version's revoke), with its ref and commitment */
+        int after_record =
+            v->next > 0 && (v->last.kind == VL_ENTRY_CREATE || v->last.kind == VL_ENTRY_UPDATE ||
+                            v->last.kind == VL_ENTRY_DELETE);
+        int after_revoke = v->next > 0 && e.kind == VL_ENTRY_CONSENT_GRANT &&
+                           v->last.kind == VL_ENTRY_CONSENT_REVOKE;
+        if ((!after_record && !after_revoke) || strcmp(v->last.ref, e.ref) != 0 ||
+            CRYPTO_memcmp(v->last.commitment, e.commitment, VL_HASH_LEN) != 0)
+            return fail(v, err,
+                        "entry %llu: %s of %s does not directly follow that version's own entry "
+                        "with the same ref and commitment",
+                        i, kind_name(e.kind), e.ref);
+    }
     if (e.kind == VL_ENTRY_KEY_ROTATION) {
         vl_ledger_key_t nk;
         size_t k;
@@ -297,6 +318,7 @@ int vl_ledger_verifier_entry_hashed(vl_ledger_verifier_t *v, const char *line, s
     range_copy(&v->before_last, &v->range);
     vl_ledger_range_append(&v->range, h, NULL, NULL);
     memcpy(v->prev, h, VL_HASH_LEN);
+    v->last = e;
     v->next++;
     return 0;
 }

@@ -223,6 +223,15 @@ int vl_store_txn_put(vl_store_txn_t *t, const vl_store_put_t *p, vl_store_receip
     sodium_memzero(salt, sizeof salt);
     if (vl_ledger_state_append(s, &e, hash, err) < 0)
         return -1;
+    for (size_t i = 0; i < p->n_also; i++) {
+        vl_ledger_entry_t more = e;
+        unsigned char ignored[VL_HASH_LEN];
+        if (p->also[i] != VL_ENTRY_CONSENT_GRANT && p->also[i] != VL_ENTRY_CONSENT_REVOKE)
+            return vl_store_fail(err, VL_STORE_INVALID, "not an entry kind a version may add");
+        more.kind = p->also[i];
+        if (vl_ledger_state_append(s, &more, ignored, err) < 0)
+            return -1;
+    }
     t->broken = 0;
     if (out) {
         out->version = p->version;

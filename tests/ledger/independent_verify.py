@@ -280,7 +280,7 @@ def check_entry_values(e):
     if kind == "key-rotation":
         Key(e["key"])  # must parse, with a correct key id
         b64decode_strict(e["signature"], "rotation signature")
-    elif kind in ("create", "update", "delete"):
+    elif kind in ("create", "update", "delete", "consent.grant", "consent.revoke"):
         if not REF_RE.fullmatch(e["ref"]):
             raise VerifyError("ref %r is not Type/id/_history/version" % e["ref"])
         if not HEX64_RE.fullmatch(e["commitment"]):
@@ -318,6 +318,7 @@ class Verifier:
         self.last_entry_line = 0
         self.rotations = 0
         self.refs = {}  # ref -> (index, kind, commitment)
+        self.last = None  # the previous entry (for consent entries)
         self.log = log or (lambda s: None)
 
     def where(self):
@@ -353,11 +354,22 @@ class Verifier:
             self.log("entry %d: key rotation %s -> %s" % (idx, signer.vkey, new.vkey))
             self.keys = [new]
             self.rotations += 1
+        elif e["kind"].startswith("consent."):
+            # section 2.1: right after the version's own entry (a grant may
+            # follow that version's revoke), with the same ref and commitment
+            last = self.last
+            follows = last is not None and (last["kind"] in ("create", "update", "delete") or
+                                            (e["kind"] == "consent.grant" and
+                                             last["kind"] == "consent.revoke"))
+            if not follows or last["ref"] != e["ref"] or last["commitment"] != e["commitment"]:
+                raise VerifyError("entry index %d (line %d): %s of %s does not directly follow "
+                                  "that version's own entry" % (idx, lineno, e["kind"], e["ref"]))
         else:
             if e["ref"] in self.refs:
                 raise VerifyError("entry index %d (line %d): ref %s already anchored at index %d"
                                   % (idx, lineno, e["ref"], self.refs[e["ref"]][0]))
             self.refs[e["ref"]] = (idx, e["kind"], e["commitment"])
+        self.last = e
         h = leaf_hash(line)
         self.tree.append(h)
         self.prev = h

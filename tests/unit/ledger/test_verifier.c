@@ -98,6 +98,41 @@ static void build(export_t *x, int n, int every, int rot, const vl_ledger_key_t 
     }
 }
 
+/* Entries of the given kinds, versions and commitment seeds, then one
+ * checkpoint (for the consent entries of docs/ledger.md 2.1). */
+typedef struct spec {
+    vl_entry_kind_t kind;
+    int version, seed;
+} spec_t;
+
+static void build_spec(export_t *x, const spec_t *sp, int n)
+{
+    vl_ledger_range_t r;
+    unsigned char prev[32] = {0}, root[32];
+    vl_ledger_range_init(&r);
+    x->n = 0;
+    for (int i = 0; i < n; i++) {
+        vl_ledger_entry_t e;
+        size_t len;
+        char *line, seed[16];
+        memset(&e, 0, sizeof e);
+        e.index = (uint64_t)i;
+        e.time_us = INT64_C(1700000000000000) + (int64_t)i * 1000;
+        memcpy(e.prev, prev, 32);
+        e.kind = sp[i].kind;
+        snprintf(e.ref, sizeof e.ref, "Consent/c1/_history/%d", sp[i].version);
+        snprintf(seed, sizeof seed, "%d", sp[i].seed);
+        vl_ledger_leaf_hash(seed, strlen(seed), e.commitment);
+        line = vl_ledger_entry_format(&e, &len);
+        assert_non_null(line);
+        vl_ledger_leaf_hash(line, len, prev);
+        vl_ledger_range_append(&r, prev, NULL, NULL);
+        push(x, line, len, 0);
+    }
+    vl_ledger_range_root(&r, root);
+    push_checkpoint(x, &g_key, (uint64_t)n, root);
+}
+
 static void release(export_t *x)
 {
     for (int i = 0; i < x->n; i++)
@@ -450,6 +485,39 @@ static void test_rotation(void **state)
 }
 
 /* Throughput of vl_ledger_verifier_entry over 1M entries (one core). */
+static void test_consent_entries(void **state)
+{
+    static export_t x;
+    char msg[512];
+    const vl_entry_kind_t C = VL_ENTRY_CREATE, U = VL_ENTRY_UPDATE, D = VL_ENTRY_DELETE,
+                          G = VL_ENTRY_CONSENT_GRANT, R = VL_ENTRY_CONSENT_REVOKE;
+    const spec_t good[] = {{C, 1, 1}, {G, 1, 1}, {U, 2, 2}, {R, 2, 2}, {G, 2, 2}, {U, 3, 3},
+                           {U, 4, 4}, {R, 4, 4}, {U, 5, 5}, {G, 5, 5}, {D, 6, 6}, {R, 6, 6}};
+    const struct {
+        spec_t sp[3];
+        int n;
+        const char *why;
+    } bad[] = {
+        {{{G, 1, 1}}, 1, "a grant first"},
+        {{{C, 1, 1}, {G, 2, 1}}, 2, "another ref"},
+        {{{C, 1, 1}, {G, 1, 9}}, 2, "another commitment"},
+        {{{C, 1, 1}, {G, 1, 1}, {R, 1, 1}}, 3, "a revoke after a grant"},
+        {{{C, 1, 1}, {G, 1, 1}, {G, 1, 1}}, 3, "two grants"},
+        {{{C, 1, 1}, {U, 2, 2}, {G, 1, 1}}, 3, "not right after its version"},
+    };
+    (void)state;
+    build_spec(&x, good, (int)(sizeof good / sizeof good[0]));
+    assert_int_equal(run(&x, &g_key, 1, ORIGIN, msg), 0);
+    release(&x);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        build_spec(&x, bad[i].sp, bad[i].n);
+        if (run(&x, &g_key, 1, ORIGIN, msg) == 0)
+            fail_msg("accepted: %s", bad[i].why);
+        assert_non_null(strstr(msg, "does not directly follow"));
+        release(&x);
+    }
+}
+
 static void test_speed(void **state)
 {
     (void)state;
@@ -507,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_structure),
         cmocka_unit_test(test_bad_checkpoints),
         cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_consent_entries),
         cmocka_unit_test(test_speed),
     };
     if (sodium_init() < 0)

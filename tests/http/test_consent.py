@@ -1,0 +1,134 @@
+"""Consent over HTTP against the real binary: grants and revokes anchored in
+the ledger (docs/ledger.md 2.1), checked by vitalog verify and by the
+independent verifier written from the docs (tests/ledger)."""
+
+import json
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+from requests.structures import CaseInsensitiveDict
+
+import harness
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def srv(settings):
+    root = Path(tempfile.mkdtemp(prefix="vitalog-consent-"))
+    server = harness.Server(settings.binary, root)
+    try:
+        server.wait_for_port()
+    except harness.ServerError as e:
+        pytest.fail(f"server did not start: {e}\n{server.log_tail()}", pytrace=False)
+    server.root = root
+    server.binary = settings.binary
+    yield server
+    problem = server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+    assert problem is None, problem
+
+
+def call(server, method, path, token=None, body=None):
+    h = CaseInsensitiveDict({"Accept": "application/fhir+json",
+                             "Authorization": f"Bearer {token or server.admin_token}"})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        h["Content-Type"] = "application/fhir+json"
+    r = harness.http_exchange(method, server.base + path, h, data)
+    assert not r.error, r.error
+    return r
+
+
+def consent(cid, patient, status="active", actor="Organization/o1", **provision):
+    prov = {"type": "permit",
+            "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                            "code": "PRCP"}]},
+                       "reference": {"reference": actor}}],
+            "action": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentaction",
+                                    "code": "access"}]}]}
+    prov.update(provision)
+    return {"resourceType": "Consent", "id": cid, "status": status,
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                                  "code": "patient-privacy"}]},
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+            "patient": {"reference": f"Patient/{patient}"},
+            "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                                       "code": "OPTIN"}]},
+            "provision": prov}
+
+
+def entries_after(server, start):
+    size = size_now(server)
+    if size <= start:
+        return []
+    r = call(server, "GET", f"/ledger/entries?start={start}&end={size}")
+    assert r.status == 200
+    return [json.loads(line) for line in r.body.decode().splitlines()]
+
+
+def size_now(server):
+    r = call(server, "GET", "/ledger/checkpoint")
+    if r.status == 404:  # no entry yet
+        return 0
+    return int(r.body.decode().split("\n")[1])
+
+
+def test_grants_and_revokes_are_anchored(srv):
+    cid, pid = f"c{uuid.uuid4().hex[:10]}", f"p{uuid.uuid4().hex[:8]}"
+    steps = [  # body (None: delete), the consent kinds expected after the version's own entry
+        (consent(cid, pid, status="draft"), []),
+        (consent(cid, pid), ["consent.grant"]),
+        (dict(consent(cid, pid), text={"status": "generated",
+                                       "div": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>'}), []),
+        (consent(cid, pid, actor="Organization/o2"), ["consent.revoke", "consent.grant"]),
+        (consent(cid, pid, actor="Organization/o2", status="inactive"), ["consent.revoke"]),
+        (consent(cid, pid, actor="Organization/o2", status="rejected"), []),
+        (consent(cid, pid, actor="Organization/o2"), ["consent.grant"]),
+        (None, ["consent.revoke"]),
+    ]
+    for version, (body, kinds) in enumerate(steps, start=1):
+        start = size_now(srv)
+        if body is None:
+            r = call(srv, "DELETE", f"/fhir/Consent/{cid}")
+            assert r.status == 204
+        else:
+            r = call(srv, "PUT", f"/fhir/Consent/{cid}", body=body)
+            assert r.status in (200, 201), r.body
+        got = entries_after(srv, start)
+        ref = f"Consent/{cid}/_history/{version}"
+        assert [e["ref"] for e in got] == [ref] * (1 + len(kinds)), got
+        assert [e["kind"] for e in got[1:]] == kinds, f"version {version}: {got}"
+        assert len({e["commitment"] for e in got}) == 1
+        # the receipt names the version's own entry
+        assert int(r.header("X-Ledger-Index")) == got[0]["index"]
+
+
+def test_the_export_verifies_with_both_verifiers(srv):
+    key = call(srv, "GET", "/ledger/key").body
+    export = call(srv, "GET", "/ledger/export").body
+    if b'"kind":"consent.grant"' not in export:  # run alone: write one
+        call(srv, "PUT", "/fhir/Consent/solo", body=consent("solo", "p1"))
+        export = call(srv, "GET", "/ledger/export").body
+    assert b'"kind":"consent.grant"' in export
+    work = Path(tempfile.mkdtemp(prefix="vitalog-consent-verify-"))
+    try:
+        (work / "key").write_bytes(key)
+        (work / "export.ndjson").write_bytes(export)
+        ours = subprocess.run([str(srv.binary), "verify", "--key", str(work / "key"),
+                               str(work / "export.ndjson")], capture_output=True, text=True, timeout=60)
+        assert ours.returncode == 0, ours.stderr
+        probe = subprocess.run(["/usr/bin/python3", "-c", "import nacl.signing"], capture_output=True)
+        if probe.returncode != 0:
+            pytest.skip("no PyNaCl for the independent verifier")
+        theirs = subprocess.run(["/usr/bin/python3", str(REPO / "tests/ledger/independent_verify.py"),
+                                 "--key", str(work / "key"), str(work / "export.ndjson")],
+                                capture_output=True, text=True, timeout=120)
+        assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
