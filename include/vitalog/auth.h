@@ -15,6 +15,7 @@
 #ifndef VITALOG_AUTH_H
 #define VITALOG_AUTH_H
 
+#include "vitalog/consent.h"
 #include "vitalog/store.h"
 #include "vitalog/util.h"
 
@@ -30,9 +31,10 @@ typedef enum {
 /** Who is calling. */
 typedef struct vl_principal {
     vl_role_t role;
-    char subject[128]; /* e.g. "Patient/123"; empty when anonymous */
-    char token_id[33]; /* the token's public id; empty when anonymous */
-    char patient[65];  /* patient and device: the id of their Patient */
+    char organization[128]; /* a Practitioner clinic token's Organization, or "" */
+    char subject[128];      /* e.g. "Patient/123"; empty when anonymous */
+    char token_id[33];      /* the token's public id; empty when anonymous */
+    char patient[65];       /* patient and device: the id of their Patient */
 } vl_principal_t;
 
 /**

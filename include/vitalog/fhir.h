@@ -96,6 +96,9 @@ int vl_fhir_id_valid(const char *s);
  *  own compartment is added by vl_fhir_compartment_self() once its id is
  *  known). */
 int vl_fhir_index(const vl_fhir_type_t *type, const json_t *res, vl_index_t *ix, vl_error_t *err);
+/** vl_store_facets_fn: the index (with compartments and consent facets) of
+ *  a stored body of `type`; for vl_store_backfill_facets(). */
+int vl_fhir_facets_of(void *ctx, const char *type, const char *body, size_t len, vl_index_t *ix);
 /** Adds the compartments of `res` only (called by vl_fhir_index). */
 int vl_fhir_compartments(const vl_fhir_type_t *type, const json_t *res, vl_index_t *ix);
 /** A Patient is in its own compartment: adds `id` when `type` is Patient. */

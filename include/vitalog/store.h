@@ -88,22 +88,64 @@ enum {
     VL_SCOPE_RECORDS = 1 << 3, /* the records export (every version's bytes); needs ALL */
 };
 
+/** A code a rule matches: `system` NULL matches the code in any system. */
+typedef struct vl_scope_code {
+    const char *system;
+    const char *code;
+} vl_scope_code_t;
+
+/**
+ * A consent rule (auth builds them from Consent provisions): it covers the
+ * versions in the compartment of `patient` whose type is one of `types`
+ * (none: any type), that carry one of `codes` among their facet codes
+ * (none: any; a version without codes matches no code list), and whose
+ * facet time lies inside [lo, hi) (has_period; a version without a time
+ * matches no period). A deny rule's period matches a version whose time
+ * overlaps it.
+ */
+typedef struct vl_scope_rule {
+    const char *patient;
+    int deny;
+    size_t n_types;
+    const char *const *types;
+    size_t n_codes;
+    const vl_scope_code_t *codes;
+    int has_period;
+    int64_t lo, hi;
+} vl_scope_rule_t;
+
 /**
  * What a read may see. A record version is visible when the scope has
- * VL_SCOPE_ALL, or the version is in the compartment of one of `patients`
- * (ids of Patient resources), or it is in no patient compartment and the
- * scope has VL_SCOPE_SHARED. `patients` is borrowed for the call.
+ * VL_SCOPE_ALL; or it is in the compartment of one of `patients` (ids of
+ * Patient resources); or it is in no patient compartment and the scope has
+ * VL_SCOPE_SHARED; or some permit rule covers it and no deny rule does; or
+ * its resource is of type `ref_type` and its current version has a
+ * reference `ref_param` equal to one of `refs` (a clinic reading the
+ * Consents that name it). Every list is borrowed for the call.
  */
 typedef struct vl_scope {
     unsigned flags;
     size_t n_patients;
     const char *const *patients;
+    size_t n_rules;
+    const vl_scope_rule_t *rules;
+    const char *ref_type, *ref_param;
+    size_t n_refs;
+    const char *const *refs;
 } vl_scope_t;
 
 /** The scope of the data directory's owner (tools, the server itself). */
 static inline vl_scope_t vl_scope_everything(void)
 {
-    vl_scope_t s = {VL_SCOPE_ALL | VL_SCOPE_SHARED | VL_SCOPE_LEDGER | VL_SCOPE_RECORDS, 0, NULL};
+    vl_scope_t s = {VL_SCOPE_ALL | VL_SCOPE_SHARED | VL_SCOPE_LEDGER | VL_SCOPE_RECORDS,
+                    0,
+                    NULL,
+                    0,
+                    NULL,
+                    NULL,
+                    NULL,
+                    0,
+                    NULL};
     return s;
 }
 
@@ -176,6 +218,15 @@ typedef struct vl_index {
     size_t n, cap;
     char **patients;
     size_t n_patients, cap_patients;
+    /* consent facets, kept per version (scopes match rules on them): the
+     * codes the data is about and the time it covers, [time_lo, time_hi) */
+    struct vl_index_code {
+        char *system; /* NULL: none */
+        char *code;
+    } * codes;
+    size_t n_codes, cap_codes;
+    int has_time;
+    int64_t time_lo, time_hi;
 } vl_index_t;
 
 /** The normalized form of a string for matching: lowercase ASCII, Latin-1
@@ -190,6 +241,10 @@ int vl_index_add(vl_index_t *ix, const char *param, vl_index_kind_t kind, const 
                  const char *text, double number, int64_t lo, int64_t hi);
 /** Adds a patient compartment (copied; duplicates are kept once). 0 or -1. */
 int vl_index_add_patient(vl_index_t *ix, const char *patient_id);
+/** Adds a consent facet code (copied; duplicates kept once). 0 or -1. */
+int vl_index_add_code(vl_index_t *ix, const char *system, const char *code);
+/** Sets (or widens to include) the facet time [lo, hi). */
+void vl_index_add_time(vl_index_t *ix, int64_t lo, int64_t hi);
 
 /* ------------------------------------------------------------------------
  * Queries: a conjunction of conditions, each a disjunction of values.
@@ -469,6 +524,34 @@ int vl_store_txn_token_revoke(vl_store_txn_t *txn, const char *id, int64_t time_
 /** Inside a unit: how many tokens exist (revoked ones included). */
 int vl_store_txn_token_count(vl_store_txn_t *txn, int64_t *count,
                              vl_store_err_t *err) VL_WARN_UNUSED;
+
+/* ------------------------------------------------------------------------
+ * Consent facets of versions written before migration 005
+ * ---------------------------------------------------------------------- */
+
+/** Computes the facets of a stored version (the fhir module's index of its
+ *  body) into `ix` (initialized, freed by the caller). 0, or -1 to stop. */
+typedef int (*vl_store_facets_fn)(void *ctx, const char *type, const char *body, size_t len,
+                                  vl_index_t *ix);
+/** Computes and stores the facets of every version that has none yet
+ *  (schemas/005), in units of at most 256 versions. Run once at start-up,
+ *  before serving. *done (may be NULL) receives how many were done. */
+int vl_store_backfill_facets(vl_store_t *store, vl_store_facets_fn fn, void *ctx, size_t *done,
+                             vl_store_err_t *err);
+
+/* ------------------------------------------------------------------------
+ * Watching a type: a cheap "did anything of this type change" for caches
+ * (auth's Consent cache). Its generation moves after every commit that
+ * wrote a version of the type, before the writes are acknowledged, so a
+ * request that starts after an acknowledged write sees the new generation.
+ * ---------------------------------------------------------------------- */
+
+#define VL_STORE_WATCH_MAX 8
+
+/** Watches `type` (call before serving). Returns its slot, or -1. */
+int vl_store_watch(vl_store_t *store, const char *type);
+/** The generation of a watched slot. */
+uint64_t vl_store_watch_gen(vl_store_t *store, int slot);
 
 /** Counters for /metrics. */
 typedef struct vl_store_stats {

@@ -20,7 +20,9 @@
  *      device   writes of Observation and Device in its patient's
  *               compartment; no reads (a conditional write's search sees
  *               only that compartment)
- *      clinic   shared records only, until consent grants more
+ *      clinic   shared records, the Consents that name it, and what the
+ *               patients' active Consents permit it (consent.h): the
+ *               rules are evaluated in SQL on every read and write
  *      auditor  the ledger, never a record
  *      admin    everything
  */
@@ -36,6 +38,7 @@ struct vl_auth {
     vl_store_t *store;
     unsigned char key[32];
     vl_policy_t policy;
+    vl_consent_t *consent;
 };
 
 /* ------------------------------------------------------------------------
@@ -143,11 +146,58 @@ static int is_write(const char *i)
     return is(i, "create") || is(i, "update") || is(i, "delete") || is(i, "patch");
 }
 
+/* A clinic: its references (its own; a Practitioner's Organization too) are
+ * the actors Consent provisions must name. */
+static int clinic(vl_auth_t *a, const vl_principal_t *who, const vl_access_t *what,
+                  vl_arena_t *arena, vl_scope_t *scope, vl_error_t *err)
+{
+    const char *i = what->interaction;
+    const char **actors = vl_arena_alloc(arena, 2 * sizeof *actors);
+    size_t n = 0;
+    vl_consent_action_t action;
+    int permits;
+    if (!actors)
+        return vl_error_set(err, 500, "exception", NULL, "out of memory");
+    actors[n++] = who->subject;
+    if (who->organization[0])
+        actors[n++] = who->organization;
+    if (is_read(i) || is(what->operation, "$ledger")) {
+        action = VL_CONSENT_ACCESS;
+    } else if (is(i, "create")) {
+        action = VL_CONSENT_COLLECT;
+    } else if (is(i, "update") || is(i, "delete")) {
+        action = VL_CONSENT_CORRECT;
+    } else {
+        return deny(err, who, "is not permitted to do this");
+    }
+    if (action != VL_CONSENT_ACCESS && is(what->resource_type, "Consent"))
+        return deny(err, who, "may not write Consents: a patient grants them");
+    permits =
+        vl_consent_rules(a->consent, actors, n, action, vl_time_now_us(), arena, scope, NULL, err);
+    if (permits < 0)
+        return -1;
+    if (action != VL_CONSENT_ACCESS) {
+        if (!permits)
+            return vl_error_set(err, 403, "forbidden", NULL,
+                                "no active Consent permits %s to %s a patient's data", who->subject,
+                                action == VL_CONSENT_COLLECT ? "collect" : "correct");
+        return 0; /* the write must fall inside the rules (vl_write_execute) */
+    }
+    /* reads: records in no compartment, the Consents that name it, and
+     * what the permits cover */
+    scope->flags = VL_SCOPE_SHARED | (is(what->operation, "$ledger") ? VL_SCOPE_LEDGER : 0);
+    scope->ref_type = "Consent";
+    scope->ref_param = "actor";
+    scope->refs = actors;
+    scope->n_refs = n;
+    return 0;
+}
+
 static int authorize(void *ctx, const vl_principal_t *who, const vl_access_t *what,
                      vl_arena_t *arena, vl_scope_t *scope, vl_error_t *err)
 {
     const char *i = what->interaction;
-    (void)ctx;
+    vl_auth_t *a = ctx;
     memset(scope, 0, sizeof *scope);
     if (is(i, "capabilities") || is(i, "health"))
         return 0;
@@ -190,12 +240,7 @@ static int authorize(void *ctx, const vl_principal_t *who, const vl_access_t *wh
         return deny(err, who,
                     "tokens may only create and update Observation and Device resources of "
                     "their patient");
-    case VL_ROLE_CLINIC:
-        if (is_read(i)) {
-            scope->flags = VL_SCOPE_SHARED;
-            return 0;
-        }
-        return deny(err, who, "may write a patient's data only under that patient's consent");
+    case VL_ROLE_CLINIC: return clinic(a, who, what, arena, scope, err);
     default: break;
     }
     return deny(err, who, "is not permitted to do this");
@@ -219,6 +264,12 @@ vl_auth_t *vl_auth_new(const vl_auth_options_t *opts, vl_error_t *err)
     }
     memset(a, 0, sizeof *a);
     a->store = opts->store;
+    a->consent = vl_consent_new(opts->store);
+    if (!a->consent) {
+        sodium_free(a);
+        vl_error_set(err, 500, "exception", NULL, "the Consent cache cannot be set up");
+        return NULL;
+    }
     memcpy(a->key, opts->token_key, sizeof a->key);
     a->policy.identify = identify;
     a->policy.authorize = authorize;
@@ -228,8 +279,10 @@ vl_auth_t *vl_auth_new(const vl_auth_options_t *opts, vl_error_t *err)
 
 void vl_auth_free(vl_auth_t *a)
 {
-    if (a)
-        sodium_free(a); /* zeroes the key */
+    if (!a)
+        return;
+    vl_consent_free(a->consent);
+    sodium_free(a); /* zeroes the key */
 }
 
 const vl_policy_t *vl_auth_policy(vl_auth_t *a)

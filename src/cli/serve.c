@@ -29,6 +29,7 @@
 
 #include "vitalog/auth.h"
 #include "vitalog/cli.h"
+#include "vitalog/fhir.h"
 #include "vitalog/http.h"
 #include "vitalog/ledger.h"
 #include "vitalog/store.h"
@@ -431,6 +432,16 @@ int vl_cli_serve(int argc, char **argv)
     }
     if (vl_cli_first_vkey("vitalog serve", data, first, sizeof first) < 0)
         goto out;
+    {
+        size_t done = 0;
+        if (vl_store_backfill_facets(store, vl_fhir_facets_of, NULL, &done, &serr) < 0) {
+            fprintf(stderr, "vitalog serve: computing consent facets: %s\n", serr.message);
+            goto out;
+        }
+        if (done)
+            vl_log(VL_LOG_INFO, "consent facets computed",
+                   json_pack("{s:I}", "versions", (json_int_t)done));
+    }
     if (vl_auth_token_key_load(data, token_key, &err) < 0) {
         fprintf(stderr, "vitalog serve: %s\n", vl_error_message(&err));
         goto out;

@@ -288,6 +288,24 @@ static size_t split_path(const char *path, char segs[][MAX_SEGMENT_LEN])
     return n;
 }
 
+/* The consent facets (docs/consent.md): for an Observation, the codings of
+ * Observation.code (its "code" rows) and the range of effective[x] (its
+ * "date" rows: dateTime, instant, Period); other types have none. */
+static int facets(const vl_fhir_type_t *type, vl_index_t *ix)
+{
+    if (strcmp(type->name, "Observation") != 0)
+        return 0;
+    for (size_t i = 0; i < ix->n; i++) {
+        const vl_index_row_t *r = &ix->rows[i];
+        if (r->kind == VL_INDEX_TOKEN && !strcmp(r->param, "code") &&
+            vl_index_add_code(ix, r->system, r->text) < 0)
+            return -1;
+        if (r->kind == VL_INDEX_DATE && !strcmp(r->param, "date"))
+            vl_index_add_time(ix, r->lo, r->hi);
+    }
+    return 0;
+}
+
 int vl_fhir_index(const vl_fhir_type_t *type, const json_t *res, vl_index_t *ix, vl_error_t *err)
 {
     if (!type || !json_is_object(res))
@@ -304,8 +322,27 @@ int vl_fhir_index(const vl_fhir_type_t *type, const json_t *res, vl_index_t *ix,
             return vl_error_set(err, 500, "exception", NULL, "Out of memory while indexing %s",
                                 type->name);
     }
-    if (vl_fhir_compartments(type, res, ix) < 0)
+    if (vl_fhir_compartments(type, res, ix) < 0 || facets(type, ix) < 0)
         return vl_error_set(err, 500, "exception", NULL, "Out of memory while indexing %s",
                             type->name);
     return 0;
+}
+
+int vl_fhir_facets_of(void *ctx, const char *type, const char *body, size_t len, vl_index_t *ix)
+{
+    const vl_fhir_type_t *t = vl_fhir_type_find(type);
+    vl_error_t err = VL_ERROR_INIT;
+    json_t *res;
+    int rc;
+    (void)ctx;
+    if (!t) /* a type no longer served: it has no facets */
+        return 0;
+    res = vl_json_parse(body, len, NULL, &err);
+    vl_error_clear(&err);
+    if (!res)
+        return -1;
+    rc = vl_fhir_index(t, res, ix, &err);
+    vl_error_clear(&err);
+    json_decref(res);
+    return rc;
 }

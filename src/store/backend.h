@@ -121,6 +121,12 @@ typedef struct vl_backend_ops {
                          size_t *len, vl_store_err_t *err);
     int (*ledger_rotations)(vl_bconn_t *c, vl_store_rotation_fn fn, void *ctx, vl_store_err_t *err);
 
+    /* consent facets of versions written before migration 005 (writer):
+     * computes (fn) and stores the facets of up to `max` pending versions,
+     * oldest first, and marks them done; *n how many were done */
+    int (*facets_backfill)(vl_backend_t *b, vl_store_facets_fn fn, void *ctx, size_t max, size_t *n,
+                           vl_store_err_t *err);
+
     /* bearer tokens: reads on any connection, writes on the writer's */
     int (*token_find)(vl_bconn_t *c, const unsigned char hash[VL_TOKEN_HASH_LEN],
                       vl_token_row_t *out, vl_store_err_t *err);

@@ -223,6 +223,9 @@ int vl_store_txn_put(vl_store_txn_t *t, const vl_store_put_t *p, vl_store_receip
     sodium_memzero(salt, sizeof salt);
     if (vl_ledger_state_append(s, &e, hash, err) < 0)
         return -1;
+    for (int w = 0; w < s->n_watch; w++)
+        if (!strcmp(s->watch_type[w], p->type))
+            s->batch_watch |= 1u << w;
     for (size_t i = 0; i < p->n_also; i++) {
         vl_ledger_entry_t more = e;
         unsigned char ignored[VL_HASH_LEN];
@@ -420,6 +423,12 @@ static void run_batch(vl_store_t *s, vl_store_unit_t *batch)
             failed += u->result < 0;
         }
     }
+    /* watched types next: a request after an acknowledged write must see
+     * its generation move (a rolled-back batch moves it too: harmless) */
+    for (int w = 0; w < s->n_watch; w++)
+        if (s->batch_watch & (1u << w))
+            atomic_fetch_add(&s->watch_gen[w], 1);
+    s->batch_watch = 0;
     /* counters first: whoever sees a unit complete sees it counted */
     pthread_mutex_lock(&s->mu);
     s->stats.commits += committed;
@@ -861,4 +870,69 @@ int vl_store_txn_token_count(vl_store_txn_t *t, int64_t *count, vl_store_err_t *
     const vl_backend_ops_t *o = t->s->ops;
     *count = 0;
     return o->token_list(o->writer(t->s->b), count_token, count, err) < 0 ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Facets of old versions
+ * ---------------------------------------------------------------------- */
+
+typedef struct backfill {
+    vl_store_facets_fn fn;
+    void *ctx;
+    size_t n;
+    vl_store_err_t err;
+} backfill_t;
+
+static int apply_backfill(vl_store_txn_t *t, void *arg)
+{
+    backfill_t *bf = arg;
+    return t->s->ops->facets_backfill(t->s->b, bf->fn, bf->ctx, 256, &bf->n, &bf->err);
+}
+
+int vl_store_backfill_facets(vl_store_t *s, vl_store_facets_fn fn, void *ctx, size_t *done,
+                             vl_store_err_t *err)
+{
+    size_t total = 0;
+    for (;;) {
+        backfill_t bf = {fn, ctx, 0, VL_STORE_ERR_INIT};
+        vl_store_unit_t u;
+        memset(&u, 0, sizeof u);
+        u.apply = apply_backfill;
+        u.arg = &bf;
+        if (vl_store_run(s, &u) != 0) {
+            *err = bf.err.kind != VL_STORE_OK ? bf.err : u.err;
+            return -1;
+        }
+        total += bf.n;
+        if (bf.n == 0)
+            break;
+    }
+    if (done)
+        *done = total;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Watched types
+ * ---------------------------------------------------------------------- */
+
+int vl_store_watch(vl_store_t *s, const char *type)
+{
+    int slot = -1;
+    pthread_mutex_lock(&s->mu);
+    for (int w = 0; w < s->n_watch; w++)
+        if (!strcmp(s->watch_type[w], type))
+            slot = w;
+    if (slot < 0 && s->n_watch < VL_STORE_WATCH_MAX && strlen(type) < sizeof s->watch_type[0]) {
+        slot = s->n_watch;
+        snprintf(s->watch_type[slot], sizeof s->watch_type[slot], "%s", type);
+        s->n_watch++; /* the writer reads n_watch: set it last, under the lock */
+    }
+    pthread_mutex_unlock(&s->mu);
+    return slot;
+}
+
+uint64_t vl_store_watch_gen(vl_store_t *s, int slot)
+{
+    return slot >= 0 && slot < VL_STORE_WATCH_MAX ? atomic_load(&s->watch_gen[slot]) : 0;
 }

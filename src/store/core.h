@@ -6,6 +6,7 @@
 #define VL_STORE_CORE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "backend.h"
 
@@ -44,6 +45,14 @@ struct vl_store {
     uint64_t cp_size;         /* size of the latest checkpoint */
     int64_t cp_time_us;       /* when it was signed or last tried (CLOCK_MONOTONIC) */
     unsigned cp_ms;
+
+    /* watched types (vl_store_watch): set before serving, then read-only;
+     * a generation moves after every batch that wrote a version of its
+     * type, before any of that batch's units completes */
+    char watch_type[VL_STORE_WATCH_MAX][65];
+    int n_watch;
+    unsigned batch_watch; /* writer only: slots the current batch wrote */
+    _Atomic uint64_t watch_gen[VL_STORE_WATCH_MAX];
 };
 
 struct vl_store_txn {

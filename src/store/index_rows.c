@@ -173,6 +173,11 @@ void vl_index_free(vl_index_t *ix)
     for (size_t i = 0; i < ix->n_patients; i++)
         free(ix->patients[i]);
     free(ix->patients);
+    for (size_t i = 0; i < ix->n_codes; i++) {
+        free(ix->codes[i].system);
+        free(ix->codes[i].code);
+    }
+    free(ix->codes);
     vl_index_init(ix);
 }
 
@@ -213,4 +218,35 @@ int vl_index_add_patient(vl_index_t *ix, const char *patient_id)
         return -1;
     ix->patients[ix->n_patients++] = copy;
     return 0;
+}
+
+int vl_index_add_code(vl_index_t *ix, const char *system, const char *code)
+{
+    struct vl_index_code c = {NULL, NULL};
+    for (size_t i = 0; i < ix->n_codes; i++)
+        if (!strcmp(ix->codes[i].code, code) &&
+            ((!system && !ix->codes[i].system) ||
+             (system && ix->codes[i].system && !strcmp(system, ix->codes[i].system))))
+            return 0;
+    if (vl_grow(&ix->codes, &ix->cap_codes, ix->n_codes + 1, sizeof *ix->codes) < 0 ||
+        dup_opt(system, &c.system) < 0 || !(c.code = strdup(code))) {
+        free(c.system);
+        return -1;
+    }
+    ix->codes[ix->n_codes++] = c;
+    return 0;
+}
+
+void vl_index_add_time(vl_index_t *ix, int64_t lo, int64_t hi)
+{
+    if (!ix->has_time) {
+        ix->has_time = 1;
+        ix->time_lo = lo;
+        ix->time_hi = hi;
+        return;
+    }
+    if (lo < ix->time_lo)
+        ix->time_lo = lo;
+    if (hi > ix->time_hi)
+        ix->time_hi = hi;
 }

@@ -551,6 +551,7 @@ const vl_backend_ops_t vl_backend_sqlite = {
     .ledger_checkpoint = vl_sqlite_ledger_checkpoint,
     .ledger_record = vl_sqlite_ledger_record,
     .ledger_rotations = vl_sqlite_ledger_rotations,
+    .facets_backfill = vl_sqlite_facets_backfill,
     .token_find = vl_sqlite_token_find,
     .token_list = vl_sqlite_token_list,
     .token_add = vl_sqlite_token_add,

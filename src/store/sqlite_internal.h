@@ -35,6 +35,10 @@ enum {
     ST_LEDGER_PUT_NODE,
     ST_LEDGER_CHECKPOINT,
     ST_LEDGER_ROTATION,
+    ST_INSERT_CODE,
+    ST_INSERT_TIME,
+    ST_COPY_CODES,
+    ST_COPY_TIME,
     ST_TOKEN_FIND,
     ST_TOKEN_ADD,
     ST_TOKEN_REVOKE,
@@ -131,6 +135,12 @@ int vl_sqlite_ledger_record(vl_bconn_t *c, vl_scope_t scope, const char *type, c
                             size_t *len, vl_store_err_t *err);
 int vl_sqlite_ledger_rotations(vl_bconn_t *c, vl_store_rotation_fn fn, void *ctx,
                                vl_store_err_t *err);
+
+int vl_sqlite_insert_facets(vl_backend_t *b, int64_t seq, const vl_index_t *ix, int64_t rid,
+                            int64_t prev_version, vl_store_err_t *err);
+
+int vl_sqlite_facets_backfill(vl_backend_t *b, vl_store_facets_fn fn, void *ctx, size_t max,
+                              size_t *n, vl_store_err_t *err);
 
 /* sqlite_token.c */
 int vl_sqlite_token_find(vl_bconn_t *c, const unsigned char hash[VL_TOKEN_HASH_LEN],

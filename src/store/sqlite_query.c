@@ -21,7 +21,11 @@
  *
  * Scopes (vl_sqlq_scope): a version is visible under VL_SCOPE_ALL; else
  * when version_patient names one of the scope's patients for it; else,
- * with VL_SCOPE_SHARED, when version_patient has no row for it.
+ * with VL_SCOPE_SHARED, when version_patient has no row for it; else when
+ * a permit rule covers it (its patient's compartment, type, facet codes in
+ * version_code, facet time in version_time) and no deny rule does; else
+ * by the scope's reference list. Every query that takes a scope names the
+ * version `v` and its resource `r` (r.type, r.rid are used here).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -99,6 +103,71 @@ static void bind_real(vl_sqlq_t *q, double v)
     bind(q, (binding_t){B_REAL, NULL, 0, v});
 }
 
+/* The condition that rule `r` covers the version `seq_col` (of resource r). */
+static void rule_sql(vl_sqlq_t *q, const vl_scope_rule_t *r, const char *seq_col)
+{
+    sqlite3_str_appendf(q->sql,
+                        "(EXISTS (SELECT 1 FROM version_patient vp WHERE vp.seq = %s"
+                        " AND vp.patient = ",
+                        seq_col);
+    vl_sqlq_text(q, r->patient);
+    sqlite3_str_appendall(q->sql, ")");
+    if (r->n_types) {
+        sqlite3_str_appendall(q->sql, " AND r.type IN (");
+        for (size_t i = 0; i < r->n_types; i++) {
+            if (i)
+                sqlite3_str_appendall(q->sql, ", ");
+            vl_sqlq_text(q, r->types[i]);
+        }
+        sqlite3_str_appendall(q->sql, ")");
+    }
+    if (r->n_codes) {
+        sqlite3_str_appendf(
+            q->sql, " AND EXISTS (SELECT 1 FROM version_code c WHERE c.seq = %s AND (", seq_col);
+        for (size_t i = 0; i < r->n_codes; i++) {
+            sqlite3_str_appendall(q->sql, i ? " OR (c.code = " : "(c.code = ");
+            vl_sqlq_text(q, r->codes[i].code);
+            if (r->codes[i].system) {
+                sqlite3_str_appendall(q->sql, " AND c.system = ");
+                vl_sqlq_text(q, r->codes[i].system);
+            }
+            sqlite3_str_appendall(q->sql, ")");
+        }
+        sqlite3_str_appendall(q->sql, "))");
+    }
+    if (r->has_period) {
+        sqlite3_str_appendf(
+            q->sql, " AND EXISTS (SELECT 1 FROM version_time t WHERE t.seq = %s AND ", seq_col);
+        /* a permit covers data inside its period; a deny any that overlaps */
+        sqlite3_str_appendall(q->sql, r->deny ? "t.lo < " : "t.lo >= ");
+        vl_sqlq_int(q, r->deny ? r->hi : r->lo);
+        sqlite3_str_appendall(q->sql, r->deny ? " AND t.hi > " : " AND t.hi <= ");
+        vl_sqlq_int(q, r->deny ? r->lo : r->hi);
+        sqlite3_str_appendall(q->sql, ")");
+    }
+    sqlite3_str_appendall(q->sql, ")");
+}
+
+/* (permit OR permit ...) AND NOT (deny OR deny ...) */
+static void rules_sql(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
+{
+    int any = 0;
+    sqlite3_str_appendall(q->sql, "((");
+    for (size_t i = 0; i < scope.n_rules; i++)
+        if (!scope.rules[i].deny) {
+            if (any++)
+                sqlite3_str_appendall(q->sql, " OR ");
+            rule_sql(q, &scope.rules[i], seq_col);
+        }
+    sqlite3_str_appendall(q->sql, any ? ")" : "0)");
+    for (size_t i = 0, d = 0; i < scope.n_rules; i++)
+        if (scope.rules[i].deny) {
+            sqlite3_str_appendall(q->sql, d++ ? " AND NOT " : " AND NOT ");
+            rule_sql(q, &scope.rules[i], seq_col);
+        }
+    sqlite3_str_appendall(q->sql, ")");
+}
+
 void vl_sqlq_scope(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
 {
     int parts = 0;
@@ -120,6 +189,27 @@ void vl_sqlq_scope(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
         sqlite3_str_appendf(q->sql,
                             "%sNOT EXISTS (SELECT 1 FROM version_patient vp WHERE vp.seq = %s)",
                             parts ? " OR " : "", seq_col);
+        parts++;
+    }
+    if (scope.n_rules && scope.rules) {
+        if (parts)
+            sqlite3_str_appendall(q->sql, " OR ");
+        rules_sql(q, scope, seq_col);
+        parts++;
+    }
+    if (scope.n_refs && scope.refs && scope.ref_type && scope.ref_param) {
+        sqlite3_str_appendall(q->sql, parts ? " OR (r.type = " : "(r.type = ");
+        vl_sqlq_text(q, scope.ref_type);
+        sqlite3_str_appendall(q->sql, " AND EXISTS (SELECT 1 FROM idx_reference x WHERE x.rid ="
+                                      " r.rid AND x.param = ");
+        vl_sqlq_text(q, scope.ref_param);
+        sqlite3_str_appendall(q->sql, " AND x.ref IN (");
+        for (size_t i = 0; i < scope.n_refs; i++) {
+            if (i)
+                sqlite3_str_appendall(q->sql, ", ");
+            vl_sqlq_text(q, scope.refs[i]);
+        }
+        sqlite3_str_appendall(q->sql, ")))");
         parts++;
     }
     if (!parts)

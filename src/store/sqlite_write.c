@@ -8,6 +8,8 @@
  *   idx_*             the current version's search index rows
  *   version_patient   the patient compartments of every version (a delete
  *                     keeps those of the version it deletes)
+ *   version_code,     the consent facets of every version: its codes and
+ *   version_time      its data time (a delete keeps those it deletes)
  *   ledger_*          entries, Merkle nodes, checkpoints, key rotations
  */
 #include <stdio.h>
@@ -169,6 +171,62 @@ static int insert_patients(vl_backend_t *b, int64_t seq, const vl_store_put_t *p
     return 0;
 }
 
+/* The facets of version `seq` (codes and data time): those of the index,
+ * or for a delete those of the version it deletes. */
+int vl_sqlite_insert_facets(vl_backend_t *b, int64_t seq, const vl_index_t *ix, int64_t rid,
+                            int64_t prev_version, vl_store_err_t *err)
+{
+    sqlite3_stmt *st;
+    if (!ix) {
+        st = W(b, ST_COPY_CODES,
+               "INSERT INTO version_code (seq, system, code) SELECT ?1, c.system, c.code"
+               " FROM resource_version v JOIN version_code c ON c.seq = v.seq"
+               " WHERE v.rid = ?2 AND v.version = ?3",
+               err);
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 1, seq);
+        sqlite3_bind_int64(st, 2, rid);
+        sqlite3_bind_int64(st, 3, prev_version);
+        if (step_done(b, st, "writing facets", err) < 0)
+            return -1;
+        st = W(b, ST_COPY_TIME,
+               "INSERT INTO version_time (seq, lo, hi) SELECT ?1, t.lo, t.hi"
+               " FROM resource_version v JOIN version_time t ON t.seq = v.seq"
+               " WHERE v.rid = ?2 AND v.version = ?3",
+               err);
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 1, seq);
+        sqlite3_bind_int64(st, 2, rid);
+        sqlite3_bind_int64(st, 3, prev_version);
+        return step_done(b, st, "writing facets", err);
+    }
+    for (size_t i = 0; i < ix->n_codes; i++) {
+        st = W(b, ST_INSERT_CODE,
+               "INSERT INTO version_code (seq, system, code) VALUES (?1, ?2, ?3)", err);
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 1, seq);
+        bind_text_or_null(st, 2, ix->codes[i].system);
+        sqlite3_bind_text(st, 3, ix->codes[i].code, -1, SQLITE_STATIC);
+        if (step_done(b, st, "writing facets", err) < 0)
+            return -1;
+    }
+    if (ix->has_time) {
+        st = W(b, ST_INSERT_TIME,
+               "INSERT OR REPLACE INTO version_time (seq, lo, hi) VALUES (?1, ?2, ?3)", err);
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 1, seq);
+        sqlite3_bind_int64(st, 2, ix->time_lo);
+        sqlite3_bind_int64(st, 3, ix->time_hi);
+        if (step_done(b, st, "writing facets", err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 int vl_sqlite_write_version(vl_backend_t *b, const vl_store_put_t *p, const vl_bhead_t *head,
                             int64_t time_us, const unsigned char salt[32], uint64_t ledger_index,
                             vl_store_err_t *err)
@@ -222,7 +280,9 @@ int vl_sqlite_write_version(vl_backend_t *b, const vl_store_put_t *p, const vl_b
     if (step_done(b, st, "writing a version", err) < 0)
         return -1;
     seq = sqlite3_last_insert_rowid(b->writer.db);
-    if (insert_patients(b, seq, p, rid, err) < 0)
+    if (insert_patients(b, seq, p, rid, err) < 0 ||
+        ((deleted || p->index) &&
+         vl_sqlite_insert_facets(b, seq, deleted ? NULL : p->index, rid, p->version - 1, err) < 0))
         return -1;
     if (head->head.exists && delete_index(b, rid, err) < 0)
         return -1;
@@ -347,4 +407,89 @@ int vl_sqlite_anchor(vl_backend_t *b, int64_t seq, uint64_t index, vl_store_err_
     if (rc != SQLITE_DONE)
         return vl_sqlite_error(err, b->writer.db, "anchoring a version");
     return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Facets of versions written before migration 005
+ * ---------------------------------------------------------------------- */
+
+int vl_sqlite_facets_backfill(vl_backend_t *b, vl_store_facets_fn fn, void *ctx, size_t max,
+                              size_t *n, vl_store_err_t *err)
+{
+    sqlite3 *db = b->writer.db;
+    sqlite3_stmt *st = NULL, *del = NULL;
+    int rc = -1, step;
+    *n = 0;
+    /* the batch is read whole before anything is written: no table is
+     * changed while a statement scans it */
+    typedef struct pending {
+        int64_t seq;
+        char *type, *body;
+        size_t len;
+    } pending_t;
+    pending_t *list = calloc(max, sizeof *list);
+    size_t count = 0;
+    if (!list)
+        return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
+    if (sqlite3_prepare_v2(db,
+                           "SELECT p.seq, r.type, v.body, v.rid FROM facets_pending p"
+                           " JOIN resource_version v ON v.seq = p.seq"
+                           " JOIN resource r ON r.rid = v.rid ORDER BY p.seq LIMIT ?1",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "DELETE FROM facets_pending WHERE seq = ?1", -1, &del, NULL) !=
+            SQLITE_OK) {
+        vl_sqlite_error(err, db, "reading versions without facets");
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+    while (count < max && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        pending_t *p = &list[count++];
+        const void *body = sqlite3_column_blob(st, 2);
+        p->seq = sqlite3_column_int64(st, 0);
+        p->type = strdup((const char *)sqlite3_column_text(st, 1));
+        p->len = (size_t)sqlite3_column_bytes(st, 2);
+        p->body = malloc(p->len + 1);
+        if (!p->type || !p->body) {
+            vl_store_fail(err, VL_STORE_FAILED, "out of memory");
+            goto out;
+        }
+        if (p->len)
+            memcpy(p->body, body, p->len);
+        p->body[p->len] = '\0';
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    for (size_t i = 0; i < count; i++) {
+        vl_index_t ix;
+        int bad;
+        vl_index_init(&ix);
+        bad = list[i].len && fn(ctx, list[i].type, list[i].body, list[i].len, &ix) < 0;
+        if (!bad && vl_sqlite_insert_facets(b, list[i].seq, &ix, 0, 0, err) < 0) {
+            vl_index_free(&ix);
+            goto out;
+        }
+        vl_index_free(&ix);
+        if (bad) {
+            vl_store_fail(err, VL_STORE_FAILED, "computing the facets of %s version %lld failed",
+                          list[i].type, (long long)list[i].seq);
+            goto out;
+        }
+        sqlite3_reset(del);
+        sqlite3_bind_int64(del, 1, list[i].seq);
+        if (sqlite3_step(del) != SQLITE_DONE) {
+            vl_sqlite_error(err, db, "marking facets done");
+            goto out;
+        }
+    }
+    *n = count;
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    sqlite3_finalize(del);
+    for (size_t i = 0; i < count; i++) {
+        free(list[i].type);
+        free(list[i].body);
+    }
+    free(list);
+    return rc;
 }

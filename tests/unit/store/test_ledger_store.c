@@ -131,7 +131,7 @@ static void test_old_database_anchored_after_keyless_open(void **state)
     /* the migrations after 002 ran too: the Patient is in its compartment */
     {
         static const char *const p1[] = {"p1"};
-        vl_scope_t sc = {0, 1, p1};
+        vl_scope_t sc = {.flags = 0, .n_patients = 1, .patients = p1};
         assert_int_equal(tstore_read(s, sc, "Patient", "p1", 1, NULL), VL_STORE_OK);
         assert_int_equal(tstore_read(s, sc, "Patient", "p1", 2, NULL), VL_STORE_OK);
     }
@@ -493,7 +493,7 @@ static void test_rotations_listed(void **state)
     /* the list is a ledger read */
     memset(&r, 0, sizeof r);
     {
-        vl_scope_t no_ledger = {VL_SCOPE_ALL | VL_SCOPE_SHARED | VL_SCOPE_RECORDS, 0, NULL};
+        vl_scope_t no_ledger = {.flags = VL_SCOPE_ALL | VL_SCOPE_SHARED | VL_SCOPE_RECORDS};
         assert_int_equal(vl_store_ledger_rotations(s, no_ledger, collect_rotation, &r, &err), -1);
         assert_int_equal(err.kind, VL_STORE_DENIED);
         assert_int_equal(r.n, 0);
@@ -519,6 +519,7 @@ static void test_rotations_listed(void **state)
 
     /* migration 003 builds the list from the entries of an older database */
     tstore_sql(dir, "DROP TABLE ledger_rotation; DROP TABLE version_patient; DROP TABLE token;"
+                    " DROP TABLE version_code; DROP TABLE version_time; DROP TABLE facets_pending;"
                     " PRAGMA user_version=2;");
     assert_int_equal(vl_store_open(dir, &o3, &s, &err), 0);
     expect_rotations(s, 1, v2, 3, v3);

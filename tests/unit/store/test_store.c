@@ -1663,7 +1663,7 @@ static void test_persists_across_reopen(void **state)
     /* the compartments too */
     {
         static const char *const p1[] = {"p1"};
-        vl_scope_t sc = {0, 1, p1};
+        vl_scope_t sc = {.flags = 0, .n_patients = 1, .patients = p1};
         assert_int_equal(tstore_read(f->store, sc, "Observation", "o", 1, NULL), VL_STORE_OK);
     }
     /* and writing continues where it stopped */
@@ -1744,7 +1744,7 @@ static const char *const NOBODY[] = {"nobody"};
 
 static vl_scope_t scope(unsigned flags, const char *const *patients, size_t n)
 {
-    vl_scope_t s = {flags, n, patients};
+    vl_scope_t s = {.flags = flags, .n_patients = n, .patients = patients};
     return s;
 }
 
