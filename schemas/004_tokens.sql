@@ -5,9 +5,10 @@
 --         DIR/token.key (0600, outside the database), so the database alone
 --         lets nobody check a guess. id is the token's public name (list,
 --         revoke, AuditEvent.agent); role and subject say who it speaks
---         for; times are microseconds since the epoch (UTC), expires and
---         revoked NULL when not set. Rows are never deleted: a revoked
---         token stays listed.
+--         for (organization: the Organization of a Practitioner's clinic
+--         token, which Consents may name instead); times are microseconds
+--         since the epoch (UTC), expires and revoked NULL when not set. Rows
+--         are never deleted: a revoked token stays listed.
 
 CREATE TABLE token (
     id      TEXT    PRIMARY KEY,
@@ -15,6 +16,7 @@ CREATE TABLE token (
     role    TEXT    NOT NULL CHECK (role IN ('admin', 'clinic', 'patient', 'device', 'auditor')),
     subject TEXT    NOT NULL,
     label   TEXT    NOT NULL DEFAULT '',
+    organization TEXT,
     created INTEGER NOT NULL,
     expires INTEGER,
     revoked INTEGER

@@ -107,7 +107,8 @@ void vl_auth_token_hash(const unsigned char key[32], const char *token, size_t l
 typedef struct vl_token_request {
     vl_role_t role;
     const char *subject;
-    const char *label; /* NULL or at most 127 printable characters */
+    const char *organization; /* NULL, or for a clinic Practitioner: Organization/<id> */
+    const char *label;        /* NULL or at most 127 printable characters */
     int64_t expires_us;
 } vl_token_request_t;
 

@@ -501,6 +501,7 @@ typedef struct vl_token_row {
     unsigned char hash[VL_TOKEN_HASH_LEN]; /* keyed hash of the secret token */
     char role[16];
     char subject[128];
+    char organization[128]; /* "" when none */
     char label[128];
     int64_t created_us;
     int64_t expires_us; /* 0: never */

@@ -88,6 +88,7 @@ static int identify(void *ctx, const char *authorization, vl_principal_t *who, v
         return bad_token(err, "the bearer token has an unknown role");
     snprintf(who->subject, sizeof who->subject, "%s", row.subject);
     snprintf(who->token_id, sizeof who->token_id, "%s", row.id);
+    snprintf(who->organization, sizeof who->organization, "%s", row.organization);
     if ((who->role == VL_ROLE_PATIENT || who->role == VL_ROLE_DEVICE) &&
         !strncmp(row.subject, "Patient/", 8) && strlen(row.subject + 8) < sizeof who->patient)
         memcpy(who->patient, row.subject + 8, strlen(row.subject + 8) + 1);

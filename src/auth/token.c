@@ -217,6 +217,16 @@ static int make_row(const unsigned char key[32], const vl_token_request_t *req,
                             "role must be admin, clinic, patient, device or auditor");
     if (vl_auth_subject_check(req->role, req->subject, err) < 0)
         return -1;
+    if (req->organization && req->organization[0]) {
+        static const char *const org[] = {"Organization", NULL};
+        if (req->role != VL_ROLE_CLINIC || strncmp(req->subject, "Practitioner/", 13) != 0)
+            return vl_error_set(err, 400, "invalid", NULL,
+                                "an organization is given only for a clinic token of a "
+                                "Practitioner");
+        if (!is_reference_to(req->organization, org))
+            return vl_error_set(err, 400, "invalid", NULL,
+                                "the organization is a reference Organization/<id>");
+    }
     if (req->label && req->label[0] && !printable(req->label, 127))
         return vl_error_set(err, 400, "invalid", NULL,
                             "a label is at most 127 printable ASCII characters");
@@ -234,6 +244,8 @@ static int make_row(const unsigned char key[32], const vl_token_request_t *req,
     snprintf(row->role, sizeof row->role, "%s", role);
     snprintf(row->subject, sizeof row->subject, "%s", req->subject);
     snprintf(row->label, sizeof row->label, "%s", req->label ? req->label : "");
+    snprintf(row->organization, sizeof row->organization, "%s",
+             req->organization ? req->organization : "");
     row->created_us = vl_time_now_us();
     row->expires_us = req->expires_us;
     return 0;
@@ -266,7 +278,7 @@ int vl_auth_token_revoke(vl_store_t *store, const char *id, vl_error_t *err)
 int vl_auth_bootstrap(vl_store_t *store, const unsigned char key[32], const char *dir,
                       vl_error_t *err)
 {
-    vl_token_request_t req = {VL_ROLE_ADMIN, "bootstrap-admin", "bootstrap", 0};
+    vl_token_request_t req = {VL_ROLE_ADMIN, "bootstrap-admin", NULL, "bootstrap", 0};
     char secret[VL_TOKEN_TEXT_LEN], path[4096], tmp[4160], line[VL_TOKEN_TEXT_LEN + 1];
     vl_token_row_t row;
     token_unit_t tu = {&row, NULL, 1, 0, VL_STORE_ERR_INIT};
@@ -325,6 +337,8 @@ json_t *vl_auth_token_json(const vl_token_row_t *row, int64_t now_us)
     vl_time_format(row->created_us, created);
     o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "id", row->id, "role", row->role, "subject",
                   row->subject, "label", row->label, "created", created, "status", status);
+    if (o && row->organization[0])
+        json_object_set_new(o, "organization", json_string(row->organization));
     if (o && row->expires_us) {
         vl_time_format(row->expires_us, expires);
         json_object_set_new(o, "expires", json_string(expires));

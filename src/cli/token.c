@@ -20,7 +20,7 @@
 
 static const char usage_token[] =
     "usage: vitalog token create --data DIR --role ROLE --subject REF [--expires DURATION]\n"
-    "                            [--label TEXT]\n"
+    "                            [--label TEXT] [--organization REF]\n"
     "       vitalog token list   --data DIR [--json]\n"
     "       vitalog token revoke --data DIR ID\n"
     "\n"
@@ -38,6 +38,8 @@ static const char usage_token[] =
     "  --expires DURATION the token stops working after DURATION: a number with a\n"
     "                     unit s, m, h, d or w (90d, 12h); default: never\n"
     "  --label TEXT       a note shown by list (at most 127 printable characters)\n"
+    "  --organization REF for a clinic token of a Practitioner: their\n"
+    "                     Organization/<id>; Consents naming it apply to them too\n"
     "list     prints every token ever issued, revoked ones included: id, role,\n"
     "         subject, status (active, expired, revoked), created, expires, label;\n"
     "         --json prints one JSON object per line instead\n"
@@ -119,12 +121,18 @@ static int print_row(void *ctx, const vl_token_row_t *t)
 int vl_cli_token(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"data", required_argument, NULL, 'd'},    {"role", required_argument, NULL, 'r'},
-        {"subject", required_argument, NULL, 's'}, {"expires", required_argument, NULL, 'e'},
-        {"label", required_argument, NULL, 'l'},   {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"data", required_argument, NULL, 'd'},
+        {"role", required_argument, NULL, 'r'},
+        {"subject", required_argument, NULL, 's'},
+        {"expires", required_argument, NULL, 'e'},
+        {"label", required_argument, NULL, 'l'},
+        {"json", no_argument, NULL, 'j'},
+        {"organization", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
-    const char *data = NULL, *role = NULL, *subject = NULL, *label = NULL, *expires = NULL;
+    const char *data = NULL, *role = NULL, *subject = NULL, *label = NULL, *expires = NULL,
+               *organization = NULL;
     const char *sub;
     char cmd[32];
     unsigned char key[32];
@@ -149,6 +157,7 @@ int vl_cli_token(int argc, char **argv)
         case 's': subject = optarg; break;
         case 'e': expires = optarg; break;
         case 'l': label = optarg; break;
+        case 'o': organization = optarg; break;
         case 'j': as_json = 1; break;
         case 'h': fputs(usage_token, stdout); return 0;
         default: fputs(usage_token, stderr); return 2;
@@ -181,6 +190,7 @@ int vl_cli_token(int argc, char **argv)
             return 2;
         }
         req.subject = subject;
+        req.organization = organization;
         req.label = label;
         req.expires_us = d ? vl_time_now_us() + d : 0;
         if (open_dir(cmd, data, &store, key) < 0)

@@ -4,7 +4,7 @@
  * `vitalog token`, over HTTP, as plain JSON (docs/api.md "Tokens"):
  *
  *   GET    /auth/tokens        every token ever issued (no secrets, no hashes)
- *   POST   /auth/tokens        {"role","subject","label"?,"expires"? instant |
+ *   POST   /auth/tokens        {"role","subject","organization"?,"label"?,"expires"? instant |
  *                               "expiresIn"? seconds} -> 201 with the token,
  *                               shown this once (Cache-Control: no-store)
  *   DELETE /auth/tokens/{id}   revoke -> 204; 404 if there is no such token
@@ -80,7 +80,8 @@ int vl_h_tokens_create(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
     char secret[VL_TOKEN_TEXT_LEN];
     const json_t *role_j = json_object_get(x->body, "role"),
                  *subject = json_object_get(x->body, "subject"),
-                 *label = json_object_get(x->body, "label");
+                 *label = json_object_get(x->body, "label"),
+                 *org = json_object_get(x->body, "organization");
     const char *role = vl_json_is_string(role_j) ? json_string_value(role_j) : NULL;
     json_t *doc;
     int64_t exp;
@@ -98,6 +99,9 @@ int vl_h_tokens_create(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
     if (label && !vl_json_is_string(label))
         return vl_x_fail(res, 400, "invalid", "label must be a string");
     req.label = json_string_value(label);
+    if (org && !vl_json_is_string(org))
+        return vl_x_fail(res, 400, "invalid", "organization must be a string (Organization/<id>)");
+    req.organization = json_string_value(org);
     if ((exp = expiry(x->body, &err)) < 0)
         return vl_x_error(res, &err);
     req.expires_us = exp;

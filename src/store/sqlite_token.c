@@ -17,7 +17,8 @@ static int64_t column_time(sqlite3_stmt *st, int i)
     return sqlite3_column_type(st, i) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, i);
 }
 
-/* Columns id, role, subject, label, created, expires, revoked from `first`. */
+/* Columns id, role, subject, label, created, expires, revoked, organization
+ * from `first`. */
 static void row_to_token(sqlite3_stmt *st, int first, vl_token_row_t *t)
 {
     copy_text(t->id, sizeof t->id, sqlite3_column_text(st, first));
@@ -27,9 +28,10 @@ static void row_to_token(sqlite3_stmt *st, int first, vl_token_row_t *t)
     t->created_us = sqlite3_column_int64(st, first + 4);
     t->expires_us = column_time(st, first + 5);
     t->revoked_us = column_time(st, first + 6);
+    copy_text(t->organization, sizeof t->organization, sqlite3_column_text(st, first + 7));
 }
 
-#define TOKEN_COLUMNS "id, role, subject, label, created, expires, revoked"
+#define TOKEN_COLUMNS "id, role, subject, label, created, expires, revoked, organization"
 
 int vl_sqlite_token_find(vl_bconn_t *c, const unsigned char hash[VL_TOKEN_HASH_LEN],
                          vl_token_row_t *out, vl_store_err_t *err)
@@ -80,7 +82,7 @@ int vl_sqlite_token_add(vl_backend_t *b, const vl_token_row_t *t, vl_store_err_t
 {
     sqlite3_stmt *st = vl_sqlite_stmt(&b->writer, ST_TOKEN_ADD,
                                       "INSERT INTO token (hash, " TOKEN_COLUMNS
-                                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+                                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8)",
                                       err);
     int rc;
     if (!st)
@@ -95,6 +97,10 @@ int vl_sqlite_token_add(vl_backend_t *b, const vl_token_row_t *t, vl_store_err_t
         sqlite3_bind_int64(st, 7, t->expires_us);
     else
         sqlite3_bind_null(st, 7);
+    if (t->organization[0])
+        sqlite3_bind_text(st, 8, t->organization, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 8);
     rc = sqlite3_step(st);
     sqlite3_reset(st);
     if ((rc & 0xff) == SQLITE_CONSTRAINT)

@@ -47,7 +47,7 @@ static int teardown(void **state)
 static void issue(fixture_t *f, vl_role_t role, const char *subject, int64_t expires_us,
                   char header[80], vl_token_row_t *row)
 {
-    vl_token_request_t req = {role, subject, "test", expires_us};
+    vl_token_request_t req = {role, subject, NULL, "test", expires_us};
     char secret[VL_TOKEN_TEXT_LEN];
     vl_token_row_t ignored;
     vl_error_t err = VL_ERROR_INIT;
@@ -198,7 +198,7 @@ static void test_expiry(void **state)
     vl_token_row_t row;
     vl_error_t err = VL_ERROR_INIT;
     int status;
-    vl_token_request_t past = {VL_ROLE_ADMIN, "ops", NULL, 1000};
+    vl_token_request_t past = {VL_ROLE_ADMIN, "ops", NULL, NULL, 1000};
     /* an expiry in the past is refused when issuing */
     assert_int_equal(vl_auth_token_issue(f->store, f->key, &past, secret, &row, &err), -1);
     assert_int_equal(err.status, 400);
