@@ -39,8 +39,8 @@ void vl_consent_free(vl_consent_t *c);
  * "Organization/o1") doing `action` at `now_us`; every string is copied
  * into `arena`. Returns the number of permit rules added (0: no Consent
  * allows it), or -1 with a 503 in err when the Consents cannot be read.
- * `consents` (may be NULL) receives the ids of the Consents whose permits
- * were added, comma-separated, in `arena` (for accounting).
+ * `consents` (may be NULL) receives "patient:Consent-id" for each Consent
+ * whose permits were added, comma-separated, in `arena` (for accounting).
  */
 int vl_consent_rules(vl_consent_t *c, const char *const *actors, size_t n_actors,
                      vl_consent_action_t action, int64_t now_us, vl_arena_t *arena,

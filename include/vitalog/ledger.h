@@ -10,7 +10,7 @@
  *
  * Formats (normative in docs/ledger.md):
  *   entry line  {"index":N,"time":"<instant>","kind":"create|update|delete|
- *                consent.grant|consent.revoke","ref":"Type/id/_history/v",
+ *                consent.grant|consent.revoke|access.disclose","ref":"Type/id/_history/v",
  *                "commitment":"<hex>","prev":"<hex>"}
  *               or, for key rotation,
  *               {"index":N,"time":"<instant>","kind":"key-rotation",
@@ -157,8 +157,9 @@ typedef enum {
     VL_ENTRY_UPDATE,
     VL_ENTRY_DELETE,
     VL_ENTRY_KEY_ROTATION,
-    VL_ENTRY_CONSENT_GRANT,  /* a Consent version that grants (docs/ledger.md 2.1) */
-    VL_ENTRY_CONSENT_REVOKE, /* a Consent version that revokes */
+    VL_ENTRY_CONSENT_GRANT,   /* a Consent version that grants (docs/ledger.md 2.1) */
+    VL_ENTRY_CONSENT_REVOKE,  /* a Consent version that revokes */
+    VL_ENTRY_ACCESS_DISCLOSE, /* an AuditEvent recording a disclosure (its create) */
     VL_ENTRY__COUNT,
 } vl_entry_kind_t;
 

@@ -132,6 +132,9 @@ typedef struct vl_scope {
     const char *ref_type, *ref_param;
     size_t n_refs;
     const char *const *refs;
+    /* not read by the store: what the rules rest on, "patient:Consent-id"
+     * pairs joined by commas, for the accounting of disclosures */
+    const char *basis;
 } vl_scope_t;
 
 /** The scope of the data directory's owner (tools, the server itself). */
@@ -145,6 +148,7 @@ static inline vl_scope_t vl_scope_everything(void)
                     NULL,
                     NULL,
                     0,
+                    NULL,
                     NULL};
     return s;
 }
@@ -406,6 +410,9 @@ typedef struct vl_store_put {
      * for consent.grant / consent.revoke; docs/ledger.md 2.1) */
     const vl_entry_kind_t *also;
     size_t n_also;
+    /* the version records a disclosure (an AuditEvent): its own entry is
+     * access.disclose instead of create (a first version only) */
+    int disclose;
 } vl_store_put_t;
 
 /** What a put wrote: its version's anchor in the ledger. */

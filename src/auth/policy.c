@@ -173,8 +173,8 @@ static int clinic(vl_auth_t *a, const vl_principal_t *who, const vl_access_t *wh
     }
     if (action != VL_CONSENT_ACCESS && is(what->resource_type, "Consent"))
         return deny(err, who, "may not write Consents: a patient grants them");
-    permits =
-        vl_consent_rules(a->consent, actors, n, action, vl_time_now_us(), arena, scope, NULL, err);
+    permits = vl_consent_rules(a->consent, actors, n, action, vl_time_now_us(), arena, scope,
+                               &scope->basis, err);
     if (permits < 0)
         return -1;
     if (action != VL_CONSENT_ACCESS) {

@@ -491,8 +491,10 @@ int vl_consent_rules(vl_consent_t *c, const char *const *actors, size_t n_actors
             n++;
             if (!pass) {
                 permits++;
-                if (consents && !listed(ids.data, p->consent))
-                    vl_buf_printf(&ids, "%s%s", ids.len ? "," : "", p->consent);
+                char pair[140];
+                snprintf(pair, sizeof pair, "%s:%s", p->patient, p->consent);
+                if (consents && !listed(ids.data, pair))
+                    vl_buf_printf(&ids, "%s%s", ids.len ? "," : "", pair);
             }
         }
     scope->rules = rules;

@@ -44,6 +44,8 @@ struct vl_fhir {
 
 enum { VL_PREFER_REPRESENTATION, VL_PREFER_MINIMAL, VL_PREFER_OUTCOME };
 
+typedef struct vl_disclosure vl_disclosure_t;
+
 struct vl_fhir_exchange {
     vl_fhir_t *f;
     const vl_fhir_request_t *req;
@@ -67,8 +69,13 @@ struct vl_fhir_exchange {
     void (*finish)(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
     void *op; /* the pending operation's state */
     void (*op_free)(void *op);
-    vl_fhir_request_t own_req; /* a sub-request's request (req points here) */
-    int is_sub;                /* a Bundle entry: shares the parent's arena */
+    vl_fhir_request_t own_req;  /* a sub-request's request (req points here) */
+    int is_sub;                 /* a Bundle entry: shares the parent's arena */
+    vl_fhir_exchange_t *parent; /* a sub-request's Bundle exchange */
+    /* the accounting of disclosures (audit.c), on the root exchange */
+    vl_disclosure_t *disclosed; /* the patients whose data the answer holds */
+    int disclose_failed;        /* noting one failed: the answer must not leave */
+    int audited;                /* the AuditEvents were written (or tried) */
 };
 
 /** Submits x->unit (apply/arg set by the caller); `finish` builds the
@@ -159,6 +166,7 @@ typedef struct vl_write {
     vl_store_receipt_t receipt;
     vl_entry_kind_t consent[2]; /* the consent entries the write added */
     size_t n_consent;
+    int disclose; /* an AuditEvent of the accounting: anchored as access.disclose */
 } vl_write_t;
 
 /** The ledger entries a Consent write adds (consent.c): `before` the
@@ -216,6 +224,18 @@ void vl_x_sub_release(vl_fhir_exchange_t *sub);
 
 /* bundle.c */
 int vl_h_bundle(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+
+/* audit.c: the accounting of disclosures */
+/** Notes that the answer of `x` holds `rec` (before the answer is built). */
+int vl_x_disclose(vl_fhir_exchange_t *x, const vl_record_t *rec);
+/** Whether the answer of `x` disclosed a patient's data to someone else. */
+int vl_audit_needed(const vl_fhir_exchange_t *x);
+/** Holds the answer `res` and submits the AuditEvents; 1 pending (the held
+ *  answer, or 503, comes out of vl_fhir_resume), 0 with an error in res. */
+int vl_audit_submit(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+/** Writes the AuditEvents and waits (answers that were already pending:
+ *  Bundles); on failure replaces `res` with a 503. Returns 0. */
+int vl_audit_run(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
 
 /* token_api.c */
 int vl_h_tokens_list(vl_fhir_exchange_t *x, vl_fhir_response_t *res);

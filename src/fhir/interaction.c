@@ -669,6 +669,9 @@ int vl_fhir_handle(vl_fhir_t *f, const vl_fhir_request_t *req, vl_fhir_notify_fn
     rc = x->row->handler(x, res);
     if (rc == 1)
         return 1;
+    /* the accounting of disclosures: the answer leaves only once recorded */
+    if (res->status < 400 && vl_audit_needed(x))
+        return vl_audit_submit(x, res);
 done:
     /* outside /fhir every JSON answer, errors included, is plain JSON */
     if (!res->content_type && strncmp(req->path, "/fhir", 5) != 0)
@@ -707,6 +710,10 @@ void vl_fhir_resume(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
         x->finish(x, res);
     else
         vl_x_fail(res, 500, "exception", "no answer");
+    /* an answer that was pending for its writes (a Bundle's GET entries)
+     * is accounted for here, waiting for the commit */
+    if (!x->audited && res->status < 400 && vl_audit_needed(x))
+        vl_audit_run(x, res);
 }
 
 void vl_fhir_exchange_free(vl_fhir_exchange_t *x)
@@ -750,6 +757,7 @@ int vl_x_subrequest(vl_fhir_exchange_t *parent, const char *method, const char *
     sub->f = parent->f;
     sub->arena = parent->arena;
     sub->is_sub = 1;
+    sub->parent = parent;
     sub->who = parent->who;
     sub->prefer = parent->prefer;
     vl_params_init(&sub->params);

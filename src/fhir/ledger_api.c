@@ -344,6 +344,16 @@ static int record_proof(vl_fhir_exchange_t *x, const char *type, const char *id,
     if (vl_store_ledger_record(st, x->scope, type, id, vid, &p->index, p->salt, &p->bytes, &p->len,
                                serr) < 0)
         return -1;
+    if (p->len) { /* the stored bytes leave with the proof: account for them */
+        vl_record_t rec;
+        memset(&rec, 0, sizeof rec);
+        snprintf(rec.type, sizeof rec.type, "%s", type);
+        snprintf(rec.id, sizeof rec.id, "%s", id);
+        rec.version = vid;
+        rec.body = p->bytes;
+        rec.body_len = p->len;
+        vl_x_disclose(x, &rec);
+    }
     /* the latest checkpoint usually covers it; only then ask the writer */
     if (vl_store_ledger_checkpoint(st, x->scope, 0, &p->note, &p->size, &ignored) < 0 &&
         ignored.kind != VL_STORE_NOT_FOUND) {

@@ -37,6 +37,7 @@ static int read_record(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const char *i
         vl_x_fail(res, 410, "deleted", "%s/%s was deleted (version %lld)", rec.type, rec.id,
                   (long long)rec.version);
     } else {
+        vl_x_disclose(x, &rec);
         res->status = 200;
         res->body = rec.body;
         res->body_len = rec.body_len;
@@ -133,6 +134,7 @@ static int send_page(vl_fhir_exchange_t *x, const page_t *p, vl_records_t *list,
     page_links(x, &b, p, list->n);
     for (size_t i = 0; i < list->n; i++) {
         vl_record_t *r = &list->items[i];
+        vl_x_disclose(x, r);
         vl_buf_puts(&b, i ? ",{\"fullUrl\":\"" : ",\"entry\":[{\"fullUrl\":\"");
         vl_full_url(&b, base, r->type, r->id);
         vl_buf_puts(&b, "\"");

@@ -306,6 +306,7 @@ int vl_write_execute(vl_store_txn_t *txn, vl_scope_t scope, vl_write_t *w, vl_er
         return -1;
     put.also = w->consent;
     put.n_also = w->n_consent;
+    put.disclose = w->disclose;
     if (vl_store_txn_put(txn, &put, &w->receipt, &serr) < 0)
         return store_failed(&serr, err);
     /* ... and so must the version written (the unit rolls back if not) */

@@ -28,8 +28,9 @@
 
 #define VL_ENTRY_MAX_LINE 1024 /* > the longest line a valid entry can have (~560) */
 
-static const char *const kind_names[] = {"create",       "update",        "delete",
-                                         "key-rotation", "consent.grant", "consent.revoke"};
+static const char *const kind_names[] = {"create",         "update",        "delete",
+                                         "key-rotation",   "consent.grant", "consent.revoke",
+                                         "access.disclose"};
 
 /* ------------------------------------------------------------------------
  * Field grammars

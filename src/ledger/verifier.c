@@ -140,12 +140,13 @@ void vl_ledger_verifier_free(vl_ledger_verifier_t *v)
 
 static const char *kind_name(vl_entry_kind_t k)
 {
-    return k == VL_ENTRY_CREATE           ? "create"
-           : k == VL_ENTRY_UPDATE         ? "update"
-           : k == VL_ENTRY_DELETE         ? "delete"
-           : k == VL_ENTRY_CONSENT_GRANT  ? "consent.grant"
-           : k == VL_ENTRY_CONSENT_REVOKE ? "consent.revoke"
-                                          : "key-rotation";
+    return k == VL_ENTRY_CREATE            ? "create"
+           : k == VL_ENTRY_UPDATE          ? "update"
+           : k == VL_ENTRY_DELETE          ? "delete"
+           : k == VL_ENTRY_CONSENT_GRANT   ? "consent.grant"
+           : k == VL_ENTRY_CONSENT_REVOKE  ? "consent.revoke"
+           : k == VL_ENTRY_ACCESS_DISCLOSE ? "access.disclose"
+                                           : "key-rotation";
 }
 
 /* The keys list's next rotation, if one is due. */

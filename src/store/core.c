@@ -218,6 +218,13 @@ int vl_store_txn_put(vl_store_txn_t *t, const vl_store_put_t *p, vl_store_receip
     memset(&e, 0, sizeof e);
     e.time_us = t->now;
     e.kind = deleted ? VL_ENTRY_DELETE : bh.head.exists ? VL_ENTRY_UPDATE : VL_ENTRY_CREATE;
+    if (p->disclose) {
+        if (e.kind != VL_ENTRY_CREATE) {
+            t->broken = 1;
+            return vl_store_fail(err, VL_STORE_INVALID, "a disclosure is a first version");
+        }
+        e.kind = VL_ENTRY_ACCESS_DISCLOSE;
+    }
     snprintf(e.ref, sizeof e.ref, "%s/%s/_history/%lld", p->type, p->id, (long long)p->version);
     vl_ledger_commitment(salt, deleted ? NULL : p->body, deleted ? 0 : p->body_len, e.commitment);
     sodium_memzero(salt, sizeof salt);

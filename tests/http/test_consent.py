@@ -132,3 +132,86 @@ def test_the_export_verifies_with_both_verifiers(srv):
         assert theirs.returncode == 0, theirs.stdout + theirs.stderr
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------
+# The accounting of disclosures
+# ----------------------------------------------------------------------
+
+def new_token(server, *args):
+    p = subprocess.run([str(server.binary), "token", "create", "--data", str(server.root), *args],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+def heart_rate(patient):
+    return {"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+            "subject": {"reference": f"Patient/{patient}"},
+            "effectiveDateTime": "2024-05-06T10:00:00Z",
+            "valueQuantity": {"value": 70, "unit": "/min", "system": "http://unitsofmeasure.org",
+                              "code": "/min"}}
+
+
+def audit_events(server, token, patient):
+    r = call(server, "GET", f"/fhir/AuditEvent?patient=Patient/{patient}&_count=1000", token=token)
+    assert r.status == 200, r.body
+    return [e["resource"] for e in json.loads(r.body).get("entry", [])]
+
+
+def test_disclosures_are_recorded_per_patient_and_provable(srv):
+    a, b = f"da{uuid.uuid4().hex[:6]}", f"db{uuid.uuid4().hex[:6]}"
+    ids = {}
+    for p in (a, b):
+        assert call(srv, "PUT", f"/fhir/Patient/{p}", body={"resourceType": "Patient", "id": p}).status == 201
+        r = call(srv, "POST", "/fhir/Observation", body=heart_rate(p))
+        ids[p] = json.loads(r.body)["id"]
+        assert call(srv, "PUT", f"/fhir/Consent/{p}-c", body=consent(f"{p}-c", p, actor="Organization/acct",
+                    **{"class": [{"system": "http://hl7.org/fhir/resource-types", "code": "Observation"}]})).status == 201
+    pa = new_token(srv, "--role", "patient", "--subject", f"Patient/{a}")
+    clinic = new_token(srv, "--role", "clinic", "--subject", "Organization/acct")
+    # a patient's own reads disclose nothing
+    assert call(srv, "GET", f"/fhir/Observation/{ids[a]}", token=pa).status == 200
+    assert audit_events(srv, pa, a) == []
+    # a clinic's search over both patients: one AuditEvent each, with the Consent
+    start = size_now(srv)
+    r = call(srv, "GET", "/fhir/Observation?code=http://loinc.org|8867-4&_count=1000", token=clinic)
+    got = {e["resource"]["id"] for e in json.loads(r.body)["entry"]}
+    assert {ids[a], ids[b]} <= got
+    kinds = [e["kind"] for e in entries_after(srv, start)]
+    assert kinds.count("access.disclose") >= 2 and set(kinds) == {"access.disclose"}
+    events = audit_events(srv, pa, a)
+    assert len(events) == 1
+    ev = events[0]
+    assert ev["type"]["code"] == "rest" and ev["subtype"][0]["code"] == "search-type"
+    assert ev["action"] == "E" and ev["outcome"] == "0" and ev["recorded"]
+    assert ev["agent"][0]["who"] == {"reference": "Organization/acct"} and ev["agent"][0]["requestor"] is True
+    whats = [e.get("what", {}).get("reference") for e in ev["entity"]]
+    assert f"Patient/{a}" in whats and f"Consent/{a}-c" in whats
+    assert f"Patient/{b}" not in whats and f"Consent/{b}-c" not in whats
+    assert any(e.get("query") for e in ev["entity"])
+    # the patient proves the entry with $ledger
+    r = call(srv, "GET", f"/fhir/AuditEvent/{ev['id']}/_history/1/$ledger", token=pa)
+    assert r.status == 200, r.body
+    assert b"access.disclose" in r.body
+    # a read by id: the resource named
+    call(srv, "GET", f"/fhir/Observation/{ids[b]}", token=clinic)
+    last = [e for e in audit_events(srv, new_token(srv, "--role", "patient", "--subject", f"Patient/{b}"), b)
+            if e["subtype"][0]["code"] == "read"]
+    assert last and any(e.get("what", {}).get("reference") == f"Observation/{ids[b]}/_history/1"
+                        for e in last[0]["entity"])
+
+
+def test_audit_events_are_read_only_for_everyone(srv):
+    r = call(srv, "GET", "/fhir/AuditEvent?_count=1")
+    bundle = json.loads(r.body)
+    assert bundle.get("entry"), "no AuditEvent yet"
+    aid = bundle["entry"][0]["resource"]["id"]
+    body = dict(bundle["entry"][0]["resource"], outcome="4")
+    assert call(srv, "PUT", f"/fhir/AuditEvent/{aid}", body=body).status == 405
+    assert call(srv, "DELETE", f"/fhir/AuditEvent/{aid}").status == 405
+    assert call(srv, "POST", "/fhir/AuditEvent", body=body).status == 405
+    tx = {"resourceType": "Bundle", "type": "transaction",
+          "entry": [{"request": {"method": "DELETE", "url": f"AuditEvent/{aid}"}}]}
+    assert call(srv, "POST", "/fhir", body=tx).status == 405

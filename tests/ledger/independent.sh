@@ -82,17 +82,13 @@ NWRITES=$(wc -l <"$T/receipts")
 # below fail at the entry they change, not at a checkpoint that happened to
 # follow it
 checkpoint_at "$BASE" "$NWRITES"
-code=$(http GET "$BASE/ledger/export" "$T/export")
-cp "$T/export.body" "$T/export.ndjson"
-[ "$code" = 200 ] && pass "GET /ledger/export 200 ($(wc -l <"$T/export.ndjson") lines)" ||
-    fail "GET /ledger/export: status $code: $(head -c 300 "$T/export.body")"
-code=$(http GET "$BASE/ledger/key" "$T/key")
-tr -d '\r' <"$T/key.body" | sed '/^$/d' >"$T/key.vkey"
-[ "$code" = 200 ] && pass "GET /ledger/key 200" || fail "GET /ledger/key: status $code"
-
-# the ledger record of the first version: commitment over the exact bytes served
+# the ledger record of the first version: commitment over the exact bytes
+# served. The version is read as its patient (Patient/p1: a patient's own
+# reads disclose nothing); /ledger/record is for admins, whose read of the
+# bytes is a disclosure: one AuditEvent, anchored as access.disclose
 if [ -n "${IDS[0]:-}" ]; then
-    c1=$(http GET "$BASE/fhir/Observation/${IDS[0]}/_history/1" "$T/v1")
+    P1=$("$VITALOG" token create --data "$D" --role patient --subject Patient/p1 2>/dev/null)
+    c1=$(AS_TOKEN=$P1 http GET "$BASE/fhir/Observation/${IDS[0]}/_history/1" "$T/v1")
     c2=$(http GET "$BASE/ledger/record?ref=Observation/${IDS[0]}/_history/1" "$T/led")
     if [ "$c1" = 200 ] && [ "$c2" = 200 ]; then
         if "$PY" - "$T/led.body" "$T/v1.body" >"$T/led.out" 2>&1 <<'PYEOF'
@@ -119,6 +115,14 @@ PYEOF
         fail "GET _history/1 status $c1, GET \$ledger status $c2: $(head -c 300 "$T/led.body")"
     fi
 fi
+
+code=$(http GET "$BASE/ledger/export" "$T/export")
+cp "$T/export.body" "$T/export.ndjson"
+[ "$code" = 200 ] && pass "GET /ledger/export 200 ($(wc -l <"$T/export.ndjson") lines)" ||
+    fail "GET /ledger/export: status $code: $(head -c 300 "$T/export.body")"
+code=$(http GET "$BASE/ledger/key" "$T/key")
+tr -d '\r' <"$T/key.body" | sed '/^$/d' >"$T/key.vkey"
+[ "$code" = 200 ] && pass "GET /ledger/key 200" || fail "GET /ledger/key: status $code"
 
 stop_server "$PID" && pass "server stops on SIGTERM" || fail "server did not stop on SIGTERM"
 
@@ -161,15 +165,20 @@ expect_ok "independent_verify.py accepts GET /ledger/export${RECORDS:+ with reco
     "$PY" "$VERIFY" --key "$T/key.vkey" "$T/export.ndjson" "${RECORDS[@]}"
 cat "$T/last.out"
 expect_ok "key given as a string works too" "$PY" "$VERIFY" --key "$(cat "$T/key.vkey")" "$T/export.ndjson"
-NENT=$(grep -vc '^{"checkpoint":' "$T/export.ndjson")
+NENT=$(grep -v '^{"checkpoint":' "$T/export.ndjson" | grep -vc '"kind":"access.disclose"')
+NDISC=$(grep -c '"kind":"access.disclose"' "$T/export.ndjson")
 [ "$NENT" = "$NWRITES" ] && pass "export holds one entry per acknowledged write ($NENT)" ||
     fail "export holds $NENT entries for $NWRITES acknowledged writes"
+[ "$NDISC" = 1 ] && pass "export holds one access.disclose entry (the admin's /ledger/record)" ||
+    fail "export holds $NDISC access.disclose entries, expected 1"
 [[ "$(tail -1 "$T/export.ndjson")" == '{"checkpoint":'* ]] && pass "export ends with a checkpoint" ||
     fail "export does not end with a checkpoint line"
 CPS=$(grep '^{"checkpoint":' "$T/export.ndjson" | "$PY" -c 'import json, sys
 print(" ".join(json.loads(l)["checkpoint"].split("\n")[1] for l in sys.stdin))')
-[ "$CPS" = "1 $NWRITES" ] && pass "export holds the checkpoints asked for (sizes $CPS)" ||
-    fail "export holds checkpoints at sizes '$CPS', want '1 $NWRITES' (the ones asked for)"
+# and the one the export signs over the disclosure after them
+WANT_CPS="1 $NWRITES $((NWRITES + NDISC))"
+[ "$CPS" = "$WANT_CPS" ] && pass "export holds the checkpoints asked for (sizes $CPS)" ||
+    fail "export holds checkpoints at sizes '$CPS', want '$WANT_CPS' (the ones asked for)"
 
 # --- tampered copies must fail ------------------------------------------------------
 # line number (1-based) of the K-th entry line (K from 1)
@@ -262,8 +271,8 @@ if "$VITALOG" key rotate --data "$R" >"$T/rotate.out" 2>"$T/rotate.err"; then
         for n in 1 2; do
             code=$(http POST "$BASE/fhir/Observation" "$T/rpost$n" "$T/obs$n.json")
             [ "$code" = 201 ] || fail "POST after rotation: status $code"
-            # entries 0..NWRITES-1, the rotation entry, its checkpoint; then this
-            [ "$n" = 1 ] && checkpoint_at "$BASE" $((NWRITES + 2))
+            # entries 0..NWRITES+NDISC-1, the rotation entry; then this one
+            [ "$n" = 1 ] && checkpoint_at "$BASE" $((NWRITES + NDISC + 2))
         done
         http GET "$BASE/ledger/export" "$T/rexport" >/dev/null
         cp "$T/rexport.body" "$T/rot.ndjson"

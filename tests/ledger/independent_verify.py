@@ -280,7 +280,8 @@ def check_entry_values(e):
     if kind == "key-rotation":
         Key(e["key"])  # must parse, with a correct key id
         b64decode_strict(e["signature"], "rotation signature")
-    elif kind in ("create", "update", "delete", "consent.grant", "consent.revoke"):
+    elif kind in ("create", "update", "delete", "consent.grant", "consent.revoke",
+                  "access.disclose"):
         if not REF_RE.fullmatch(e["ref"]):
             raise VerifyError("ref %r is not Type/id/_history/version" % e["ref"])
         if not HEX64_RE.fullmatch(e["commitment"]):
@@ -358,7 +359,8 @@ class Verifier:
             # section 2.1: right after the version's own entry (a grant may
             # follow that version's revoke), with the same ref and commitment
             last = self.last
-            follows = last is not None and (last["kind"] in ("create", "update", "delete") or
+            follows = last is not None and (last["kind"] in ("create", "update", "delete",
+                                                             "access.disclose") or
                                             (e["kind"] == "consent.grant" and
                                              last["kind"] == "consent.revoke"))
             if not follows or last["ref"] != e["ref"] or last["commitment"] != e["commitment"]:

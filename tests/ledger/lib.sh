@@ -115,10 +115,12 @@ remember_token() {
 }
 
 # http METHOD URL OUTPREFIX [BODYFILE]: writes OUTPREFIX.body/.hdr, prints
-# status. Sends the admin token of the server the URL names.
+# status. Sends the admin token of the server the URL names, or AS_TOKEN
+# when set (e.g. a patient's: their own reads write no AuditEvent).
 http() {
     local m=$1 url=$2 out=$3 body=${4:-} TOKEN=
     [[ $url =~ ^(http://[^/]+) ]] && TOKEN=${TOKENS[${BASH_REMATCH[1]}]:-}
+    TOKEN=${AS_TOKEN:-$TOKEN}
     if [ -n "$body" ]; then
         curl -s -m 20 -X "$m" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/fhir+json' \
             --data-binary "@$body" -o "$out.body" -D "$out.hdr" -w '%{http_code}' "$url"

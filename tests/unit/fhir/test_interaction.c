@@ -32,7 +32,9 @@ typedef enum { P_ALL, P_ONE_PATIENT, P_DENY } mode_t_;
 
 typedef struct policy_ctx {
     mode_t_ mode;
-    int shared; /* P_ONE_PATIENT: also records in no compartment */
+    vl_role_t role;   /* who t_identify says the caller is (0: admin) */
+    char patient[65]; /* for VL_ROLE_PATIENT */
+    int shared;       /* P_ONE_PATIENT: also records in no compartment */
     int calls;
     char interaction[32], type[32], id[80], compartment[80], operation[32];
     int write;
@@ -40,11 +42,15 @@ typedef struct policy_ctx {
 
 static int t_identify(void *ctx, const char *authorization, vl_principal_t *who, vl_error_t *err)
 {
-    (void)ctx;
+    policy_ctx_t *p = ctx;
     (void)authorization;
     (void)err;
     memset(who, 0, sizeof *who);
-    who->role = VL_ROLE_ADMIN; /* identified: authorized after the body is parsed */
+    /* identified (not anonymous): authorized after the body is parsed */
+    who->role = p->role ? p->role : VL_ROLE_ADMIN;
+    snprintf(who->subject, sizeof who->subject, "%s",
+             who->role == VL_ROLE_PATIENT ? "Patient/p1" : "Organization/test");
+    snprintf(who->patient, sizeof who->patient, "%s", p->patient);
     return 0;
 }
 
@@ -580,10 +586,80 @@ static void test_scope_transaction_reads(void **state)
     done(&a);
 }
 
+/* ------------------------------------------------------------------------
+ * The accounting of disclosures: no record leaves unaccounted for
+ * ---------------------------------------------------------------------- */
+
+static int count_type(fixture_t *f, const char *type)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM resource WHERE type = '%s'", type);
+    return (int)tstore_sql_int(f->dir, sql);
+}
+
+static void test_disclosures_are_recorded_first(void **state)
+{
+    fixture_t *f = *state;
+    vl_store_err_t err = VL_STORE_ERR_INIT;
+    vl_store_options_t keyless;
+    vl_fhir_options_t o;
+    answer_t a;
+    char *text;
+    f->pctx.mode = P_ALL;
+    put(f, "Patient", "p1",
+        "{\"resourceType\":\"Patient\",\"id\":\"p1\",\"name\":[{\"family\":\"Secretname\"}]}");
+    /* an admin's read is a disclosure: one AuditEvent, then the answer */
+    call(f, "GET", "/fhir/Patient/p1", NULL, &a);
+    assert_int_equal(a.status, 200);
+    done(&a);
+    assert_int_equal(count_type(f, "AuditEvent"), 1);
+    assert_int_equal(tstore_sql_int(f->dir, "SELECT count(*) FROM ledger_entry WHERE line LIKE "
+                                            "'%\"kind\":\"access.disclose\"%'"),
+                     1);
+    /* the patient's own read is none */
+    f->pctx.role = VL_ROLE_PATIENT;
+    snprintf(f->pctx.patient, sizeof f->pctx.patient, "p1");
+    call(f, "GET", "/fhir/Patient/p1", NULL, &a);
+    assert_int_equal(a.status, 200);
+    done(&a);
+    assert_int_equal(count_type(f, "AuditEvent"), 1);
+    f->pctx.role = 0;
+    /* reopened without its ledger key, the store refuses every write: an
+     * admin's read and search then answer 503 and disclose nothing */
+    vl_fhir_free(f->fhir);
+    vl_store_close(f->store);
+    memset(&keyless, 0, sizeof keyless);
+    assert_int_equal(vl_store_open(f->dir, &keyless, &f->store, &err), 0);
+    memset(&o, 0, sizeof o);
+    o.store = f->store;
+    o.policy = &f->policy;
+    o.max_page_bytes = 1 << 20;
+    f->fhir = vl_fhir_new(&o);
+    assert_non_null(f->fhir);
+    const char *targets[] = {"/fhir/Patient/p1",       "/fhir/Patient/p1/_history/1",
+                             "/fhir/Patient",          "/fhir/Patient/p1/_history",
+                             "/fhir/Patient/_history", "/fhir/Patient/p1/_history/1/$ledger"};
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        call(f, "GET", targets[i], NULL, &a);
+        if (a.status != 503)
+            fail_msg("GET %s answered %d", targets[i], a.status);
+        text = a.body ? json_dumps(a.body, 0) : NULL;
+        assert_null(text ? strstr(text, "Secretname") : NULL);
+        free(text);
+        done(&a);
+    }
+    /* a patient's own read needs no accounting, so it still works */
+    f->pctx.role = VL_ROLE_PATIENT;
+    call(f, "GET", "/fhir/Patient/p1", NULL, &a);
+    assert_int_equal(a.status, 200);
+    done(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_routing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disclosures_are_recorded_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_authorized_once_per_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scope_read_vread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scope_search_totals_paging, setup, teardown),
