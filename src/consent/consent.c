@@ -375,20 +375,6 @@ static int load(vl_consent_t *c, snapshot_t *out, vl_error_t *err)
  * Rules for a request
  * ---------------------------------------------------------------------- */
 
-/* Whether `id` is one of the comma-separated ids in `list`. */
-static int listed(const char *list, const char *id)
-{
-    size_t n = strlen(id);
-    for (const char *p = list; p && *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == n && !strncmp(p, id, n))
-            return 1;
-        p = end ? end + 1 : NULL;
-    }
-    return 0;
-}
-
 static int names(const provision_t *p, const char *const *actors, size_t n)
 {
     for (size_t i = 0; i < p->n_actors; i++)
@@ -452,6 +438,7 @@ int vl_consent_rules(vl_consent_t *c, const char *const *actors, size_t n_actors
     vl_scope_rule_t *rules = NULL;
     size_t n = 0, permits = 0, cap = 0;
     vl_buf_t ids = VL_BUF_INIT(0);
+    const char *last_consent = NULL;
     int rc = -1;
     if (consents)
         *consents = NULL;
@@ -491,10 +478,12 @@ int vl_consent_rules(vl_consent_t *c, const char *const *actors, size_t n_actors
             n++;
             if (!pass) {
                 permits++;
-                char pair[140];
-                snprintf(pair, sizeof pair, "%s:%s", p->patient, p->consent);
-                if (consents && !listed(ids.data, pair))
-                    vl_buf_printf(&ids, "%s%s", ids.len ? "," : "", pair);
+                /* a Consent's provisions are adjacent in the snapshot: one
+                 * pair per run of them */
+                if (consents && p->consent != last_consent) {
+                    vl_buf_printf(&ids, "%s%s:%s", ids.len ? "," : "", p->patient, p->consent);
+                    last_consent = p->consent;
+                }
             }
         }
     scope->rules = rules;

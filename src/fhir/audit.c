@@ -87,6 +87,22 @@ static int add_ref(vl_arena_t *a, vl_disclosure_t *d, const char *ref)
     return 0;
 }
 
+/* For a patient's own read: whether every "Patient/..." text in the body
+ * names that patient (then no other patient's compartment can hold the
+ * record: compartment references are such texts) and the record is not
+ * another Patient. A cheap scan instead of a parse; when it says no, the
+ * body is parsed. */
+static int only_own(const vl_record_t *rec, const char *own)
+{
+    size_t n = strlen(own);
+    if (!strcmp(rec->type, "Patient") && strcmp(rec->id, own) != 0)
+        return 0;
+    for (const char *p = rec->body; (p = strstr(p, "Patient/")) != NULL; p += 8)
+        if (strncmp(p + 8, own, n) != 0 || (p[8 + n] != '"' && p[8 + n] != '/'))
+            return 0;
+    return 1;
+}
+
 int vl_x_disclose(vl_fhir_exchange_t *x, const vl_record_t *rec)
 {
     vl_fhir_exchange_t *root = root_of(x);
@@ -97,6 +113,8 @@ int vl_x_disclose(vl_fhir_exchange_t *x, const vl_record_t *rec)
     char ref[200];
     int rc = 0;
     if (!rec->body || rec->deleted || !(t = vl_fhir_type_find(rec->type)))
+        return 0;
+    if (root->who.role == VL_ROLE_PATIENT && only_own(rec, root->who.patient))
         return 0;
     /* a patient's own records read by that patient disclose nothing; only
      * a record in another compartment too needs the body parsed */

@@ -159,6 +159,7 @@ static int connect_db(vl_backend_t *b, int readonly, sqlite3 **out, vl_store_err
 
 static void conn_close(vl_bconn_t *c)
 {
+    vl_sqlq_cache_clear(c);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(c->stmts[i]);
     memset(c->stmts, 0, sizeof c->stmts);

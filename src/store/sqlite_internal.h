@@ -13,6 +13,8 @@
 enum {
     ST_READ_CURRENT,
     ST_READ_VERSION,
+    ST_READ_PATIENT_CURRENT,
+    ST_READ_PATIENT_VERSION,
     ST_LEDGER_LEAF,
     ST_LEDGER_NODE,
     ST_LOOKUP,
@@ -45,11 +47,23 @@ enum {
     ST_COUNT
 };
 
+/* Statements built per call (searches, scoped reads) are kept by their SQL
+ * text: a caller asking the same (a clinic's reads under its Consents)
+ * reuses the prepared statement instead of preparing it again. */
+#define VL_SQLQ_CACHE 16
+
 struct vl_bconn {
     vl_backend_t *b;
     sqlite3 *db;
     sqlite3_stmt *stmts[ST_COUNT];
     struct vl_bconn *next; /* readers, listed for closing */
+    struct {
+        char *sql;
+        sqlite3_stmt *st;
+        int busy;
+        uint64_t used;
+    } qcache[VL_SQLQ_CACHE];
+    uint64_t qtick;
 };
 
 struct vl_backend {
@@ -88,15 +102,20 @@ const char *vl_sqlite_method_name(vl_method_t m);
 
 /* sqlite_query.c: the statement builder shared by searches and scoped reads */
 typedef struct vl_sqlq vl_sqlq_t;
-vl_sqlq_t *vl_sqlq_new(sqlite3 *db);
+vl_sqlq_t *vl_sqlq_new(vl_bconn_t *c);
 void vl_sqlq_free(vl_sqlq_t *q);
 void vl_sqlq_sql(vl_sqlq_t *q, const char *sql);
 void vl_sqlq_text(vl_sqlq_t *q, const char *text); /* appends "?" bound to text (borrowed) */
 void vl_sqlq_int(vl_sqlq_t *q, int64_t v);
 /** Appends " AND <visible>" for the version column `seq_col` (e.g. "v.seq"). */
 void vl_sqlq_scope(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col);
-/** Prepares and binds; the caller finalizes *st. */
+/** Prepares (or takes from the connection's cache) and binds; the caller
+ *  hands *st back with vl_sqlq_release(). */
 int vl_sqlq_prepare(vl_sqlq_t *q, sqlite3_stmt **st, vl_store_err_t *err);
+/** Resets a statement of vl_sqlq_prepare() into the cache, or finalizes it. */
+void vl_sqlq_release(vl_bconn_t *c, sqlite3_stmt *st);
+/** Finalizes the connection's cached statements (before it closes). */
+void vl_sqlq_cache_clear(vl_bconn_t *c);
 
 int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *q, int with_total,
                      size_t max_bytes, vl_records_t *out, vl_store_err_t *err);

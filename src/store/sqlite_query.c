@@ -43,20 +43,23 @@ typedef struct binding {
 } binding_t;
 
 struct vl_sqlq {
+    vl_bconn_t *conn;
     sqlite3 *db;
+    const char *type; /* the searched type: index rows are named "<type>.<param>" */
     sqlite3_str *sql;
     binding_t *b;
     size_t n, cap;
     int oom;
 };
 
-vl_sqlq_t *vl_sqlq_new(sqlite3 *db)
+vl_sqlq_t *vl_sqlq_new(vl_bconn_t *c)
 {
     vl_sqlq_t *q = calloc(1, sizeof *q);
     if (!q)
         return NULL;
-    q->db = db;
-    q->sql = sqlite3_str_new(db);
+    q->conn = c;
+    q->db = c->db;
+    q->sql = sqlite3_str_new(c->db);
     return q;
 }
 
@@ -103,15 +106,55 @@ static void bind_real(vl_sqlq_t *q, double v)
     bind(q, (binding_t){B_REAL, NULL, 0, v});
 }
 
-/* The condition that rule `r` covers the version `seq_col` (of resource r). */
-static void rule_sql(vl_sqlq_t *q, const vl_scope_rule_t *r, const char *seq_col)
+/* The stored name of a search parameter of `type`: index rows carry
+ * "<type>.<param>" (schemas/006), so one type's rows never crowd another's
+ * lookups (AuditEvent "patient" against Observation "patient"). */
+static void param_name(vl_sqlq_t *q, const char *type, const char *param)
 {
+    sqlite3_str_appendall(q->sql, "(");
+    vl_sqlq_text(q, type ? type : "");
+    sqlite3_str_appendall(q->sql, " || '.' || ");
+    vl_sqlq_text(q, param);
+    sqlite3_str_appendall(q->sql, ")");
+}
+
+/* Whether two rules restrict alike (all but their patients). */
+static int same_shape(const vl_scope_rule_t *a, const vl_scope_rule_t *b)
+{
+    if (a->deny != b->deny || a->n_types != b->n_types || a->n_codes != b->n_codes ||
+        a->has_period != b->has_period || (a->has_period && (a->lo != b->lo || a->hi != b->hi)))
+        return 0;
+    for (size_t i = 0; i < a->n_types; i++)
+        if (strcmp(a->types[i], b->types[i]) != 0)
+            return 0;
+    for (size_t i = 0; i < a->n_codes; i++)
+        if (strcmp(a->codes[i].code, b->codes[i].code) != 0 ||
+            !a->codes[i].system != !b->codes[i].system ||
+            (a->codes[i].system && strcmp(a->codes[i].system, b->codes[i].system) != 0))
+            return 0;
+    return 1;
+}
+
+/* The condition that rule rules[first] covers the version `seq_col` (of
+ * resource r), for its patient and the patients of every later rule of
+ * the same shape (`done` marks them: one condition serves them all, so the
+ * SQL grows with the shapes, not with the Consents). */
+static void rule_sql(vl_sqlq_t *q, const vl_scope_rule_t *rules, size_t n, size_t first, char *done,
+                     const char *seq_col)
+{
+    const vl_scope_rule_t *r = &rules[first];
     sqlite3_str_appendf(q->sql,
                         "(EXISTS (SELECT 1 FROM version_patient vp WHERE vp.seq = %s"
-                        " AND vp.patient = ",
+                        " AND vp.patient IN (",
                         seq_col);
     vl_sqlq_text(q, r->patient);
-    sqlite3_str_appendall(q->sql, ")");
+    for (size_t k = first + 1; k < n; k++)
+        if (!done[k] && same_shape(r, &rules[k])) {
+            done[k] = 1;
+            sqlite3_str_appendall(q->sql, ", ");
+            vl_sqlq_text(q, rules[k].patient);
+        }
+    sqlite3_str_appendall(q->sql, "))");
     if (r->n_types) {
         sqlite3_str_appendall(q->sql, " AND r.type IN (");
         for (size_t i = 0; i < r->n_types; i++) {
@@ -151,21 +194,27 @@ static void rule_sql(vl_sqlq_t *q, const vl_scope_rule_t *r, const char *seq_col
 /* (permit OR permit ...) AND NOT (deny OR deny ...) */
 static void rules_sql(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
 {
+    char *done = calloc(scope.n_rules, 1);
     int any = 0;
+    if (!done) {
+        q->oom = 1;
+        return;
+    }
     sqlite3_str_appendall(q->sql, "((");
     for (size_t i = 0; i < scope.n_rules; i++)
-        if (!scope.rules[i].deny) {
+        if (!scope.rules[i].deny && !done[i]) {
             if (any++)
                 sqlite3_str_appendall(q->sql, " OR ");
-            rule_sql(q, &scope.rules[i], seq_col);
+            rule_sql(q, scope.rules, scope.n_rules, i, done, seq_col);
         }
     sqlite3_str_appendall(q->sql, any ? ")" : "0)");
-    for (size_t i = 0, d = 0; i < scope.n_rules; i++)
-        if (scope.rules[i].deny) {
-            sqlite3_str_appendall(q->sql, d++ ? " AND NOT " : " AND NOT ");
-            rule_sql(q, &scope.rules[i], seq_col);
+    for (size_t i = 0; i < scope.n_rules; i++)
+        if (scope.rules[i].deny && !done[i]) {
+            sqlite3_str_appendall(q->sql, " AND NOT ");
+            rule_sql(q, scope.rules, scope.n_rules, i, done, seq_col);
         }
     sqlite3_str_appendall(q->sql, ")");
+    free(done);
 }
 
 void vl_sqlq_scope(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
@@ -175,7 +224,11 @@ void vl_sqlq_scope(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
         return;
     sqlite3_str_appendall(q->sql, " AND (");
     if (scope.n_patients && scope.patients) {
-        sqlite3_str_appendf(q->sql, "%s IN (SELECT seq FROM version_patient WHERE patient IN (",
+        /* a probe of the (seq, patient) key per candidate row: an IN over
+         * the patient's versions would list them all for every query */
+        sqlite3_str_appendf(q->sql,
+                            "EXISTS (SELECT 1 FROM version_patient vp WHERE vp.seq = %s AND"
+                            " vp.patient IN (",
                             seq_col);
         for (size_t i = 0; i < scope.n_patients; i++) {
             if (i)
@@ -202,7 +255,7 @@ void vl_sqlq_scope(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
         vl_sqlq_text(q, scope.ref_type);
         sqlite3_str_appendall(q->sql, " AND EXISTS (SELECT 1 FROM idx_reference x WHERE x.rid ="
                                       " r.rid AND x.param = ");
-        vl_sqlq_text(q, scope.ref_param);
+        param_name(q, scope.ref_type, scope.ref_param);
         sqlite3_str_appendall(q->sql, " AND x.ref IN (");
         for (size_t i = 0; i < scope.n_refs; i++) {
             if (i)
@@ -215,6 +268,60 @@ void vl_sqlq_scope(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
     if (!parts)
         sqlite3_str_appendall(q->sql, "0");
     sqlite3_str_appendall(q->sql, ")");
+}
+
+/* A statement for `sql`: a free cached one with this text, else a new one
+ * (kept in a free or the least recently used idle slot). */
+static int cached_prepare(vl_bconn_t *c, const char *sql, sqlite3_stmt **st)
+{
+    int slot = -1, rc;
+    for (int i = 0; i < VL_SQLQ_CACHE; i++) {
+        if (c->qcache[i].sql && !c->qcache[i].busy && !strcmp(c->qcache[i].sql, sql)) {
+            c->qcache[i].busy = 1;
+            c->qcache[i].used = ++c->qtick;
+            *st = c->qcache[i].st;
+            sqlite3_clear_bindings(*st);
+            return SQLITE_OK;
+        }
+        if (!c->qcache[i].busy &&
+            (slot < 0 || !c->qcache[i].sql ||
+             (c->qcache[slot].sql && c->qcache[i].used < c->qcache[slot].used)))
+            slot = i;
+    }
+    rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+    if (rc != SQLITE_OK || slot < 0)
+        return rc;
+    if (c->qcache[slot].sql) {
+        sqlite3_finalize(c->qcache[slot].st);
+        free(c->qcache[slot].sql);
+    }
+    c->qcache[slot].sql = strdup(sql);
+    c->qcache[slot].st = c->qcache[slot].sql ? *st : NULL;
+    c->qcache[slot].busy = c->qcache[slot].sql != NULL;
+    c->qcache[slot].used = ++c->qtick;
+    return SQLITE_OK;
+}
+
+void vl_sqlq_release(vl_bconn_t *c, sqlite3_stmt *st)
+{
+    if (!st)
+        return;
+    for (int i = 0; i < VL_SQLQ_CACHE; i++)
+        if (c->qcache[i].st == st && c->qcache[i].busy) {
+            sqlite3_reset(st);
+            c->qcache[i].busy = 0;
+            return;
+        }
+    sqlite3_finalize(st);
+}
+
+void vl_sqlq_cache_clear(vl_bconn_t *c)
+{
+    for (int i = 0; i < VL_SQLQ_CACHE; i++) {
+        sqlite3_finalize(c->qcache[i].st);
+        free(c->qcache[i].sql);
+    }
+    memset(c->qcache, 0, sizeof c->qcache);
 }
 
 int vl_sqlq_prepare(vl_sqlq_t *q, sqlite3_stmt **st, vl_store_err_t *err)
@@ -230,7 +337,7 @@ int vl_sqlq_prepare(vl_sqlq_t *q, sqlite3_stmt **st, vl_store_err_t *err)
         sqlite3_free(sql);
         return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
     }
-    rc = sqlite3_prepare_v2(q->db, sql, -1, st, NULL);
+    rc = cached_prepare(q->conn, sql, st);
     sqlite3_free(sql);
     if (rc != SQLITE_OK) {
         if (rc == SQLITE_ERROR && strstr(sqlite3_errmsg(q->db), "too"))
@@ -243,7 +350,7 @@ int vl_sqlq_prepare(vl_sqlq_t *q, sqlite3_stmt **st, vl_store_err_t *err)
                   : b->kind == B_INT ? sqlite3_bind_int64(*st, (int)i + 1, b->i)
                                      : sqlite3_bind_double(*st, (int)i + 1, b->d);
         if (brc != SQLITE_OK) {
-            sqlite3_finalize(*st);
+            vl_sqlq_release(q->conn, *st);
             *st = NULL;
             return vl_sqlite_error(err, q->db, "binding a search");
         }
@@ -408,12 +515,12 @@ static void cond_sql(vl_sqlq_t *q, const vl_query_cond_t *c)
     if (c->missing >= 0) {
         sqlite3_str_appendf(q->sql, "r.rid %s (SELECT rid FROM %s WHERE param = ",
                             c->missing ? "NOT IN" : "IN", tables[c->kind]);
-        vl_sqlq_text(q, c->param);
+        param_name(q, q->type, c->param);
         sqlite3_str_appendall(q->sql, ")");
         return;
     }
     sqlite3_str_appendf(q->sql, "r.rid IN (SELECT rid FROM %s WHERE param = ", tables[c->kind]);
-    vl_sqlq_text(q, c->param);
+    param_name(q, q->type, c->param);
     sqlite3_str_appendall(q->sql, " AND ");
     or_values(q, c, 0, c->n, 0);
     sqlite3_str_appendall(q->sql, ")");
@@ -437,6 +544,8 @@ static void and_conds(vl_sqlq_t *q, const vl_query_t *query, size_t lo, size_t h
 /* The FROM/WHERE part shared by the count and the page query. */
 static void where_sql(vl_sqlq_t *q, const vl_query_t *query, vl_scope_t scope)
 {
+    if (q)
+        q->type = query->type;
     vl_sqlq_sql(q, " FROM resource r JOIN resource_version v ON v.rid = r.rid"
                    " AND v.version = r.version WHERE r.deleted = 0 AND r.type = ");
     vl_sqlq_text(q, query->type);
@@ -460,7 +569,7 @@ int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *query, i
     memset(out, 0, sizeof *out);
 
     if (with_total) {
-        q = vl_sqlq_new(c->db);
+        q = vl_sqlq_new(c);
         if (!q)
             return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
         vl_sqlq_sql(q, "SELECT count(*)");
@@ -473,7 +582,7 @@ int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *query, i
             vl_sqlite_error(err, c->db, "counting matches");
             goto out;
         }
-        sqlite3_finalize(st);
+        vl_sqlq_release(c, st);
         st = NULL;
         vl_sqlq_free(q);
         q = NULL;
@@ -483,7 +592,7 @@ int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *query, i
         }
     }
 
-    q = vl_sqlq_new(c->db);
+    q = vl_sqlq_new(c);
     if (!q)
         return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
     vl_sqlq_sql(q, "SELECT " VL_SQLITE_RECORD_COLUMNS);
@@ -497,7 +606,7 @@ int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *query, i
                             " ORDER BY (SELECT %s FROM idx_date d WHERE d.rid = r.rid AND"
                             " d.param = ",
                             query->sort_desc ? "max(hi)" : "min(lo)");
-        vl_sqlq_text(q, query->sort_param);
+        param_name(q, query->type, query->sort_param);
         sqlite3_str_appendf(q->sql, ") %s NULLS LAST, r.rid", query->sort_desc ? "DESC" : "ASC");
     } else {
         sqlite3_str_appendall(q->sql, " ORDER BY r.rid");
@@ -511,7 +620,7 @@ int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *query, i
     ret = vl_sqlite_collect(c->db, st, max_bytes, out, err);
 out:
     vl_sqlq_free(q);
-    sqlite3_finalize(st);
+    vl_sqlq_release(c, st);
     if (ret < 0)
         vl_records_free(out);
     return ret;

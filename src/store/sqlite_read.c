@@ -20,7 +20,7 @@
 static int read_scoped(vl_bconn_t *c, vl_scope_t scope, const char *type, const char *id,
                        int64_t version, sqlite3_stmt **out, vl_store_err_t *err)
 {
-    vl_sqlq_t *q = vl_sqlq_new(c->db);
+    vl_sqlq_t *q = vl_sqlq_new(c);
     int rc;
     vl_sqlq_sql(q, "SELECT " VL_SQLITE_RECORD_COLUMNS " FROM resource r JOIN resource_version v"
                    " ON v.rid = r.rid");
@@ -45,8 +45,36 @@ int vl_sqlite_read(vl_bconn_t *c, vl_scope_t scope, const char *type, const char
 {
     sqlite3_stmt *st;
     int rc, cached = (scope.flags & VL_SCOPE_ALL) != 0;
+    /* one patient's compartment (a patient's own reads): cached statements
+     * too, with the patient bound */
+    int one_patient =
+        !cached && scope.n_patients == 1 && scope.patients && !scope.n_rules && !scope.n_refs;
+#define ONE_PATIENT                                                                                \
+    " AND (EXISTS (SELECT 1 FROM version_patient vp WHERE vp.seq = v.seq AND vp.patient = ?4)"     \
+    " OR (?5 AND NOT EXISTS (SELECT 1 FROM version_patient vp WHERE vp.seq = v.seq)))"
     memset(out, 0, sizeof *out);
-    if (cached) {
+    if (one_patient) {
+        st = version > 0 ? vl_sqlite_stmt(c, ST_READ_PATIENT_VERSION,
+                                          "SELECT " VL_SQLITE_RECORD_COLUMNS
+                                          " FROM resource r JOIN resource_version v"
+                                          " ON v.rid = r.rid WHERE r.type = ?1 AND r.id = ?2"
+                                          " AND v.version = ?3" ONE_PATIENT,
+                                          err)
+                         : vl_sqlite_stmt(c, ST_READ_PATIENT_CURRENT,
+                                          "SELECT " VL_SQLITE_RECORD_COLUMNS
+                                          " FROM resource r JOIN resource_version v"
+                                          " ON v.rid = r.rid AND v.version = r.version"
+                                          " WHERE r.type = ?1 AND r.id = ?2 AND ?3 = 0" ONE_PATIENT,
+                                          err);
+        if (!st)
+            return -1;
+        sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, version > 0 ? version : 0);
+        sqlite3_bind_text(st, 4, scope.patients[0], -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 5, (scope.flags & VL_SCOPE_SHARED) != 0);
+        cached = 1;
+    } else if (cached) {
         st = version > 0 ? vl_sqlite_stmt(c, ST_READ_VERSION,
                                           "SELECT " VL_SQLITE_RECORD_COLUMNS
                                           " FROM resource r JOIN resource_version v"
@@ -74,7 +102,7 @@ int vl_sqlite_read(vl_bconn_t *c, vl_scope_t scope, const char *type, const char
     if (cached)
         sqlite3_reset(st);
     else
-        sqlite3_finalize(st);
+        vl_sqlq_release(c, st);
     if (rc == SQLITE_ROW)
         return 0;
     if (rc == SQLITE_NOMEM)
@@ -85,6 +113,7 @@ int vl_sqlite_read(vl_bconn_t *c, vl_scope_t scope, const char *type, const char
         return vl_store_fail(err, VL_STORE_NOT_FOUND, "%s/%s has no version %lld", type, id,
                              (long long)version);
     return vl_store_fail(err, VL_STORE_NOT_FOUND, "%s/%s is not known", type, id);
+#undef ONE_PATIENT
 }
 
 /* FROM/WHERE of a history: versions of a type or of one resource. */
@@ -112,7 +141,7 @@ static int count_rows(vl_bconn_t *c, vl_sqlq_t *q, int64_t *n, vl_store_err_t *e
         return -1;
     rc = sqlite3_step(st);
     *n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
+    vl_sqlq_release(c, st);
     if (rc != SQLITE_ROW)
         return vl_sqlite_error(err, c->db, "counting");
     return 0;
@@ -126,7 +155,7 @@ int vl_sqlite_history(vl_bconn_t *c, vl_scope_t scope, const char *type, const c
     int ret = -1;
     memset(out, 0, sizeof *out);
 
-    q = vl_sqlq_new(c->db);
+    q = vl_sqlq_new(c);
     vl_sqlq_sql(q, "SELECT count(*)");
     history_where(q, scope, type, id, page->since_us);
     ret = count_rows(c, q, &out->total, err);
@@ -136,7 +165,7 @@ int vl_sqlite_history(vl_bconn_t *c, vl_scope_t scope, const char *type, const c
     if (id && out->total == 0) {
         /* unknown (or invisible) resource: 404; known but nothing since _since: empty */
         int64_t any = 0;
-        q = vl_sqlq_new(c->db);
+        q = vl_sqlq_new(c);
         vl_sqlq_sql(q, "SELECT count(*)");
         history_where(q, scope, type, id, 0);
         ret = count_rows(c, q, &any, err);
@@ -149,7 +178,7 @@ int vl_sqlite_history(vl_bconn_t *c, vl_scope_t scope, const char *type, const c
     }
     if (page->count <= 0)
         return 0;
-    q = vl_sqlq_new(c->db);
+    q = vl_sqlq_new(c);
     vl_sqlq_sql(q, "SELECT " VL_SQLITE_RECORD_COLUMNS);
     history_where(q, scope, type, id, page->since_us);
     vl_sqlq_sql(q, " ORDER BY v.seq DESC LIMIT ");
@@ -160,7 +189,7 @@ int vl_sqlite_history(vl_bconn_t *c, vl_scope_t scope, const char *type, const c
     vl_sqlq_free(q);
     if (ret == 0)
         ret = vl_sqlite_collect(c->db, st, page->max_bytes, out, err);
-    sqlite3_finalize(st);
+    vl_sqlq_release(c, st);
     if (ret < 0)
         vl_records_free(out);
     return ret;
@@ -366,7 +395,7 @@ int vl_sqlite_ledger_record(vl_bconn_t *c, vl_scope_t scope, const char *type, c
                             int64_t version, uint64_t *index, unsigned char salt[32], char **bytes,
                             size_t *len, vl_store_err_t *err)
 {
-    vl_sqlq_t *q = vl_sqlq_new(c->db);
+    vl_sqlq_t *q = vl_sqlq_new(c);
     sqlite3_stmt *st = NULL;
     int ret = -1, rc;
     *bytes = NULL;
@@ -410,7 +439,7 @@ int vl_sqlite_ledger_record(vl_bconn_t *c, vl_scope_t scope, const char *type, c
     (*bytes)[*len] = '\0';
     ret = 0;
 out:
-    sqlite3_finalize(st);
+    vl_sqlq_release(c, st);
     return ret;
 }
 

@@ -82,11 +82,16 @@ static int delete_index(vl_backend_t *b, int64_t rid, vl_store_err_t *err)
     return 0;
 }
 
-static int insert_index(vl_backend_t *b, int64_t rid, const vl_index_t *ix, vl_store_err_t *err)
+/* Index rows are stored under "<type>.<param>" (schemas/006). */
+static int insert_index(vl_backend_t *b, const char *type, int64_t rid, const vl_index_t *ix,
+                        vl_store_err_t *err)
 {
     for (size_t i = 0; i < ix->n; i++) {
         const vl_index_row_t *row = &ix->rows[i];
         sqlite3_stmt *st = NULL;
+        char name[160];
+        if (row->param)
+            snprintf(name, sizeof name, "%s.%s", type, row->param);
         switch (row->kind) {
         case VL_INDEX_TOKEN:
             st = W(b, ST_INSERT_TOKEN,
@@ -132,7 +137,10 @@ static int insert_index(vl_backend_t *b, int64_t rid, const vl_index_t *ix, vl_s
             break;
         }
         sqlite3_bind_int64(st, 1, rid);
-        sqlite3_bind_text(st, 2, row->param, -1, SQLITE_STATIC);
+        if (row->param)
+            sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+        else
+            sqlite3_bind_null(st, 2); /* NOT NULL: the put fails */
         if (step_done(b, st, "writing index rows", err) < 0)
             return -1;
     }
@@ -286,7 +294,7 @@ int vl_sqlite_write_version(vl_backend_t *b, const vl_store_put_t *p, const vl_b
         return -1;
     if (head->head.exists && delete_index(b, rid, err) < 0)
         return -1;
-    if (!deleted && p->index && insert_index(b, rid, p->index, err) < 0)
+    if (!deleted && p->index && insert_index(b, p->type, rid, p->index, err) < 0)
         return -1;
     return 0;
 }
