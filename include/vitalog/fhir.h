@@ -155,7 +155,7 @@ void vl_search_free(vl_search_t *s);
 
 /** The CapabilityStatement generated from vl_fhir_types and the
  *  interaction table (new reference). */
-json_t *vl_fhir_capability(const char *base_url);
+json_t *vl_fhir_capability(const char *base_url, int cors);
 
 /* ------------------------------------------------------------------------
  * The interaction layer (src/fhir/interaction.c and friends)
@@ -179,6 +179,7 @@ typedef struct vl_fhir_options {
     vl_store_t *store;         /* borrowed; must outlive the layer */
     const vl_policy_t *policy; /* required (vl_fhir_new fails without one) */
     vl_auth_t *auth;           /* the token API's tokens (NULL: that API answers 404) */
+    int cors;                  /* the transport answers CORS for some origins (metadata says so) */
     size_t max_depth;          /* JSON nesting of bodies; 0: 64 */
     size_t
         max_bundle_entries; /* entries of a batch or transaction; 0: VL_FHIR_DEFAULT_MAX_ENTRIES */

@@ -35,6 +35,13 @@ typedef struct vl_http_options {
     unsigned max_conns;        /* 0: 1024 */
     unsigned max_conns_per_ip; /* 0: a quarter of max_conns */
     size_t max_path;           /* bytes of a request target; 0: 8192 (longer: 414) */
+    /* HTTPS through libmicrohttpd's TLS (GnuTLS): PEM texts of the
+     * certificate (chain) and its private key; both NULL: plain HTTP */
+    const char *tls_cert_pem, *tls_key_pem;
+    /* CORS: the origins ("https://app.example.org") browsers may call from;
+     * none: no CORS headers at all */
+    const char *const *cors_origins;
+    size_t n_cors_origins;
 } vl_http_options_t;
 
 #define VL_HTTP_DEFAULT_MAX_BODY (1024u * 1024u)

@@ -69,6 +69,12 @@ static const char usage_serve[] =
     "  --origin NAME          ledger origin and key name, used when DIR has no key yet\n"
     "                         (default: vitalog.local/<16 random hex digits>)\n"
     "  --checkpoint-ms MS     sign a checkpoint at most MS after entries arrive (default: 1000)\n"
+    "  --tls-cert FILE        serve HTTPS with this PEM certificate (chain) ...\n"
+    "  --tls-key FILE         ... and its PEM private key (libmicrohttpd's TLS, GnuTLS)\n"
+    "  --insecure-http        allow plain HTTP on a non-loopback address (TLS ends in a\n"
+    "                         proxy in front); without it such an address needs TLS\n"
+    "  --cors-origin ORIGIN   let browser apps from ORIGIN (https://app.example.org)\n"
+    "                         call the server (repeatable, at most 16; none by default)\n"
     "  -h, --help             show this help\n"
     "\n"
     "On first start DIR also gets the ledger key: DIR/ledger.key (Ed25519, mode 0600)\n"
@@ -247,6 +253,18 @@ static int origin_ok(const char *origin)
     return 1;
 }
 
+/* "scheme://host[:port]": no path, no spaces, printable ASCII */
+static int cors_origin_ok(const char *o)
+{
+    const char *p = strstr(o, "://");
+    if (!p || p == o || strlen(o) > 200 || strchr(p + 3, '/') || !p[3])
+        return 0;
+    for (; *o; o++)
+        if (*o <= 0x20 || *o > 0x7e)
+            return 0;
+    return 1;
+}
+
 static int write_port_file(const char *path, uint16_t port)
 {
     char text[16];
@@ -275,6 +293,10 @@ int vl_cli_serve(int argc, char **argv)
         {"log-level", required_argument, NULL, 'L'},
         {"origin", required_argument, NULL, 'O'},
         {"checkpoint-ms", required_argument, NULL, 'C'},
+        {"tls-cert", required_argument, NULL, 'x'},
+        {"tls-key", required_argument, NULL, 'k'},
+        {"insecure-http", no_argument, NULL, 'i'},
+        {"cors-origin", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -291,7 +313,10 @@ int vl_cli_serve(int argc, char **argv)
     unsigned char token_key[32];
     vl_error_t err = VL_ERROR_INIT;
     vl_store_err_t serr = VL_STORE_ERR_INIT;
-    int opt, sig, rc = 1, lockfd = -1;
+    int opt, sig, rc = 1, lockfd = -1, insecure = 0;
+    const char *tls_cert = NULL, *tls_key = NULL, *cors[16];
+    size_t n_cors = 0;
+    char *cert_pem = NULL, *key_pem = NULL;
     unsigned long v, drain_s = 10;
 
     memset(&hopts, 0, sizeof hopts);
@@ -385,6 +410,17 @@ int vl_cli_serve(int argc, char **argv)
                 goto bad;
             sopts.checkpoint_ms = (unsigned)v;
             break;
+        case 'x': tls_cert = optarg; break;
+        case 'k': tls_key = optarg; break;
+        case 'i': insecure = 1; break;
+        case 'o':
+            if (n_cors == sizeof cors / sizeof cors[0] || !cors_origin_ok(optarg)) {
+                fprintf(stderr, "vitalog serve: --cors-origin takes an origin such as "
+                                "https://app.example.org (at most 16)\n");
+                return 2;
+            }
+            cors[n_cors++] = optarg;
+            break;
         case 'h': fputs(usage_serve, stdout); return 0;
         default: fputs(usage_serve, stderr); return 2;
         }
@@ -398,6 +434,29 @@ int vl_cli_serve(int argc, char **argv)
         return 2;
     }
     hopts.host = host;
+    if (!tls_cert != !tls_key) {
+        fprintf(stderr, "vitalog serve: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (!tls_cert && !insecure && strncmp(host, "127.", 4) != 0) {
+        fprintf(stderr,
+                "vitalog serve: %s is not a loopback address: serve it with --tls-cert and "
+                "--tls-key, or give --insecure-http if TLS ends before this server\n",
+                host);
+        return 2;
+    }
+    if (tls_cert) {
+        cert_pem = vl_cli_read_small(tls_cert, 1024 * 1024);
+        key_pem = vl_cli_read_small(tls_key, 1024 * 1024);
+        if (!cert_pem || !key_pem) {
+            fprintf(stderr, "vitalog serve: cannot read %s\n", !cert_pem ? tls_cert : tls_key);
+            goto tls_bad;
+        }
+        hopts.tls_cert_pem = cert_pem;
+        hopts.tls_key_pem = key_pem;
+    }
+    hopts.cors_origins = cors;
+    hopts.n_cors_origins = n_cors;
 
     /* the address before the data directory: a bad one leaves nothing */
     hopts.listen_fd = vl_http_listen(host, hopts.port, &err);
@@ -463,6 +522,7 @@ int vl_cli_serve(int argc, char **argv)
     default: fprintf(stderr, "vitalog serve: %s\n", vl_error_message(&err)); goto out;
     }
     fopts.policy = vl_auth_policy(auth);
+    fopts.cors = n_cors > 0;
     fopts.auth = auth;
     fopts.store = store;
     fopts.ledger_key = &key;
@@ -488,6 +548,10 @@ out:
     if (hopts.listen_fd >= 0)
         close(hopts.listen_fd);
     vl_http_stop(http, (unsigned)drain_s * 1000);
+    if (key_pem)
+        sodium_memzero(key_pem, strlen(key_pem));
+    free(key_pem);
+    free(cert_pem);
     vl_auth_free(auth);
     vl_store_close(store);
     sodium_memzero(&key, sizeof key);
@@ -496,6 +560,10 @@ out:
     if (rc == 0)
         vl_log(VL_LOG_INFO, "stopped", NULL);
     return rc;
+tls_bad:
+    free(cert_pem);
+    free(key_pem);
+    return 1;
 bad:
     fprintf(stderr, "vitalog serve: bad value '%s' for an option\n%s", optarg, usage_serve);
     if (hopts.listen_fd >= 0)

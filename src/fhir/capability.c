@@ -148,7 +148,7 @@ static json_t *resource_entry(const vl_fhir_type_t *t)
     return r;
 }
 
-json_t *vl_fhir_capability(const char *base_url)
+json_t *vl_fhir_capability(const char *base_url, int cors)
 {
     char date[32];
     vl_time_format(vl_time_now_us(), date);
@@ -181,7 +181,7 @@ json_t *vl_fhir_capability(const char *base_url)
     json_object_set_new(rest, "mode", json_string("server"));
     json_object_set_new(
         rest, "security",
-        json_pack("{s:b,s:s}", "cors", 0, "description",
+        json_pack("{s:b,s:s}", "cors", cors != 0, "description",
                   "Every interaction except capabilities needs Authorization: Bearer <token> "
                   "(RFC 6750; 401 with WWW-Authenticate otherwise). Tokens are opaque, issued "
                   "by the server's administrators (vitalog token, /auth/tokens) for the roles "

@@ -47,7 +47,7 @@
 
 static int h_capabilities(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
 {
-    return vl_x_json(res, 200, vl_fhir_capability(vl_x_fhir_base(x)));
+    return vl_x_json(res, 200, vl_fhir_capability(vl_x_fhir_base(x), x->f->opts.cors));
 }
 
 static int h_healthz(vl_fhir_exchange_t *x, vl_fhir_response_t *res)

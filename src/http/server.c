@@ -89,6 +89,40 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 }
 
 /* Sends req->res (whose body or stream the response takes over). */
+/* ------------------------------------------------------------------------
+ * CORS (for browser SMART apps): only the configured origins
+ * ---------------------------------------------------------------------- */
+
+#define CORS_METHODS "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
+#define CORS_HEADERS                                                                               \
+    "Authorization, Content-Type, Accept, Prefer, If-Match, If-None-Match, If-None-Exist, "        \
+    "If-Modified-Since, X-Request-Id"
+#define CORS_EXPOSE                                                                                \
+    "Location, ETag, Last-Modified, Content-Location, X-Request-Id, X-Ledger-Index, "              \
+    "X-Ledger-Entry-Hash, WWW-Authenticate, X-Progress"
+
+/* The request's Origin when it is one of the allowed ones, else NULL. */
+static const char *cors_origin(vl_request_t *req)
+{
+    const vl_http_t *h = req->http;
+    const char *origin = header(req, "Origin");
+    for (size_t i = 0; origin && i < h->opts.n_cors_origins; i++)
+        if (!strcmp(origin, h->opts.cors_origins[i]))
+            return origin;
+    return NULL;
+}
+
+static void cors_headers(vl_request_t *req, struct MHD_Response *r)
+{
+    const char *origin = cors_origin(req);
+    if (req->http->opts.n_cors_origins)
+        MHD_add_response_header(r, "Vary", "Origin");
+    if (!origin)
+        return;
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+    MHD_add_response_header(r, "Access-Control-Expose-Headers", CORS_EXPOSE);
+}
+
 static MHD_RESULT send_response(vl_request_t *req)
 {
     vl_fhir_response_t *res = &req->res;
@@ -129,6 +163,7 @@ static MHD_RESULT send_response(vl_request_t *req)
         MHD_add_response_header(r, "X-Ledger-Index", res->ledger_index);
         MHD_add_response_header(r, "X-Ledger-Entry-Hash", res->ledger_hash);
     }
+    cors_headers(req, r);
     if (req->close || atomic_load(&req->http->stopping))
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     req->status = res->status;
@@ -209,11 +244,12 @@ static void base_url(vl_request_t *req, char *out, size_t n)
             if (!isalnum((unsigned char)*p) && !strchr(".-:[]_", *p))
                 ok = 0;
         if (ok) {
-            snprintf(out, n, "http://%s", host);
+            snprintf(out, n, "%s://%s", h->opts.tls_cert_pem ? "https" : "http", host);
             return;
         }
     }
-    snprintf(out, n, "http://%s:%u", h->opts.host, (unsigned)h->port);
+    snprintf(out, n, "%s://%s:%u", h->opts.tls_cert_pem ? "https" : "http", h->opts.host,
+             (unsigned)h->port);
 }
 
 /* Runs on the writer thread when a pending answer can be built. */
@@ -237,6 +273,32 @@ static MHD_RESULT dispatch(vl_request_t *req)
     vl_fhir_request_t *fr = &req->freq;
     const char *why = NULL;
     int rc;
+    /* a CORS preflight: answered here, before routing and credentials (a
+     * browser sends none with it); an origin not allowed gets no CORS
+     * headers, so the browser refuses */
+    if (!strcmp(req->method, "OPTIONS") && header(req, "Origin") &&
+        header(req, "Access-Control-Request-Method")) {
+        struct MHD_Response *r;
+        MHD_RESULT ret;
+        const char *origin = cors_origin(req);
+        if (!origin)
+            return send_transport_error(req, 403, "forbidden",
+                                        "this origin may not call the server (CORS)", 0);
+        r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
+        MHD_add_response_header(r, "X-Request-Id", req->request_id);
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+        MHD_add_response_header(r, "Access-Control-Allow-Methods", CORS_METHODS);
+        MHD_add_response_header(r, "Access-Control-Allow-Headers", CORS_HEADERS);
+        MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+        MHD_add_response_header(r, "Vary", "Origin");
+        req->res.status = 204;
+        req->res.route = "preflight";
+        ret = MHD_queue_response(req->conn, 204, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
     /* FHIR routes negotiate; the others answer in their own fixed types */
     if (!strncmp(req->path, "/fhir", 5) && negotiate(req, &why) < 0)
         return send_transport_error(req, 406, "not-supported", why, 0);
@@ -744,6 +806,8 @@ int vl_http_start(const vl_http_options_t *opts, const vl_fhir_options_t *fopts,
     const union MHD_DaemonInfo *info;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int fd = opts->listen_fd;
+    struct MHD_OptionItem tls[3] = {
+        {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}};
     if (!h) {
         if (fd >= 0)
             close(fd);
@@ -793,14 +857,30 @@ int vl_http_start(const vl_http_options_t *opts, const vl_fhir_options_t *fopts,
         goto fail_oom;
     if (fd < 0 && (fd = vl_http_listen(h->opts.host, h->opts.port, err)) < 0)
         goto fail;
+    if ((opts->tls_cert_pem != NULL) != (opts->tls_key_pem != NULL)) {
+        close(fd);
+        vl_error_set(err, 500, "exception", NULL, "TLS needs both a certificate and a key");
+        goto fail;
+    }
+    if (opts->tls_cert_pem) {
+        tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)opts->tls_cert_pem};
+        tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)opts->tls_key_pem};
+    }
+    if (opts->tls_cert_pem && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        close(fd);
+        vl_error_set(err, 500, "exception", NULL, "this libmicrohttpd was built without TLS");
+        goto fail;
+    }
     h->daemon = MHD_start_daemon(
         /* poll(), not epoll: libmicrohttpd 0.9.75 can abort in
          * MHD_quiesce_daemon() with a thread pool on epoll ("Failed to
          * remove listen FD from epoll set") when a worker races it; poll
          * has no such path and costs little at our connection counts */
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
-            MHD_USE_ERROR_LOG,
+            MHD_USE_ERROR_LOG | (opts->tls_cert_pem ? MHD_USE_TLS : 0),
         0, NULL, NULL, on_request, h,
+        /* the certificate and key, when TLS is on (an empty list otherwise) */
+        MHD_OPTION_ARRAY, tls,
         /* first, so that every diagnostic goes through it */
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_THREAD_POOL_SIZE, h->opts.threads, MHD_OPTION_CONNECTION_TIMEOUT,
