@@ -33,8 +33,10 @@ typedef struct vl_principal {
     vl_role_t role;
     char organization[128]; /* a Practitioner clinic token's Organization, or "" */
     char subject[128];      /* e.g. "Patient/123"; empty when anonymous */
-    char token_id[33];      /* the token's public id; empty when anonymous */
-    char patient[65];       /* patient and device: the id of their Patient */
+    char token_id[33];      /* the token's public id ("jwt:<jti>" for a JWT); "" when anonymous */
+    char patient[65];       /* patient and device: their Patient's id; a JWT's launch patient */
+    int scoped;             /* a JWT: `scopes` narrow what the role allows */
+    char scopes[1024];      /* its SMART scopes, space-separated */
 } vl_principal_t;
 
 /**
@@ -134,11 +136,31 @@ json_t *vl_auth_token_json(const vl_token_row_t *row, int64_t now_us);
  * The server's policy
  * ---------------------------------------------------------------------- */
 
+/* ------------------------------------------------------------------------
+ * JWTs from an identity provider (jwt.c): RS256 and ES256 with the keys of
+ * a JWKS file, iss and aud as configured, exp/nbf/iat within VL_JWT_SKEW
+ * ---------------------------------------------------------------------- */
+
+#define VL_JWT_SKEW 60 /* seconds of clock skew allowed on exp, nbf and iat */
+
+typedef struct vl_jwt vl_jwt_t;
+
+/** The verifier of `issuer`'s tokens for `audience`, with the keys of a
+ *  JWKS document (RSA of 2048 bits or more, EC P-256; each with a kid). */
+vl_jwt_t *vl_jwt_new(const char *jwks, size_t len, const char *issuer, const char *audience,
+                     vl_error_t *err);
+void vl_jwt_free(vl_jwt_t *jwt);
+/** Verifies a compact JWS; 0 with its claims (new reference), or -1 with a
+ *  401 in err saying why. `now_s`: seconds since the epoch. */
+int vl_jwt_verify(const vl_jwt_t *jwt, const char *token, size_t len, int64_t now_s,
+                  json_t **claims, vl_error_t *err);
+
 typedef struct vl_auth vl_auth_t;
 
 typedef struct vl_auth_options {
     vl_store_t *store;              /* tokens are looked up here on every request */
     const unsigned char *token_key; /* 32 bytes (copied) */
+    vl_jwt_t *jwt;                  /* NULL, or JWTs are accepted too (taken: auth frees it) */
 } vl_auth_options_t;
 
 vl_auth_t *vl_auth_new(const vl_auth_options_t *opts, vl_error_t *err);

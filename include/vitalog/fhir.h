@@ -153,9 +153,11 @@ void vl_search_free(vl_search_t *s);
  * Bundles and metadata
  * ---------------------------------------------------------------------- */
 
+struct vl_fhir_options;
 /** The CapabilityStatement generated from vl_fhir_types and the
- *  interaction table (new reference). */
-json_t *vl_fhir_capability(const char *base_url, int cors);
+ *  interaction table (new reference); `opts` (may be NULL) says what
+ *  rest.security holds (CORS, SMART). */
+json_t *vl_fhir_capability(const char *base_url, const struct vl_fhir_options *opts);
 
 /* ------------------------------------------------------------------------
  * The interaction layer (src/fhir/interaction.c and friends)
@@ -180,7 +182,11 @@ typedef struct vl_fhir_options {
     const vl_policy_t *policy; /* required (vl_fhir_new fails without one) */
     vl_auth_t *auth;           /* the token API's tokens (NULL: that API answers 404) */
     int cors;                  /* the transport answers CORS for some origins (metadata says so) */
-    size_t max_depth;          /* JSON nesting of bodies; 0: 64 */
+    /* JWTs of an identity provider are accepted (auth.h): its issuer, and
+     * optionally its endpoints, for /.well-known/smart-configuration and
+     * the CapabilityStatement (NULL: no SMART) */
+    const char *smart_issuer, *smart_authorize, *smart_token;
+    size_t max_depth; /* JSON nesting of bodies; 0: 64 */
     size_t
         max_bundle_entries; /* entries of a batch or transaction; 0: VL_FHIR_DEFAULT_MAX_ENTRIES */
     size_t max_page_bytes;  /* resource bytes in one search or history page; 0:

@@ -39,6 +39,7 @@ struct vl_auth {
     unsigned char key[32];
     vl_policy_t policy;
     vl_consent_t *consent;
+    vl_jwt_t *jwt;
 };
 
 /* ------------------------------------------------------------------------
@@ -48,6 +49,63 @@ struct vl_auth {
 static int bad_token(vl_error_t *err, const char *why)
 {
     return vl_error_set(err, 401, "login", NULL, "%s", why);
+}
+
+/* "Type/id" at the end of a reference or URL ("https://h/fhir/Patient/1"). */
+static int last_ref(const char *ref, const char *type, char *id, size_t n)
+{
+    size_t tl = strlen(type);
+    const char *p = ref ? strstr(ref, type) : NULL, *last = NULL;
+    for (; p; p = strstr(p + 1, type))
+        if ((p == ref || p[-1] == '/') && p[tl] == '/')
+            last = p;
+    if (!last || !last[tl + 1] || strchr(last + tl + 1, '/') || strlen(last + tl + 1) >= n)
+        return 0;
+    snprintf(id, n, "%s", last + tl + 1);
+    return 1;
+}
+
+/* A JWT of the configured identity provider: fhirUser decides the role
+ * (Patient/x: patient x; Practitioner/x: clinic Practitioner/x, narrowed
+ * to the `patient` launch context when there is one); the scopes narrow. */
+static int identify_jwt(vl_auth_t *a, const char *token, size_t len, vl_principal_t *who,
+                        vl_error_t *err)
+{
+    json_t *claims;
+    const char *user, *launch, *scope, *jti;
+    char id[65];
+    if (vl_jwt_verify(a->jwt, token, len, vl_time_now_us() / 1000000, &claims, err) < 0)
+        return -1;
+    user = json_string_value(json_object_get(claims, "fhirUser"));
+    launch = json_string_value(json_object_get(claims, "patient"));
+    scope = json_string_value(json_object_get(claims, "scope"));
+    jti = json_string_value(json_object_get(claims, "jti"));
+    if (scope && strlen(scope) >= sizeof who->scopes) {
+        json_decref(claims);
+        return bad_token(err, "the JWT's scope claim is too long");
+    }
+    if (user && last_ref(user, "Patient", id, sizeof id)) {
+        if (launch && strcmp(launch, id) != 0) {
+            json_decref(claims);
+            return bad_token(err, "a patient's JWT names another patient as its launch context");
+        }
+        who->role = VL_ROLE_PATIENT;
+        snprintf(who->subject, sizeof who->subject, "Patient/%s", id);
+        snprintf(who->patient, sizeof who->patient, "%s", id);
+    } else if (user && last_ref(user, "Practitioner", id, sizeof id)) {
+        who->role = VL_ROLE_CLINIC;
+        snprintf(who->subject, sizeof who->subject, "Practitioner/%s", id);
+        if (launch && strlen(launch) < sizeof who->patient)
+            snprintf(who->patient, sizeof who->patient, "%s", launch);
+    } else {
+        json_decref(claims);
+        return bad_token(err, "the JWT has no fhirUser naming a Patient or a Practitioner");
+    }
+    who->scoped = 1;
+    snprintf(who->scopes, sizeof who->scopes, "%s", scope ? scope : "");
+    snprintf(who->token_id, sizeof who->token_id, "jwt:%.28s", jti ? jti : "-");
+    json_decref(claims);
+    return 0;
 }
 
 static int identify(void *ctx, const char *authorization, vl_principal_t *who, vl_error_t *err)
@@ -71,6 +129,11 @@ static int identify(void *ctx, const char *authorization, vl_principal_t *who, v
     len = strcspn(token, " ");
     if (!len || token[len])
         return bad_token(err, "the Authorization header holds no single bearer token");
+    if (strncmp(token, VL_TOKEN_PREFIX, sizeof VL_TOKEN_PREFIX - 1) != 0 && strchr(token, '.')) {
+        if (!a->jwt)
+            return bad_token(err, "this server accepts no JWTs (no --jwks)");
+        return identify_jwt(a, token, len, who, err);
+    }
     vl_auth_token_hash(a->key, token, len, hash);
     if (vl_store_token_find(a->store, hash, &row, &serr) < 0) {
         if (serr.kind == VL_STORE_NOT_FOUND)
@@ -147,6 +210,84 @@ static int is_write(const char *i)
     return is(i, "create") || is(i, "update") || is(i, "delete") || is(i, "patch");
 }
 
+/* ------------------------------------------------------------------------
+ * SMART scopes: they narrow, never widen
+ * ---------------------------------------------------------------------- */
+
+/* The SMART permission an interaction needs: c r u d s, 0 none needed. */
+static char needed(const vl_access_t *what)
+{
+    const char *i = what->interaction;
+    if (is(i, "read") || is(i, "vread") || is(i, "history-instance") || is(i, "history-type") ||
+        is(what->operation, "$ledger"))
+        return 'r';
+    if (is(i, "search-type"))
+        return 's';
+    if (is(i, "create"))
+        return 'c';
+    if (is(i, "update") || is(i, "patch"))
+        return 'u';
+    if (is(i, "delete"))
+        return 'd';
+    return 0; /* metadata, health, ledger verification material, Bundles (per entry) */
+}
+
+/* Whether one scope ("patient/Observation.rs", "user/ *.read" without the
+ * space, ...) grants
+ * letter `need` on `type` in its context. Scopes with a query
+ * ("?category=...") grant nothing yet: vitalog cannot narrow the data by
+ * them, and a scope must never widen. */
+static int grants(const char *s, size_t n, const char *type, char need, const char *context)
+{
+    const char *slash = memchr(s, '/', n), *dot, *perm;
+    size_t cl, tl, pl;
+    if (!slash || memchr(s, '?', n))
+        return 0;
+    cl = (size_t)(slash - s);
+    if (cl != strlen(context) || strncmp(s, context, cl) != 0)
+        return 0;
+    dot = memchr(slash, '.', n - cl);
+    if (!dot)
+        return 0;
+    tl = (size_t)(dot - slash - 1);
+    perm = dot + 1;
+    pl = n - (size_t)(perm - s);
+    if (!(tl == 1 && slash[1] == '*') &&
+        (!type || strlen(type) != tl || strncmp(slash + 1, type, tl)))
+        return 0;
+    if ((pl == 4 && !strncmp(perm, "read", 4)) || (pl == 1 && *perm == '*'))
+        return pl == 1 || need == 'r' || need == 's';
+    if (pl == 5 && !strncmp(perm, "write", 5))
+        return need == 'c' || need == 'u' || need == 'd';
+    /* v2: a non-empty subset of c r u d s, in that order */
+    for (size_t i = 0; i < pl; i++)
+        if (!strchr("cruds", perm[i]) ||
+            (i && strchr("cruds", perm[i]) <= strchr("cruds", perm[i - 1])))
+            return 0;
+    return pl > 0 && memchr(perm, need, pl) != NULL;
+}
+
+/* The scopes of a JWT allow `what`? patient/ scopes count for a request
+ * on the launch patient's (or the patient's own) data; user/ and system/
+ * ones for what the role allows. */
+static int scope_allows(const vl_principal_t *who, const vl_access_t *what)
+{
+    char need = needed(what);
+    if (!who->scoped || !need)
+        return 1;
+    for (const char *p = who->scopes; *p;) {
+        size_t n = strcspn(p, " ");
+        if (n && ((who->patient[0] && grants(p, n, what->resource_type, need, "patient")) ||
+                  grants(p, n, what->resource_type, need, "user") ||
+                  grants(p, n, what->resource_type, need, "system")))
+            return 1;
+        p += n;
+        while (*p == ' ')
+            p++;
+    }
+    return 0;
+}
+
 /* A clinic: its references (its own; a Practitioner's Organization too) are
  * the actors Consent provisions must name. */
 static int clinic(vl_auth_t *a, const vl_principal_t *who, const vl_access_t *what,
@@ -177,6 +318,17 @@ static int clinic(vl_auth_t *a, const vl_principal_t *who, const vl_access_t *wh
                                &scope->basis, err);
     if (permits < 0)
         return -1;
+    if (who->patient[0]) { /* a launch context: that patient's rules only */
+        vl_scope_rule_t *r = (vl_scope_rule_t *)scope->rules;
+        size_t kept = 0;
+        permits = 0;
+        for (size_t k = 0; k < scope->n_rules; k++)
+            if (!strcmp(r[k].patient, who->patient)) {
+                permits += !r[k].deny;
+                r[kept++] = r[k];
+            }
+        scope->n_rules = kept;
+    }
     if (action != VL_CONSENT_ACCESS) {
         if (!permits)
             return vl_error_set(err, 403, "forbidden", NULL,
@@ -205,6 +357,10 @@ static int authorize(void *ctx, const vl_principal_t *who, const vl_access_t *wh
     if (who->role == VL_ROLE_ANONYMOUS)
         return vl_error_set(err, 401, "login", NULL,
                             "this request needs credentials: Authorization: Bearer <token>");
+    if (!scope_allows(who, what))
+        return vl_error_set(err, 403, "security", NULL,
+                            "insufficient_scope: the token's scopes do not allow %s on %s",
+                            what->interaction, what->resource_type ? what->resource_type : "this");
     if (who->role == VL_ROLE_ADMIN) {
         *scope = vl_scope_everything();
         return 0;
@@ -255,18 +411,22 @@ vl_auth_t *vl_auth_new(const vl_auth_options_t *opts, vl_error_t *err)
 {
     vl_auth_t *a;
     if (!opts->store || !opts->token_key) {
+        vl_jwt_free(opts->jwt);
         vl_error_set(err, 500, "exception", NULL, "auth needs a store and a token key");
         return NULL;
     }
     a = sodium_malloc(sizeof *a);
     if (!a) {
+        vl_jwt_free(opts->jwt);
         vl_error_set(err, 500, "exception", NULL, "out of memory");
         return NULL;
     }
     memset(a, 0, sizeof *a);
     a->store = opts->store;
+    a->jwt = opts->jwt;
     a->consent = vl_consent_new(opts->store);
     if (!a->consent) {
+        vl_jwt_free(opts->jwt);
         sodium_free(a);
         vl_error_set(err, 500, "exception", NULL, "the Consent cache cannot be set up");
         return NULL;
@@ -283,6 +443,7 @@ void vl_auth_free(vl_auth_t *a)
     if (!a)
         return;
     vl_consent_free(a->consent);
+    vl_jwt_free(a->jwt);
     sodium_free(a); /* zeroes the key */
 }
 

@@ -73,6 +73,14 @@ static const char usage_serve[] =
     "  --tls-key FILE         ... and its PEM private key (libmicrohttpd's TLS, GnuTLS)\n"
     "  --insecure-http        allow plain HTTP on a non-loopback address (TLS ends in a\n"
     "                         proxy in front); without it such an address needs TLS\n"
+    "  --jwks FILE            also accept JWT bearer tokens (RS256, ES256) signed by a key\n"
+    "                         of this JWKS, with --jwt-issuer ISS and --jwt-audience AUD:\n"
+    "                         fhirUser Patient/x or Practitioner/x, SMART scopes narrow\n"
+    "  --jwt-issuer ISS       the tokens' iss\n"
+    "  --jwt-audience AUD     their aud (this server's base URL, usually)\n"
+    "  --smart-authorize-url URL, --smart-token-url URL\n"
+    "                         the identity provider's endpoints, published in\n"
+    "                         /.well-known/smart-configuration and the CapabilityStatement\n"
     "  --cors-origin ORIGIN   let browser apps from ORIGIN (https://app.example.org)\n"
     "                         call the server (repeatable, at most 16; none by default)\n"
     "  -h, --help             show this help\n"
@@ -297,6 +305,11 @@ int vl_cli_serve(int argc, char **argv)
         {"tls-key", required_argument, NULL, 'k'},
         {"insecure-http", no_argument, NULL, 'i'},
         {"cors-origin", required_argument, NULL, 'o'},
+        {"jwks", required_argument, NULL, 'j'},
+        {"jwt-issuer", required_argument, NULL, 'J'},
+        {"jwt-audience", required_argument, NULL, 'A'},
+        {"smart-authorize-url", required_argument, NULL, 'Z'},
+        {"smart-token-url", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -313,8 +326,10 @@ int vl_cli_serve(int argc, char **argv)
     unsigned char token_key[32];
     vl_error_t err = VL_ERROR_INIT;
     vl_store_err_t serr = VL_STORE_ERR_INIT;
-    int opt, sig, rc = 1, lockfd = -1, insecure = 0;
-    const char *tls_cert = NULL, *tls_key = NULL, *cors[16];
+    int opt, sig, rc = 1, lockfd = -1, insecure = 0, bad_rc = 1;
+    const char *tls_cert = NULL, *tls_key = NULL, *cors[16], *jwks = NULL, *jwt_iss = NULL,
+               *jwt_aud = NULL;
+    vl_jwt_t *jwt = NULL;
     size_t n_cors = 0;
     char *cert_pem = NULL, *key_pem = NULL;
     unsigned long v, drain_s = 10;
@@ -413,6 +428,11 @@ int vl_cli_serve(int argc, char **argv)
         case 'x': tls_cert = optarg; break;
         case 'k': tls_key = optarg; break;
         case 'i': insecure = 1; break;
+        case 'j': jwks = optarg; break;
+        case 'J': jwt_iss = optarg; break;
+        case 'A': jwt_aud = optarg; break;
+        case 'Z': fopts.smart_authorize = optarg; break;
+        case 'K': fopts.smart_token = optarg; break;
         case 'o':
             if (n_cors == sizeof cors / sizeof cors[0] || !cors_origin_ok(optarg)) {
                 fprintf(stderr, "vitalog serve: --cors-origin takes an origin such as "
@@ -457,6 +477,26 @@ int vl_cli_serve(int argc, char **argv)
     }
     hopts.cors_origins = cors;
     hopts.n_cors_origins = n_cors;
+    if (jwks || jwt_iss || jwt_aud) {
+        char *text;
+        if (!jwks || !jwt_iss || !jwt_aud) {
+            fprintf(stderr, "vitalog serve: --jwks, --jwt-issuer and --jwt-audience go together\n");
+            bad_rc = 2;
+            goto tls_bad;
+        }
+        text = vl_cli_read_small(jwks, 1024 * 1024);
+        if (!text) {
+            fprintf(stderr, "vitalog serve: cannot read %s\n", jwks);
+            goto tls_bad;
+        }
+        jwt = vl_jwt_new(text, strlen(text), jwt_iss, jwt_aud, &err);
+        free(text);
+        if (!jwt) {
+            fprintf(stderr, "vitalog serve: %s: %s\n", jwks, vl_error_message(&err));
+            vl_error_clear(&err);
+            goto tls_bad;
+        }
+    }
 
     /* the address before the data directory: a bad one leaves nothing */
     hopts.listen_fd = vl_http_listen(host, hopts.port, &err);
@@ -507,6 +547,8 @@ int vl_cli_serve(int argc, char **argv)
     }
     aopts.store = store;
     aopts.token_key = token_key;
+    aopts.jwt = jwt;
+    jwt = NULL; /* auth owns it from here, even when vl_auth_new fails */
     auth = vl_auth_new(&aopts, &err);
     sodium_memzero(token_key, sizeof token_key);
     if (!auth) {
@@ -523,6 +565,7 @@ int vl_cli_serve(int argc, char **argv)
     }
     fopts.policy = vl_auth_policy(auth);
     fopts.cors = n_cors > 0;
+    fopts.smart_issuer = jwks ? jwt_iss : NULL; /* JWTs accepted: SMART */
     fopts.auth = auth;
     fopts.store = store;
     fopts.ledger_key = &key;
@@ -563,7 +606,8 @@ out:
 tls_bad:
     free(cert_pem);
     free(key_pem);
-    return 1;
+    vl_jwt_free(jwt);
+    return bad_rc;
 bad:
     fprintf(stderr, "vitalog serve: bad value '%s' for an option\n%s", optarg, usage_serve);
     if (hopts.listen_fd >= 0)

@@ -148,7 +148,46 @@ static json_t *resource_entry(const vl_fhir_type_t *t)
     return r;
 }
 
-json_t *vl_fhir_capability(const char *base_url, int cors)
+/* rest.security: what the server's policy and transport do. */
+static json_t *security(const vl_fhir_options_t *opts)
+{
+    int smart = opts && opts->smart_issuer;
+    json_t *sec = json_pack(
+        "{s:b,s:s}", "cors", opts && opts->cors, "description",
+        smart ? "Every interaction except capabilities needs Authorization: Bearer <token> (RFC "
+                "6750; 401 with WWW-Authenticate otherwise): an opaque token issued by the "
+                "server's administrators (vitalog token, /auth/tokens) for the roles admin, "
+                "clinic, patient, device and auditor, or a JWT (RS256, ES256) of the "
+                "configured identity provider whose fhirUser names a Patient or a "
+                "Practitioner and whose SMART App Launch scopes (v1 and v2, patient/, user/, "
+                "system/) narrow what the role allows. A patient reaches only their own "
+                "compartment, a clinic what the patients' Consents permit, and what a caller "
+                "may not see is answered as missing. See /.well-known/smart-configuration."
+              : "Every interaction except capabilities needs Authorization: Bearer <token> "
+                "(RFC 6750; 401 with WWW-Authenticate otherwise). Tokens are opaque, issued "
+                "by the server's administrators (vitalog token, /auth/tokens) for the roles "
+                "admin, clinic, patient, device and auditor; a patient reaches only their "
+                "own compartment, a clinic what the patients' Consents permit, and what a "
+                "caller may not see is answered as missing.");
+    if (smart) {
+        json_t *service =
+            json_pack("[{s:[{s:s,s:s}],s:s}]", "coding", "system",
+                      "http://terminology.hl7.org/CodeSystem/restful-security-service", "code",
+                      "SMART-on-FHIR", "text",
+                      "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)");
+        json_object_set_new(sec, "service", service);
+        if (opts->smart_authorize && opts->smart_token)
+            json_object_set_new(
+                sec, "extension",
+                json_pack("[{s:s,s:[{s:s,s:s},{s:s,s:s}]}]", "url",
+                          "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                          "extension", "url", "authorize", "valueUri", opts->smart_authorize, "url",
+                          "token", "valueUri", opts->smart_token));
+    }
+    return sec;
+}
+
+json_t *vl_fhir_capability(const char *base_url, const vl_fhir_options_t *opts)
 {
     char date[32];
     vl_time_format(vl_time_now_us(), date);
@@ -179,14 +218,7 @@ json_t *vl_fhir_capability(const char *base_url, int cors)
 
     json_t *rest = json_object();
     json_object_set_new(rest, "mode", json_string("server"));
-    json_object_set_new(
-        rest, "security",
-        json_pack("{s:b,s:s}", "cors", cors != 0, "description",
-                  "Every interaction except capabilities needs Authorization: Bearer <token> "
-                  "(RFC 6750; 401 with WWW-Authenticate otherwise). Tokens are opaque, issued "
-                  "by the server's administrators (vitalog token, /auth/tokens) for the roles "
-                  "admin, clinic, patient, device and auditor; a patient reaches only their "
-                  "own compartment, and what a caller may not see is answered as missing."));
+    json_object_set_new(rest, "security", security(opts));
     json_t *resources = json_array();
     for (const vl_fhir_type_t *t = vl_fhir_types; t->name; t++)
         json_array_append_new(resources, resource_entry(t));

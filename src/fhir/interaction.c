@@ -47,7 +47,32 @@
 
 static int h_capabilities(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
 {
-    return vl_x_json(res, 200, vl_fhir_capability(vl_x_fhir_base(x), x->f->opts.cors));
+    return vl_x_json(res, 200, vl_fhir_capability(vl_x_fhir_base(x), &x->f->opts));
+}
+
+/* GET /.well-known/smart-configuration (SMART App Launch 2.0): what this
+ * resource server accepts of the identity provider's tokens. 404 when no
+ * identity provider is configured (then SMART is not supported). */
+static int h_smart_configuration(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
+{
+    const vl_fhir_options_t *o = &x->f->opts;
+    json_t *doc;
+    if (!o->smart_issuer)
+        return vl_x_fail(res, 404, "not-supported",
+                         "this server accepts no identity provider's tokens (serve --jwks)");
+    doc = json_pack("{s:s,s:[s,s,s,s,s,s],s:[s,s,s,s,s,s,s,s,s,s,s,s,s,s,s,s],s:[s],s:[s]}",
+                    "issuer", o->smart_issuer, "capabilities", "context-standalone-patient",
+                    "context-ehr-patient", "permission-patient", "permission-user", "permission-v1",
+                    "permission-v2", "scopes_supported", "openid", "fhirUser", "launch/patient",
+                    "patient/*.rs", "patient/*.cruds", "patient/*.read", "patient/*.write",
+                    "patient/*.*", "user/*.rs", "user/*.cruds", "user/*.read", "user/*.write",
+                    "user/*.*", "system/*.rs", "system/*.cruds", "system/*.read",
+                    "response_types_supported", "code", "code_challenge_methods_supported", "S256");
+    if (doc && o->smart_authorize)
+        json_object_set_new(doc, "authorization_endpoint", json_string(o->smart_authorize));
+    if (doc && o->smart_token)
+        json_object_set_new(doc, "token_endpoint", json_string(o->smart_token));
+    return vl_x_json(res, 200, doc);
 }
 
 static int h_healthz(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
@@ -105,6 +130,8 @@ static int h_metrics(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
 
 const vl_route_t vl_routes[] = {
     {"/fhir/metadata", "GET", "capabilities", NULL, 0, h_capabilities},
+    {"/.well-known/smart-configuration", "GET", "capabilities", NULL, VL_ROW_SYSTEM,
+     h_smart_configuration},
     {"/fhir", "POST", "transaction", NULL, W | FB, vl_h_bundle},
     {"/fhir/{type}", "GET", "search-type", NULL, 0, vl_h_search},
     {"/fhir/{type}", "POST", "create", NULL, W | FB, vl_h_create},
@@ -609,6 +636,10 @@ static int authorize(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
         }
         if (err.status == 401)
             challenge(res, &err, x->req->authorization != NULL);
+        else if (err.status == 403 && x->who.scoped &&
+                 !strncmp(vl_error_message(&err), "insufficient_scope", 18))
+            snprintf(res->www_authenticate, sizeof res->www_authenticate,
+                     "Bearer realm=\"vitalog\", error=\"insufficient_scope\"");
         return vl_x_error(res, &err);
     }
     return -1;

@@ -124,7 +124,7 @@ static json_t *find_resource(json_t *cs, const char *type)
 static void test_capability(void **state)
 {
     (void)state;
-    json_t *cs = vl_fhir_capability("https://example.org/fhir", 0);
+    json_t *cs = vl_fhir_capability("https://example.org/fhir", NULL);
     assert_non_null(cs);
     assert_string_equal(json_string_value(json_object_get(cs, "resourceType")),
                         "CapabilityStatement");
@@ -191,7 +191,7 @@ static void test_capability(void **state)
     assert_true(seen_id && seen_lu && seen_vq);
     json_decref(cs);
 
-    cs = vl_fhir_capability(NULL, 0); /* no base URL: no implementation.url */
+    cs = vl_fhir_capability(NULL, NULL); /* no base URL: no implementation.url */
     assert_null(json_object_get(json_object_get(cs, "implementation"), "url"));
     json_decref(cs);
 }
@@ -331,7 +331,7 @@ static void test_capability_r4(void **state)
 {
     (void)state;
     json_t *ref = r4_reference();
-    json_t *cs = vl_fhir_capability(NULL, 0);
+    json_t *cs = vl_fhir_capability(NULL, NULL);
     json_t *res = json_object_get(json_array_get(json_object_get(cs, "rest"), 0), "resource");
     size_t i, j, n = 0;
     json_t *r, *e;

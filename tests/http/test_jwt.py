@@ -1,0 +1,148 @@
+"""JWT bearer tokens over HTTP against the real binary: a key pair and a
+JWKS made here with the openssl command, RS256 tokens signed by it, the
+claims mapped onto roles, SMART scopes narrowing, and
+/.well-known/smart-configuration."""
+
+import base64
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from requests.structures import CaseInsensitiveDict
+
+import harness
+
+ISS = "https://idp.example.org"
+AUD = "https://fhir.example.org/fhir"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.fixture(scope="module")
+def jwt_server(settings):
+    if not shutil.which("openssl"):
+        pytest.fail("the openssl command is needed (scripts/debian-packages.txt)", pytrace=False)
+    root = Path(tempfile.mkdtemp(prefix="vitalog-jwt-"))
+    key = root / "idp.pem"
+    assert subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                           "-out", str(key)], capture_output=True, timeout=60).returncode == 0
+    modulus = subprocess.run(["openssl", "rsa", "-in", str(key), "-noout", "-modulus"],
+                             capture_output=True, text=True, timeout=60).stdout.strip().split("=", 1)[1]
+    jwks = {"keys": [{"kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256",
+                      "n": b64url(bytes.fromhex(modulus)), "e": b64url((65537).to_bytes(3, "big"))}]}
+    (root / "jwks.json").write_text(json.dumps(jwks))
+    (root / "data").mkdir()
+    server = harness.Server(settings.binary, root / "data",
+                            ("--jwks", str(root / "jwks.json"), "--jwt-issuer", ISS, "--jwt-audience", AUD,
+                             "--smart-authorize-url", ISS + "/authorize", "--smart-token-url", ISS + "/token"))
+    try:
+        server.wait_for_port()
+    except harness.ServerError as e:
+        pytest.fail(f"server did not start: {e}\n{server.log_tail()}", pytrace=False)
+    server.key = key
+    yield server
+    problem = server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+    assert problem is None, problem
+
+
+def token(server, claims: dict, alg="RS256", kid="k1") -> str:
+    head = b64url(json.dumps({"alg": alg, "kid": kid, "typ": "JWT"}).encode())
+    body = b64url(json.dumps(claims).encode())
+    signing = f"{head}.{body}".encode()
+    if alg == "none":
+        return f"{head}.{body}."
+    sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(server.key)], input=signing,
+                         capture_output=True, timeout=60).stdout
+    return f"{head}.{body}.{b64url(sig)}"
+
+
+def claims(**more):
+    now = int(time.time())
+    c = {"iss": ISS, "aud": AUD, "sub": "u1", "iat": now, "exp": now + 300}
+    c.update(more)
+    return c
+
+
+def call(server, method, path, tok, body=None):
+    h = CaseInsensitiveDict({"Accept": "application/fhir+json", "Authorization": f"Bearer {tok}"})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        h["Content-Type"] = "application/fhir+json"
+    r = harness.http_exchange(method, server.base + path, h, data)
+    assert not r.error, r.error
+    return r
+
+
+@pytest.fixture(scope="module")
+def data(jwt_server):
+    admin = jwt_server.admin_token
+    for p in ("j1", "j2"):
+        assert call(jwt_server, "PUT", f"/fhir/Patient/{p}", admin,
+                    {"resourceType": "Patient", "id": p}).status == 201
+    return True
+
+
+def test_a_patients_jwt_reaches_their_compartment(jwt_server, data):
+    tok = token(jwt_server, claims(fhirUser=f"{AUD}/Patient/j1", scope="openid fhirUser patient/*.rs"))
+    assert call(jwt_server, "GET", "/fhir/Patient/j1", tok).status == 200
+    assert call(jwt_server, "GET", "/fhir/Patient/j2", tok).status == 404
+    # the scopes allow reads only
+    r = call(jwt_server, "PUT", "/fhir/Patient/j1", tok, {"resourceType": "Patient", "id": "j1"})
+    assert r.status == 403
+    assert 'error="insufficient_scope"' in (r.header("WWW-Authenticate") or "")
+
+
+@pytest.mark.parametrize("what,make", [
+    ("alg none", lambda s: token(s, claims(fhirUser="Patient/j1", scope="patient/*.rs"), alg="none")),
+    ("unknown kid", lambda s: token(s, claims(fhirUser="Patient/j1", scope="patient/*.rs"), kid="k9")),
+    ("expired", lambda s: token(s, claims(fhirUser="Patient/j1", exp=int(time.time()) - 3600))),
+    ("not yet valid", lambda s: token(s, claims(fhirUser="Patient/j1", nbf=int(time.time()) + 3600))),
+    ("wrong issuer", lambda s: token(s, claims(fhirUser="Patient/j1", iss="https://evil.example"))),
+    ("wrong audience", lambda s: token(s, claims(fhirUser="Patient/j1", aud="https://other.example"))),
+    ("no fhirUser", lambda s: token(s, claims(scope="system/*.rs"))),
+])
+def test_bad_jwts_are_401(jwt_server, data, what, make):
+    r = call(jwt_server, "GET", "/fhir/Patient/j1", make(jwt_server))
+    assert r.status == 401, what
+    assert (r.header("WWW-Authenticate") or "").startswith('Bearer realm="vitalog", error="invalid_token"')
+
+
+def test_smart_configuration_and_capability_statement(jwt_server):
+    r = harness.http_exchange("GET", jwt_server.base + "/.well-known/smart-configuration",
+                              CaseInsensitiveDict({"Accept": "application/json"}), None)
+    assert r.status == 200
+    doc = json.loads(r.body)
+    assert doc["issuer"] == ISS and doc["token_endpoint"] == ISS + "/token"
+    assert "permission-v2" in doc["capabilities"] and "patient/*.rs" in doc["scopes_supported"]
+    cs = json.loads(harness.http_exchange("GET", jwt_server.base + "/fhir/metadata",
+                                          CaseInsensitiveDict({"Accept": "application/fhir+json"}), None).body)
+    sec = cs["rest"][0]["security"]
+    assert sec["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    uris = {e["url"]: e["valueUri"] for e in sec["extension"][0]["extension"]}
+    assert uris == {"authorize": ISS + "/authorize", "token": ISS + "/token"}
+
+
+def test_no_smart_configuration_without_an_identity_provider(settings):
+    root = Path(tempfile.mkdtemp(prefix="vitalog-nosmart-"))
+    server = harness.Server(settings.binary, root)
+    try:
+        server.wait_for_port()
+        r = harness.http_exchange("GET", server.base + "/.well-known/smart-configuration",
+                                  CaseInsensitiveDict({"Accept": "*/*"}), None)
+        assert r.status == 404
+        # and a JWT is refused
+        r = harness.http_exchange("GET", server.base + "/fhir/Patient",
+                                  CaseInsensitiveDict({"Authorization": "Bearer a.b.c"}), None)
+        assert r.status == 401
+    finally:
+        problem = server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    assert problem is None, problem
