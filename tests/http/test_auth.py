@@ -296,3 +296,71 @@ def test_the_capability_statement_describes_the_security(srv):
     cs = json.loads(call(srv, "GET", "/fhir/metadata", token="").body)
     security = cs["rest"][0]["security"]
     assert "Bearer" in security["description"] and security["cors"] is False
+
+
+# ----------------------------------------------------------------------
+# Isolation: no route gives a patient another patient's data
+# ----------------------------------------------------------------------
+
+def obs_with_identifier(patient, value):
+    body = obs(patient)
+    body["identifier"] = [{"system": "urn:iso", "value": value}]
+    return body
+
+
+def test_isolation_by_every_route(srv):
+    a, b = f"ia{uuid.uuid4().hex[:6]}", f"ib{uuid.uuid4().hex[:6]}"
+    for p in (a, b):
+        assert call(srv, "PUT", f"/fhir/Patient/{p}", body={"resourceType": "Patient", "id": p}).status == 201
+    secret = f"s{uuid.uuid4().hex[:8]}"
+    r = call(srv, "POST", "/fhir/Observation", body=obs_with_identifier(b, secret))
+    bid = json.loads(r.body)["id"]
+    for i in range(3):
+        assert call(srv, "POST", "/fhir/Observation", body=obs_with_identifier(a, f"a{i}")).status == 201
+    ta = new_token(srv, "patient", f"Patient/{a}")
+    # conditional create matching b's identifier: a's search sees nothing, so it creates a's own
+    r = call(srv, "POST", "/fhir/Observation", token=ta, body=obs_with_identifier(a, secret),
+             headers={"If-None-Exist": f"identifier=urn:iso|{secret}"})
+    assert r.status == 201 and json.loads(r.body)["id"] != bid
+    # conditional update and delete by b's identifier do not touch b's record
+    r = call(srv, "PUT", f"/fhir/Observation?identifier=urn:iso|{secret}", token=ta,
+             body=obs_with_identifier(a, secret))
+    assert r.status in (200, 201)
+    assert json.loads(r.body)["subject"]["reference"] == f"Patient/{a}"
+    assert call(srv, "DELETE", f"/fhir/Observation?identifier=urn:iso|{secret}", token=ta).status in (200, 204)
+    kept = json.loads(call(srv, "GET", f"/fhir/Observation/{bid}").body)
+    assert kept["meta"]["versionId"] == "1" and kept["subject"]["reference"] == f"Patient/{b}"
+    # the same error text for a hidden record as for a missing one
+    hidden = json.loads(call(srv, "GET", f"/fhir/Observation/{bid}", token=ta).body)
+    missing_id = "0" * 31 + "1"
+    missing = json.loads(call(srv, "GET", f"/fhir/Observation/{missing_id}", token=ta).body)
+    assert hidden["issue"][0]["diagnostics"].replace(bid, "X") == \
+        missing["issue"][0]["diagnostics"].replace(missing_id, "X")
+    # totals and paging links, also with b's patient put into them
+    page = json.loads(call(srv, "GET", "/fhir/Observation?_count=1", token=ta).body)
+    # a's three: the conditional create made a fourth, the conditional update
+    # matched that one (a's search sees no other), the delete removed it
+    assert page["total"] == 3
+    nxt = next(l["url"] for l in page["link"] if l["relation"] == "next")
+    tampered = nxt.replace("_count=1", f"_count=100&patient={b}")
+    r = call(srv, "GET", tampered[len(srv.base):], token=ta)
+    assert r.status == 200 and json.loads(r.body)["total"] == 0
+    r = call(srv, "GET", f"/fhir/Observation?identifier=urn:iso|{secret}&_total=accurate", token=ta)
+    assert all(e["resource"]["subject"]["reference"] == f"Patient/{a}" for e in json.loads(r.body).get("entry", []))
+    # history, $ledger and Bundles
+    assert call(srv, "GET", f"/fhir/Observation/{bid}/_history", token=ta).status == 404
+    assert call(srv, "GET", f"/fhir/Observation/{bid}/_history/1/$ledger", token=ta).status == 404
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": f"Observation/{bid}"}},
+        {"request": {"method": "GET", "url": f"Observation?identifier=urn:iso|{secret}"}}]}
+    out = json.loads(call(srv, "POST", "/fhir", token=ta, body=batch).body)
+    assert out["entry"][0]["response"]["status"].startswith("404")
+    assert out["entry"][1]["resource"]["total"] == 0  # the id only echoes the request
+    assert f"Patient/{b}" not in json.dumps(out)
+    tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": f"Observation/{bid}"}}]}
+    assert call(srv, "POST", "/fhir", token=ta, body=tx).status == 404
+    # b's Patient resource and the AuditEvents about b
+    assert call(srv, "GET", f"/fhir/Patient/{b}", token=ta).status == 404
+    r = json.loads(call(srv, "GET", f"/fhir/AuditEvent?patient=Patient/{b}", token=ta).body)
+    assert r["total"] == 0
