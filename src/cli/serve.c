@@ -322,7 +322,7 @@ int vl_cli_serve(int argc, char **argv)
     vl_store_t *store = NULL;
     vl_http_t *http = NULL;
     vl_auth_t *auth = NULL;
-    vl_auth_options_t aopts;
+    vl_auth_options_t aopts = {NULL, NULL, NULL};
     unsigned char token_key[32];
     vl_error_t err = VL_ERROR_INIT;
     vl_store_err_t serr = VL_STORE_ERR_INIT;

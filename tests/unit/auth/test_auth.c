@@ -20,7 +20,7 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
     vl_error_t err = VL_ERROR_INIT;
-    vl_auth_options_t o;
+    vl_auth_options_t o = {NULL, NULL, NULL};
     snprintf(f->dir, sizeof f->dir, "/tmp/vl-auth-XXXXXX");
     tstore_mkdtemp(f->dir);
     f->store = tstore_open(f->dir, NULL);

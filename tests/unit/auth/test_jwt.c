@@ -259,7 +259,7 @@ static int setup(void **state)
     fixture_t *f = calloc(1, sizeof *f);
     unsigned char key[32];
     vl_error_t err = VL_ERROR_INIT;
-    vl_auth_options_t o;
+    vl_auth_options_t o = {NULL, NULL, NULL};
     snprintf(f->dir, sizeof f->dir, "/tmp/vl-jwt-XXXXXX");
     tstore_mkdtemp(f->dir);
     f->store = tstore_open(f->dir, NULL);
