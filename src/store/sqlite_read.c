@@ -17,6 +17,9 @@
  * Records
  * ---------------------------------------------------------------------- */
 
+static int read_one(vl_bconn_t *c, vl_scope_t scope, const char *type, const char *id,
+                    int64_t version, vl_record_t *out, vl_store_err_t *err);
+
 static int read_scoped(vl_bconn_t *c, vl_scope_t scope, const char *type, const char *id,
                        int64_t version, sqlite3_stmt **out, vl_store_err_t *err)
 {
@@ -40,8 +43,90 @@ static int read_scoped(vl_bconn_t *c, vl_scope_t scope, const char *type, const 
     return rc;
 }
 
+/* The rules of `scope` that can matter for one version: those of the
+ * patients in whose compartments it is (a clinic's scope holds a rule per
+ * consenting patient; a read by id needs those of one or two). The
+ * compartments are read first, in the same read transaction as the record
+ * (vl_sqlite_read), so both see one state. Fills `kept` (malloc'd, caller
+ * frees) and returns the pruned scope; on failure the scope unchanged. */
+static vl_scope_t prune_rules(vl_bconn_t *c, vl_scope_t scope, const char *type, const char *id,
+                              int64_t version, vl_scope_rule_t **kept)
+{
+    const char *patients[8];
+    size_t n = 0, k = 0;
+    vl_store_err_t ignored = VL_STORE_ERR_INIT;
+    sqlite3_stmt *st =
+        version > 0 ? vl_sqlite_stmt(c, ST_READ_COMPARTMENTS_VERSION,
+                                     "SELECT vp.patient FROM resource r JOIN resource_version v"
+                                     " ON v.rid = r.rid AND v.version = ?3 JOIN version_patient vp"
+                                     " ON vp.seq = v.seq WHERE r.type = ?1 AND r.id = ?2",
+                                     &ignored)
+                    : vl_sqlite_stmt(c, ST_READ_COMPARTMENTS_CURRENT,
+                                     "SELECT vp.patient FROM resource r JOIN resource_version v"
+                                     " ON v.rid = r.rid AND v.version = r.version JOIN"
+                                     " version_patient vp ON vp.seq = v.seq WHERE r.type = ?1 AND"
+                                     " r.id = ?2 AND ?3 = 0",
+                                     &ignored);
+    char *copies[8];
+    int rc;
+    *kept = NULL;
+    if (!st)
+        return scope;
+    sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, version > 0 ? version : 0);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 8) {
+        copies[n] = strdup((const char *)sqlite3_column_text(st, 0));
+        if (!copies[n])
+            break;
+        patients[n] = copies[n];
+        n++;
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW || (rc != SQLITE_DONE && rc != SQLITE_ROW) ||
+        !(*kept = malloc((scope.n_rules ? scope.n_rules : 1) * sizeof **kept))) {
+        /* more compartments than we keep, or a failure: all the rules */
+        for (size_t i = 0; i < n; i++)
+            free(copies[i]);
+        free(*kept);
+        *kept = NULL;
+        return scope;
+    }
+    for (size_t r = 0; r < scope.n_rules; r++)
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(scope.rules[r].patient, patients[i])) {
+                (*kept)[k++] = scope.rules[r];
+                break;
+            }
+    /* the kept rules point at the caller's strings, not at the copies */
+    for (size_t i = 0; i < n; i++)
+        free(copies[i]);
+    scope.rules = *kept;
+    scope.n_rules = k;
+    return scope;
+}
+
 int vl_sqlite_read(vl_bconn_t *c, vl_scope_t scope, const char *type, const char *id,
                    int64_t version, vl_record_t *out, vl_store_err_t *err)
+{
+    vl_scope_rule_t *kept = NULL;
+    int began = 0, ret;
+    if (!(scope.flags & VL_SCOPE_ALL) && scope.n_rules > 1) {
+        /* one read transaction for the compartments and the record (on a
+         * reader; the writer is inside its own already) */
+        began = sqlite3_get_autocommit(c->db) &&
+                sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+        scope = prune_rules(c, scope, type, id, version, &kept);
+    }
+    ret = read_one(c, scope, type, id, version, out, err);
+    if (began)
+        sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+    free(kept);
+    return ret;
+}
+
+static int read_one(vl_bconn_t *c, vl_scope_t scope, const char *type, const char *id,
+                    int64_t version, vl_record_t *out, vl_store_err_t *err)
 {
     sqlite3_stmt *st;
     int rc, cached = (scope.flags & VL_SCOPE_ALL) != 0;

@@ -215,3 +215,23 @@ def test_audit_events_are_read_only_for_everyone(srv):
     tx = {"resourceType": "Bundle", "type": "transaction",
           "entry": [{"request": {"method": "DELETE", "url": f"AuditEvent/{aid}"}}]}
     assert call(srv, "POST", "/fhir", body=tx).status == 405
+
+
+def test_reads_under_several_consents_keep_each_patients_denies(srv):
+    """A clinic with Consents of several patients: a read by id is decided
+    with the rules of the record's own patients (the store keeps only
+    those), and a deny of one patient still holds."""
+    pats = [f"dn{i}{uuid.uuid4().hex[:5]}" for i in range(3)]
+    ids = {}
+    for i, p in enumerate(pats):
+        assert call(srv, "PUT", f"/fhir/Patient/{p}", body={"resourceType": "Patient", "id": p}).status == 201
+        ids[p] = json.loads(call(srv, "POST", "/fhir/Observation", body=heart_rate(p)).body)["id"]
+        nested = [{"type": "deny", "code": [{"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}]}]
+        body = consent(f"{p}-dn", p, actor="Organization/several",
+                       **({"provision": nested} if i == 0 else {}))
+        assert call(srv, "PUT", f"/fhir/Consent/{p}-dn", body=body).status == 201
+    clinic = new_token(srv, "--role", "clinic", "--subject", "Organization/several")
+    assert call(srv, "GET", f"/fhir/Observation/{ids[pats[0]]}", token=clinic).status == 404
+    assert call(srv, "GET", f"/fhir/Observation/{ids[pats[1]]}", token=clinic).status == 200
+    assert call(srv, "GET", f"/fhir/Observation/{ids[pats[2]]}/_history/1", token=clinic).status == 200
+    assert call(srv, "GET", f"/fhir/Patient/{pats[0]}", token=clinic).status == 200
