@@ -173,6 +173,9 @@ vl_arena_t *vl_arena_new(void);
 void *vl_arena_alloc(vl_arena_t *a, size_t size);
 char *vl_arena_strdup(vl_arena_t *a, const char *s);
 char *vl_arena_strndup(vl_arena_t *a, const char *s, size_t n);
+/** Calls fn(ctx) when the arena is freed (last registered first), e.g. to
+ *  release a reference the arena's allocations borrow from. 0 or -1. */
+int vl_arena_defer(vl_arena_t *a, void (*fn)(void *ctx), void *ctx);
 void vl_arena_free(vl_arena_t *a);
 
 /* ------------------------------------------------------------------------

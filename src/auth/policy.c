@@ -318,15 +318,19 @@ static int clinic(vl_auth_t *a, const vl_principal_t *who, const vl_access_t *wh
                                &scope->basis, err);
     if (permits < 0)
         return -1;
-    if (who->patient[0]) { /* a launch context: that patient's rules only */
-        vl_scope_rule_t *r = (vl_scope_rule_t *)scope->rules;
+    if (who->patient[0] && scope->n_rules) { /* a launch context: that patient's rules only */
+        /* the rules are shared with other requests (consent.c): a copy */
+        vl_scope_rule_t *r = vl_arena_alloc(arena, scope->n_rules * sizeof *r);
         size_t kept = 0;
+        if (!r)
+            return vl_error_set(err, 500, "exception", NULL, "out of memory");
         permits = 0;
         for (size_t k = 0; k < scope->n_rules; k++)
-            if (!strcmp(r[k].patient, who->patient)) {
-                permits += !r[k].deny;
-                r[kept++] = r[k];
+            if (!strcmp(scope->rules[k].patient, who->patient)) {
+                permits += !scope->rules[k].deny;
+                r[kept++] = scope->rules[k];
             }
+        scope->rules = r;
         scope->n_rules = kept;
     }
     if (action != VL_CONSENT_ACCESS) {

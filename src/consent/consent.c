@@ -27,12 +27,19 @@
  * 2. The cache is a snapshot (an immutable array of provisions) replaced
  *    whole when the store's Consent generation moved. A request reads the
  *    generation first, then (if it moved) loads, so a Consent committed
- *    during the load is loaded again by the next request. Rules are copied
- *    into the request's arena: a reload never pulls strings from under a
- *    request.
+ *    during the load is loaded again by the next request.
+ *
+ * 3. The rules of an actor set and action are built once and kept (a small
+ *    LRU of results) until the next reload or until a period of one of the
+ *    provisions that could apply begins or ends; a request takes a
+ *    reference, released when its arena is freed (vl_arena_defer), so a
+ *    reload never pulls rules from under a request, and a decision costs a
+ *    lookup, not a scan of every Consent.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,9 +71,15 @@ typedef struct snapshot {
     size_t n, cap;
 } snapshot_t;
 
+#define CACHE_SIZE 32 /* actor sets whose rules are kept built */
+
+typedef struct vl_consent_result vl_consent_result_t;
+
 struct vl_consent {
     vl_store_t *store;
     int slot; /* vl_store_watch("Consent") */
+    vl_consent_result_t *cache[CACHE_SIZE];
+    uint64_t tick;
     pthread_mutex_t mu;
     snapshot_t snap;
     uint64_t gen; /* generation the snapshot was loaded at */
@@ -430,76 +443,180 @@ static int to_rule(vl_arena_t *a, const provision_t *p, vl_scope_rule_t *r)
     return 0;
 }
 
-int vl_consent_rules(vl_consent_t *c, const char *const *actors, size_t n_actors,
-                     vl_consent_action_t action, int64_t now_us, vl_arena_t *arena,
-                     vl_scope_t *scope, const char **consents, vl_error_t *err)
+/* The rules for one actor set and action, built once and shared by the
+ * requests that ask the same until a Consent commits or a provision's
+ * period starts or ends (valid_until). Immutable once built; each request
+ * holds a reference until its arena is freed. */
+struct vl_consent_result {
+    atomic_int refs;
+    vl_arena_t *mem; /* rules, their strings, basis */
+    vl_scope_rule_t *rules;
+    size_t n, permits;
+    const char *basis;
+    char key[300]; /* the actors, '\n'-joined */
+    int action;
+    uint64_t gen;
+    int64_t valid_from, valid_until; /* the rules hold for now in [from, until) */
+    uint64_t used;
+};
+
+static void result_release(void *p)
 {
-    uint64_t gen = vl_store_watch_gen(c->store, c->slot);
-    vl_scope_rule_t *rules = NULL;
-    size_t n = 0, permits = 0, cap = 0;
+    vl_consent_result_t *r = p;
+    if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+        vl_arena_free(r->mem);
+        free(r);
+    }
+}
+
+static void cache_clear(vl_consent_t *c)
+{
+    for (size_t i = 0; i < CACHE_SIZE; i++) {
+        result_release(c->cache[i]);
+        c->cache[i] = NULL;
+    }
+}
+
+/* Whether p would apply to the actors and action at some time. */
+static int applies_sometime(const provision_t *p, const char *const *actors, size_t n,
+                            vl_consent_action_t action)
+{
+    if (p->actions && !(p->actions & (1u << action)))
+        return 0;
+    return p->deny && !p->n_actors ? 1 : names(p, actors, n);
+}
+
+static vl_consent_result_t *build(vl_consent_t *c, const char *const *actors, size_t n_actors,
+                                  vl_consent_action_t action, int64_t now)
+{
+    vl_consent_result_t *r = calloc(1, sizeof *r);
     vl_buf_t ids = VL_BUF_INIT(0);
     const char *last_consent = NULL;
-    int rc = -1;
-    if (consents)
-        *consents = NULL;
-    pthread_mutex_lock(&c->mu);
-    if (!c->loaded || gen != c->gen) {
-        snapshot_t fresh;
-        if (load(c, &fresh, err) < 0)
-            goto out;
-        snapshot_free(&c->snap);
-        c->snap = fresh;
-        c->gen = gen;
-        c->loaded = 1;
+    size_t cap = 0;
+    if (!r || !(r->mem = vl_arena_new())) {
+        free(r);
+        return NULL;
     }
+    atomic_init(&r->refs, 1);
+    r->valid_from = INT64_MIN;
+    r->valid_until = INT64_MAX;
     /* permits first; then the denies of the patients a permit covers */
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < c->snap.n; i++) {
             const provision_t *p = &c->snap.p[i];
             int covered = 0;
-            if (p->deny != pass || !applies(p, actors, n_actors, action, now_us))
+            if (p->deny != pass || !applies_sometime(p, actors, n_actors, action))
                 continue;
-            for (size_t k = 0; pass && k < n; k++)
-                covered |= !rules[k].deny && !strcmp(rules[k].patient, p->patient);
+            /* the result holds between the boundaries of these provisions'
+             * periods around now */
+            if (p->from > now && p->from < r->valid_until)
+                r->valid_until = p->from;
+            if (p->to > now && p->to < r->valid_until)
+                r->valid_until = p->to;
+            if (p->from <= now && p->from > r->valid_from)
+                r->valid_from = p->from;
+            if (p->to <= now && p->to > r->valid_from)
+                r->valid_from = p->to;
+            if (!applies(p, actors, n_actors, action, now))
+                continue;
+            for (size_t k = 0; pass && k < r->n; k++)
+                covered |= !r->rules[k].deny && !strcmp(r->rules[k].patient, p->patient);
             if (pass && !covered)
                 continue;
-            if (n == cap) {
+            if (r->n == cap) {
                 size_t ncap = cap ? 2 * cap : 8;
-                vl_scope_rule_t *grown = vl_arena_alloc(arena, ncap * sizeof *grown);
+                vl_scope_rule_t *grown = vl_arena_alloc(r->mem, ncap * sizeof *grown);
                 if (!grown)
                     goto oom;
-                if (n)
-                    memcpy(grown, rules, n * sizeof *grown);
-                rules = grown;
+                if (r->n)
+                    memcpy(grown, r->rules, r->n * sizeof *grown);
+                r->rules = grown;
                 cap = ncap;
             }
-            if (to_rule(arena, p, &rules[n]) < 0)
+            if (to_rule(r->mem, p, &r->rules[r->n]) < 0)
                 goto oom;
-            n++;
+            r->n++;
             if (!pass) {
-                permits++;
+                r->permits++;
                 /* a Consent's provisions are adjacent in the snapshot: one
                  * pair per run of them */
-                if (consents && p->consent != last_consent) {
+                if (p->consent != last_consent) {
                     vl_buf_printf(&ids, "%s%s:%s", ids.len ? "," : "", p->patient, p->consent);
                     last_consent = p->consent;
                 }
             }
         }
-    scope->rules = rules;
-    scope->n_rules = n;
-    if (ids.failed)
+    if (ids.failed || (ids.len && !(r->basis = vl_arena_strdup(r->mem, ids.data))))
         goto oom;
-    if (consents && ids.len && !(*consents = vl_arena_strdup(arena, ids.data)))
-        goto oom;
-    rc = (int)permits;
-    goto out;
-oom:
-    vl_error_set(err, 503, "transient", NULL, "out of memory");
-out:
-    pthread_mutex_unlock(&c->mu);
     vl_buf_free(&ids);
-    return rc;
+    return r;
+oom:
+    vl_buf_free(&ids);
+    result_release(r);
+    return NULL;
+}
+
+int vl_consent_rules(vl_consent_t *c, const char *const *actors, size_t n_actors,
+                     vl_consent_action_t action, int64_t now_us, vl_arena_t *arena,
+                     vl_scope_t *scope, const char **consents, vl_error_t *err)
+{
+    uint64_t gen = vl_store_watch_gen(c->store, c->slot);
+    vl_consent_result_t *r = NULL;
+    char key[300];
+    size_t len = 0, slot = 0;
+    if (consents)
+        *consents = NULL;
+    for (size_t i = 0; i < n_actors && len < sizeof key; i++)
+        len += (size_t)snprintf(key + len, sizeof key - len, "%s\n", actors[i]);
+    if (len >= sizeof key)
+        return vl_error_set(err, 503, "transient", NULL, "the caller's references are too long");
+    pthread_mutex_lock(&c->mu);
+    if (!c->loaded || gen != c->gen) {
+        snapshot_t fresh;
+        if (load(c, &fresh, err) < 0) {
+            pthread_mutex_unlock(&c->mu);
+            return -1;
+        }
+        snapshot_free(&c->snap);
+        cache_clear(c);
+        c->snap = fresh;
+        c->gen = gen;
+        c->loaded = 1;
+    }
+    for (size_t i = 0; i < CACHE_SIZE; i++) {
+        vl_consent_result_t *e = c->cache[i];
+        if (e && e->action == (int)action && !strcmp(e->key, key) && e->gen == c->gen &&
+            e->valid_from <= now_us && now_us < e->valid_until) {
+            r = e;
+            break;
+        }
+        /* a free slot, or the least recently used */
+        if (!e || (c->cache[slot] && e->used < c->cache[slot]->used))
+            slot = i;
+    }
+    if (!r) {
+        if (!(r = build(c, actors, n_actors, action, now_us))) {
+            pthread_mutex_unlock(&c->mu);
+            return vl_error_set(err, 503, "transient", NULL, "out of memory");
+        }
+        snprintf(r->key, sizeof r->key, "%s", key);
+        r->action = (int)action;
+        r->gen = c->gen;
+        result_release(c->cache[slot]);
+        c->cache[slot] = r;
+    }
+    r->used = ++c->tick;
+    atomic_fetch_add(&r->refs, 1); /* the request's */
+    pthread_mutex_unlock(&c->mu);
+    if (vl_arena_defer(arena, result_release, r) < 0) {
+        result_release(r);
+        return vl_error_set(err, 503, "transient", NULL, "out of memory");
+    }
+    scope->rules = r->rules;
+    scope->n_rules = r->n;
+    if (consents)
+        *consents = r->basis;
+    return (int)r->permits;
 }
 
 size_t vl_consent_size(vl_consent_t *c)
@@ -530,6 +647,7 @@ void vl_consent_free(vl_consent_t *c)
 {
     if (!c)
         return;
+    cache_clear(c);
     snapshot_free(&c->snap);
     pthread_mutex_destroy(&c->mu);
     free(c);

@@ -190,8 +190,15 @@ typedef struct chunk {
     _Alignas(max_align_t) unsigned char data[];
 } chunk_t;
 
+typedef struct deferred {
+    void (*fn)(void *ctx);
+    void *ctx;
+    struct deferred *next;
+} deferred_t;
+
 struct vl_arena {
     chunk_t *head;
+    deferred_t *deferred; /* run by vl_arena_free, last added first */
 };
 
 vl_arena_t *vl_arena_new(void)
@@ -241,11 +248,25 @@ char *vl_arena_strdup(vl_arena_t *a, const char *s)
     return vl_arena_strndup(a, s, strlen(s));
 }
 
+int vl_arena_defer(vl_arena_t *a, void (*fn)(void *ctx), void *ctx)
+{
+    deferred_t *d = vl_arena_alloc(a, sizeof *d);
+    if (!d)
+        return -1;
+    d->fn = fn;
+    d->ctx = ctx;
+    d->next = a->deferred;
+    a->deferred = d;
+    return 0;
+}
+
 void vl_arena_free(vl_arena_t *a)
 {
     chunk_t *c;
     if (!a)
         return;
+    for (deferred_t *d = a->deferred; d; d = d->next)
+        d->fn(d->ctx);
     c = a->head;
     while (c) {
         chunk_t *next = c->next;

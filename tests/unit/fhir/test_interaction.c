@@ -23,6 +23,8 @@
 #include "../../../src/fhir/fhir_internal.h"
 #include "../support.h"
 
+#include "vitalog/consent.h"
+
 /* ------------------------------------------------------------------------
  * A test policy: counts its calls, keeps the last description, and
  * restricts reads to one patient (or allows everything, or denies).
@@ -655,11 +657,66 @@ static void test_disclosures_are_recorded_first(void **state)
     done(&a);
 }
 
+/* The consent rules of an actor are built once and kept until a Consent
+ * commits or a provision's period starts or ends: `now` is a parameter,
+ * so the boundaries are checked without waiting. */
+static void test_consent_rules_follow_periods_and_writes(void **state)
+{
+    fixture_t *f = *state;
+    const char *actors[] = {"Organization/o1"};
+    vl_consent_t *c;
+    vl_error_t err = VL_ERROR_INIT;
+    const int64_t y2029 = INT64_C(1861920000) * 1000000, y2031 = INT64_C(1924992000) * 1000000,
+                  y2033 = INT64_C(1988150400) * 1000000;
+    f->pctx.mode = P_ALL;
+    put(f, "Patient", "p1", "{\"resourceType\":\"Patient\",\"id\":\"p1\"}");
+#define CONSENT(status)                                                                            \
+    "{\"resourceType\":\"Consent\",\"id\":\"c1\",\"status\":\"" status                             \
+    "\",\"scope\":{\"coding\":[{"                                                                  \
+    "\"system\":\"http://terminology.hl7.org/CodeSystem/consentscope\",\"code\":\"patient-"        \
+    "privacy\"}]},\"category\":[{\"text\":\"c\"}],\"patient\":{\"reference\":\"Patient/p1\"},"     \
+    "\"policyRule\":{\"text\":\"r\"},\"provision\":{\"period\":{\"start\":\"2030-01-01\","         \
+    "\"end\":\"2032-12-31\"},\"actor\":[{\"role\":{\"text\":\"x\"},\"reference\":{"                \
+    "\"reference\":\"Organization/o1\"}}]}}"
+    put(f, "Consent", "c1", CONSENT("active"));
+    c = vl_consent_new(f->store);
+    assert_non_null(c);
+    for (int round = 0; round < 2; round++) { /* the second round is served from the cache */
+        int64_t times[] = {y2029, y2031, y2033, y2031};
+        int want[] = {0, 1, 0, 1};
+        for (size_t i = 0; i < 4; i++) {
+            vl_arena_t *a = vl_arena_new();
+            vl_scope_t scope;
+            memset(&scope, 0, sizeof scope);
+            assert_int_equal(vl_consent_rules(c, actors, 1, VL_CONSENT_ACCESS, times[i], a, &scope,
+                                              &scope.basis, &err),
+                             want[i]);
+            if (want[i])
+                assert_string_equal(scope.basis, "p1:c1");
+            vl_arena_free(a);
+        }
+    }
+    /* a revoke is seen at once, whatever was cached */
+    put(f, "Consent", "c1", CONSENT("inactive"));
+    {
+        vl_arena_t *a = vl_arena_new();
+        vl_scope_t scope;
+        memset(&scope, 0, sizeof scope);
+        assert_int_equal(
+            vl_consent_rules(c, actors, 1, VL_CONSENT_ACCESS, y2031, a, &scope, NULL, &err), 0);
+        vl_arena_free(a);
+    }
+#undef CONSENT
+    vl_consent_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_routing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disclosures_are_recorded_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consent_rules_follow_periods_and_writes, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_authorized_once_per_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scope_read_vread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scope_search_totals_paging, setup, teardown),
