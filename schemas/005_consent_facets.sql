@@ -1,8 +1,10 @@
 -- 005: what consent rules match, per version (docs/consent.md).
 --
--- version_code     (seq, system, code): the codes version `seq` is about
---                  (for an Observation, the codings of Observation.code;
---                  computed by the fhir module). provision.code matches here.
+-- version_code     (seq, system, code, kind): the codes version `seq` is
+--                  about, kind 0 (for an Observation, the codings of
+--                  Observation.code; provision.code matches here), and its
+--                  categories, kind 1 (Observation.category; granular SMART
+--                  scopes match here). Computed by the fhir module.
 -- version_time     (seq, lo, hi): the time the data covers, half-open in
 --                  microseconds (an Observation's effective[x]).
 --                  provision.dataPeriod matches here.
@@ -14,7 +16,8 @@
 CREATE TABLE version_code (
     seq    INTEGER NOT NULL,
     system TEXT,
-    code   TEXT    NOT NULL
+    code   TEXT    NOT NULL,
+    kind   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX version_code_seq ON version_code (seq, code);
 

@@ -135,6 +135,11 @@ typedef struct vl_scope {
     /* not read by the store: what the rules rest on, "patient:Consent-id"
      * pairs joined by commas, for the accounting of disclosures */
     const char *basis;
+    /* and whatever else holds: versions of `category_type` are visible only
+     * with one of these category facets (granular SMART scopes) */
+    const char *category_type;
+    size_t n_categories;
+    const vl_scope_code_t *categories;
 } vl_scope_t;
 
 /** The scope of the data directory's owner (tools, the server itself). */
@@ -149,6 +154,9 @@ static inline vl_scope_t vl_scope_everything(void)
                     NULL,
                     0,
                     NULL,
+                    NULL,
+                    NULL,
+                    0,
                     NULL};
     return s;
 }
@@ -227,6 +235,7 @@ typedef struct vl_index {
     struct vl_index_code {
         char *system; /* NULL: none */
         char *code;
+        int kind; /* 0 a code of the data, 1 a category */
     } * codes;
     size_t n_codes, cap_codes;
     int has_time;
@@ -245,8 +254,10 @@ int vl_index_add(vl_index_t *ix, const char *param, vl_index_kind_t kind, const 
                  const char *text, double number, int64_t lo, int64_t hi);
 /** Adds a patient compartment (copied; duplicates are kept once). 0 or -1. */
 int vl_index_add_patient(vl_index_t *ix, const char *patient_id);
-/** Adds a consent facet code (copied; duplicates kept once). 0 or -1. */
+/** Adds a facet code (kind 0) or category (kind 1): copied, duplicates
+ *  kept once. 0 or -1. */
 int vl_index_add_code(vl_index_t *ix, const char *system, const char *code);
+int vl_index_add_category(vl_index_t *ix, const char *system, const char *code);
 /** Sets (or widens to include) the facet time [lo, hi). */
 void vl_index_add_time(vl_index_t *ix, int64_t lo, int64_t hi);
 

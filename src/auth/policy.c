@@ -233,15 +233,19 @@ static char needed(const vl_access_t *what)
 }
 
 /* Whether one scope ("patient/Observation.rs", "user/ *.read" without the
- * space, ...) grants
- * letter `need` on `type` in its context. Scopes with a query
- * ("?category=...") grant nothing yet: vitalog cannot narrow the data by
- * them, and a scope must never widen. */
-static int grants(const char *s, size_t n, const char *type, char need, const char *context)
+ * space, ...) grants letter `need` on `type` in its context: 0 no, 1 yes,
+ * 2 yes for Observations of the category in `cat` only (the granular form
+ * "patient/Observation.rs?category=<system>|<code>"). Any other query
+ * grants nothing: a scope must never widen. */
+static int grants(const char *s, size_t n, const char *type, char need, const char *context,
+                  vl_scope_code_t *cat, vl_arena_t *arena)
 {
-    const char *slash = memchr(s, '/', n), *dot, *perm;
-    size_t cl, tl, pl;
-    if (!slash || memchr(s, '?', n))
+    const char *slash = memchr(s, '/', n), *dot, *perm, *query = memchr(s, '?', n);
+    size_t cl, tl, pl, full = n;
+    int ok;
+    if (query)
+        n = (size_t)(query - s);
+    if (!slash || slash > s + n)
         return 0;
     cl = (size_t)(slash - s);
     if (cl != strlen(context) || strncmp(s, context, cl) != 0)
@@ -255,37 +259,69 @@ static int grants(const char *s, size_t n, const char *type, char need, const ch
     if (!(tl == 1 && slash[1] == '*') &&
         (!type || strlen(type) != tl || strncmp(slash + 1, type, tl)))
         return 0;
-    if ((pl == 4 && !strncmp(perm, "read", 4)) || (pl == 1 && *perm == '*'))
-        return pl == 1 || need == 'r' || need == 's';
-    if (pl == 5 && !strncmp(perm, "write", 5))
-        return need == 'c' || need == 'u' || need == 'd';
-    /* v2: a non-empty subset of c r u d s, in that order */
-    for (size_t i = 0; i < pl; i++)
-        if (!strchr("cruds", perm[i]) ||
-            (i && strchr("cruds", perm[i]) <= strchr("cruds", perm[i - 1])))
+    if ((pl == 4 && !strncmp(perm, "read", 4)) || (pl == 1 && *perm == '*')) {
+        ok = pl == 1 || need == 'r' || need == 's';
+    } else if (pl == 5 && !strncmp(perm, "write", 5)) {
+        ok = need == 'c' || need == 'u' || need == 'd';
+    } else {
+        /* v2: a non-empty subset of c r u d s, in that order */
+        for (size_t i = 0; i < pl; i++)
+            if (!strchr("cruds", perm[i]) ||
+                (i && strchr("cruds", perm[i]) <= strchr("cruds", perm[i - 1])))
+                return 0;
+        ok = pl > 0 && memchr(perm, need, pl) != NULL;
+    }
+    if (!ok || !query)
+        return ok;
+    /* granular: Observation only, one category=<system>|<code> parameter */
+    {
+        const char *v = query + 1, *end = s + full, *bar;
+        if (!type || strcmp(type, "Observation") != 0 || tl != 11 || (size_t)(end - v) <= 9 ||
+            strncmp(v, "category=", 9) != 0 || memchr(v + 9, '&', (size_t)(end - v - 9)))
             return 0;
-    return pl > 0 && memchr(perm, need, pl) != NULL;
+        v += 9;
+        bar = memchr(v, '|', (size_t)(end - v));
+        cat->system = bar && bar > v ? vl_arena_strndup(arena, v, (size_t)(bar - v)) : NULL;
+        cat->code = vl_arena_strndup(arena, bar ? bar + 1 : v, (size_t)(end - (bar ? bar + 1 : v)));
+        return cat->code && *cat->code ? 2 : 0;
+    }
 }
+
+#define MAX_CATEGORIES 8
 
 /* The scopes of a JWT allow `what`? patient/ scopes count for a request
  * on the launch patient's (or the patient's own) data; user/ and system/
- * ones for what the role allows. */
-static int scope_allows(const vl_principal_t *who, const vl_access_t *what)
+ * ones for what the role allows. 0 no; 1 yes; 2 yes, for Observations of
+ * the categories in `cats` only (granular scopes and no broader one). */
+static int scope_allows(const vl_principal_t *who, const vl_access_t *what, vl_arena_t *arena,
+                        vl_scope_code_t *cats, size_t *n_cats)
 {
+    static const char *const contexts[] = {"patient", "user", "system"};
     char need = needed(what);
+    int narrowed = 0;
+    *n_cats = 0;
     if (!who->scoped || !need)
         return 1;
     for (const char *p = who->scopes; *p;) {
         size_t n = strcspn(p, " ");
-        if (n && ((who->patient[0] && grants(p, n, what->resource_type, need, "patient")) ||
-                  grants(p, n, what->resource_type, need, "user") ||
-                  grants(p, n, what->resource_type, need, "system")))
-            return 1;
+        for (size_t k = 0; n && k < 3; k++) {
+            vl_scope_code_t cat;
+            int g;
+            if (k == 0 && !who->patient[0])
+                continue;
+            g = grants(p, n, what->resource_type, need, contexts[k], &cat, arena);
+            if (g == 1)
+                return 1;
+            if (g == 2 && *n_cats < MAX_CATEGORIES) {
+                cats[(*n_cats)++] = cat;
+                narrowed = 1;
+            }
+        }
         p += n;
         while (*p == ' ')
             p++;
     }
-    return 0;
+    return narrowed ? 2 : 0;
 }
 
 /* A clinic: its references (its own; a Practitioner's Organization too) are
@@ -350,21 +386,16 @@ static int clinic(vl_auth_t *a, const vl_principal_t *who, const vl_access_t *wh
     return 0;
 }
 
-static int authorize(void *ctx, const vl_principal_t *who, const vl_access_t *what,
-                     vl_arena_t *arena, vl_scope_t *scope, vl_error_t *err)
+static int authorize_role(vl_auth_t *a, const vl_principal_t *who, const vl_access_t *what,
+                          vl_arena_t *arena, vl_scope_t *scope, vl_error_t *err)
 {
     const char *i = what->interaction;
-    vl_auth_t *a = ctx;
     memset(scope, 0, sizeof *scope);
     if (is(i, "capabilities") || is(i, "health"))
         return 0;
     if (who->role == VL_ROLE_ANONYMOUS)
         return vl_error_set(err, 401, "login", NULL,
                             "this request needs credentials: Authorization: Bearer <token>");
-    if (!scope_allows(who, what))
-        return vl_error_set(err, 403, "security", NULL,
-                            "insufficient_scope: the token's scopes do not allow %s on %s",
-                            what->interaction, what->resource_type ? what->resource_type : "this");
     if (who->role == VL_ROLE_ADMIN) {
         *scope = vl_scope_everything();
         return 0;
@@ -405,6 +436,34 @@ static int authorize(void *ctx, const vl_principal_t *who, const vl_access_t *wh
     default: break;
     }
     return deny(err, who, "is not permitted to do this");
+}
+
+/* The role decides; a JWT's scopes narrow (never widen) what it allows. */
+static int authorize(void *ctx, const vl_principal_t *who, const vl_access_t *what,
+                     vl_arena_t *arena, vl_scope_t *scope, vl_error_t *err)
+{
+    vl_scope_code_t cats[MAX_CATEGORIES], *copy;
+    size_t n_cats = 0;
+    int allowed = 1;
+    memset(scope, 0, sizeof *scope);
+    if (who->role != VL_ROLE_ANONYMOUS &&
+        !(allowed = scope_allows(who, what, arena, cats, &n_cats)))
+        return vl_error_set(err, 403, "security", NULL,
+                            "insufficient_scope: the token's scopes do not allow %s on %s",
+                            what->interaction, what->resource_type ? what->resource_type : "this");
+    if (authorize_role(ctx, who, what, arena, scope, err) < 0) {
+        memset(scope, 0, sizeof *scope);
+        return -1;
+    }
+    if (who->role != VL_ROLE_ANONYMOUS && allowed == 2) {
+        if (!(copy = vl_arena_alloc(arena, n_cats * sizeof *copy)))
+            return vl_error_set(err, 500, "exception", NULL, "out of memory");
+        memcpy(copy, cats, n_cats * sizeof *copy);
+        scope->category_type = "Observation";
+        scope->categories = copy;
+        scope->n_categories = n_cats;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------

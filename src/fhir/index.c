@@ -289,8 +289,10 @@ static size_t split_path(const char *path, char segs[][MAX_SEGMENT_LEN])
 }
 
 /* The consent facets (docs/consent.md): for an Observation, the codings of
- * Observation.code (its "code" rows) and the range of effective[x] (its
- * "date" rows: dateTime, instant, Period); other types have none. */
+ * Observation.code (its "code" rows), those of Observation.category (its
+ * "category" rows, for granular SMART scopes) and the range of
+ * effective[x] (its "date" rows: dateTime, instant, Period); other types
+ * have none. */
 static int facets(const vl_fhir_type_t *type, vl_index_t *ix)
 {
     if (strcmp(type->name, "Observation") != 0)
@@ -299,6 +301,9 @@ static int facets(const vl_fhir_type_t *type, vl_index_t *ix)
         const vl_index_row_t *r = &ix->rows[i];
         if (r->kind == VL_INDEX_TOKEN && !strcmp(r->param, "code") &&
             vl_index_add_code(ix, r->system, r->text) < 0)
+            return -1;
+        if (r->kind == VL_INDEX_TOKEN && !strcmp(r->param, "category") &&
+            vl_index_add_category(ix, r->system, r->text) < 0)
             return -1;
         if (r->kind == VL_INDEX_DATE && !strcmp(r->param, "date"))
             vl_index_add_time(ix, r->lo, r->hi);

@@ -220,11 +220,11 @@ int vl_index_add_patient(vl_index_t *ix, const char *patient_id)
     return 0;
 }
 
-int vl_index_add_code(vl_index_t *ix, const char *system, const char *code)
+static int add_code(vl_index_t *ix, const char *system, const char *code, int kind)
 {
-    struct vl_index_code c = {NULL, NULL};
+    struct vl_index_code c = {NULL, NULL, kind};
     for (size_t i = 0; i < ix->n_codes; i++)
-        if (!strcmp(ix->codes[i].code, code) &&
+        if (ix->codes[i].kind == kind && !strcmp(ix->codes[i].code, code) &&
             ((!system && !ix->codes[i].system) ||
              (system && ix->codes[i].system && !strcmp(system, ix->codes[i].system))))
             return 0;
@@ -235,6 +235,16 @@ int vl_index_add_code(vl_index_t *ix, const char *system, const char *code)
     }
     ix->codes[ix->n_codes++] = c;
     return 0;
+}
+
+int vl_index_add_code(vl_index_t *ix, const char *system, const char *code)
+{
+    return add_code(ix, system, code, 0);
+}
+
+int vl_index_add_category(vl_index_t *ix, const char *system, const char *code)
+{
+    return add_code(ix, system, code, 1);
 }
 
 void vl_index_add_time(vl_index_t *ix, int64_t lo, int64_t hi)

@@ -166,7 +166,9 @@ static void rule_sql(vl_sqlq_t *q, const vl_scope_rule_t *rules, size_t n, size_
     }
     if (r->n_codes) {
         sqlite3_str_appendf(
-            q->sql, " AND EXISTS (SELECT 1 FROM version_code c WHERE c.seq = %s AND (", seq_col);
+            q->sql,
+            " AND EXISTS (SELECT 1 FROM version_code c WHERE c.seq = %s AND c.kind = 0 AND (",
+            seq_col);
         for (size_t i = 0; i < r->n_codes; i++) {
             sqlite3_str_appendall(q->sql, i ? " OR (c.code = " : "(c.code = ");
             vl_sqlq_text(q, r->codes[i].code);
@@ -217,10 +219,35 @@ static void rules_sql(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
     free(done);
 }
 
+/* " AND (r.type != T OR <a category facet in the list>)" */
+static void categories_sql(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
+{
+    sqlite3_str_appendall(q->sql, " AND (r.type != ");
+    vl_sqlq_text(q, scope.category_type);
+    sqlite3_str_appendf(q->sql,
+                        " OR EXISTS (SELECT 1 FROM version_code c WHERE c.seq = %s AND c.kind = 1"
+                        " AND (",
+                        seq_col);
+    for (size_t i = 0; i < scope.n_categories; i++) {
+        sqlite3_str_appendall(q->sql, i ? " OR (c.code = " : "(c.code = ");
+        vl_sqlq_text(q, scope.categories[i].code);
+        if (scope.categories[i].system) {
+            sqlite3_str_appendall(q->sql, " AND c.system = ");
+            vl_sqlq_text(q, scope.categories[i].system);
+        }
+        sqlite3_str_appendall(q->sql, ")");
+    }
+    sqlite3_str_appendall(q->sql, ")))");
+}
+
 void vl_sqlq_scope(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
 {
     int parts = 0;
-    if (!q || (scope.flags & VL_SCOPE_ALL))
+    if (!q)
+        return;
+    if (scope.n_categories && scope.categories && scope.category_type)
+        categories_sql(q, scope, seq_col);
+    if (scope.flags & VL_SCOPE_ALL)
         return;
     sqlite3_str_appendall(q->sql, " AND (");
     if (scope.n_patients && scope.patients) {

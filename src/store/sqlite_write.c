@@ -187,7 +187,8 @@ int vl_sqlite_insert_facets(vl_backend_t *b, int64_t seq, const vl_index_t *ix, 
     sqlite3_stmt *st;
     if (!ix) {
         st = W(b, ST_COPY_CODES,
-               "INSERT INTO version_code (seq, system, code) SELECT ?1, c.system, c.code"
+               "INSERT INTO version_code (seq, system, code, kind) SELECT ?1, c.system, c.code,"
+               " c.kind"
                " FROM resource_version v JOIN version_code c ON c.seq = v.seq"
                " WHERE v.rid = ?2 AND v.version = ?3",
                err);
@@ -212,12 +213,13 @@ int vl_sqlite_insert_facets(vl_backend_t *b, int64_t seq, const vl_index_t *ix, 
     }
     for (size_t i = 0; i < ix->n_codes; i++) {
         st = W(b, ST_INSERT_CODE,
-               "INSERT INTO version_code (seq, system, code) VALUES (?1, ?2, ?3)", err);
+               "INSERT INTO version_code (seq, system, code, kind) VALUES (?1, ?2, ?3, ?4)", err);
         if (!st)
             return -1;
         sqlite3_bind_int64(st, 1, seq);
         bind_text_or_null(st, 2, ix->codes[i].system);
         sqlite3_bind_text(st, 3, ix->codes[i].code, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 4, ix->codes[i].kind);
         if (step_done(b, st, "writing facets", err) < 0)
             return -1;
     }

@@ -146,3 +146,26 @@ def test_no_smart_configuration_without_an_identity_provider(settings):
         problem = server.stop()
         shutil.rmtree(root, ignore_errors=True)
     assert problem is None, problem
+
+
+def test_a_granular_scope_narrows_the_data(jwt_server, data):
+    admin = jwt_server.admin_token
+    cat = "http://terminology.hl7.org/CodeSystem/observation-category"
+    ids = {}
+    for c in ("vital-signs", "laboratory"):
+        body = {"resourceType": "Observation", "status": "final",
+                "category": [{"coding": [{"system": cat, "code": c}]}],
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4" if c == "vital-signs" else "2339-0"}]},
+                "subject": {"reference": "Patient/j1"}, "effectiveDateTime": "2024-05-06T10:00:00Z",
+                "valueQuantity": {"value": 70, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}
+        r = call(jwt_server, "POST", "/fhir/Observation", admin, body)
+        assert r.status == 201, r.body
+        ids[c] = json.loads(r.body)["id"]
+    tok = token(jwt_server, claims(fhirUser="Patient/j1",
+                                   scope=f"patient/Observation.rs?category={cat}|vital-signs"))
+    got = {e["resource"]["id"] for e in json.loads(call(jwt_server, "GET", "/fhir/Observation", tok).body).get("entry", [])}
+    assert ids["vital-signs"] in got and ids["laboratory"] not in got
+    assert call(jwt_server, "GET", f"/fhir/Observation/{ids['vital-signs']}", tok).status == 200
+    assert call(jwt_server, "GET", f"/fhir/Observation/{ids['laboratory']}", tok).status == 404
+    # the patient itself is not covered by an Observation scope
+    assert call(jwt_server, "GET", "/fhir/Patient/j1", tok).status == 403

@@ -361,14 +361,37 @@ static void test_scopes_narrow_never_widen(void **state)
                      0);
     assert_int_equal(decide(f, &who, "create", "Observation"), 0);
     assert_int_equal(decide(f, &who, "metrics", NULL), 403); /* still a patient */
-    /* a granular scope grants nothing (vitalog cannot narrow by category yet) */
+    /* a granular scope grants Observations of its category only */
     assert_int_equal(identify(f,
                               "\"fhirUser\":\"Patient/p1\",\"scope\":\"patient/Observation.rs?"
                               "category=http://terminology.hl7.org/CodeSystem/"
                               "observation-category|vital-signs\"",
                               &who),
                      0);
+    {
+        const vl_policy_t *p = vl_auth_policy(f->auth);
+        vl_access_t what = {"search-type", "Observation", NULL, NULL, NULL, 0, "/fhir/{type}"};
+        vl_arena_t *a = vl_arena_new();
+        vl_scope_t scope;
+        vl_error_t err = VL_ERROR_INIT;
+        assert_int_equal(p->authorize(p->ctx, &who, &what, a, &scope, &err), 0);
+        assert_int_equal(scope.n_categories, 1);
+        assert_string_equal(scope.category_type, "Observation");
+        assert_string_equal(scope.categories[0].code, "vital-signs");
+        assert_string_equal(scope.categories[0].system,
+                            "http://terminology.hl7.org/CodeSystem/observation-category");
+        vl_arena_free(a);
+    }
+    assert_int_equal(decide(f, &who, "read", "Patient"), 403);
+    assert_int_equal(decide(f, &who, "create", "Observation"), 403);
+    /* a broader scope beside it lifts the narrowing; other queries grant nothing */
+    assert_int_equal(identify(f,
+                              "\"fhirUser\":\"Patient/p1\",\"scope\":\"patient/Observation.rs?"
+                              "code=x|y patient/Device.rs?category=a|b\"",
+                              &who),
+                     0);
     assert_int_equal(decide(f, &who, "search-type", "Observation"), 403);
+    assert_int_equal(decide(f, &who, "search-type", "Device"), 403);
     /* malformed permissions grant nothing */
     assert_int_equal(identify(f,
                               "\"fhirUser\":\"Patient/p1\",\"scope\":\"patient/Observation.sr "
