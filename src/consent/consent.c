@@ -133,6 +133,24 @@ static int push_str(char ***list, size_t *n, const char *s)
     return 0;
 }
 
+/* Appends a copy of a coding (system may be NULL). 0 or -1. */
+static int push_code(provision_t *p, const char *system, const char *code)
+{
+    vl_scope_code_t *grown = realloc(p->codes, (p->n_codes + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    p->codes = grown;
+    grown[p->n_codes].system = system ? strdup(system) : NULL;
+    grown[p->n_codes].code = strdup(code);
+    if (!grown[p->n_codes].code || (system && !grown[p->n_codes].system)) {
+        free((char *)grown[p->n_codes].system);
+        free((char *)grown[p->n_codes].code);
+        return -1;
+    }
+    p->n_codes++;
+    return 0;
+}
+
 /* A Period as [from, to): start's first instant, end's last; open ends
  * are the extremes. -1 when a date does not parse. */
 static int period(const json_t *per, int64_t *from, int64_t *to)
@@ -224,35 +242,16 @@ static int read_provision(const json_t *pj, const provision_t *inherit, provisio
         json_array_foreach (v, i, item) {
             json_array_foreach (json_object_get(item, "coding"), k, coding) {
                 const char *sys = str(coding, "system"), *code = str(coding, "code");
-                vl_scope_code_t *grown;
-                if (!code)
-                    continue;
-                grown = realloc(p->codes, (p->n_codes + 1) * sizeof *grown);
-                if (!grown)
+                if (code && push_code(p, sys, code) < 0)
                     return -1;
-                p->codes = grown;
-                grown[p->n_codes].system = sys ? strdup(sys) : NULL;
-                grown[p->n_codes].code = strdup(code);
-                if (!grown[p->n_codes].code || (sys && !grown[p->n_codes].system))
-                    return -1;
-                p->n_codes++;
             }
         }
         if (!p->n_codes)
             return 1; /* codes given as text only: covers nothing */
     } else if (inherit) {
-        for (i = 0; i < inherit->n_codes; i++) {
-            vl_scope_code_t *grown = realloc(p->codes, (p->n_codes + 1) * sizeof *grown);
-            const vl_scope_code_t *src = &inherit->codes[i];
-            if (!grown)
+        for (i = 0; i < inherit->n_codes; i++)
+            if (push_code(p, inherit->codes[i].system, inherit->codes[i].code) < 0)
                 return -1;
-            p->codes = grown;
-            grown[p->n_codes].system = src->system ? strdup(src->system) : NULL;
-            grown[p->n_codes].code = strdup(src->code);
-            if (!grown[p->n_codes].code || (src->system && !grown[p->n_codes].system))
-                return -1;
-            p->n_codes++;
-        }
     }
     if ((v = json_object_get(pj, "dataPeriod"))) {
         if (period(v, &p->data_lo, &p->data_hi) < 0)
@@ -397,16 +396,6 @@ static int names(const provision_t *p, const char *const *actors, size_t n)
     return 0;
 }
 
-static int applies(const provision_t *p, const char *const *actors, size_t n,
-                   vl_consent_action_t action, int64_t now)
-{
-    if (p->actions && !(p->actions & (1u << action)))
-        return 0;
-    if (now < p->from || now >= p->to)
-        return 0;
-    return p->deny && !p->n_actors ? 1 : names(p, actors, n);
-}
-
 /* A scope rule in `arena` from a provision. */
 static int to_rule(vl_arena_t *a, const provision_t *p, vl_scope_rule_t *r)
 {
@@ -517,7 +506,7 @@ static vl_consent_result_t *build(vl_consent_t *c, const char *const *actors, si
                 r->valid_from = p->from;
             if (p->to <= now && p->to > r->valid_from)
                 r->valid_from = p->to;
-            if (!applies(p, actors, n_actors, action, now))
+            if (now < p->from || now >= p->to) /* not in force now */
                 continue;
             for (size_t k = 0; pass && k < r->n; k++)
                 covered |= !r->rules[k].deny && !strcmp(r->rules[k].patient, p->patient);

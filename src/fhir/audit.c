@@ -338,16 +338,23 @@ static audit_t *audit_new(vl_fhir_exchange_t *x, vl_error_t *err)
     return a;
 }
 
+/* The answer replaced by a 503: the AuditEvents did not commit. */
+static void withheld(const audit_t *a, const vl_store_err_t *unit_err, vl_fhir_response_t *res)
+{
+    vl_log(VL_LOG_ERROR, "a disclosure could not be recorded; the answer was withheld",
+           json_pack("{s:s}", "reason",
+                     a->err.status ? vl_error_message(&a->err) : unit_err->message));
+    vl_fhir_response_free(res);
+    vl_x_fail(res, 503, "transient",
+              "the access could not be recorded (accounting of disclosures), so nothing was "
+              "disclosed; retry later");
+}
+
 static void finish_audit(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
 {
     audit_t *a = x->op;
     if (x->unit.result < 0) {
-        vl_log(VL_LOG_ERROR, "a disclosure could not be recorded; the answer was withheld",
-               json_pack("{s:s}", "reason",
-                         a->err.status ? vl_error_message(&a->err) : x->unit.err.message));
-        vl_x_fail(res, 503, "transient",
-                  "the access could not be recorded (accounting of disclosures), so nothing was "
-                  "disclosed; retry later");
+        withheld(a, &x->unit.err, res);
         return;
     }
     *res = a->held;
@@ -359,18 +366,27 @@ int vl_audit_needed(const vl_fhir_exchange_t *x)
     return x->disclosed != NULL || x->disclose_failed;
 }
 
-int vl_audit_submit(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
+/* The AuditEvents of x, or NULL with `res` replaced by the error. */
+static audit_t *prepare(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
 {
     vl_error_t err = VL_ERROR_INIT;
-    audit_t *a;
-    if (x->disclose_failed) {
+    audit_t *a = NULL;
+    if (x->disclose_failed)
+        vl_error_set(&err, 503, "transient", NULL, "the disclosure could not be recorded");
+    else
+        a = audit_new(x, &err);
+    if (!a) {
         vl_fhir_response_free(res);
-        return vl_x_fail(res, 503, "transient", "the disclosure could not be recorded");
+        vl_x_error(res, &err);
     }
-    if (!(a = audit_new(x, &err))) {
-        vl_fhir_response_free(res);
-        return vl_x_error(res, &err);
-    }
+    return a;
+}
+
+int vl_audit_submit(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
+{
+    audit_t *a = prepare(x, res);
+    if (!a)
+        return 0;
     a->held = *res;
     memset(res, 0, sizeof *res);
     res->route = a->held.route;
@@ -385,38 +401,20 @@ int vl_audit_submit(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
     x->audited = 1;
     /* 1 pending; 0 with the store's refusal (503) in res: nothing leaves */
     return vl_x_submit(x, res, finish_audit);
-    return 1;
 }
 
 int vl_audit_run(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
 {
-    vl_error_t err = VL_ERROR_INIT;
     vl_store_unit_t unit;
-    audit_t *a;
-    int rc;
-    if (x->disclose_failed) {
-        vl_fhir_response_free(res);
-        return vl_x_fail(res, 503, "transient", "the disclosure could not be recorded");
-    }
-    if (!(a = audit_new(x, &err))) {
-        vl_fhir_response_free(res);
-        return vl_x_error(res, &err);
-    }
+    audit_t *a = prepare(x, res);
+    if (!a)
+        return 0;
     memset(&unit, 0, sizeof unit);
     unit.apply = apply_audit;
     unit.arg = a;
-    rc = vl_store_run(x->f->opts.store, &unit);
     x->audited = 1;
-    if (rc != 0) {
-        vl_log(VL_LOG_ERROR, "a disclosure could not be recorded; the answer was withheld",
-               json_pack("{s:s}", "reason",
-                         a->err.status ? vl_error_message(&a->err) : unit.err.message));
-        vl_fhir_response_free(res);
-        audit_free(a);
-        return vl_x_fail(res, 503, "transient",
-                         "the access could not be recorded (accounting of disclosures), so "
-                         "nothing was disclosed; retry later");
-    }
+    if (vl_store_run(x->f->opts.store, &unit) != 0)
+        withheld(a, &unit.err, res);
     audit_free(a);
     return 0;
 }

@@ -612,6 +612,14 @@ static void challenge(vl_fhir_response_t *res, const vl_error_t *err, int had_cr
              "Bearer realm=\"vitalog\", error=\"invalid_token\", error_description=\"%s\"", desc);
 }
 
+/* Whether the first issue of err has this code (a scope refusal is the
+ * policy's "security"). */
+static int first_code_is(const vl_error_t *err, const char *code)
+{
+    const char *c = json_string_value(json_object_get(json_array_get(err->issues, 0), "code"));
+    return c && !strcmp(c, code);
+}
+
 static int authorize(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
 {
     const vl_policy_t *p = x->f->opts.policy;
@@ -636,8 +644,7 @@ static int authorize(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
         }
         if (err.status == 401)
             challenge(res, &err, x->req->authorization != NULL);
-        else if (err.status == 403 && x->who.scoped &&
-                 !strncmp(vl_error_message(&err), "insufficient_scope", 18))
+        else if (err.status == 403 && x->who.scoped && first_code_is(&err, "security"))
             snprintf(res->www_authenticate, sizeof res->www_authenticate,
                      "Bearer realm=\"vitalog\", error=\"insufficient_scope\"");
         return vl_x_error(res, &err);

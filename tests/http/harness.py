@@ -15,6 +15,7 @@ timeout; RAW steps through a plain socket. Every exchange is logged at
 DEBUG level on the logger "vitalog.http" (pytest --log-cli-level=DEBUG).
 """
 
+import contextlib
 import ctypes
 import glob
 import logging
@@ -162,6 +163,21 @@ class Server:
 # ----------------------------------------------------------------------
 # Exchanges
 # ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serving(binary: Path, data_dir: Path, extra: tuple = ()):
+    """A started Server on data_dir (the test fails when it does not start);
+    once the block ends it must stop with status 0 on SIGTERM."""
+    import pytest  # only the pytest modules use this helper
+    server = Server(binary, data_dir, extra)
+    try:
+        server.wait_for_port()
+    except ServerError as e:
+        pytest.fail(f"server did not start: {e}\n{server.log_tail()}", pytrace=False)
+    yield server
+    problem = server.stop()
+    assert problem is None, problem
 
 
 def http_exchange(method: str, url: str, headers: CaseInsensitiveDict, body: bytes | None) -> Response:

@@ -20,17 +20,11 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def srv(settings):
     root = Path(tempfile.mkdtemp(prefix="vitalog-consent-"))
-    server = harness.Server(settings.binary, root)
-    try:
-        server.wait_for_port()
-    except harness.ServerError as e:
-        pytest.fail(f"server did not start: {e}\n{server.log_tail()}", pytrace=False)
-    server.root = root
-    server.binary = settings.binary
-    yield server
-    problem = server.stop()
+    with harness.serving(settings.binary, root) as server:
+        server.root = root
+        server.binary = settings.binary
+        yield server
     shutil.rmtree(root, ignore_errors=True)
-    assert problem is None, problem
 
 
 def call(server, method, path, token=None, body=None):

@@ -38,18 +38,12 @@ def jwt_server(settings):
                       "n": b64url(bytes.fromhex(modulus)), "e": b64url((65537).to_bytes(3, "big"))}]}
     (root / "jwks.json").write_text(json.dumps(jwks))
     (root / "data").mkdir()
-    server = harness.Server(settings.binary, root / "data",
-                            ("--jwks", str(root / "jwks.json"), "--jwt-issuer", ISS, "--jwt-audience", AUD,
-                             "--smart-authorize-url", ISS + "/authorize", "--smart-token-url", ISS + "/token"))
-    try:
-        server.wait_for_port()
-    except harness.ServerError as e:
-        pytest.fail(f"server did not start: {e}\n{server.log_tail()}", pytrace=False)
-    server.key = key
-    yield server
-    problem = server.stop()
+    with harness.serving(settings.binary, root / "data",
+                         ("--jwks", str(root / "jwks.json"), "--jwt-issuer", ISS, "--jwt-audience", AUD,
+                          "--smart-authorize-url", ISS + "/authorize", "--smart-token-url", ISS + "/token")) as server:
+        server.key = key
+        yield server
     shutil.rmtree(root, ignore_errors=True)
-    assert problem is None, problem
 
 
 def token(server, claims: dict, alg="RS256", kid="k1") -> str:

@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
@@ -118,12 +117,14 @@ class World:
 @pytest.fixture(scope="module")
 def world(settings):
     root = Path(tempfile.mkdtemp(prefix="vitalog-matrix-"))
-    server = harness.Server(settings.binary, root)
-    try:
-        server.wait_for_port()
-    except harness.ServerError as e:
-        pytest.fail(f"server did not start: {e}\n{server.log_tail()}", pytrace=False)
-    server.root, server.binary = root, settings.binary
+    with harness.serving(settings.binary, root) as server:
+        server.root, server.binary = root, settings.binary
+        yield seeded_world(server)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def seeded_world(server):
+    """The two patients, every caller's token and Observation X."""
     w = World(server)
     for pid in (P, Q):
         assert w.call("PUT", f"/fhir/Patient/{pid}", body={"resourceType": "Patient", "id": pid}).status == 201
@@ -136,10 +137,7 @@ def world(settings):
     w.token("device", "--role", "device", "--subject", f"Patient/{P}")
     w.token("auditor", "--role", "auditor", "--subject", "audit")
     w.x = w.fresh()
-    yield w
-    problem = server.stop()
-    shutil.rmtree(root, ignore_errors=True)
-    assert problem is None, problem
+    return w
 
 
 def listed(r, rid):

@@ -27,18 +27,12 @@ def tls_server(settings):
                            "subjectAltName=IP:127.0.0.1"], capture_output=True, timeout=60)
     assert made.returncode == 0, made.stderr
     (root / "data").mkdir()
-    server = harness.Server(settings.binary, root / "data",
-                            ("--tls-cert", str(cert), "--tls-key", str(key), "--cors-origin", ORIGIN))
-    try:
-        server.wait_for_port()
-    except harness.ServerError as e:
-        pytest.fail(f"server did not start: {e}\n{server.log_tail()}", pytrace=False)
-    server.https = f"https://127.0.0.1:{server.port}"
-    server.cert = str(cert)
-    yield server
-    problem = server.stop()
+    with harness.serving(settings.binary, root / "data",
+                         ("--tls-cert", str(cert), "--tls-key", str(key), "--cors-origin", ORIGIN)) as server:
+        server.https = f"https://127.0.0.1:{server.port}"
+        server.cert = str(cert)
+        yield server
     shutil.rmtree(root, ignore_errors=True)
-    assert problem is None, problem
 
 
 def get(server, path, **headers):
