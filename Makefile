@@ -10,7 +10,7 @@ TEST_JOBS ?= 2
 DATA ?= ./data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all deps build run test test-asan test-tsan bench clean format format-check
+.PHONY: all deps build run test test-asan test-tsan bench bench-scale clean format format-check
 
 all: build
 
@@ -50,6 +50,11 @@ test-tsan: deps
 bench: build
 	bash bench/run.sh
 	bash bench/ledger.sh
+
+# Searches over a generated database of SCALE_OBSERVATIONS (default 1000000)
+# Observations; see bench/README.md. Builds its own Release in build-scale.
+bench-scale: build
+	bash bench/scale.sh
 
 # C sources in the style of .clang-format (src/fhir/search_params.c is
 # generated and left as the generator writes it).

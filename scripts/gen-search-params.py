@@ -78,7 +78,7 @@ INDEXABLE = {
               "string", "boolean"},
     "string": {"string", "HumanName", "Address"},
     "reference": {"Reference"},
-    "date": {"date", "dateTime", "instant", "Period"},
+    "date": {"date", "dateTime", "instant", "Period", "Timing"},
     "quantity": {"Quantity"},
 }
 
@@ -86,32 +86,35 @@ INDEXABLE = {
 # {the JSON element not indexed: why}. The generator fails if what it cannot
 # map for such a parameter is not exactly this, so the list stays true.
 DEVIATIONS = {
-    ("Observation", "date"): {
-        "effectiveTiming": "a Timing has no single date range",
-    },
     ("Observation", "value-quantity"): {
         "valueSampledData": "the bounds of sampled data are not indexed",
     },
     ("Observation", "component-value-quantity"): {
         "component.valueSampledData": "the bounds of sampled data are not indexed",
     },
+    ("Observation", "combo-value-quantity"): {
+        "valueSampledData": "the bounds of sampled data are not indexed",
+        "component.valueSampledData": "the bounds of sampled data are not indexed",
+    },
 }
 
 # R4 parameters of a served type that are deliberately not served, whatever
 # their translation would give: (type, name) -> why.
-COMBO = "combo-* parameters are not offered (each would index the code or value rows twice)"
-NOT_OFFERED = {
-    ("Observation", "combo-code"): COMBO,
-    ("Observation", "combo-data-absent-reason"): COMBO,
-    ("Observation", "combo-value-concept"): COMBO,
-    ("Observation", "combo-value-quantity"): COMBO,
-}
+NOT_OFFERED = {}
+
+# Parameters whose values the store keeps sort keys for (_sort): every date
+# parameter, and these (each costs a row per version that has a value).
+SORTABLE = {"code", "value-quantity", "family", "given", "name", "birthdate", "identifier"}
 
 MAX_PATHS = 5  # vl_search_param_t.paths[6], NULL-terminated
 
 
 class Untranslatable(Exception):
     pass
+
+
+# the types the last translate() reached (to mark identifier parameters)
+IDENTIFIER_SEEN = set()
 
 
 # ---------------------------------------------------------------------------
@@ -310,6 +313,7 @@ def translate_branch(pkg, type_name, kind, branch):
         codes = w.step_checked(name, last=(i == len(rest) - 1))
     ok, dropped = [], []
     last = (rest or names)[-1]
+    IDENTIFIER_SEEN.update(c for c in codes if c == "Identifier")
     if len(codes) > 1:  # a choice element at the end: spell it out
         for code in codes:
             p = ".".join(w.json + [last + code[0].upper() + code[1:]])
@@ -320,10 +324,63 @@ def translate_branch(pkg, type_name, kind, branch):
     return ok, dropped, target
 
 
-def translate(pkg, type_name, sp):
+def translate_composite(pkg, type_name, sp, by_url):
+    """A composite of a token and a quantity (code-value-quantity, ...):
+    paths are the JSON paths of the elements that hold both ("" for the
+    resource itself), parts the token's and the quantity's paths inside
+    each. Other composites raise Untranslatable."""
+    comps = sp.get("component", [])
+    kinds = [by_url.get(c["definition"], {}).get("type") for c in comps]
+    if kinds != ["token", "quantity"]:
+        raise Untranslatable("composite of %s: only token $ quantity is indexed" %
+                             " and ".join(str(k) for k in kinds))
+    bases = [b for b in split_union(sp["expression"])
+             if b == type_name or branch_type(b) == type_name]
+    if not bases:
+        raise Untranslatable("no expression for %s" % type_name)
+    paths, parts = [], None
+    for b in bases:
+        rel = []
+        for c, kind in zip(comps, kinds):
+            e = c["expression"]
+            m = re.fullmatch(r"(%s)\.as\((%s)\)" % (IDENT, IDENT), e)
+            full = ("(%s.%s as %s)" % (b, m.group(1), m.group(2))) if m else "%s.%s" % (b, e)
+            ok, dropped, _ = translate_branch(pkg, type_name, kind, full)
+            if len(ok) != 1:
+                raise Untranslatable("component %s gives %d paths" % (e, len(ok)))
+            rel.append(ok[0])
+        # the common prefix of the two paths is the base element
+        a, q = rel[0].split("."), rel[1].split(".")
+        n = 0
+        while n < min(len(a), len(q)) - 1 and a[n] == q[n]:
+            n += 1
+        base = ".".join(a[:n])
+        these = [".".join(a[n:]), ".".join(q[n:])]
+        if parts is None:
+            parts = these
+        elif parts != these:
+            raise Untranslatable("components differ between branches")
+        if base not in paths:
+            paths.append(base)
+    return {
+        "name": sp["code"],
+        "kind": "VL_INDEX_COMPOSITE",
+        "paths": paths,
+        "parts": parts,
+        "target": None,
+        "description": description(sp, type_name),
+        "url": sp["url"],
+        "expression": sp["expression"],
+        "dropped": [],
+    }
+
+
+def translate(pkg, type_name, sp, by_url=None):
     """Translates SearchParameter `sp` for `type_name`. Returns a dict with
     the table row, or raises Untranslatable."""
     kind = sp["type"]
+    if kind == "composite":
+        return translate_composite(pkg, type_name, sp, by_url or {})
     if kind not in KINDS:
         raise Untranslatable("R4 type %s: index.c has no such kind of index" % kind)
     if sp.get("xpathUsage", "normal") != "normal":
@@ -335,6 +392,7 @@ def translate(pkg, type_name, sp):
     if not branches:
         raise Untranslatable("no expression for %s" % type_name)
     paths, dropped, targets = [], [], set()
+    IDENTIFIER_SEEN.clear()
     for b in branches:
         ok, no, target = translate_branch(pkg, type_name, kind, b)
         paths += [p for p in ok if p not in paths]
@@ -361,6 +419,7 @@ def translate(pkg, type_name, sp):
         "url": sp["url"],
         "expression": " | ".join(branches),
         "dropped": dropped,
+        "identifier": bool(IDENTIFIER_SEEN),
     }
 
 
@@ -388,6 +447,7 @@ def build(pkg):
               if e.get("resource", {}).get("resourceType") == "SearchParameter"]
     tables, left_out, deviations = {}, [], []
     seen_dev, seen_not = set(), set()
+    by_url = {sp["url"]: sp for sp in params}
     for t in SERVED:
         rows = []
         for sp in params:
@@ -399,7 +459,7 @@ def build(pkg):
                 left_out.append((t, sp["code"], sp["url"], NOT_OFFERED[key]))
                 continue
             try:
-                row = translate(pkg, t, sp)
+                row = translate(pkg, t, sp, by_url)
             except Untranslatable as e:
                 if key in DEVIATIONS:
                     raise SystemExit("%s %s: listed in DEVIATIONS but: %s" % (t, sp["code"], e))
@@ -503,6 +563,14 @@ def row_c(r):
         lines.append(field + ".paths = {%s}," % ", ".join(c_string(p) for p in r["paths"]))
     if r["target"]:
         lines.append(field + ".target = %s," % c_string(r["target"]))
+    if r.get("parts"):
+        lines.append(field + ".parts = {%s}," % ", ".join(c_string(p) for p in r["parts"]))
+    if r["kind"] == "VL_INDEX_DATE" or r["name"] in SORTABLE and r["kind"] != "VL_INDEX_COMPOSITE":
+        lines.append(field + ".sortable = 1,")
+    if r["kind"] == "VL_INDEX_TOKEN":
+        lines.append(field + ".text_name = %s," % c_string(r["name"] + ":text"))
+        if r.get("identifier"):
+            lines.append(field + ".of_type_name = %s," % c_string(r["name"] + ":of-type"))
     lines.append(field + ".description = " + c_wrapped(r["description"], 23) + ",")
     lines.append(field + ".url = %s," % c_string(r["url"]))
     lines.append(field + ".expression = " + c_wrapped(r["expression"], 22) + ",")

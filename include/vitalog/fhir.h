@@ -45,8 +45,13 @@ typedef struct vl_search_param {
     const char *paths[6]; /* NULL-terminated */
     const char *target;   /* references: only "Type/..." of this type, or NULL */
     const char *description;
-    const char *url;        /* R4 canonical URL of the SearchParameter */
-    const char *expression; /* its R4 FHIRPath expression, the part for this type */
+    const char *url;          /* R4 canonical URL of the SearchParameter */
+    const char *expression;   /* its R4 FHIRPath expression, the part for this type */
+    const char *parts[2];     /* composites: the token's and the quantity's paths inside
+                                 each element of `paths` ("" is the resource itself) */
+    int sortable;             /* _sort accepts it: index rows carry sort keys */
+    const char *text_name;    /* tokens: the rows of :text ("code:text") */
+    const char *of_type_name; /* identifier tokens: the rows of :of-type */
 } vl_search_param_t;
 
 typedef struct vl_fhir_type {
@@ -96,8 +101,16 @@ int vl_fhir_id_valid(const char *s);
  *  own compartment is added by vl_fhir_compartment_self() once its id is
  *  known). */
 int vl_fhir_index(const vl_fhir_type_t *type, const json_t *res, vl_index_t *ix, vl_error_t *err);
+/** The same, with this server's FHIR base ("https://h/fhir", or NULL): an
+ *  absolute reference under it is indexed as the relative "Type/id". */
+int vl_fhir_index_at(const vl_fhir_type_t *type, const json_t *res, const char *fhir_base,
+                     vl_index_t *ix, vl_error_t *err);
+/** `ref` without this server's FHIR base `base` ("<base>/Type/id" ->
+ *  "Type/id"); `ref` itself when it is not under it (or base is NULL). */
+const char *vl_fhir_local_reference(const char *ref, const char *base);
 /** vl_store_facets_fn: the index (with compartments and consent facets) of
- *  a stored body of `type`; for vl_store_backfill_facets(). */
+ *  a stored body of `type`; for vl_store_backfill(). `ctx` is the FHIR
+ *  base (const char *) or NULL. */
 int vl_fhir_facets_of(void *ctx, const char *type, const char *body, size_t len, vl_index_t *ix);
 /** Adds the compartments of `res` only (called by vl_fhir_index). */
 int vl_fhir_compartments(const vl_fhir_type_t *type, const json_t *res, vl_index_t *ix);
@@ -130,7 +143,9 @@ const char *vl_params_get(const vl_params_t *p, const char *name);
 typedef struct vl_search {
     vl_query_t query;
     char *self_query; /* canonical query string of the parameters used */
-    int total_mode;   /* 0 none, 1 accurate (default) */
+    int total_mode;   /* VL_TOTAL_*: none, accurate (and _summary=count), bounded
+                         (the default, and _total=estimate: exact up to
+                         VL_TOTAL_BOUND matches, else no total) */
     /* storage for query strings/values */
     void *_mem;
 } vl_search_t;
@@ -147,6 +162,12 @@ typedef struct vl_search {
  */
 int vl_fhir_search_parse(const vl_fhir_type_t *type, const vl_params_t *params, int lenient,
                          vl_search_t *out, vl_error_t *err) VL_WARN_UNUSED;
+/** The same for a request to this server's FHIR base `fhir_base`
+ *  ("https://h/fhir", or NULL): a reference value under it is searched as
+ *  the relative "Type/id". */
+int vl_fhir_search_parse_at(const vl_fhir_type_t *type, const vl_params_t *params, int lenient,
+                            const char *fhir_base, vl_search_t *out,
+                            vl_error_t *err) VL_WARN_UNUSED;
 void vl_search_free(vl_search_t *s);
 
 /* ------------------------------------------------------------------------

@@ -210,17 +210,29 @@ typedef enum {
     VL_INDEX_STRING,    /* text: value as given, normalized lowercased/unaccented form */
     VL_INDEX_REFERENCE, /* text: "Type/id" or absolute URL */
     VL_INDEX_DATE,      /* lo..hi: half-open range in microseconds */
-    VL_INDEX_QUANTITY,  /* number + system + code */
+    VL_INDEX_QUANTITY,  /* number + system + code (canon: in its canonical unit) */
+    VL_INDEX_COMPOSITE, /* token (system + text) $ quantity (number + unit) */
+    VL_INDEX_SERIES,    /* ref (the patient) + token (system + text) + time lo..hi */
 } vl_index_kind_t;
 
+/** No time: a VL_INDEX_SERIES row of a version without one has lo = hi =
+ *  VL_SERIES_UNDATED (no real range ends there), so that "this patient's
+ *  readings of this code" finds it and no date condition matches it. */
+#define VL_SERIES_UNDATED INT64_MIN
+
 typedef struct vl_index_row {
-    const char *param; /* search parameter name, e.g. "code" (static) */
+    const char *param; /* search parameter name, e.g. "code" (static or
+                          interned for the life of the program) */
     vl_index_kind_t kind;
     char *system; /* token/quantity system, or NULL (owned) */
     char *text;   /* token code / string / reference / quantity code (owned) */
     char *norm;   /* normalized string for VL_INDEX_STRING (owned) */
+    char *unit;   /* composite: the quantity's unit code ("" none); series:
+                     the patient reference "Patient/<id>" (owned) */
     double number;
     int64_t lo, hi;
+    int canon; /* quantity: 1 for the value in its canonical UCUM unit */
+    int sort;  /* the param is sortable: the store keeps its sort keys */
 } vl_index_row_t;
 
 /** Index rows of one version, and the ids of the patients in whose
@@ -242,9 +254,12 @@ typedef struct vl_index {
     int64_t time_lo, time_hi;
 } vl_index_t;
 
-/** The normalized form of a string for matching: lowercase ASCII, Latin-1
- *  and Latin Extended-A letters folded to their base letters, combining
- *  marks dropped (see index_rows.c). Returns malloc'd text (caller frees). */
+/** The normalized form of a string for matching, in every script: NFKD
+ *  with Unicode case folding and all marks dropped (utf8proc), then a few
+ *  letters without a decomposition folded to ASCII (æ -> ae, ø -> o,
+ *  ł -> l, þ -> th, ...); text that is not valid UTF-8 only has ASCII A-Z
+ *  lowercased. The exact rule is note 2 of index_rows.c. Returns malloc'd
+ *  text (caller frees), NULL only when out of memory. */
 char *vl_index_normalize(const char *text);
 
 void vl_index_init(vl_index_t *ix);
@@ -252,6 +267,9 @@ void vl_index_free(vl_index_t *ix);
 /** Appends a row; strings are copied. Returns 0 or -1 (out of memory). */
 int vl_index_add(vl_index_t *ix, const char *param, vl_index_kind_t kind, const char *system,
                  const char *text, double number, int64_t lo, int64_t hi);
+/** Appends a row as given (strings copied, norm computed for strings) and
+ *  returns it, or NULL (out of memory). */
+vl_index_row_t *vl_index_add_row(vl_index_t *ix, const vl_index_row_t *row);
 /** Adds a patient compartment (copied; duplicates are kept once). 0 or -1. */
 int vl_index_add_patient(vl_index_t *ix, const char *patient_id);
 /** Adds a facet code (kind 0) or category (kind 1): copied, duplicates
@@ -265,7 +283,18 @@ void vl_index_add_time(vl_index_t *ix, int64_t lo, int64_t hi);
  * Queries: a conjunction of conditions, each a disjunction of values.
  * ---------------------------------------------------------------------- */
 
-typedef enum { VL_CMP_EQ, VL_CMP_NE, VL_CMP_LT, VL_CMP_LE, VL_CMP_GT, VL_CMP_GE } vl_cmp_t;
+typedef enum {
+    VL_CMP_EQ,
+    VL_CMP_NE,
+    VL_CMP_LT,
+    VL_CMP_LE,
+    VL_CMP_GT,
+    VL_CMP_GE,
+    VL_CMP_SA, /* starts after: dates rlo >= hi; quantities value >= hi_num */
+    VL_CMP_EB, /* ends before: dates rhi <= lo; quantities value < lo_num */
+    VL_CMP_AP  /* approximately: dates overlap [lo, hi); quantities in [lo_num, hi_num)
+                  (the parser widens both by its tolerance) */
+} vl_cmp_t;
 
 typedef enum {
     VL_MATCH_DEFAULT, /* token: code (+system); string: starts-with on norm; reference: equal */
@@ -274,11 +303,15 @@ typedef enum {
 } vl_match_t;
 
 typedef struct vl_query_value {
-    vl_cmp_t cmp;       /* dates and quantities */
-    const char *system; /* token: NULL any system, "" no system */
-    const char *text;   /* token code (NULL: any code of system) / string / reference */
-    double number;
-    int64_t lo, hi; /* dates: the range the search value denotes */
+    vl_cmp_t cmp;          /* dates and quantities */
+    const char *system;    /* token: NULL any system, "" no system; quantity: NULL any */
+    const char *text;      /* token code (NULL: any code of system) / string / reference /
+                              quantity code or unit (NULL: any) */
+    double number;         /* quantity: the value as given (lt, le, gt, ge compare it) */
+    double lo_num, hi_num; /* quantity: the range it denotes (eq, ne, sa, eb, ap) */
+    int canon;             /* quantity: compare rows in canonical units */
+    int64_t lo, hi;        /* dates: the range the search value denotes */
+    const char *unit;      /* composite: the quantity's unit code (NULL: any) */
 } vl_query_value_t;
 
 typedef struct vl_query_cond {
@@ -286,17 +319,36 @@ typedef struct vl_query_cond {
     vl_index_kind_t kind;
     vl_match_t match;
     int missing; /* -1 unused; 1 :missing=true; 0 :missing=false */
+    int negate;  /* :not: the resources with no row matching any value */
     size_t n;    /* values OR'd together */
     vl_query_value_t *values;
 } vl_query_cond_t;
+
+/** A sort key: "_lastUpdated", "_id", or a param with sort keys (rows
+ *  flagged `sort`). Resources without a key sort last either way. */
+typedef struct vl_query_sort {
+    const char *param;
+    int desc;
+} vl_query_sort_t;
+
+#define VL_QUERY_SORT_MAX 4
 
 typedef struct vl_query {
     const char *type; /* resource type */
     const char *id;   /* _id, or NULL */
     size_t n;         /* conditions AND'd together */
     vl_query_cond_t *conds;
-    const char *sort_param; /* a VL_INDEX_DATE param or "_lastUpdated"; NULL: creation order */
-    int sort_desc;
+    size_t n_sort; /* none: the order of the index the store reads (stable) */
+    vl_query_sort_t sort[VL_QUERY_SORT_MAX];
+    /* the series path (patient != NULL): the store reads ix_series for
+     * this patient and code (system NULL: any) instead of index rows of
+     * `code_param`; conditions on `date_param` with one value apply to the
+     * series' time. The parser sets it only when it means the same. */
+    struct {
+        const char *patient; /* "Patient/<id>" */
+        const char *system, *code;
+        const char *code_param, *date_param;
+    } series;
     int count;  /* page size */
     int offset; /* rows to skip */
 } vl_query_t;
@@ -355,8 +407,14 @@ int vl_store_read(vl_store_t *store, vl_scope_t scope, const char *type, const c
  *  has no visible version at all) or of a type. */
 int vl_store_history(vl_store_t *store, vl_scope_t scope, const char *type, const char *id,
                      const vl_page_t *page, vl_records_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
+/** `with_total` of vl_store_search: no count, an exact count, or an exact
+ *  count up to VL_TOTAL_BOUND (beyond it the total is unknown: -1). */
+enum { VL_TOTAL_NONE = 0, VL_TOTAL_ACCURATE = 1, VL_TOTAL_BOUNDED = 2 };
+#define VL_TOTAL_BOUND 10000
+
 /** Runs a query over current, non-deleted, visible resources; with
- *  `with_total` also counts every match. `max_bytes` as in vl_page_t. */
+ *  `with_total` also counts the matches into out->total (-1: not counted
+ *  or beyond the bound). `max_bytes` as in vl_page_t. */
 int vl_store_search(vl_store_t *store, vl_scope_t scope, const vl_query_t *q, int with_total,
                     size_t max_bytes, vl_records_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
 
@@ -545,18 +603,31 @@ int vl_store_txn_token_count(vl_store_txn_t *txn, int64_t *count,
                              vl_store_err_t *err) VL_WARN_UNUSED;
 
 /* ------------------------------------------------------------------------
- * Consent facets of versions written before migration 005
+ * Migrations the fhir module computes: consent facets of versions written
+ * before migration 005, search index rows of current versions written
+ * before migration 007 (storage v2)
  * ---------------------------------------------------------------------- */
 
-/** Computes the facets of a stored version (the fhir module's index of its
+/** Computes the index of a stored version (the fhir module's index of its
  *  body) into `ix` (initialized, freed by the caller). 0, or -1 to stop. */
 typedef int (*vl_store_facets_fn)(void *ctx, const char *type, const char *body, size_t len,
                                   vl_index_t *ix);
-/** Computes and stores the facets of every version that has none yet
- *  (schemas/005), in units of at most 256 versions. Run once at start-up,
- *  before serving. *done (may be NULL) receives how many were done. */
-int vl_store_backfill_facets(vl_store_t *store, vl_store_facets_fn fn, void *ctx, size_t *done,
-                             vl_store_err_t *err);
+/** Progress: `done` of `total` versions so far. */
+typedef void (*vl_store_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+/** Computes and stores what pending versions lack (facets, then index
+ *  rows), in units of at most 512 versions, each committed with the
+ *  removal of its versions from the pending lists: interrupted, it goes on
+ *  where it stopped at the next call. Run once at start-up, before
+ *  serving. `progress` (may be NULL) is called after each unit; *done (may
+ *  be NULL) receives how many versions were done. */
+int vl_store_backfill(vl_store_t *store, vl_store_facets_fn fn, void *ctx,
+                      vl_store_progress_fn progress, void *progress_ctx, size_t *done,
+                      vl_store_err_t *err);
+static inline int vl_store_backfill_facets(vl_store_t *store, vl_store_facets_fn fn, void *ctx,
+                                           size_t *done, vl_store_err_t *err)
+{
+    return vl_store_backfill(store, fn, ctx, NULL, NULL, done, err);
+}
 
 /* ------------------------------------------------------------------------
  * Watching a type: a cheap "did anything of this type change" for caches

@@ -225,6 +225,15 @@ static int ledger_key_init(const char *dir, const char *origin, vl_ledger_key_t 
  * Options
  * ---------------------------------------------------------------------- */
 
+/* A migration's progress on a terminal: one line, redrawn. */
+static void backfill_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    (void)ctx;
+    fprintf(stderr, "\rvitalog serve: indexing stored versions: %llu of %llu (%.0f%%)",
+            (unsigned long long)done, (unsigned long long)total,
+            total ? 100.0 * (double)done / (double)total : 100.0);
+}
+
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 {
     char *end;
@@ -534,12 +543,18 @@ int vl_cli_serve(int argc, char **argv)
         goto out;
     {
         size_t done = 0;
-        if (vl_store_backfill_facets(store, vl_fhir_facets_of, NULL, &done, &serr) < 0) {
-            fprintf(stderr, "vitalog serve: computing consent facets: %s\n", serr.message);
+        int tty = isatty(STDERR_FILENO);
+        if (vl_store_backfill(store, vl_fhir_facets_of, NULL, tty ? backfill_progress : NULL, NULL,
+                              &done, &serr) < 0) {
+            if (tty)
+                fputc('\n', stderr);
+            fprintf(stderr, "vitalog serve: indexing stored versions: %s\n", serr.message);
             goto out;
         }
+        if (done && tty)
+            fputc('\n', stderr);
         if (done)
-            vl_log(VL_LOG_INFO, "consent facets computed",
+            vl_log(VL_LOG_INFO, "stored versions indexed (migration)",
                    json_pack("{s:I}", "versions", (json_int_t)done));
     }
     if (vl_auth_token_key_load(data, token_key, &err) < 0) {

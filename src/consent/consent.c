@@ -351,8 +351,13 @@ out:
 /* Loads every active Consent into a new snapshot. */
 static int load(vl_consent_t *c, snapshot_t *out, vl_error_t *err)
 {
-    vl_query_value_t active = {VL_CMP_EQ, NULL, "active", 0, 0, 0};
-    vl_query_cond_t cond = {"status", VL_INDEX_TOKEN, VL_MATCH_DEFAULT, -1, 1, &active};
+    vl_query_value_t active = {.cmp = VL_CMP_EQ, .text = "active"};
+    vl_query_cond_t cond = {.param = "status",
+                            .kind = VL_INDEX_TOKEN,
+                            .match = VL_MATCH_DEFAULT,
+                            .missing = -1,
+                            .n = 1,
+                            .values = &active};
     vl_query_t q;
     memset(out, 0, sizeof *out);
     memset(&q, 0, sizeof q);

@@ -335,6 +335,7 @@ static void plan_entry(bundle_t *b, entry_t *e, const json_t *je)
                            e->url);
 
     vl_write_init(&e->w, op, s->type, op == VL_W_DELETE ? NULL : json_incref(s->body));
+    e->w.fhir_base = vl_x_fhir_base(x);
     e->has_write = 1;
     e->kind = E_WRITE;
     if (op != VL_W_DELETE) {

@@ -41,6 +41,8 @@ static const char *kind_name(vl_index_kind_t kind)
     case VL_INDEX_REFERENCE: return "reference";
     case VL_INDEX_DATE: return "date";
     case VL_INDEX_QUANTITY: return "quantity";
+    case VL_INDEX_COMPOSITE: return "composite";
+    case VL_INDEX_SERIES: break;
     }
     return "special";
 }

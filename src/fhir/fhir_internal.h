@@ -137,6 +137,87 @@ void vl_record_headers(vl_fhir_response_t *res, const char *fhir_base, const cha
                        const char *id, int64_t version, int64_t last_updated_us, int with_location);
 
 /* ------------------------------------------------------------------------
+ * Subsets: _summary and _elements (subset.c, summary_elements.c)
+ * ---------------------------------------------------------------------- */
+
+enum {
+    VL_ELEMENT_SUMMARY = 1 << 0,   /* isSummary in the R4 definition */
+    VL_ELEMENT_MANDATORY = 1 << 1, /* min >= 1 */
+    VL_ELEMENT_CHOICE = 1 << 2,    /* one type of a choice element name[x] */
+};
+
+/** A top-level element of a type as a JSON member: "valueQuantity" is
+ *  `name`, "value" (of value[x]) its `base`; both equal otherwise. */
+typedef struct vl_fhir_element {
+    const char *name;
+    const char *base;
+    unsigned flags; /* VL_ELEMENT_* */
+} vl_fhir_element_t;
+
+typedef struct vl_fhir_type_elements {
+    const char *type;
+    const vl_fhir_element_t *elements; /* terminated by {NULL} */
+} vl_fhir_type_elements_t;
+
+/** Generated (scripts/gen-summary-elements.py): one row per served type,
+ *  terminated by {NULL}. */
+extern const vl_fhir_type_elements_t vl_fhir_type_elements[];
+
+/** The top-level elements of `type`, or NULL when it is not served. */
+const vl_fhir_element_t *vl_fhir_elements_of(const char *type);
+
+typedef enum {
+    VL_SUBSET_FULL = 0, /* no _summary, or _summary=false */
+    VL_SUBSET_SUMMARY,  /* _summary=true */
+    VL_SUBSET_TEXT,     /* _summary=text */
+    VL_SUBSET_DATA,     /* _summary=data */
+    VL_SUBSET_COUNT,    /* _summary=count: a search's total only, no resources */
+    VL_SUBSET_ELEMENTS, /* _elements=a,b,c */
+} vl_subset_mode_t;
+
+/** What a request asks to be served of each resource. `elements` is the
+ *  _elements value (borrowed from the parameters; checked: comma-separated
+ *  element names), NULL otherwise. */
+typedef struct vl_subset {
+    vl_subset_mode_t mode;
+    const char *elements;
+    int seen_summary, seen_elements;
+} vl_subset_t;
+
+#define VL_SUBSET_INIT                                                                             \
+    {                                                                                              \
+        VL_SUBSET_FULL, NULL, 0, 0                                                                 \
+    }
+
+/** Adds one parameter `name` ("_summary" or "_elements", any other is
+ *  ignored) with a non-empty `value` (borrowed: it must outlive `s`) to `s`.
+ *  0, or -1 with a 400 in `err`: a value that is not true, false, text,
+ *  data or count, an _elements list that is not comma-separated element
+ *  names, either parameter twice, or both together (R4 does not define
+ *  the combination). */
+int vl_fhir_subset_add(vl_subset_t *s, const char *name, const char *value,
+                       vl_error_t *err) VL_WARN_UNUSED;
+/** The subset the parameters ask for (vl_fhir_subset_add on each _summary
+ *  and _elements with a non-empty value). `search`: 0 for a read, where
+ *  _summary=count is a 400. 0, or -1 with a 400 in `err`. */
+int vl_fhir_subset_params(const vl_params_t *params, int search, vl_subset_t *out,
+                          vl_error_t *err) VL_WARN_UNUSED;
+/** Whether `s` trims resources (SUMMARY, TEXT, DATA, ELEMENTS). */
+int vl_fhir_subset_active(const vl_subset_t *s);
+/** Trims the resource `res` (a JSON object of `type`, changed in place) to
+ *  the subset `s` and adds the meta.tag SUBSETTED (v3-ObservationValue)
+ *  unless it is there. Nothing happens when `s` is not active. 0, or -1
+ *  when out of memory (`res` may then be half trimmed). */
+int vl_fhir_subset_json(const char *type, const vl_subset_t *s, json_t *res) VL_WARN_UNUSED;
+/** The served copy of a stored body: `body` (`len` bytes, unchanged)
+ *  parsed, trimmed by vl_fhir_subset_json and serialized, numbers as their
+ *  text. *out is malloc'd (caller frees) with its length in *out_len; when
+ *  `s` is not active *out is NULL (serve `body` itself). 0, or -1 when out
+ *  of memory or `body` is not a JSON object. */
+int vl_fhir_subset(const char *type, const vl_subset_t *s, const char *body, size_t len, char **out,
+                   size_t *out_len) VL_WARN_UNUSED;
+
+/* ------------------------------------------------------------------------
  * Writes (write.c): one create, update or delete, run inside a unit
  * ---------------------------------------------------------------------- */
 
@@ -149,9 +230,10 @@ typedef struct vl_write {
     char id[65];     /* create: assigned by prepare; conditional update/delete: resolved */
     int conditional; /* create with If-None-Exist; update/delete by search */
     vl_search_t cond;
-    int64_t if_match; /* 0: none */
-    int must_be_new;  /* a conditional update that matched nothing, with the body's id */
-    json_t *resource; /* create/update (owned) */
+    int64_t if_match;      /* 0: none */
+    int must_be_new;       /* a conditional update that matched nothing, with the body's id */
+    json_t *resource;      /* create/update (owned) */
+    const char *fhir_base; /* this server's FHIR base (borrowed), or NULL */
     vl_index_t index;
     vl_render_t parts;
     int prepared;

@@ -43,6 +43,8 @@
 
 #include "vitalog/fhir.h"
 
+#include "ucum.h"
+
 #define MAX_SEGMENTS 8
 #define MAX_SEGMENT_LEN 64
 
@@ -50,8 +52,12 @@
 typedef struct ctx {
     const vl_search_param_t *param;
     vl_index_t *ix;
-    int failed; /* out of memory */
+    const char *base; /* this server's FHIR base ("http://h/fhir"), or NULL */
+    size_t found;     /* elements met for the param (rows or not) */
+    int failed;       /* out of memory */
 } ctx_t;
+
+#define UCUM "http://unitsofmeasure.org"
 
 static const char *str_member(const json_t *obj, const char *key)
 {
@@ -59,24 +65,69 @@ static const char *str_member(const json_t *obj, const char *key)
     return vl_json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+static vl_index_row_t *add_row(ctx_t *c, vl_index_row_t *r)
+{
+    vl_index_row_t *out;
+    if (c->failed)
+        return NULL;
+    r->param = c->param->name;
+    r->sort = c->param->sortable;
+    if (!(out = vl_index_add_row(c->ix, r)))
+        c->failed = 1;
+    return out;
+}
+
 static void add(ctx_t *c, const char *system, const char *text, double number, int64_t lo,
                 int64_t hi)
 {
-    if (c->failed)
-        return;
-    if (vl_index_add(c->ix, c->param->name, c->param->kind, system, text, number, lo, hi) != 0)
-        c->failed = 1;
+    vl_index_row_t r = {.kind = c->param->kind,
+                        .system = (char *)system,
+                        .text = (char *)text,
+                        .number = number,
+                        .lo = lo,
+                        .hi = hi};
+    add_row(c, &r);
 }
 
 /* ------------------------------------------------------------------------
  * Per kind
  * ---------------------------------------------------------------------- */
 
+/* A row of another name than the param's (:text, :of-type rows). */
+static void add_named(ctx_t *c, const char *param, vl_index_kind_t kind, const char *text)
+{
+    vl_index_row_t r = {.param = param, .kind = kind, .text = (char *)text};
+    if (c->failed || !param || !text || !*text)
+        return;
+    if (!vl_index_add_row(c->ix, &r))
+        c->failed = 1;
+}
+
 static void index_coding(ctx_t *c, const json_t *coding)
 {
     const char *code = str_member(coding, "code");
     if (code)
         add(c, str_member(coding, "system"), code, 0, 0, 0);
+    add_named(c, c->param->text_name, VL_INDEX_STRING, str_member(coding, "display"));
+}
+
+/* identifier:of-type: "<type system>|<type code>|<value>" per coding of
+ * Identifier.type. */
+static void index_of_type(ctx_t *c, const json_t *ident)
+{
+    const json_t *type = json_object_get(ident, "type");
+    const json_t *codings = json_is_object(type) ? json_object_get(type, "coding") : NULL, *cd;
+    const char *value = str_member(ident, "value");
+    size_t i;
+    if (!c->param->of_type_name || !value || !json_is_array(codings))
+        return;
+    json_array_foreach (codings, i, cd) {
+        const char *sys = str_member(cd, "system"), *code = str_member(cd, "code");
+        char buf[1024];
+        if (code &&
+            (size_t)snprintf(buf, sizeof buf, "%s|%s|%s", sys ? sys : "", code, value) < sizeof buf)
+            add_named(c, c->param->of_type_name, VL_INDEX_TOKEN, buf);
+    }
 }
 
 static void index_token(ctx_t *c, const json_t *v)
@@ -87,17 +138,19 @@ static void index_token(ctx_t *c, const json_t *v)
         add(c, NULL, json_string_value(v), 0, 0, 0);
     } else if (json_is_object(v)) {
         const json_t *codings = json_object_get(v, "coding");
-        if (json_is_array(codings)) { /* CodeableConcept */
+        if (json_is_array(codings) || str_member(v, "text")) { /* CodeableConcept */
             size_t i;
             const json_t *coding;
             json_array_foreach (codings, i, coding) {
                 if (json_is_object(coding))
                     index_coding(c, coding);
             }
+            add_named(c, c->param->text_name, VL_INDEX_STRING, str_member(v, "text"));
         } else if (str_member(v, "code")) { /* Coding */
             index_coding(c, v);
         } else if (str_member(v, "value")) { /* Identifier, ContactPoint */
             add(c, str_member(v, "system"), str_member(v, "value"), 0, 0, 0);
+            index_of_type(c, v);
         }
     }
 }
@@ -183,14 +236,56 @@ static int normalize_reference(const char *ref, const char *target, char *out, s
     return 0;
 }
 
+/* "<base>/Type/id..." of this server's FHIR base -> "Type/id...". */
+const char *vl_fhir_local_reference(const char *ref, const char *base)
+{
+    size_t n = base ? strlen(base) : 0;
+    if (n && strncmp(ref, base, n) == 0 && ref[n] == '/' && ref[n + 1])
+        return ref + n + 1;
+    return ref;
+}
+
 static void index_reference(ctx_t *c, const json_t *v)
 {
     if (!json_is_object(v))
         return;
     const char *ref = str_member(v, "reference");
     char buf[1024];
-    if (ref && normalize_reference(ref, c->param->target, buf, sizeof buf) == 0)
+    if (ref && normalize_reference(vl_fhir_local_reference(ref, c->base), c->param->target, buf,
+                                   sizeof buf) == 0)
         add(c, NULL, buf, 0, 0, 0);
+}
+
+/* A Timing by its outer limits: from the earliest event or the start of
+ * repeat.boundsPeriod to the latest event or the end of the bounds. */
+static void index_timing(ctx_t *c, const json_t *v)
+{
+    int64_t lo = INT64_MAX, hi = INT64_MIN, l, h;
+    const json_t *events = json_object_get(v, "event"), *e;
+    const json_t *repeat = json_object_get(v, "repeat");
+    const json_t *bounds = json_is_object(repeat) ? json_object_get(repeat, "boundsPeriod") : NULL;
+    size_t i;
+    if (json_is_array(events))
+        json_array_foreach (events, i, e) {
+            if (vl_json_is_string(e) &&
+                vl_time_parse_range(json_string_value(e), &l, &h, NULL) == 0) {
+                lo = l < lo ? l : lo;
+                hi = h > hi ? h : hi;
+            }
+        }
+    if (json_is_object(bounds)) {
+        const char *start = str_member(bounds, "start"), *end = str_member(bounds, "end");
+        if (start && vl_time_parse_range(start, &l, &h, NULL) == 0 && l < lo)
+            lo = l;
+        if (end && vl_time_parse_range(end, &l, &h, NULL) == 0 && h > hi)
+            hi = h;
+        if (!start && end)
+            lo = INT64_MIN;
+        if (start && !end)
+            hi = INT64_MAX;
+    }
+    if (lo < hi)
+        add(c, NULL, NULL, 0, lo, hi);
 }
 
 static void index_date(ctx_t *c, const json_t *v)
@@ -199,6 +294,9 @@ static void index_date(ctx_t *c, const json_t *v)
     if (vl_json_is_string(v)) {
         if (vl_time_parse_range(json_string_value(v), &lo, &hi, NULL) == 0)
             add(c, NULL, NULL, 0, lo, hi);
+    } else if (json_is_object(v) && (json_object_get(v, "event") || json_object_get(v, "repeat") ||
+                                     json_object_get(v, "code"))) { /* Timing */
+        index_timing(c, v);
     } else if (json_is_object(v)) { /* Period */
         const char *start = str_member(v, "start");
         const char *end = str_member(v, "end");
@@ -219,30 +317,67 @@ static void index_date(ctx_t *c, const json_t *v)
     }
 }
 
+/* A Quantity's value, system and code (or unit when it has no code); 0,
+ * or -1 when it has no finite value. */
+static int quantity_of(const json_t *v, double *number, const char **system, const char **code,
+                       const char **unit)
+{
+    const json_t *value = json_is_object(v) ? json_object_get(v, "value") : NULL;
+    if (!vl_json_is_number(value) || !isfinite(*number = vl_json_number_value(value)))
+        return -1;
+    *system = str_member(v, "system");
+    *unit = str_member(v, "unit");
+    *code = str_member(v, "code");
+    if (!*code)
+        *code = *unit;
+    return 0;
+}
+
+/* The canonical form of a UCUM quantity (ucum.c): 0 with its unit and
+ * value, or -1 when the quantity is not UCUM or its unit not known. */
+static int canonical_of(const char *system, const char *code, double number, const char **canon,
+                        double *value)
+{
+    if (!system || !code || strcmp(system, UCUM) != 0)
+        return -1;
+    return vl_ucum_to_canonical(code, number, canon, value);
+}
+
+/* Rows of a quantity (schemas/007, ix_quantity): as sent (code, or unit);
+ * the unit once more without a system when it differs from the code, so
+ * that "[number]||[unit]" finds it; the value in its canonical UCUM unit
+ * when that differs. */
 static void index_quantity(ctx_t *c, const json_t *v)
 {
-    if (!json_is_object(v))
+    double number, canon_value;
+    const char *system, *code, *unit, *canon;
+    if (quantity_of(v, &number, &system, &code, &unit) < 0)
         return;
-    const json_t *value = json_object_get(v, "value");
-    if (!vl_json_is_number(value))
-        return;
-    double number = vl_json_number_value(value);
-    if (!isfinite(number))
-        return;
-    const char *code = str_member(v, "code");
-    if (!code)
-        code = str_member(v, "unit");
-    add(c, str_member(v, "system"), code, number, 0, 0);
+    add(c, system, code, number, 0, 0);
+    if (unit && code && strcmp(unit, code) != 0)
+        add(c, NULL, unit, number, 0, 0);
+    if (canonical_of(system, code, number, &canon, &canon_value) == 0 &&
+        (strcmp(canon, code) != 0 || canon_value != number)) {
+        vl_index_row_t r = {.kind = VL_INDEX_QUANTITY,
+                            .system = UCUM,
+                            .text = (char *)canon,
+                            .number = canon_value,
+                            .canon = 1};
+        add_row(c, &r);
+    }
 }
 
 static void index_value(ctx_t *c, const json_t *v)
 {
+    c->found++;
     switch (c->param->kind) {
     case VL_INDEX_TOKEN: index_token(c, v); break;
     case VL_INDEX_STRING: index_string(c, v); break;
     case VL_INDEX_REFERENCE: index_reference(c, v); break;
     case VL_INDEX_DATE: index_date(c, v); break;
     case VL_INDEX_QUANTITY: index_quantity(c, v); break;
+    case VL_INDEX_COMPOSITE:
+    case VL_INDEX_SERIES: break; /* not walked to a leaf: see below */
     }
 }
 
@@ -250,7 +385,10 @@ static void index_value(ctx_t *c, const json_t *v)
  * Path walking
  * ---------------------------------------------------------------------- */
 
-static void walk(ctx_t *c, const json_t *node, char segs[][MAX_SEGMENT_LEN], size_t nseg, size_t at)
+typedef void (*leaf_fn)(ctx_t *c, const json_t *leaf, void *arg);
+
+static void walk(ctx_t *c, const json_t *node, char segs[][MAX_SEGMENT_LEN], size_t nseg, size_t at,
+                 leaf_fn fn, void *arg)
 {
     if (c->failed || !node)
         return;
@@ -258,15 +396,15 @@ static void walk(ctx_t *c, const json_t *node, char segs[][MAX_SEGMENT_LEN], siz
         size_t i;
         const json_t *e;
         json_array_foreach (node, i, e)
-            walk(c, e, segs, nseg, at);
+            walk(c, e, segs, nseg, at, fn, arg);
         return;
     }
     if (at == nseg) {
-        index_value(c, node);
+        fn(c, node, arg);
         return;
     }
     if (json_is_object(node))
-        walk(c, json_object_get(node, segs[at]), segs, nseg, at + 1);
+        walk(c, json_object_get(node, segs[at]), segs, nseg, at + 1, fn, arg);
 }
 
 static size_t split_path(const char *path, char segs[][MAX_SEGMENT_LEN])
@@ -288,6 +426,134 @@ static size_t split_path(const char *path, char segs[][MAX_SEGMENT_LEN])
     return n;
 }
 
+static void walk_path(ctx_t *c, const json_t *from, const char *path, leaf_fn fn, void *arg)
+{
+    char segs[MAX_SEGMENTS][MAX_SEGMENT_LEN];
+    walk(c, from, segs, split_path(path, segs), 0, fn, arg);
+}
+
+static void leaf_value(ctx_t *c, const json_t *leaf, void *arg)
+{
+    (void)arg;
+    index_value(c, leaf);
+}
+
+/* Composites (token $ quantity): within each element of the param's paths,
+ * every coding of the token part paired with the quantity part, the
+ * quantity in its canonical UCUM unit when it has one, else as sent. */
+typedef struct pair {
+    const json_t *quantity;
+} pair_t;
+
+static void leaf_pair_token(ctx_t *c, const json_t *tok, void *arg)
+{
+    const pair_t *p = arg;
+    double number, cv;
+    const char *system, *code, *unit, *canon;
+    const json_t *codings = json_is_object(tok) ? json_object_get(tok, "coding") : NULL, *coding;
+    size_t i;
+    if (quantity_of(p->quantity, &number, &system, &code, &unit) < 0 || !json_is_array(codings))
+        return;
+    if (canonical_of(system, code, number, &canon, &cv) == 0) {
+        code = canon;
+        number = cv;
+    }
+    json_array_foreach (codings, i, coding) {
+        const char *tcode = str_member(coding, "code");
+        vl_index_row_t r = {.kind = VL_INDEX_COMPOSITE,
+                            .system = (char *)str_member(coding, "system"),
+                            .text = (char *)tcode,
+                            .unit = (char *)(code ? code : ""),
+                            .number = number};
+        if (tcode)
+            add_row(c, &r);
+    }
+}
+
+static void leaf_pair_quantity(ctx_t *c, const json_t *q, void *arg)
+{
+    pair_t p = {q};
+    walk_path(c, (const json_t *)arg, c->param->parts[0], leaf_pair_token, &p);
+}
+
+static void leaf_composite_base(ctx_t *c, const json_t *base, void *arg)
+{
+    (void)arg;
+    walk_path(c, base, c->param->parts[1], leaf_pair_quantity, (void *)base);
+}
+
+static void index_param(ctx_t *c, const json_t *res)
+{
+    const vl_search_param_t *p = c->param;
+    size_t before = c->ix->n;
+    c->found = 0;
+    for (size_t i = 0; i < sizeof p->paths / sizeof p->paths[0] && p->paths[i]; i++) {
+        if (p->kind == VL_INDEX_COMPOSITE) {
+            if (!p->paths[i][0])
+                leaf_composite_base(c, res, NULL);
+            else
+                walk_path(c, res, p->paths[i], leaf_composite_base, NULL);
+        } else {
+            walk_path(c, res, p->paths[i], leaf_value, NULL);
+        }
+    }
+    /* present without a searchable value (a CodeableConcept with text
+     * only, a contained reference): a row that no value matches, so that
+     * :missing follows the R4 expression (the element exists) */
+    int own = 0;
+    for (size_t i = before; i < c->ix->n && !own; i++)
+        own = c->ix->rows[i].param == p->name; /* not its :text, :of-type rows */
+    if (c->found && !own &&
+        (p->kind == VL_INDEX_TOKEN || p->kind == VL_INDEX_STRING ||
+         p->kind == VL_INDEX_REFERENCE)) {
+        vl_index_row_t r = {.kind = p->kind, .text = ""};
+        vl_index_row_t *added = add_row(c, &r);
+        if (added)
+            added->sort = 0; /* no key to sort by */
+    }
+}
+
+/* The series rows (schemas/007, ix_series) of an Observation: for each
+ * patient its subject is and each coding of its code, the range of its
+ * effective[x] (the "date" rows), or VL_SERIES_UNDATED. */
+static int series(const vl_fhir_type_t *type, vl_index_t *ix)
+{
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    size_t n = ix->n;
+    if (strcmp(type->name, "Observation") != 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        const vl_index_row_t *r = &ix->rows[i];
+        if (r->kind == VL_INDEX_DATE && !strcmp(r->param, "date")) {
+            lo = r->lo < lo ? r->lo : lo;
+            hi = r->hi > hi ? r->hi : hi;
+        }
+    }
+    if (lo >= hi)
+        lo = hi = VL_SERIES_UNDATED;
+    for (size_t i = 0; i < n; i++) {
+        if (ix->rows[i].kind != VL_INDEX_REFERENCE || strcmp(ix->rows[i].param, "patient") != 0 ||
+            strncmp(ix->rows[i].text, "Patient/", 8) != 0)
+            continue;
+        for (size_t k = 0; k < n; k++) {
+            /* copies: adding may move the rows */
+            vl_index_row_t code = ix->rows[k], r;
+            if (code.kind != VL_INDEX_TOKEN || strcmp(code.param, "code") != 0 || !code.text[0])
+                continue;
+            r = (vl_index_row_t){.param = "code",
+                                 .kind = VL_INDEX_SERIES,
+                                 .system = code.system,
+                                 .text = code.text,
+                                 .unit = ix->rows[i].text,
+                                 .lo = lo,
+                                 .hi = hi};
+            if (!vl_index_add_row(ix, &r))
+                return -1;
+        }
+    }
+    return 0;
+}
+
 /* The consent facets (docs/consent.md): for an Observation, the codings of
  * Observation.code (its "code" rows), those of Observation.category (its
  * "category" rows, for granular SMART scopes) and the range of
@@ -299,6 +565,8 @@ static int facets(const vl_fhir_type_t *type, vl_index_t *ix)
         return 0;
     for (size_t i = 0; i < ix->n; i++) {
         const vl_index_row_t *r = &ix->rows[i];
+        if (r->kind == VL_INDEX_TOKEN && !r->text[0])
+            continue; /* a presence row */
         if (r->kind == VL_INDEX_TOKEN && !strcmp(r->param, "code") &&
             vl_index_add_code(ix, r->system, r->text) < 0)
             return -1;
@@ -311,26 +579,28 @@ static int facets(const vl_fhir_type_t *type, vl_index_t *ix)
     return 0;
 }
 
-int vl_fhir_index(const vl_fhir_type_t *type, const json_t *res, vl_index_t *ix, vl_error_t *err)
+int vl_fhir_index_at(const vl_fhir_type_t *type, const json_t *res, const char *fhir_base,
+                     vl_index_t *ix, vl_error_t *err)
 {
     if (!type || !json_is_object(res))
         return 0;
-    ctx_t c = {.ix = ix};
+    ctx_t c = {.ix = ix, .base = fhir_base};
     for (const vl_search_param_t *p = type->params; p->name; p++) {
         c.param = p;
-        for (size_t i = 0; i < sizeof p->paths / sizeof p->paths[0] && p->paths[i]; i++) {
-            char segs[MAX_SEGMENTS][MAX_SEGMENT_LEN];
-            size_t n = split_path(p->paths[i], segs);
-            walk(&c, res, segs, n, 0);
-        }
+        index_param(&c, res);
         if (c.failed)
             return vl_error_set(err, 500, "exception", NULL, "Out of memory while indexing %s",
                                 type->name);
     }
-    if (vl_fhir_compartments(type, res, ix) < 0 || facets(type, ix) < 0)
+    if (vl_fhir_compartments(type, res, ix) < 0 || facets(type, ix) < 0 || series(type, ix) < 0)
         return vl_error_set(err, 500, "exception", NULL, "Out of memory while indexing %s",
                             type->name);
     return 0;
+}
+
+int vl_fhir_index(const vl_fhir_type_t *type, const json_t *res, vl_index_t *ix, vl_error_t *err)
+{
+    return vl_fhir_index_at(type, res, NULL, ix, err);
 }
 
 int vl_fhir_facets_of(void *ctx, const char *type, const char *body, size_t len, vl_index_t *ix)
@@ -339,14 +609,13 @@ int vl_fhir_facets_of(void *ctx, const char *type, const char *body, size_t len,
     vl_error_t err = VL_ERROR_INIT;
     json_t *res;
     int rc;
-    (void)ctx;
     if (!t) /* a type no longer served: it has no facets */
         return 0;
     res = vl_json_parse(body, len, NULL, &err);
     vl_error_clear(&err);
     if (!res)
         return -1;
-    rc = vl_fhir_index(t, res, ix, &err);
+    rc = vl_fhir_index_at(t, res, ctx, ix, &err); /* ctx: the FHIR base, or NULL */
     vl_error_clear(&err);
     json_decref(res);
     return rc;

@@ -5,7 +5,10 @@
  *
  * Reads run on the calling thread with the exchange's scope, or inside a
  * transaction's unit (vl_rest_get, for Bundle GET entries) where they see
- * the transaction's own writes. Stored bodies are served as they are.
+ * the transaction's own writes. Stored bodies are served as they are,
+ * unless _summary or _elements ask for a subset (fhir/subset.c): then the
+ * served copy is trimmed and tagged SUBSETTED, while the ETag, Last-Modified
+ * and meta.versionId stay those of the stored version.
  * Writes are vl_write_t (write.c) run in a store unit; the answer is built
  * when the unit completed (finish_write).
  *
@@ -24,24 +27,41 @@
  * ---------------------------------------------------------------------- */
 
 static int read_record(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const char *id, int64_t vid,
-                       vl_fhir_response_t *res)
+                       const vl_params_t *params, vl_fhir_response_t *res)
 {
+    vl_error_t err = VL_ERROR_INIT;
     vl_store_err_t serr = VL_STORE_ERR_INIT;
+    vl_subset_t subset;
     vl_record_t rec;
     const char *type = x->type->name;
-    int rc = txn ? vl_store_txn_read(txn, x->scope, type, id, vid, &rec, &serr)
-                 : vl_store_read(x->f->opts.store, x->scope, type, id, vid, &rec, &serr);
+    char *trimmed;
+    size_t trimmed_len;
+    int rc;
+    if (vl_fhir_subset_params(params, 0, &subset, &err) < 0)
+        return vl_x_error(res, &err);
+    rc = txn ? vl_store_txn_read(txn, x->scope, type, id, vid, &rec, &serr)
+             : vl_store_read(x->f->opts.store, x->scope, type, id, vid, &rec, &serr);
     if (rc < 0)
         return vl_x_store_error(res, &serr);
     if (rec.deleted) {
         vl_x_fail(res, 410, "deleted", "%s/%s was deleted (version %lld)", rec.type, rec.id,
                   (long long)rec.version);
+    } else if (vl_fhir_subset(type, &subset, rec.body, rec.body_len, &trimmed, &trimmed_len) < 0) {
+        vl_x_fail(res, 500, "exception", "the subset of %s/%s could not be built", rec.type,
+                  rec.id);
+        vl_record_free(&rec);
+        return 0;
     } else {
         vl_x_disclose(x, &rec);
         res->status = 200;
-        res->body = rec.body;
-        res->body_len = rec.body_len;
-        rec.body = NULL;
+        if (trimmed) { /* the served copy; the stored bytes stay as they are */
+            res->body = trimmed;
+            res->body_len = trimmed_len;
+        } else {
+            res->body = rec.body;
+            res->body_len = rec.body_len;
+            rec.body = NULL;
+        }
     }
     vl_record_headers(res, vl_x_fhir_base(x), rec.type, rec.id, rec.version, rec.last_updated_us,
                       0);
@@ -51,12 +71,12 @@ static int read_record(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const char *i
 
 int vl_h_read(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
 {
-    return read_record(x, NULL, x->id, 0, res);
+    return read_record(x, NULL, x->id, 0, &x->params, res);
 }
 
 int vl_h_vread(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
 {
-    return read_record(x, NULL, x->id, x->vid, res);
+    return read_record(x, NULL, x->id, x->vid, &x->params, res);
 }
 
 /* ------------------------------------------------------------------------
@@ -70,6 +90,7 @@ typedef struct page {
     int count, offset;
     int64_t total; /* -1: not counted */
     int has_next;
+    vl_subset_t subset; /* searchset: what of each resource is served */
 } page_t;
 
 static void page_url(vl_buf_t *b, const char *base, const page_t *p, int offset)
@@ -141,8 +162,22 @@ static int send_page(vl_fhir_exchange_t *x, const page_t *p, vl_records_t *list,
         if (history) {
             history_entry(&b, r);
         } else {
+            char *trimmed;
+            size_t trimmed_len;
+            if (vl_fhir_subset(r->type, &p->subset, r->body, r->body_len, &trimmed, &trimmed_len) <
+                0) {
+                vl_x_fail(res, 500, "exception", "the subset of %s/%s could not be built", r->type,
+                          r->id);
+                vl_buf_free(&b);
+                vl_records_free(list);
+                return 0;
+            }
             vl_buf_puts(&b, ",\"resource\":");
-            vl_buf_append(&b, r->body, r->body_len);
+            if (trimmed)
+                vl_buf_append(&b, trimmed, trimmed_len);
+            else
+                vl_buf_append(&b, r->body, r->body_len);
+            free(trimmed);
             vl_buf_puts(&b, ",\"search\":{\"mode\":\"match\"}");
         }
         vl_buf_puts(&b, "}");
@@ -213,7 +248,7 @@ static int do_history(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const char *id
     vl_store_err_t serr = VL_STORE_ERR_INIT;
     vl_records_t list;
     vl_page_t pg;
-    page_t p = {"history", NULL, "", 0, 0, -1, 0};
+    page_t p = {"history", NULL, "", 0, 0, -1, 0, VL_SUBSET_INIT};
     vl_buf_t path = VL_BUF_INIT(0), query = VL_BUF_INIT(0);
     int rc;
     if (history_params(params, &pg, &err) < 0)
@@ -258,17 +293,21 @@ static int do_search(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const vl_params
     vl_store_err_t serr = VL_STORE_ERR_INIT;
     vl_search_t search;
     vl_records_t list;
-    page_t p = {"searchset", x->type->name, "", 0, 0, -1, 0};
+    page_t p = {"searchset", x->type->name, "", 0, 0, -1, 0, VL_SUBSET_INIT};
     vl_query_t q;
     size_t max_bytes = x->f->opts.max_page_bytes;
     int rc, with_total;
     memset(&search, 0, sizeof search);
-    if (vl_fhir_search_parse(x->type, params, x->lenient, &search, &err) < 0)
+    if (vl_fhir_search_parse_at(x->type, params, x->lenient, vl_x_fhir_base(x), &search, &err) <
+            0 ||
+        vl_fhir_subset_params(params, 1, &p.subset, &err) < 0) {
+        vl_search_free(&search);
         return vl_x_error(res, &err);
+    }
     q = search.query;
-    with_total = search.total_mode != 0;
-    /* without a total, one more row tells whether there is a next page */
-    if (!with_total && q.count > 0)
+    with_total = search.total_mode;
+    /* one more row tells whether there is a next page */
+    if (q.count > 0)
         q.count++;
     rc = txn ? vl_store_txn_search(txn, x->scope, &q, with_total, max_bytes, &list, &serr)
              : vl_store_search(x->f->opts.store, x->scope, &q, with_total, max_bytes, &list, &serr);
@@ -279,11 +318,11 @@ static int do_search(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const vl_params
     p.query = search.self_query ? search.self_query : "";
     p.count = search.query.count;
     p.offset = search.query.offset;
-    p.total = with_total ? list.total : -1;
-    if (!with_total && list.n > (size_t)search.query.count) {
+    p.total = list.total; /* -1: not counted, or beyond the bound */
+    if (list.n > (size_t)search.query.count) {
         vl_record_free(&list.items[--list.n]);
         p.has_next = 1;
-    } else if (with_total) {
+    } else if (p.total >= 0) {
         p.has_next = (int64_t)p.offset + (int64_t)list.n < list.total && list.n > 0;
     } else {
         p.has_next =
@@ -422,6 +461,7 @@ static single_t *single_new(vl_fhir_exchange_t *x, vl_wop_t op, vl_fhir_response
         return NULL;
     }
     vl_write_init(&s->w, op, x->type, op == VL_W_DELETE ? NULL : json_incref(x->body));
+    s->w.fhir_base = vl_x_fhir_base(x);
     x->op = s;
     x->op_free = single_free;
     return s;
@@ -491,9 +531,9 @@ int vl_rest_get(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const vl_params_t *p
                 vl_fhir_response_t *res)
 {
     if (x->row->handler == vl_h_read)
-        return read_record(x, txn, x->id, 0, res);
+        return read_record(x, txn, x->id, 0, params, res);
     if (x->row->handler == vl_h_vread)
-        return read_record(x, txn, x->id, x->vid, res);
+        return read_record(x, txn, x->id, x->vid, params, res);
     if (x->row->handler == vl_h_history)
         return do_history(x, txn, x->id, params, res);
     if (x->row->handler == vl_h_search)

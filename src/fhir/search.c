@@ -82,8 +82,14 @@
  *    _sort        one key: a date parameter of the type or _lastUpdated,
  *                 '-' for descending; several keys are a 400 not-supported.
  *    _total       none -> total_mode 0; accurate, estimate -> 1.
- *    _summary     "count" -> _count=0; "false" -> no effect; others 400.
- *    _elements    400 not-supported.
+ *    _summary     "count" -> _count=0; "false" -> no effect; "true", "text",
+ *                 "data" are checked here (vl_fhir_subset_add) and trim each
+ *                 entry's resource (fhir/subset.c, applied by fhir/rest.c);
+ *                 other values 400 invalid; at most once.
+ *    _elements    a comma list of top-level element names, checked here
+ *                 (vl_fhir_subset_add) and applied like _summary; at most
+ *                 once; together with _summary a 400 not-supported (R4
+ *                 does not define the combination).
  *    _format, _pretty  accepted and ignored here (the http layer reads them).
  *    Other "_" parameters (_include, _has, _tag, ...) are unknown.
  *    Unknown parameters: 400 not-supported, unless `lenient`, then skipped.
@@ -99,6 +105,16 @@
 #include <string.h>
 
 #include "vitalog/fhir.h"
+
+#include "ucum.h"
+
+#define UCUM "http://unitsofmeasure.org"
+/* ap: a date within 10% of its distance from now, a quantity within 10% of
+ * its value (R4 leaves the tolerance to the server; this is what it
+ * suggests) */
+#define AP_FRACTION 0.1
+
+#include "fhir_internal.h" /* vl_subset_t: _summary and _elements */
 
 /* Defined in store/index_rows.c (requested for store.h). */
 
@@ -230,6 +246,8 @@ const char *vl_params_get(const vl_params_t *p, const char *name)
 
 typedef struct parser {
     const vl_fhir_type_t *type;
+    const char *base; /* this server's FHIR base, or NULL */
+    int64_t now_us;   /* for ap on dates */
     vl_arena_t *arena;
     vl_search_t *out;
     vl_error_t *err;
@@ -237,9 +255,9 @@ typedef struct parser {
     size_t cap;     /* room in the values array of the condition being filled */
     vl_buf_t sq;    /* self_query being built */
     int oom;
-    int seen_count, seen_offset, seen_sort, seen_total, seen_summary;
-    int id_in_query;   /* query.id already used */
-    int summary_count; /* _summary=count */
+    int seen_count, seen_offset, seen_sort, seen_total;
+    int id_in_query;    /* query.id already used */
+    vl_subset_t subset; /* _summary, _elements (fhir/subset.c) */
 } parser_t;
 
 static int oom(parser_t *ps)
@@ -372,7 +390,8 @@ static int parse_prefix(parser_t *ps, const char *name, const char *s, vl_cmp_t 
         const char *p;
         vl_cmp_t c;
     } prefixes[] = {{"eq", VL_CMP_EQ}, {"ne", VL_CMP_NE}, {"lt", VL_CMP_LT},
-                    {"le", VL_CMP_LE}, {"gt", VL_CMP_GT}, {"ge", VL_CMP_GE}};
+                    {"le", VL_CMP_LE}, {"gt", VL_CMP_GT}, {"ge", VL_CMP_GE},
+                    {"sa", VL_CMP_SA}, {"eb", VL_CMP_EB}, {"ap", VL_CMP_AP}};
     *cmp = VL_CMP_EQ;
     *rest = s;
     if (!islower((unsigned char)s[0]) || !islower((unsigned char)s[1]))
@@ -384,11 +403,8 @@ static int parse_prefix(parser_t *ps, const char *name, const char *s, vl_cmp_t 
             return 0;
         }
     }
-    if (strncmp(s, "sa", 2) == 0 || strncmp(s, "eb", 2) == 0 || strncmp(s, "ap", 2) == 0)
-        return vl_error_set(ps->err, 400, "not-supported", NULL,
-                            "The search prefix '%.2s' of parameter '%s' is not supported "
-                            "(supported: eq, ne, lt, le, gt, ge)",
-                            s, name);
+    (void)ps;
+    (void)name;
     return 0; /* not a prefix: the value itself will be judged */
 }
 
@@ -509,6 +525,30 @@ static int parse_token(parser_t *ps, const char *name, const char *raw, vl_query
     return 0;
 }
 
+/* identifier:of-type "system|code|value": the rows made for it hold
+ * "<type system>|<type code>|<value>" (fhir/index.c). */
+static int parse_of_type(parser_t *ps, const char *name, const char *raw, vl_query_cond_t *c)
+{
+    long b1 = find_unescaped(raw, '|'), b2 = b1 < 0 ? -1 : find_unescaped(raw + b1 + 1, '|');
+    vl_query_value_t *v;
+    char *sys, *code, *value, *text;
+    if (b1 < 0 || b2 < 0)
+        return bad(ps, name, raw, ":of-type takes system|code|value");
+    sys = unescape(ps->arena, raw, (size_t)b1);
+    code = unescape(ps->arena, raw + b1 + 1, (size_t)b2);
+    value = unescape(ps->arena, raw + b1 + b2 + 2, strlen(raw + b1 + b2 + 2));
+    if (!sys || !code || !value)
+        return oom(ps);
+    if (!*code || !*value)
+        return bad(ps, name, raw, ":of-type needs a type code and a value");
+    if (!(v = next_value(ps, c)) ||
+        !(text = vl_arena_alloc(ps->arena, strlen(sys) + strlen(code) + strlen(value) + 3)))
+        return v ? oom(ps) : -1;
+    sprintf(text, "%s|%s|%s", sys, code, value);
+    v->text = text;
+    return 0;
+}
+
 static int parse_string(parser_t *ps, const char *raw, vl_query_cond_t *c)
 {
     vl_query_value_t *v = next_value(ps, c);
@@ -554,6 +594,12 @@ static int parse_reference(parser_t *ps, const vl_search_param_t *sp, const char
     char *h = strstr(s, "/_history/");
     if (h)
         *h = '\0';
+    {
+        /* an absolute URL of this server is its relative reference */
+        const char *local = vl_fhir_local_reference(s, ps->base);
+        if (local != s)
+            memmove(s, local, strlen(local) + 1);
+    }
     if (strstr(s, "://") || strncmp(s, "urn:", 4) == 0) {
         vl_query_value_t *v = next_value(ps, c);
         if (!v)
@@ -588,6 +634,26 @@ static int parse_reference(parser_t *ps, const vl_search_param_t *sp, const char
     return 0;
 }
 
+/* A search date with hours and minutes but no seconds
+ * ("2024-03-15T10:00Z", "...T10:00+02:00", "...T10:00"): the minute it
+ * names, [hh:mm:00, hh:mm+1:00). R4 search allows the precision; the
+ * dateTime data type itself does not, so vl_time_parse_range refuses it. */
+static int parse_minutes(const char *s, int64_t *lo, int64_t *hi)
+{
+    char buf[48];
+    size_t n = strlen(s);
+    if (n < 16 || n > 22 || s[10] != 'T' || s[13] != ':' || !isdigit((unsigned char)s[14]) ||
+        !isdigit((unsigned char)s[15]) || (s[16] && s[16] != 'Z' && s[16] != '+' && s[16] != '-'))
+        return -1;
+    memcpy(buf, s, 16);
+    memcpy(buf + 16, ":00", 3);
+    memcpy(buf + 19, s + 16, n - 16 + 1);
+    if (vl_time_parse_range(buf, lo, hi, NULL) != 0)
+        return -1;
+    *hi = *lo + 60 * INT64_C(1000000);
+    return 0;
+}
+
 static int parse_date(parser_t *ps, const char *name, const char *raw, vl_query_cond_t *c)
 {
     vl_cmp_t cmp;
@@ -598,19 +664,64 @@ static int parse_date(parser_t *ps, const char *name, const char *raw, vl_query_
     if (!v)
         return -1;
     v->cmp = cmp;
-    if (vl_time_parse_range(rest, &v->lo, &v->hi, NULL) != 0)
-        return bad(ps, name, raw, "expected [prefix]YYYY[-MM[-DD[Thh:mm:ss[.sss][Z|+hh:mm]]]]");
+    if (vl_time_parse_range(rest, &v->lo, &v->hi, NULL) != 0 &&
+        parse_minutes(rest, &v->lo, &v->hi) != 0)
+        return bad(ps, name, raw, "expected [prefix]YYYY[-MM[-DD[Thh:mm[:ss[.sss]][Z|+hh:mm]]]]");
+    if (cmp == VL_CMP_AP) { /* widen by 10% of the distance from now */
+        double gap = fabs((double)ps->now_us - (double)v->lo) * AP_FRACTION;
+        v->lo = (double)v->lo - gap < (double)INT64_MIN ? INT64_MIN : v->lo - (int64_t)gap;
+        v->hi = (double)v->hi + gap > (double)INT64_MAX ? INT64_MAX : v->hi + (int64_t)gap;
+    }
     return 0;
 }
 
-static int parse_quantity(parser_t *ps, const char *name, const char *raw, vl_query_cond_t *c)
+/* The implicit precision of a decimal as written (R4 search 3.1.1.4.6):
+ * half a unit of its last digit, so "100" is [99.5, 100.5) and "99.5" is
+ * [99.45, 99.55); with an exponent one digit more, as R4's own example
+ * has it: "1e2" is [95, 105). */
+static double half_unit(const char *num)
+{
+    int decimals = 0, exp = 0;
+    const char *dot = strchr(num, '.'), *e = strpbrk(num, "eE");
+    if (dot)
+        decimals = (int)((e ? e : num + strlen(num)) - dot - 1);
+    if (e)
+        exp = atoi(e + 1) - 1;
+    return 0.5 * pow(10.0, (double)(exp - decimals));
+}
+
+/* Fills the range of v (lo_num, hi_num) from its number and prefix. */
+static void quantity_range(vl_query_value_t *v, double half)
+{
+    double tol = half;
+    if (v->cmp == VL_CMP_AP && fabs(v->number) * AP_FRACTION > tol)
+        tol = fabs(v->number) * AP_FRACTION;
+    v->lo_num = v->number - tol;
+    v->hi_num = v->number + tol;
+}
+
+/* A UCUM search value in its canonical unit (ucum.c), as the store keeps
+ * canonical rows: 0, or -1 if the unit is not known. */
+static int to_canonical(vl_query_value_t *v, const char **canon)
+{
+    double n, lo, hi;
+    if (vl_ucum_to_canonical(v->text, v->number, canon, &n) != 0 ||
+        vl_ucum_to_canonical(v->text, v->lo_num, canon, &lo) != 0 ||
+        vl_ucum_to_canonical(v->text, v->hi_num, canon, &hi) != 0)
+        return -1;
+    v->number = n;
+    v->lo_num = lo;
+    v->hi_num = hi;
+    return 0;
+}
+
+/* "[prefix]number[|system|code]" into v: number and range; system NULL
+ * when empty or absent (any), text the code or NULL (any unit). */
+static int quantity_part(parser_t *ps, const char *name, const char *raw, vl_query_value_t *v)
 {
     vl_cmp_t cmp;
     const char *rest;
     if (parse_prefix(ps, name, raw, &cmp, &rest) != 0)
-        return -1;
-    vl_query_value_t *v = next_value(ps, c);
-    if (!v)
         return -1;
     v->cmp = cmp;
     long b1 = find_unescaped(rest, '|');
@@ -634,6 +745,65 @@ static int parse_quantity(parser_t *ps, const char *name, const char *raw, vl_qu
         return oom(ps);
     if (parse_number(num, &v->number) != 0)
         return bad(ps, name, raw, "expected [prefix]number or [prefix]number|system|code");
+    quantity_range(v, half_unit(num));
+    return 0;
+}
+
+/* Quantity values (ix_quantity): a UCUM unit that converts is searched in
+ * its canonical unit, among the canonical rows of other units (canon 1)
+ * and the rows sent in the canonical unit itself (canon 0): two
+ * alternatives. Otherwise the rows as sent: "number|system|code" with that
+ * system and code, "number||code" with that code or unit in any system,
+ * "number" any. */
+static int parse_quantity(parser_t *ps, const char *name, const char *raw, vl_query_cond_t *c)
+{
+    vl_query_value_t *v = next_value(ps, c);
+    const char *canon;
+    if (!v || quantity_part(ps, name, raw, v) != 0)
+        return -1;
+    if (v->system && v->text && !strcmp(v->system, UCUM) && to_canonical(v, &canon) == 0) {
+        vl_query_value_t *alt = next_value(ps, c);
+        if (!alt)
+            return -1;
+        v = &c->values[c->n - 2]; /* next_value may have moved the array */
+        v->text = canon;
+        v->canon = 1;
+        *alt = *v;
+        alt->canon = 0;
+    }
+    return 0;
+}
+
+/* "[system]|[code]$[prefix]number[|system|code]": a token $ quantity
+ * composite (ix_composite rows hold the quantity in its canonical UCUM unit
+ * when it has one, else the code or unit as sent). */
+static int parse_composite(parser_t *ps, const char *name, const char *raw, vl_query_cond_t *c)
+{
+    long dollar = find_unescaped(raw, '$'), bar = find_unescaped(raw, '|');
+    char *system = NULL, *code;
+    const char *canon;
+    vl_query_value_t *v;
+    if (dollar <= 0 || !raw[dollar + 1])
+        return bad(ps, name, raw, "expected [system|]code$[prefix]number[|system|code]");
+    if (bar >= 0 && bar < dollar) {
+        system = unescape(ps->arena, raw, (size_t)bar);
+        code = unescape(ps->arena, raw + bar + 1, (size_t)(dollar - bar - 1));
+        if (!system)
+            return oom(ps);
+    } else {
+        code = unescape(ps->arena, raw, (size_t)dollar);
+    }
+    if (!code)
+        return oom(ps);
+    if (!*code)
+        return bad(ps, name, raw, "the token part needs a code");
+    if (!(v = next_value(ps, c)) || quantity_part(ps, name, raw + dollar + 1, v) != 0)
+        return -1;
+    v->unit = v->text;
+    if (v->system && v->text && !strcmp(v->system, UCUM) && to_canonical(v, &canon) == 0)
+        v->unit = canon;
+    v->system = system; /* "" : no system */
+    v->text = code;
     return 0;
 }
 
@@ -643,7 +813,7 @@ static int parse_param(parser_t *ps, const vl_search_param_t *sp, const char *na
 {
     const char *type_mod = NULL;
     vl_match_t match = VL_MATCH_DEFAULT;
-    int missing = -1;
+    int missing = -1, negate = 0, text_mod = 0, of_type = 0;
 
     if (modifier) {
         if (strcmp(modifier, "missing") == 0) {
@@ -657,6 +827,14 @@ static int parse_param(parser_t *ps, const vl_search_param_t *sp, const char *na
             match = VL_MATCH_EXACT;
         } else if (sp->kind == VL_INDEX_STRING && strcmp(modifier, "contains") == 0) {
             match = VL_MATCH_CONTAINS;
+        } else if (sp->kind == VL_INDEX_TOKEN && strcmp(modifier, "not") == 0) {
+            negate = 1;
+        } else if (sp->kind == VL_INDEX_TOKEN && strcmp(modifier, "text") == 0 && sp->text_name) {
+            /* CodeableConcept.text and Coding.display, as strings */
+            text_mod = 1;
+        } else if (sp->kind == VL_INDEX_TOKEN && strcmp(modifier, "of-type") == 0 &&
+                   sp->of_type_name) {
+            of_type = 1;
         } else if (sp->kind == VL_INDEX_REFERENCE && vl_fhir_is_r4_type(modifier)) {
             if (sp->target && strcmp(modifier, sp->target) != 0)
                 return vl_error_set(ps->err, 400, "invalid", NULL,
@@ -670,9 +848,14 @@ static int parse_param(parser_t *ps, const vl_search_param_t *sp, const char *na
         }
     }
 
-    vl_query_cond_t *c = new_cond(ps, sp->name, sp->kind);
+    vl_query_cond_t *c = new_cond(ps,
+                                  text_mod  ? sp->text_name
+                                  : of_type ? sp->of_type_name
+                                            : sp->name,
+                                  text_mod ? VL_INDEX_STRING : sp->kind);
     c->match = match;
     c->missing = missing;
+    c->negate = negate;
     if (missing >= 0)
         return 0;
 
@@ -688,18 +871,23 @@ static int parse_param(parser_t *ps, const vl_search_param_t *sp, const char *na
                        !strchr(items[i], '/') && !strchr(items[i], ':');
         size_t nt;
         vl_fhir_r4_type_list(&nt);
-        need += bare_any ? nt : 1;
+        need += bare_any ? nt : sp->kind == VL_INDEX_QUANTITY ? 2 : 1;
     }
     if (reserve_values(ps, c, need) != 0)
         return -1;
     for (size_t i = 0; i < n; i++) {
         int rc = 0;
-        switch (sp->kind) {
-        case VL_INDEX_TOKEN: rc = parse_token(ps, name, items[i], c); break;
+        switch (text_mod ? VL_INDEX_STRING : sp->kind) {
+        case VL_INDEX_TOKEN:
+            rc =
+                of_type ? parse_of_type(ps, name, items[i], c) : parse_token(ps, name, items[i], c);
+            break;
         case VL_INDEX_STRING: rc = parse_string(ps, items[i], c); break;
         case VL_INDEX_REFERENCE: rc = parse_reference(ps, sp, name, type_mod, items[i], c); break;
         case VL_INDEX_DATE: rc = parse_date(ps, name, items[i], c); break;
         case VL_INDEX_QUANTITY: rc = parse_quantity(ps, name, items[i], c); break;
+        case VL_INDEX_COMPOSITE: rc = parse_composite(ps, name, items[i], c); break;
+        case VL_INDEX_SERIES: rc = bad(ps, name, items[i], "not a search parameter"); break;
         }
         if (rc != 0)
             return -1;
@@ -777,26 +965,116 @@ static int parse_last_updated(parser_t *ps, const char *value)
     return 0;
 }
 
+/* _sort=key[,key...]: each "_lastUpdated", "_id" or a sortable parameter
+ * (sort keys kept per version), '-' for descending; ties are broken by the
+ * version, so the order is total and repeatable. */
 static int parse_sort(parser_t *ps, const char *value)
 {
-    if (strchr(value, ','))
+    char **items;
+    size_t n;
+    vl_query_t *q = &ps->out->query;
+    if (split_alternatives(ps->arena, value, &items, &n) != 0)
+        return oom(ps);
+    if (n > VL_QUERY_SORT_MAX)
         return vl_error_set(ps->err, 400, "not-supported", NULL,
-                            "Sorting by more than one key is not supported");
-    int desc = value[0] == '-';
-    const char *key = value + desc;
-    if (strcmp(key, "_lastUpdated") == 0) {
-        ps->out->query.sort_param = "_lastUpdated";
-    } else {
-        const vl_search_param_t *sp = vl_fhir_param_find(ps->type, key);
-        if (!sp || sp->kind != VL_INDEX_DATE)
-            return vl_error_set(ps->err, 400, "not-supported", NULL,
-                                "Sorting by '%s' is not supported (only date parameters and "
-                                "_lastUpdated)",
-                                key);
-        ps->out->query.sort_param = sp->name;
+                            "Sorting by more than %d keys is not supported", VL_QUERY_SORT_MAX);
+    for (size_t i = 0; i < n; i++) {
+        int desc = items[i][0] == '-';
+        const char *key = items[i] + desc;
+        vl_query_sort_t *k = &q->sort[q->n_sort];
+        if (!*key)
+            return bad(ps, "_sort", value, "empty sort key");
+        if (strcmp(key, "_lastUpdated") == 0 || strcmp(key, "_id") == 0) {
+            k->param = strcmp(key, "_id") == 0 ? "_id" : "_lastUpdated";
+        } else {
+            const vl_search_param_t *sp = vl_fhir_param_find(ps->type, key);
+            if (!sp || !sp->sortable)
+                return vl_error_set(ps->err, 400, "not-supported", NULL,
+                                    "Sorting by '%s' is not supported (the sortable parameters "
+                                    "of %s are listed in the CapabilityStatement)",
+                                    key, ps->type->name);
+            k->param = sp->name;
+        }
+        k->desc = desc;
+        q->n_sort++;
     }
-    ps->out->query.sort_desc = desc;
     return 0;
+}
+
+/* The plan hints the store reads (vl_query_t.series): a search of one
+ * patient's Observations of one code reads the series index. The patient
+ * condition (patient=, or subject= with a Patient reference) and the code
+ * condition (one code) are taken out of the list; date conditions stay
+ * and the store applies them to the series' time. */
+static void plan_series(vl_query_t *q)
+{
+    long pat = -1, code = -1;
+    if (strcmp(q->type, "Observation") != 0)
+        return;
+    for (size_t i = 0; i < q->n; i++) {
+        const vl_query_cond_t *c = &q->conds[i];
+        int single = c->n == 1 && !c->negate && c->missing < 0 && c->match == VL_MATCH_DEFAULT;
+        if (single && c->kind == VL_INDEX_REFERENCE &&
+            (!strcmp(c->param, "patient") || !strcmp(c->param, "subject")) &&
+            !strncmp(c->values[0].text, "Patient/", 8) && pat < 0)
+            pat = (long)i;
+        else if (single && c->kind == VL_INDEX_TOKEN && !strcmp(c->param, "code") &&
+                 c->values[0].text && code < 0)
+            code = (long)i;
+    }
+    if (pat < 0 || code < 0)
+        return;
+    q->series.patient = q->conds[pat].values[0].text;
+    q->series.system = q->conds[code].values[0].system;
+    q->series.code = q->conds[code].values[0].text;
+    q->series.code_param = "code";
+    q->series.date_param = "date";
+    for (size_t i = 0, k = 0; i < q->n; i++)
+        if ((long)i != pat && (long)i != code)
+            q->conds[k++] = q->conds[i];
+    q->n -= 2;
+}
+
+/* code=s|c with value-quantity=[prefix]n|UCUM|unit, each once, is the
+ * composite code-value-quantity=s|c$[prefix]n|UCUM|unit (Observation.value
+ * has one value, so the pair is the same Observation's): one range read of
+ * ix_composite instead of two lookups. */
+static void plan_composite(parser_t *ps, vl_query_t *q)
+{
+    long code = -1, qty = -1;
+    const vl_search_param_t *sp = vl_fhir_param_find(ps->type, "code-value-quantity");
+    if (strcmp(q->type, "Observation") != 0 || !sp || q->series.patient)
+        return;
+    for (size_t i = 0; i < q->n; i++) {
+        const vl_query_cond_t *c = &q->conds[i];
+        int single = c->n == 1 && !c->negate && c->missing < 0 && c->match == VL_MATCH_DEFAULT;
+        if (single && c->kind == VL_INDEX_TOKEN && !strcmp(c->param, "code") && c->values[0].text &&
+            c->values[0].system && code < 0)
+            code = (long)i;
+    }
+    for (size_t i = 0; i < q->n; i++) {
+        const vl_query_cond_t *c = &q->conds[i];
+        /* a converted UCUM value: its two alternatives, canonical rows and
+         * rows in the canonical unit */
+        if (c->kind == VL_INDEX_QUANTITY && !strcmp(c->param, "value-quantity") && c->n == 2 &&
+            c->values[0].canon && !c->negate && c->missing < 0 && qty < 0)
+            qty = (long)i;
+    }
+    if (code < 0 || qty < 0)
+        return;
+    vl_query_cond_t *c = &q->conds[qty];
+    vl_query_value_t *v = &c->values[0];
+    v->unit = v->text;
+    v->text = q->conds[code].values[0].text;
+    v->system = q->conds[code].values[0].system;
+    v->canon = 0;
+    c->n = 1;
+    c->param = sp->name;
+    c->kind = VL_INDEX_COMPOSITE;
+    for (size_t i = 0, k = 0; i < q->n; i++)
+        if ((long)i != code)
+            q->conds[k++] = q->conds[i];
+    q->n -= 1;
 }
 
 /* Returns 1 if the parameter was used, 0 if skipped, -1 on error. */
@@ -851,22 +1129,17 @@ static int parse_one(parser_t *ps, const vl_param_t *prm, int lenient)
             if (once(ps, &ps->seen_total, base) != 0)
                 return -1;
             if (strcmp(value, "none") == 0)
-                ps->out->total_mode = 0;
-            else if (strcmp(value, "accurate") == 0 || strcmp(value, "estimate") == 0)
-                ps->out->total_mode = 1;
+                ps->out->total_mode = VL_TOTAL_NONE;
+            else if (strcmp(value, "accurate") == 0)
+                ps->out->total_mode = VL_TOTAL_ACCURATE;
+            else if (strcmp(value, "estimate") == 0)
+                ps->out->total_mode = VL_TOTAL_BOUNDED;
             else
                 return bad(ps, base, value, "expected none, estimate or accurate");
-        } else if (strcmp(base, "_summary") == 0) {
-            if (once(ps, &ps->seen_summary, base) != 0)
+        } else if (strcmp(base, "_summary") == 0 || strcmp(base, "_elements") == 0) {
+            /* checked here, applied to the entries by fhir/rest.c */
+            if (vl_fhir_subset_add(&ps->subset, base, value, ps->err) != 0)
                 return -1;
-            if (strcmp(value, "count") == 0)
-                ps->summary_count = 1;
-            else if (strcmp(value, "false") != 0)
-                return vl_error_set(ps->err, 400, "not-supported", NULL,
-                                    "_summary=%s is not supported (only count and false)", value);
-        } else if (strcmp(base, "_elements") == 0) {
-            return vl_error_set(ps->err, 400, "not-supported", NULL,
-                                "The search parameter '_elements' is not supported");
         } else if (strcmp(base, "_format") == 0 || strcmp(base, "_pretty") == 0) {
             /* read by the http layer */
         } else {
@@ -892,14 +1165,21 @@ static int parse_one(parser_t *ps, const vl_param_t *prm, int lenient)
 int vl_fhir_search_parse(const vl_fhir_type_t *type, const vl_params_t *params, int lenient,
                          vl_search_t *out, vl_error_t *err)
 {
+    return vl_fhir_search_parse_at(type, params, lenient, NULL, out, err);
+}
+
+int vl_fhir_search_parse_at(const vl_fhir_type_t *type, const vl_params_t *params, int lenient,
+                            const char *fhir_base, vl_search_t *out, vl_error_t *err)
+{
     memset(out, 0, sizeof *out);
-    parser_t ps = {.type = type, .out = out, .err = err};
+    parser_t ps = {
+        .type = type, .out = out, .err = err, .base = fhir_base, .now_us = vl_time_now_us()};
     vl_arena_t *a = vl_arena_new();
     if (!a)
         return oom(&ps);
     ps.arena = a;
     out->_mem = a;
-    out->total_mode = 1;
+    out->total_mode = VL_TOTAL_BOUNDED;
     vl_query_t *q = &out->query;
     q->type = type->name;
     q->count = VL_SEARCH_COUNT_DEFAULT;
@@ -921,8 +1201,12 @@ int vl_fhir_search_parse(const vl_fhir_type_t *type, const vl_params_t *params, 
         if (used && strcmp(prm->name, "_count") != 0 && strcmp(prm->name, "_offset") != 0)
             sq_add(&ps, prm);
     }
-    if (ps.summary_count)
+    if (ps.subset.mode == VL_SUBSET_COUNT) {
         q->count = 0;
+        out->total_mode = VL_TOTAL_ACCURATE;
+    }
+    plan_series(q);
+    plan_composite(&ps, q);
     out->self_query = vl_arena_strdup(a, ps.sq.data ? ps.sq.data : "");
     if (ps.oom || !out->self_query) {
         oom(&ps);

@@ -19,30 +19,24 @@
  * terminated by {NULL}; src/fhir/types.c points vl_fhir_types[] at them.
  *
  * Offered with part of the expression not indexed:
- *   Observation date: effectiveTiming (a Timing has no single date range)
+ *   Observation combo-value-quantity: valueSampledData (the bounds of sampled data are not
+ *     indexed)
+ *   Observation combo-value-quantity: component.valueSampledData (the bounds of sampled data are
+ *     not indexed)
  *   Observation component-value-quantity: component.valueSampledData (the bounds of sampled data
  *     are not indexed)
  *   Observation value-quantity: valueSampledData (the bounds of sampled data are not indexed)
  *
  * R4 parameters of the served types that are not offered:
- *   Observation combo-code: combo-* parameters are not offered (each would index the code or
- *     value rows twice)
- *   Observation combo-data-absent-reason: combo-* parameters are not offered (each would index
- *     the code or value rows twice)
- *   Observation combo-value-concept: combo-* parameters are not offered (each would index the
- *     code or value rows twice)
- *   Observation combo-value-quantity: combo-* parameters are not offered (each would index the
- *     code or value rows twice)
- *   Observation code-value-concept: R4 type composite: index.c has no such kind of index
- *   Observation code-value-date: R4 type composite: index.c has no such kind of index
- *   Observation code-value-quantity: R4 type composite: index.c has no such kind of index
- *   Observation code-value-string: R4 type composite: index.c has no such kind of index
- *   Observation combo-code-value-concept: R4 type composite: index.c has no such kind of index
- *   Observation combo-code-value-quantity: R4 type composite: index.c has no such kind of index
- *   Observation component-code-value-concept: R4 type composite: index.c has no such kind of
- *     index
- *   Observation component-code-value-quantity: R4 type composite: index.c has no such kind of
- *     index
+ *   Observation code-value-concept: composite of token and token: only token $ quantity is
+ *     indexed
+ *   Observation code-value-date: composite of token and date: only token $ quantity is indexed
+ *   Observation code-value-string: composite of token and string: only token $ quantity is
+ *     indexed
+ *   Observation combo-code-value-concept: composite of token and token: only token $ quantity is
+ *     indexed
+ *   Observation component-code-value-concept: composite of token and token: only token $ quantity
+ *     is indexed
  *   Patient deceased: FHIRPath the translator does not handle: Patient.deceased.exists() and
  *     Patient.deceased != false
  *   Patient email: a where() filter, which index.c cannot apply:
@@ -93,6 +87,7 @@ const vl_search_param_t vl_fhir_params_observation[] = {
         .name = "category",
         .kind = VL_INDEX_TOKEN,
         .paths = {"category"},
+        .text_name = "category:text",
         .description = "The classification of the type of observation",
         .url = "http://hl7.org/fhir/SearchParameter/Observation-category",
         .expression = "Observation.category",
@@ -101,22 +96,95 @@ const vl_search_param_t vl_fhir_params_observation[] = {
         .name = "code",
         .kind = VL_INDEX_TOKEN,
         .paths = {"code"},
+        .sortable = 1,
+        .text_name = "code:text",
         .description = "The code of the observation type",
         .url = "http://hl7.org/fhir/SearchParameter/clinical-code",
         .expression = "Observation.code",
     },
     {
+        .name = "code-value-quantity",
+        .kind = VL_INDEX_COMPOSITE,
+        .paths = {""},
+        .parts = {"code", "valueQuantity"},
+        .description = "Code and quantity value parameter pair",
+        .url = "http://hl7.org/fhir/SearchParameter/Observation-code-value-quantity",
+        .expression = "Observation",
+    },
+    {
+        .name = "combo-code",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"code", "component.code"},
+        .text_name = "combo-code:text",
+        .description = "The code of the observation type or component type",
+        .url = "http://hl7.org/fhir/SearchParameter/Observation-combo-code",
+        .expression = "Observation.code | Observation.component.code",
+    },
+    {
+        .name = "combo-code-value-quantity",
+        .kind = VL_INDEX_COMPOSITE,
+        .paths = {"", "component"},
+        .parts = {"code", "valueQuantity"},
+        .description = "Code and quantity value parameter pair, including in components",
+        .url = "http://hl7.org/fhir/SearchParameter/Observation-combo-code-value-quantity",
+        .expression = "Observation | Observation.component",
+    },
+    {
+        .name = "combo-data-absent-reason",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"dataAbsentReason", "component.dataAbsentReason"},
+        .text_name = "combo-data-absent-reason:text",
+        .description = "The reason why the expected value in the element Observation.value[x] "
+                       "or Observation.component.value[x] is missing.",
+        .url = "http://hl7.org/fhir/SearchParameter/Observation-combo-data-absent-reason",
+        .expression = "Observation.dataAbsentReason | Observation.component.dataAbsentReason",
+    },
+    {
+        .name = "combo-value-concept",
+        .kind = VL_INDEX_TOKEN,
+        .paths = {"valueCodeableConcept", "component.valueCodeableConcept"},
+        .text_name = "combo-value-concept:text",
+        .description = "The value or component value of the observation, if the value is a "
+                       "CodeableConcept",
+        .url = "http://hl7.org/fhir/SearchParameter/Observation-combo-value-concept",
+        .expression = "(Observation.value as CodeableConcept) | (Observation.component.value "
+                      "as CodeableConcept)",
+    },
+    {
+        .name = "combo-value-quantity",
+        .kind = VL_INDEX_QUANTITY,
+        .paths = {"valueQuantity", "component.valueQuantity"},
+        .description = "The value or component value of the observation, if the value is a "
+                       "Quantity, or a SampledData (just search on the bounds of the values "
+                       "in sampled data)",
+        .url = "http://hl7.org/fhir/SearchParameter/Observation-combo-value-quantity",
+        .expression = "(Observation.value as Quantity) | (Observation.value as SampledData) | "
+                      "(Observation.component.value as Quantity) | "
+                      "(Observation.component.value as SampledData)",
+    },
+    {
         .name = "component-code",
         .kind = VL_INDEX_TOKEN,
         .paths = {"component.code"},
+        .text_name = "component-code:text",
         .description = "The component code of the observation type",
         .url = "http://hl7.org/fhir/SearchParameter/Observation-component-code",
         .expression = "Observation.component.code",
     },
     {
+        .name = "component-code-value-quantity",
+        .kind = VL_INDEX_COMPOSITE,
+        .paths = {"component"},
+        .parts = {"code", "valueQuantity"},
+        .description = "Component code and component quantity value parameter pair",
+        .url = "http://hl7.org/fhir/SearchParameter/Observation-component-code-value-quantity",
+        .expression = "Observation.component",
+    },
+    {
         .name = "component-data-absent-reason",
         .kind = VL_INDEX_TOKEN,
         .paths = {"component.dataAbsentReason"},
+        .text_name = "component-data-absent-reason:text",
         .description = "The reason why the expected value in the element "
                        "Observation.component.value[x] is missing.",
         .url = "http://hl7.org/fhir/SearchParameter/Observation-component-data-absent-reason",
@@ -126,6 +194,7 @@ const vl_search_param_t vl_fhir_params_observation[] = {
         .name = "component-value-concept",
         .kind = VL_INDEX_TOKEN,
         .paths = {"component.valueCodeableConcept"},
+        .text_name = "component-value-concept:text",
         .description = "The value of the component observation, if the value is a "
                        "CodeableConcept",
         .url = "http://hl7.org/fhir/SearchParameter/Observation-component-value-concept",
@@ -146,6 +215,7 @@ const vl_search_param_t vl_fhir_params_observation[] = {
         .name = "data-absent-reason",
         .kind = VL_INDEX_TOKEN,
         .paths = {"dataAbsentReason"},
+        .text_name = "data-absent-reason:text",
         .description = "The reason why the expected value in the element Observation.value[x] "
                        "is missing.",
         .url = "http://hl7.org/fhir/SearchParameter/Observation-data-absent-reason",
@@ -154,7 +224,8 @@ const vl_search_param_t vl_fhir_params_observation[] = {
     {
         .name = "date",
         .kind = VL_INDEX_DATE,
-        .paths = {"effectiveDateTime", "effectivePeriod", "effectiveInstant"},
+        .paths = {"effectiveDateTime", "effectivePeriod", "effectiveTiming", "effectiveInstant"},
+        .sortable = 1,
         .description = "Obtained date/time. If the obtained element is a period, a date that "
                        "falls in the period",
         .url = "http://hl7.org/fhir/SearchParameter/clinical-date",
@@ -205,6 +276,9 @@ const vl_search_param_t vl_fhir_params_observation[] = {
         .name = "identifier",
         .kind = VL_INDEX_TOKEN,
         .paths = {"identifier"},
+        .sortable = 1,
+        .text_name = "identifier:text",
+        .of_type_name = "identifier:of-type",
         .description = "The unique id for a particular observation",
         .url = "http://hl7.org/fhir/SearchParameter/clinical-identifier",
         .expression = "Observation.identifier",
@@ -213,6 +287,7 @@ const vl_search_param_t vl_fhir_params_observation[] = {
         .name = "method",
         .kind = VL_INDEX_TOKEN,
         .paths = {"method"},
+        .text_name = "method:text",
         .description = "The method used for the observation",
         .url = "http://hl7.org/fhir/SearchParameter/Observation-method",
         .expression = "Observation.method",
@@ -255,6 +330,7 @@ const vl_search_param_t vl_fhir_params_observation[] = {
         .name = "status",
         .kind = VL_INDEX_TOKEN,
         .paths = {"status"},
+        .text_name = "status:text",
         .description = "The status of the observation",
         .url = "http://hl7.org/fhir/SearchParameter/Observation-status",
         .expression = "Observation.status",
@@ -271,6 +347,7 @@ const vl_search_param_t vl_fhir_params_observation[] = {
         .name = "value-concept",
         .kind = VL_INDEX_TOKEN,
         .paths = {"valueCodeableConcept"},
+        .text_name = "value-concept:text",
         .description = "The value of the observation, if the value is a CodeableConcept",
         .url = "http://hl7.org/fhir/SearchParameter/Observation-value-concept",
         .expression = "(Observation.value as CodeableConcept)",
@@ -279,6 +356,7 @@ const vl_search_param_t vl_fhir_params_observation[] = {
         .name = "value-date",
         .kind = VL_INDEX_DATE,
         .paths = {"valueDateTime", "valuePeriod"},
+        .sortable = 1,
         .description = "The value of the observation, if the value is a date or period of time",
         .url = "http://hl7.org/fhir/SearchParameter/Observation-value-date",
         .expression = "(Observation.value as dateTime) | (Observation.value as Period)",
@@ -287,6 +365,7 @@ const vl_search_param_t vl_fhir_params_observation[] = {
         .name = "value-quantity",
         .kind = VL_INDEX_QUANTITY,
         .paths = {"valueQuantity"},
+        .sortable = 1,
         .description = "The value of the observation, if the value is a Quantity, or a "
                        "SampledData (just search on the bounds of the values in sampled data)",
         .url = "http://hl7.org/fhir/SearchParameter/Observation-value-quantity",
@@ -310,6 +389,7 @@ const vl_search_param_t vl_fhir_params_patient[] = {
         .name = "active",
         .kind = VL_INDEX_TOKEN,
         .paths = {"active"},
+        .text_name = "active:text",
         .description = "Whether the patient record is active",
         .url = "http://hl7.org/fhir/SearchParameter/Patient-active",
         .expression = "Patient.active",
@@ -360,6 +440,7 @@ const vl_search_param_t vl_fhir_params_patient[] = {
         .name = "address-use",
         .kind = VL_INDEX_TOKEN,
         .paths = {"address.use"},
+        .text_name = "address-use:text",
         .description = "A use code specified in an address",
         .url = "http://hl7.org/fhir/SearchParameter/individual-address-use",
         .expression = "Patient.address.use",
@@ -368,6 +449,7 @@ const vl_search_param_t vl_fhir_params_patient[] = {
         .name = "birthdate",
         .kind = VL_INDEX_DATE,
         .paths = {"birthDate"},
+        .sortable = 1,
         .description = "The patient's date of birth",
         .url = "http://hl7.org/fhir/SearchParameter/individual-birthdate",
         .expression = "Patient.birthDate",
@@ -376,6 +458,7 @@ const vl_search_param_t vl_fhir_params_patient[] = {
         .name = "death-date",
         .kind = VL_INDEX_DATE,
         .paths = {"deceasedDateTime"},
+        .sortable = 1,
         .description = "The date of death has been provided and satisfies this search value",
         .url = "http://hl7.org/fhir/SearchParameter/Patient-death-date",
         .expression = "(Patient.deceased as dateTime)",
@@ -384,6 +467,7 @@ const vl_search_param_t vl_fhir_params_patient[] = {
         .name = "family",
         .kind = VL_INDEX_STRING,
         .paths = {"name.family"},
+        .sortable = 1,
         .description = "A portion of the family name of the patient",
         .url = "http://hl7.org/fhir/SearchParameter/individual-family",
         .expression = "Patient.name.family",
@@ -392,6 +476,7 @@ const vl_search_param_t vl_fhir_params_patient[] = {
         .name = "gender",
         .kind = VL_INDEX_TOKEN,
         .paths = {"gender"},
+        .text_name = "gender:text",
         .description = "Gender of the patient",
         .url = "http://hl7.org/fhir/SearchParameter/individual-gender",
         .expression = "Patient.gender",
@@ -409,6 +494,7 @@ const vl_search_param_t vl_fhir_params_patient[] = {
         .name = "given",
         .kind = VL_INDEX_STRING,
         .paths = {"name.given"},
+        .sortable = 1,
         .description = "A portion of the given name of the patient",
         .url = "http://hl7.org/fhir/SearchParameter/individual-given",
         .expression = "Patient.name.given",
@@ -417,6 +503,9 @@ const vl_search_param_t vl_fhir_params_patient[] = {
         .name = "identifier",
         .kind = VL_INDEX_TOKEN,
         .paths = {"identifier"},
+        .sortable = 1,
+        .text_name = "identifier:text",
+        .of_type_name = "identifier:of-type",
         .description = "A patient identifier",
         .url = "http://hl7.org/fhir/SearchParameter/Patient-identifier",
         .expression = "Patient.identifier",
@@ -425,6 +514,7 @@ const vl_search_param_t vl_fhir_params_patient[] = {
         .name = "language",
         .kind = VL_INDEX_TOKEN,
         .paths = {"communication.language"},
+        .text_name = "language:text",
         .description = "Language code (irrespective of use value)",
         .url = "http://hl7.org/fhir/SearchParameter/Patient-language",
         .expression = "Patient.communication.language",
@@ -441,6 +531,7 @@ const vl_search_param_t vl_fhir_params_patient[] = {
         .name = "name",
         .kind = VL_INDEX_STRING,
         .paths = {"name"},
+        .sortable = 1,
         .description = "A server defined search that may match any of the string fields in "
                        "the HumanName, including family, give, prefix, suffix, suffix, and/or "
                        "text",
@@ -460,6 +551,7 @@ const vl_search_param_t vl_fhir_params_patient[] = {
         .name = "telecom",
         .kind = VL_INDEX_TOKEN,
         .paths = {"telecom"},
+        .text_name = "telecom:text",
         .description = "The value in any kind of telecom details of the patient",
         .url = "http://hl7.org/fhir/SearchParameter/individual-telecom",
         .expression = "Patient.telecom",
@@ -481,6 +573,9 @@ const vl_search_param_t vl_fhir_params_device[] = {
         .name = "identifier",
         .kind = VL_INDEX_TOKEN,
         .paths = {"identifier"},
+        .sortable = 1,
+        .text_name = "identifier:text",
+        .of_type_name = "identifier:of-type",
         .description = "Instance id from manufacturer, owner, and others",
         .url = "http://hl7.org/fhir/SearchParameter/Device-identifier",
         .expression = "Device.identifier",
@@ -532,6 +627,7 @@ const vl_search_param_t vl_fhir_params_device[] = {
         .name = "status",
         .kind = VL_INDEX_TOKEN,
         .paths = {"status"},
+        .text_name = "status:text",
         .description = "active | inactive | entered-in-error | unknown",
         .url = "http://hl7.org/fhir/SearchParameter/Device-status",
         .expression = "Device.status",
@@ -540,6 +636,7 @@ const vl_search_param_t vl_fhir_params_device[] = {
         .name = "type",
         .kind = VL_INDEX_TOKEN,
         .paths = {"type"},
+        .text_name = "type:text",
         .description = "The type of the device",
         .url = "http://hl7.org/fhir/SearchParameter/Device-type",
         .expression = "Device.type",
@@ -568,6 +665,7 @@ const vl_search_param_t vl_fhir_params_organization[] = {
         .name = "active",
         .kind = VL_INDEX_TOKEN,
         .paths = {"active"},
+        .text_name = "active:text",
         .description = "Is the Organization record active",
         .url = "http://hl7.org/fhir/SearchParameter/Organization-active",
         .expression = "Organization.active",
@@ -618,6 +716,7 @@ const vl_search_param_t vl_fhir_params_organization[] = {
         .name = "address-use",
         .kind = VL_INDEX_TOKEN,
         .paths = {"address.use"},
+        .text_name = "address-use:text",
         .description = "A use code specified in an address",
         .url = "http://hl7.org/fhir/SearchParameter/Organization-address-use",
         .expression = "Organization.address.use",
@@ -636,6 +735,9 @@ const vl_search_param_t vl_fhir_params_organization[] = {
         .name = "identifier",
         .kind = VL_INDEX_TOKEN,
         .paths = {"identifier"},
+        .sortable = 1,
+        .text_name = "identifier:text",
+        .of_type_name = "identifier:of-type",
         .description = "Any identifier for the organization (not the accreditation issuer's "
                        "identifier)",
         .url = "http://hl7.org/fhir/SearchParameter/Organization-identifier",
@@ -645,6 +747,7 @@ const vl_search_param_t vl_fhir_params_organization[] = {
         .name = "name",
         .kind = VL_INDEX_STRING,
         .paths = {"name", "alias"},
+        .sortable = 1,
         .description = "A portion of the organization's name or alias",
         .url = "http://hl7.org/fhir/SearchParameter/Organization-name",
         .expression = "Organization.name | Organization.alias",
@@ -662,6 +765,7 @@ const vl_search_param_t vl_fhir_params_organization[] = {
         .name = "type",
         .kind = VL_INDEX_TOKEN,
         .paths = {"type"},
+        .text_name = "type:text",
         .description = "A code for the type of organization",
         .url = "http://hl7.org/fhir/SearchParameter/Organization-type",
         .expression = "Organization.type",
@@ -674,6 +778,7 @@ const vl_search_param_t vl_fhir_params_practitioner[] = {
         .name = "active",
         .kind = VL_INDEX_TOKEN,
         .paths = {"active"},
+        .text_name = "active:text",
         .description = "Whether the practitioner record is active",
         .url = "http://hl7.org/fhir/SearchParameter/Practitioner-active",
         .expression = "Practitioner.active",
@@ -724,6 +829,7 @@ const vl_search_param_t vl_fhir_params_practitioner[] = {
         .name = "address-use",
         .kind = VL_INDEX_TOKEN,
         .paths = {"address.use"},
+        .text_name = "address-use:text",
         .description = "A use code specified in an address",
         .url = "http://hl7.org/fhir/SearchParameter/individual-address-use",
         .expression = "Practitioner.address.use",
@@ -732,6 +838,7 @@ const vl_search_param_t vl_fhir_params_practitioner[] = {
         .name = "communication",
         .kind = VL_INDEX_TOKEN,
         .paths = {"communication"},
+        .text_name = "communication:text",
         .description = "One of the languages that the practitioner can communicate with",
         .url = "http://hl7.org/fhir/SearchParameter/Practitioner-communication",
         .expression = "Practitioner.communication",
@@ -740,6 +847,7 @@ const vl_search_param_t vl_fhir_params_practitioner[] = {
         .name = "family",
         .kind = VL_INDEX_STRING,
         .paths = {"name.family"},
+        .sortable = 1,
         .description = "A portion of the family name",
         .url = "http://hl7.org/fhir/SearchParameter/individual-family",
         .expression = "Practitioner.name.family",
@@ -748,6 +856,7 @@ const vl_search_param_t vl_fhir_params_practitioner[] = {
         .name = "gender",
         .kind = VL_INDEX_TOKEN,
         .paths = {"gender"},
+        .text_name = "gender:text",
         .description = "Gender of the practitioner",
         .url = "http://hl7.org/fhir/SearchParameter/individual-gender",
         .expression = "Practitioner.gender",
@@ -756,6 +865,7 @@ const vl_search_param_t vl_fhir_params_practitioner[] = {
         .name = "given",
         .kind = VL_INDEX_STRING,
         .paths = {"name.given"},
+        .sortable = 1,
         .description = "A portion of the given name",
         .url = "http://hl7.org/fhir/SearchParameter/individual-given",
         .expression = "Practitioner.name.given",
@@ -764,6 +874,9 @@ const vl_search_param_t vl_fhir_params_practitioner[] = {
         .name = "identifier",
         .kind = VL_INDEX_TOKEN,
         .paths = {"identifier"},
+        .sortable = 1,
+        .text_name = "identifier:text",
+        .of_type_name = "identifier:of-type",
         .description = "A practitioner's Identifier",
         .url = "http://hl7.org/fhir/SearchParameter/Practitioner-identifier",
         .expression = "Practitioner.identifier",
@@ -772,6 +885,7 @@ const vl_search_param_t vl_fhir_params_practitioner[] = {
         .name = "name",
         .kind = VL_INDEX_STRING,
         .paths = {"name"},
+        .sortable = 1,
         .description = "A server defined search that may match any of the string fields in "
                        "the HumanName, including family, give, prefix, suffix, suffix, and/or "
                        "text",
@@ -782,6 +896,7 @@ const vl_search_param_t vl_fhir_params_practitioner[] = {
         .name = "telecom",
         .kind = VL_INDEX_TOKEN,
         .paths = {"telecom"},
+        .text_name = "telecom:text",
         .description = "The value in any kind of contact",
         .url = "http://hl7.org/fhir/SearchParameter/individual-telecom",
         .expression = "Practitioner.telecom",
@@ -794,6 +909,7 @@ const vl_search_param_t vl_fhir_params_consent[] = {
         .name = "action",
         .kind = VL_INDEX_TOKEN,
         .paths = {"provision.action"},
+        .text_name = "action:text",
         .description = "Actions controlled by this rule",
         .url = "http://hl7.org/fhir/SearchParameter/Consent-action",
         .expression = "Consent.provision.action",
@@ -810,6 +926,7 @@ const vl_search_param_t vl_fhir_params_consent[] = {
         .name = "category",
         .kind = VL_INDEX_TOKEN,
         .paths = {"category"},
+        .text_name = "category:text",
         .description = "Classification of the consent statement - for indexing/retrieval",
         .url = "http://hl7.org/fhir/SearchParameter/Consent-category",
         .expression = "Consent.category",
@@ -834,6 +951,7 @@ const vl_search_param_t vl_fhir_params_consent[] = {
         .name = "date",
         .kind = VL_INDEX_DATE,
         .paths = {"dateTime"},
+        .sortable = 1,
         .description = "When this Consent was created or indexed",
         .url = "http://hl7.org/fhir/SearchParameter/clinical-date",
         .expression = "Consent.dateTime",
@@ -842,6 +960,9 @@ const vl_search_param_t vl_fhir_params_consent[] = {
         .name = "identifier",
         .kind = VL_INDEX_TOKEN,
         .paths = {"identifier"},
+        .sortable = 1,
+        .text_name = "identifier:text",
+        .of_type_name = "identifier:of-type",
         .description = "Identifier for this record (external references)",
         .url = "http://hl7.org/fhir/SearchParameter/clinical-identifier",
         .expression = "Consent.identifier",
@@ -867,6 +988,7 @@ const vl_search_param_t vl_fhir_params_consent[] = {
         .name = "period",
         .kind = VL_INDEX_DATE,
         .paths = {"provision.period"},
+        .sortable = 1,
         .description = "Timeframe for this rule",
         .url = "http://hl7.org/fhir/SearchParameter/Consent-period",
         .expression = "Consent.provision.period",
@@ -875,6 +997,7 @@ const vl_search_param_t vl_fhir_params_consent[] = {
         .name = "purpose",
         .kind = VL_INDEX_TOKEN,
         .paths = {"provision.purpose"},
+        .text_name = "purpose:text",
         .description = "Context of activities covered by this rule",
         .url = "http://hl7.org/fhir/SearchParameter/Consent-purpose",
         .expression = "Consent.provision.purpose",
@@ -883,6 +1006,7 @@ const vl_search_param_t vl_fhir_params_consent[] = {
         .name = "scope",
         .kind = VL_INDEX_TOKEN,
         .paths = {"scope"},
+        .text_name = "scope:text",
         .description = "Which of the four areas this resource covers (extensible)",
         .url = "http://hl7.org/fhir/SearchParameter/Consent-scope",
         .expression = "Consent.scope",
@@ -891,6 +1015,7 @@ const vl_search_param_t vl_fhir_params_consent[] = {
         .name = "security-label",
         .kind = VL_INDEX_TOKEN,
         .paths = {"provision.securityLabel"},
+        .text_name = "security-label:text",
         .description = "Security Labels that define affected resources",
         .url = "http://hl7.org/fhir/SearchParameter/Consent-security-label",
         .expression = "Consent.provision.securityLabel",
@@ -899,6 +1024,7 @@ const vl_search_param_t vl_fhir_params_consent[] = {
         .name = "status",
         .kind = VL_INDEX_TOKEN,
         .paths = {"status"},
+        .text_name = "status:text",
         .description = "draft | proposed | active | rejected | inactive | entered-in-error",
         .url = "http://hl7.org/fhir/SearchParameter/Consent-status",
         .expression = "Consent.status",
@@ -911,6 +1037,7 @@ const vl_search_param_t vl_fhir_params_auditevent[] = {
         .name = "action",
         .kind = VL_INDEX_TOKEN,
         .paths = {"action"},
+        .text_name = "action:text",
         .description = "Type of action performed during the event",
         .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-action",
         .expression = "AuditEvent.action",
@@ -943,6 +1070,7 @@ const vl_search_param_t vl_fhir_params_auditevent[] = {
         .name = "agent-role",
         .kind = VL_INDEX_TOKEN,
         .paths = {"agent.role"},
+        .text_name = "agent-role:text",
         .description = "Agent role in the event",
         .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-agent-role",
         .expression = "AuditEvent.agent.role",
@@ -951,6 +1079,7 @@ const vl_search_param_t vl_fhir_params_auditevent[] = {
         .name = "altid",
         .kind = VL_INDEX_TOKEN,
         .paths = {"agent.altId"},
+        .text_name = "altid:text",
         .description = "Alternative User identity",
         .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-altid",
         .expression = "AuditEvent.agent.altId",
@@ -959,6 +1088,7 @@ const vl_search_param_t vl_fhir_params_auditevent[] = {
         .name = "date",
         .kind = VL_INDEX_DATE,
         .paths = {"recorded"},
+        .sortable = 1,
         .description = "Time when the event was recorded",
         .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-date",
         .expression = "AuditEvent.recorded",
@@ -983,6 +1113,7 @@ const vl_search_param_t vl_fhir_params_auditevent[] = {
         .name = "entity-role",
         .kind = VL_INDEX_TOKEN,
         .paths = {"entity.role"},
+        .text_name = "entity-role:text",
         .description = "What role the entity played",
         .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-entity-role",
         .expression = "AuditEvent.entity.role",
@@ -991,6 +1122,7 @@ const vl_search_param_t vl_fhir_params_auditevent[] = {
         .name = "entity-type",
         .kind = VL_INDEX_TOKEN,
         .paths = {"entity.type"},
+        .text_name = "entity-type:text",
         .description = "Type of entity involved",
         .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-entity-type",
         .expression = "AuditEvent.entity.type",
@@ -999,6 +1131,7 @@ const vl_search_param_t vl_fhir_params_auditevent[] = {
         .name = "outcome",
         .kind = VL_INDEX_TOKEN,
         .paths = {"outcome"},
+        .text_name = "outcome:text",
         .description = "Whether the event succeeded or failed",
         .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-outcome",
         .expression = "AuditEvent.outcome",
@@ -1017,6 +1150,7 @@ const vl_search_param_t vl_fhir_params_auditevent[] = {
         .name = "site",
         .kind = VL_INDEX_TOKEN,
         .paths = {"source.site"},
+        .text_name = "site:text",
         .description = "Logical source location within the enterprise",
         .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-site",
         .expression = "AuditEvent.source.site",
@@ -1033,6 +1167,7 @@ const vl_search_param_t vl_fhir_params_auditevent[] = {
         .name = "subtype",
         .kind = VL_INDEX_TOKEN,
         .paths = {"subtype"},
+        .text_name = "subtype:text",
         .description = "More specific type/id for the event",
         .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-subtype",
         .expression = "AuditEvent.subtype",
@@ -1041,6 +1176,7 @@ const vl_search_param_t vl_fhir_params_auditevent[] = {
         .name = "type",
         .kind = VL_INDEX_TOKEN,
         .paths = {"type"},
+        .text_name = "type:text",
         .description = "Type/identifier of event",
         .url = "http://hl7.org/fhir/SearchParameter/AuditEvent-type",
         .expression = "AuditEvent.type",
@@ -1054,6 +1190,7 @@ const vl_search_param_t vl_fhir_params_common[] = {
     {
         .name = "_id",
         .kind = VL_INDEX_TOKEN,
+        .text_name = "_id:text",
         .description = "Logical id of this artifact",
         .url = "http://hl7.org/fhir/SearchParameter/Resource-id",
         .expression = "Resource.id",
@@ -1061,6 +1198,7 @@ const vl_search_param_t vl_fhir_params_common[] = {
     {
         .name = "_lastUpdated",
         .kind = VL_INDEX_DATE,
+        .sortable = 1,
         .description = "When the resource version last changed",
         .url = "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
         .expression = "Resource.meta.lastUpdated",

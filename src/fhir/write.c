@@ -112,7 +112,7 @@ int vl_write_prepare(vl_write_t *w, vl_error_t *err)
     if (w->op == VL_W_CREATE && !w->id[0])
         vl_id_new(w->id);
     if (w->op != VL_W_DELETE) {
-        if (vl_fhir_index(w->type, w->resource, &w->index, err) < 0)
+        if (vl_fhir_index_at(w->type, w->resource, w->fhir_base, &w->index, err) < 0)
             return -1;
         if (vl_render_prepare(w->resource, &w->parts) < 0)
             return vl_error_set(err, 500, "exception", NULL, "out of memory");

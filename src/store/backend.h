@@ -124,6 +124,8 @@ typedef struct vl_backend_ops {
     /* consent facets of versions written before migration 005 (writer):
      * computes (fn) and stores the facets of up to `max` pending versions,
      * oldest first, and marks them done; *n how many were done */
+    /** How many versions wait for facets or index rows. */
+    int (*pending)(vl_backend_t *b, uint64_t *n, vl_store_err_t *err);
     int (*facets_backfill)(vl_backend_t *b, vl_store_facets_fn fn, void *ctx, size_t max, size_t *n,
                            vl_store_err_t *err);
 

@@ -893,13 +893,38 @@ typedef struct backfill {
 static int apply_backfill(vl_store_txn_t *t, void *arg)
 {
     backfill_t *bf = arg;
-    return t->s->ops->facets_backfill(t->s->b, bf->fn, bf->ctx, 256, &bf->n, &bf->err);
+    return t->s->ops->facets_backfill(t->s->b, bf->fn, bf->ctx, 512, &bf->n, &bf->err);
 }
 
-int vl_store_backfill_facets(vl_store_t *s, vl_store_facets_fn fn, void *ctx, size_t *done,
-                             vl_store_err_t *err)
+typedef struct pending {
+    uint64_t n;
+    vl_store_err_t err;
+} pending_t;
+
+static int apply_pending(vl_store_txn_t *t, void *arg)
+{
+    pending_t *p = arg;
+    return t->s->ops->pending(t->s->b, &p->n, &p->err);
+}
+
+int vl_store_backfill(vl_store_t *s, vl_store_facets_fn fn, void *ctx,
+                      vl_store_progress_fn progress, void *progress_ctx, size_t *done,
+                      vl_store_err_t *err)
 {
     size_t total = 0;
+    uint64_t pending = 0;
+    if (progress) { /* the writer's connection is the writer thread's */
+        pending_t p = {0, VL_STORE_ERR_INIT};
+        vl_store_unit_t u;
+        memset(&u, 0, sizeof u);
+        u.apply = apply_pending;
+        u.arg = &p;
+        if (vl_store_run(s, &u) != 0) {
+            *err = p.err.kind != VL_STORE_OK ? p.err : u.err;
+            return -1;
+        }
+        pending = p.n;
+    }
     for (;;) {
         backfill_t bf = {fn, ctx, 0, VL_STORE_ERR_INIT};
         vl_store_unit_t u;
@@ -913,6 +938,8 @@ int vl_store_backfill_facets(vl_store_t *s, vl_store_facets_fn fn, void *ctx, si
         total += bf.n;
         if (bf.n == 0)
             break;
+        if (progress)
+            progress(progress_ctx, total, pending > total ? pending : total);
     }
     if (done)
         *done = total;

@@ -11,21 +11,46 @@
  * 2. VL_INDEX_STRING rows get `norm`, the form string searches compare
  *    against (default and :contains matches). vl_index_normalize() defines
  *    it, and the search parser applies the very same function to search
- *    values, so both sides always agree. The exact rule, applied per
- *    UTF-8 code point:
- *      - ASCII A-Z become a-z; every other ASCII byte is kept as is;
- *      - letters of Latin-1 Supplement (U+00C0-U+00FF) and Latin
- *        Extended-A (U+0100-U+017F) become their lowercase base letter
- *        (é -> e, Ł -> l, Ÿ -> y); ligatures and special letters expand:
- *        Æ/æ -> ae, Œ/œ -> oe, Ĳ/ĳ -> ij, ß -> ss, Þ/þ -> th, Ð/ð -> d;
- *        × and ÷ are kept;
- *      - combining diacritical marks (U+0300-U+036F) are dropped, so
- *        decomposed (NFD) input normalizes like composed input;
- *      - every other code point, and any invalid UTF-8 byte, is copied
- *        unchanged. Whitespace and punctuation are not touched.
+ *    values, so both sides always agree. The exact rule:
+ *
+ *    a. utf8proc_map() with UTF8PROC_NULLTERM | UTF8PROC_STABLE |
+ *       UTF8PROC_COMPAT | UTF8PROC_DECOMPOSE | UTF8PROC_CASEFOLD |
+ *       UTF8PROC_STRIPMARK (VL_NORM_OPTIONS): the compatibility
+ *       decomposition (NFKD) with Unicode full case folding, and every
+ *       mark (general categories Mn, Mc and Me) dropped. In every script:
+ *       "Nguyễn" -> "nguyen", "Ελένη" -> "ελενη", "Ёлка" -> "елка",
+ *       fullwidth "ＡＢＣ" -> "abc", "ﬁ" -> "fi", "ĳ" -> "ij", "ß" and
+ *       "ẞ" -> "ss", "İ" -> "i"; decomposed (NFD) input gives the same
+ *       result as composed input. (STRIPMARK needs COMPOSE or DECOMPOSE;
+ *       DECOMPOSE keeps the output decomposed, so Hangul syllables become
+ *       conjoining jamo on both sides alike.)
+ *    b. Then the letters that have no decomposition but still fold to
+ *       ASCII base letters (fold_extra[]), rewritten in place. Case
+ *       folding in (a) already turned the capitals into these lowercase
+ *       letters (Æ -> æ, Ø -> ø, Œ -> œ, Ł -> ł, Đ -> đ, Ð -> ð, Þ -> þ,
+ *       Ŧ -> ŧ, Ħ -> ħ), so the table lists only the lowercase ones:
+ *         æ -> ae   ø -> o   œ -> oe   ł -> l   đ -> d   ð -> d
+ *         þ -> th   ı -> i   ĸ -> k    ŧ -> t   ħ -> h
+ *       (ß needs no entry: case folding already gives "ss".) Each entry is
+ *       a 2-byte UTF-8 letter replaced by at most 2 ASCII bytes, so the
+ *       rewrite never grows the string.
+ *    c. Invalid UTF-8 never fails the call: if utf8proc_map() reports an
+ *       error other than out of memory (UTF8PROC_ERROR_INVALIDUTF8: a
+ *       stray, truncated, overlong or surrogate sequence anywhere in the
+ *       text; or UTF8PROC_ERROR_OVERFLOW), the whole text is copied byte
+ *       for byte with only ASCII A-Z lowercased; no other byte, valid
+ *       sequence or not, is changed.
+ *
+ *    Whitespace and punctuation are not removed, but NFKD maps
+ *    compatibility characters: a no-break space becomes a space, "²" a
+ *    "2", "½" "1⁄2"; × and ÷ have no decomposition and are kept. Every
+ *    other letter with no decomposition (CJK, ŋ, ƒ, ...) is kept as
+ *    case folding leaves it.
  */
 #include <stdlib.h>
 #include <string.h>
+
+#include <utf8proc.h>
 
 #include "vitalog/store.h"
 
@@ -33,118 +58,87 @@
  * Normalization
  * ---------------------------------------------------------------------- */
 
-/* Base letters for U+00C0..U+00FF. Digits are expansions (see expand[]);
- * '*' means "keep the character". */
-static const char latin1[] = "aaaaaa3ceeeeiiiidnooooo*ouuuuy45"
-                             "aaaaaa3ceeeeiiiidnooooo*ouuuuy4y";
-/* Base letters for U+0100..U+017F. */
-static const char latin_ext_a[] = "aaaaaa"       /* 0100-0105 */
-                                  "cccccccc"     /* 0106-010D */
-                                  "dddd"         /* 010E-0111 */
-                                  "eeeeeeeeee"   /* 0112-011B */
-                                  "gggggggg"     /* 011C-0123 */
-                                  "hhhh"         /* 0124-0127 */
-                                  "iiiiiiiiii"   /* 0128-0131 */
-                                  "11"           /* 0132-0133 ij */
-                                  "jj"           /* 0134-0135 */
-                                  "kkk"          /* 0136-0138 */
-                                  "llllllllll"   /* 0139-0142 */
-                                  "nnnnnnnnn"    /* 0143-014B */
-                                  "oooooo"       /* 014C-0151 */
-                                  "22"           /* 0152-0153 oe */
-                                  "rrrrrr"       /* 0154-0159 */
-                                  "ssssssss"     /* 015A-0161 */
-                                  "tttttt"       /* 0162-0167 */
-                                  "uuuuuuuuuuuu" /* 0168-0173 */
-                                  "ww"           /* 0174-0175 */
-                                  "yyy"          /* 0176-0178 */
-                                  "zzzzzz"       /* 0179-017E */
-                                  "s";           /* 017F long s */
-_Static_assert(sizeof latin1 == 65, "latin1 table covers U+00C0..U+00FF");
-_Static_assert(sizeof latin_ext_a == 129, "latin_ext_a table covers U+0100..U+017F");
+#define VL_NORM_OPTIONS                                                                            \
+    ((utf8proc_option_t)(UTF8PROC_NULLTERM | UTF8PROC_STABLE | UTF8PROC_COMPAT |                   \
+                         UTF8PROC_DECOMPOSE | UTF8PROC_CASEFOLD | UTF8PROC_STRIPMARK))
 
-static const char *const expand[] = {NULL, "ij", "oe", "ae", "th", "ss"};
+/* Note 2b: letters with no decomposition, as case folding leaves them. All
+ * are in U+0080..U+07FF (2 bytes of UTF-8); replacements are 1-2 bytes. */
+static const struct {
+    utf8proc_int32_t cp;
+    char ascii[3];
+} fold_extra[] = {
+    {0x00E6, "ae"}, /* æ (Æ) */
+    {0x00F0, "d"},  /* ð (Ð) */
+    {0x00F8, "o"},  /* ø (Ø) */
+    {0x00FE, "th"}, /* þ (Þ) */
+    {0x0111, "d"},  /* đ (Đ) */
+    {0x0127, "h"},  /* ħ (Ħ) */
+    {0x0131, "i"},  /* ı dotless i */
+    {0x0138, "k"},  /* ĸ kra */
+    {0x0142, "l"},  /* ł (Ł) */
+    {0x0153, "oe"}, /* œ (Œ) */
+    {0x0167, "t"},  /* ŧ (Ŧ) */
+};
 
-/* Decodes one UTF-8 sequence at s (of at most `left` bytes); returns its
- * length and the code point, or 0 if the bytes are not valid UTF-8. */
-static size_t utf8_decode(const unsigned char *s, size_t left, unsigned *cp)
+static const char *extra_lookup(utf8proc_int32_t cp)
 {
-    if (s[0] < 0x80) {
-        *cp = s[0];
-        return 1;
-    }
-    size_t n;
-    unsigned c;
-    if ((s[0] & 0xE0) == 0xC0) {
-        n = 2;
-        c = s[0] & 0x1F;
-    } else if ((s[0] & 0xF0) == 0xE0) {
-        n = 3;
-        c = s[0] & 0x0F;
-    } else if ((s[0] & 0xF8) == 0xF0) {
-        n = 4;
-        c = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (n > left)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    if ((n == 2 && c < 0x80) || (n == 3 && c < 0x800) || (n == 4 && c < 0x10000) || c > 0x10FFFF)
-        return 0;
-    *cp = c;
-    return n;
+    for (size_t i = 0; i < sizeof fold_extra / sizeof fold_extra[0]; i++)
+        if (fold_extra[i].cp == cp)
+            return fold_extra[i].ascii;
+    return NULL;
 }
 
-/** Returns the normalized form of `text` (malloc'd; caller frees), or NULL
- *  when out of memory. The output is never longer than twice the input. */
-char *vl_index_normalize(const char *text)
+/* Note 2b, in place on utf8proc's output (valid UTF-8, NUL-terminated). */
+static void fold_extra_letters(char *s)
+{
+    char *out = s;
+    const unsigned char *in = (const unsigned char *)s;
+    while (*in) {
+        /* only 2-byte sequences can be in the table: C2..DF lead bytes */
+        if (in[0] >= 0xC2 && in[0] <= 0xDF && (in[1] & 0xC0) == 0x80) {
+            utf8proc_int32_t cp = ((utf8proc_int32_t)(in[0] & 0x1F) << 6) | (in[1] & 0x3F);
+            const char *a = extra_lookup(cp);
+            if (a) {
+                size_t n = strlen(a); /* 1 or 2: never more than the 2 bytes read */
+                memcpy(out, a, n);
+                out += n;
+                in += 2;
+                continue;
+            }
+        }
+        *out++ = (char)*in++;
+    }
+    *out = '\0';
+}
+
+/* Note 2c: the text is not valid UTF-8; ASCII A-Z lowercased, the rest kept. */
+static char *fold_bytes(const char *text)
 {
     size_t len = strlen(text);
-    char *out = malloc(len * 2 + 1); /* an expansion turns 2 bytes into 2 */
+    char *out = malloc(len + 1);
     if (!out)
         return NULL;
-    const unsigned char *s = (const unsigned char *)text;
-    size_t i = 0, o = 0;
-    while (i < len) {
-        unsigned cp;
-        size_t n = utf8_decode(s + i, len - i, &cp);
-        if (n == 0) { /* invalid byte: copy it */
-            out[o++] = (char)s[i++];
-            continue;
-        }
-        if (cp < 0x80) {
-            out[o++] = (char)(cp >= 'A' && cp <= 'Z' ? cp + ('a' - 'A') : cp);
-            i++;
-            continue;
-        }
-        char base = 0;
-        if (cp >= 0xC0 && cp <= 0xFF) {
-            base = latin1[cp - 0xC0];
-        } else if (cp >= 0x100 && cp <= 0x17F) {
-            base = latin_ext_a[cp - 0x100];
-        } else if (cp >= 0x300 && cp <= 0x36F) {
-            i += n; /* combining mark: drop */
-            continue;
-        }
-        if (base == 0 || base == '*') {
-            memcpy(out + o, s + i, n);
-            o += n;
-        } else if (base >= '1' && base <= '5') {
-            const char *e = expand[base - '0'];
-            out[o++] = e[0];
-            out[o++] = e[1];
-        } else {
-            out[o++] = base;
-        }
-        i += n;
+    for (size_t i = 0; i <= len; i++) {
+        char c = text[i];
+        out[i] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
     }
-    out[o] = '\0';
     return out;
+}
+
+/** Returns the normalized form of `text` (note 2; malloc'd, caller frees),
+ *  or NULL when out of memory. Never fails on invalid UTF-8. */
+char *vl_index_normalize(const char *text)
+{
+    utf8proc_uint8_t *mapped = NULL;
+    utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)text, 0, &mapped, VL_NORM_OPTIONS);
+    if (n == UTF8PROC_ERROR_NOMEM)
+        return NULL;
+    if (n < 0) /* invalid UTF-8 (or too long): utf8proc left mapped NULL */
+        return fold_bytes(text);
+    /* utf8proc_map() allocates its result with malloc(): free() releases it */
+    fold_extra_letters((char *)mapped);
+    return (char *)mapped;
 }
 
 /* ------------------------------------------------------------------------
@@ -161,6 +155,7 @@ static void row_free(vl_index_row_t *r)
     free(r->system);
     free(r->text);
     free(r->norm);
+    free(r->unit);
 }
 
 void vl_index_free(vl_index_t *ix)
@@ -190,21 +185,35 @@ static int dup_opt(const char *s, char **out)
     return *out ? 0 : -1;
 }
 
+vl_index_row_t *vl_index_add_row(vl_index_t *ix, const vl_index_row_t *row)
+{
+    if (vl_grow(&ix->rows, &ix->cap, ix->n + 1, sizeof *ix->rows) < 0)
+        return NULL;
+    vl_index_row_t r = *row;
+    r.system = r.text = r.norm = r.unit = NULL;
+    if (dup_opt(row->system, &r.system) || dup_opt(row->text, &r.text) ||
+        dup_opt(row->unit, &r.unit))
+        goto fail;
+    if (r.kind == VL_INDEX_STRING && r.text && !(r.norm = vl_index_normalize(r.text)))
+        goto fail;
+    ix->rows[ix->n] = r;
+    return &ix->rows[ix->n++];
+fail:
+    row_free(&r);
+    return NULL;
+}
+
 int vl_index_add(vl_index_t *ix, const char *param, vl_index_kind_t kind, const char *system,
                  const char *text, double number, int64_t lo, int64_t hi)
 {
-    if (vl_grow(&ix->rows, &ix->cap, ix->n + 1, sizeof *ix->rows) < 0)
-        return -1;
-    vl_index_row_t r = {.param = param, .kind = kind, .number = number, .lo = lo, .hi = hi};
-    if (dup_opt(system, &r.system) || dup_opt(text, &r.text))
-        goto fail;
-    if (kind == VL_INDEX_STRING && text && !(r.norm = vl_index_normalize(text)))
-        goto fail;
-    ix->rows[ix->n++] = r;
-    return 0;
-fail:
-    row_free(&r);
-    return -1;
+    vl_index_row_t r = {.param = param,
+                        .kind = kind,
+                        .system = (char *)system,
+                        .text = (char *)text,
+                        .number = number,
+                        .lo = lo,
+                        .hi = hi};
+    return vl_index_add_row(ix, &r) ? 0 : -1;
 }
 
 int vl_index_add_patient(vl_index_t *ix, const char *patient_id)

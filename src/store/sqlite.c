@@ -160,6 +160,8 @@ static int connect_db(vl_backend_t *b, int readonly, sqlite3 **out, vl_store_err
 static void conn_close(vl_bconn_t *c)
 {
     vl_sqlq_cache_clear(c);
+    for (int i = 0; i < VL_INTERN_KINDS; i++)
+        vl_intern_free(&c->intern[i]);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(c->stmts[i]);
     memset(c->stmts, 0, sizeof c->stmts);
@@ -457,13 +459,19 @@ static int sqlite_begin(vl_backend_t *b, vl_store_err_t *err)
 
 static int sqlite_commit(vl_backend_t *b, vl_store_err_t *err)
 {
-    return vl_sqlite_exec(b->writer.db, "COMMIT;", err);
+    if (vl_sqlite_exec(b->writer.db, "COMMIT;", err) < 0)
+        return -1;
+    for (int i = 0; i < VL_INTERN_KINDS; i++)
+        vl_intern_commit(&b->writer.intern[i]);
+    return 0;
 }
 
 static void sqlite_rollback(vl_backend_t *b)
 {
     if (!sqlite3_get_autocommit(b->writer.db))
         vl_sqlite_exec(b->writer.db, "ROLLBACK;", NULL);
+    for (int i = 0; i < VL_INTERN_KINDS; i++)
+        vl_intern_rollback(&b->writer.intern[i]);
 }
 
 static int sqlite_savepoint(vl_backend_t *b, vl_store_err_t *err)
@@ -552,6 +560,7 @@ const vl_backend_ops_t vl_backend_sqlite = {
     .ledger_checkpoint = vl_sqlite_ledger_checkpoint,
     .ledger_record = vl_sqlite_ledger_record,
     .ledger_rotations = vl_sqlite_ledger_rotations,
+    .pending = vl_sqlite_pending,
     .facets_backfill = vl_sqlite_facets_backfill,
     .token_find = vl_sqlite_token_find,
     .token_list = vl_sqlite_token_list,

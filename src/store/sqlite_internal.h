@@ -23,16 +23,15 @@ enum {
     ST_INSERT_RESOURCE,
     ST_UPDATE_RESOURCE,
     ST_INSERT_VERSION,
-    ST_DELETE_TOKEN,
-    ST_DELETE_STRING,
-    ST_DELETE_REFERENCE,
-    ST_DELETE_DATE,
-    ST_DELETE_QUANTITY,
+    ST_SUPERSEDE,
     ST_INSERT_TOKEN,
     ST_INSERT_STRING,
     ST_INSERT_REFERENCE,
     ST_INSERT_DATE,
     ST_INSERT_QUANTITY,
+    ST_INSERT_COMPOSITE,
+    ST_INSERT_SERIES,
+    ST_INSERT_SORT,
     ST_INSERT_PATIENT,
     ST_COPY_PATIENTS,
     ST_LEDGER_ENTRY,
@@ -54,6 +53,28 @@ enum {
  * reuses the prepared statement instead of preparing it again. */
 #define VL_SQLQ_CACHE 16
 
+/* Interned names (sqlite_intern.c): "<type>.<param>" -> pid, URI -> sid. */
+enum { VL_INTERN_PARAM, VL_INTERN_SYSTEM, VL_INTERN_KINDS };
+typedef struct vl_intern {
+    struct vl_intern_slot {
+        char *key;
+        int64_t id;
+        int committed;
+    } * slots;
+    size_t n, cap; /* cap a power of two */
+    int64_t next;  /* the writer's next id (0: not read yet) */
+} vl_intern_t;
+
+/** The id of `key` in table `which` into *out: -1 when no row uses it
+ *  (readers), or, with `create` (the writer, inside a savepoint), a new
+ *  one. 0, or -1 on error. */
+int vl_intern_id(vl_bconn_t *c, int which, const char *key, int create, int64_t *out,
+                 vl_store_err_t *err);
+/** After the writer's commit / rollback (see sqlite_intern.c). */
+void vl_intern_commit(vl_intern_t *t);
+void vl_intern_rollback(vl_intern_t *t);
+void vl_intern_free(vl_intern_t *t);
+
 struct vl_bconn {
     vl_backend_t *b;
     sqlite3 *db;
@@ -66,6 +87,7 @@ struct vl_bconn {
         uint64_t used;
     } qcache[VL_SQLQ_CACHE];
     uint64_t qtick;
+    vl_intern_t intern[VL_INTERN_KINDS];
 };
 
 struct vl_backend {
@@ -160,6 +182,7 @@ int vl_sqlite_ledger_rotations(vl_bconn_t *c, vl_store_rotation_fn fn, void *ctx
 int vl_sqlite_insert_facets(vl_backend_t *b, int64_t seq, const vl_index_t *ix, int64_t rid,
                             int64_t prev_version, vl_store_err_t *err);
 
+int vl_sqlite_pending(vl_backend_t *b, uint64_t *n, vl_store_err_t *err);
 int vl_sqlite_facets_backfill(vl_backend_t *b, vl_store_facets_fn fn, void *ctx, size_t max,
                               size_t *n, vl_store_err_t *err);
 

@@ -50,6 +50,10 @@ struct vl_sqlq {
     binding_t *b;
     size_t n, cap;
     int oom;
+    int failed;         /* a name lookup failed: err holds why */
+    vl_store_err_t err; /* of a failed lookup */
+    char **owned;       /* strings made for bindings, freed with the query */
+    size_t n_owned, cap_owned;
 };
 
 vl_sqlq_t *vl_sqlq_new(vl_bconn_t *c)
@@ -70,6 +74,9 @@ void vl_sqlq_free(vl_sqlq_t *q)
     if (q->sql)
         sqlite3_free(sqlite3_str_finish(q->sql));
     free(q->b);
+    for (size_t i = 0; i < q->n_owned; i++)
+        free(q->owned[i]);
+    free(q->owned);
     free(q);
 }
 
@@ -106,16 +113,60 @@ static void bind_real(vl_sqlq_t *q, double v)
     bind(q, (binding_t){B_REAL, NULL, 0, v});
 }
 
-/* The stored name of a search parameter of `type`: index rows carry
- * "<type>.<param>" (schemas/006), so one type's rows never crowd another's
- * lookups (AuditEvent "patient" against Observation "patient"). */
-static void param_name(vl_sqlq_t *q, const char *type, const char *param)
+/* The pid of a search parameter of `type`: index rows are keyed by the
+ * interned "<type>.<param>" (schemas/007), so one type's rows never crowd
+ * another's lookups (AuditEvent "patient" against Observation "patient").
+ * -1 when no row was ever written for it (matches nothing). */
+static int64_t param_id(vl_sqlq_t *q, const char *type, const char *param)
 {
-    sqlite3_str_appendall(q->sql, "(");
-    vl_sqlq_text(q, type ? type : "");
-    sqlite3_str_appendall(q->sql, " || '.' || ");
-    vl_sqlq_text(q, param);
-    sqlite3_str_appendall(q->sql, ")");
+    char name[160];
+    int64_t id = -1;
+    if (q->failed)
+        return -1;
+    if ((size_t)snprintf(name, sizeof name, "%s.%s", type ? type : "", param) >= sizeof name)
+        return -1;
+    if (vl_intern_id(q->conn, VL_INTERN_PARAM, name, 0, &id, &q->err) < 0)
+        q->failed = 1;
+    return id;
+}
+
+static void bind_param(vl_sqlq_t *q, const char *type, const char *param)
+{
+    vl_sqlq_int(q, param_id(q, type, param));
+}
+
+/* The sid of a code system URI; "" means none (0); -1 when unknown. */
+static int64_t system_id(vl_sqlq_t *q, const char *system)
+{
+    int64_t id = -1;
+    if (!system[0])
+        return 0;
+    if (!q->failed && vl_intern_id(q->conn, VL_INTERN_SYSTEM, system, 0, &id, &q->err) < 0)
+        q->failed = 1;
+    return id;
+}
+
+/* A string the query owns until it is freed (NULL: out of memory). */
+static const char *own(vl_sqlq_t *q, char *s)
+{
+    if (!s || vl_grow(&q->owned, &q->cap_owned, q->n_owned + 1, sizeof *q->owned) < 0) {
+        free(s);
+        q->oom = 1;
+        return NULL;
+    }
+    q->owned[q->n_owned++] = s;
+    return s;
+}
+
+/* The type of the version being checked: the searched type, bound, when
+ * the query is a search (its index rows are of that type alone), else the
+ * resource row's. */
+static void type_expr(vl_sqlq_t *q)
+{
+    if (q->type)
+        vl_sqlq_text(q, q->type);
+    else
+        sqlite3_str_appendall(q->sql, "r.type");
 }
 
 /* Whether two rules restrict alike (all but their patients). */
@@ -156,7 +207,9 @@ static void rule_sql(vl_sqlq_t *q, const vl_scope_rule_t *rules, size_t n, size_
         }
     sqlite3_str_appendall(q->sql, "))");
     if (r->n_types) {
-        sqlite3_str_appendall(q->sql, " AND r.type IN (");
+        sqlite3_str_appendall(q->sql, " AND ");
+        type_expr(q);
+        sqlite3_str_appendall(q->sql, " IN (");
         for (size_t i = 0; i < r->n_types; i++) {
             if (i)
                 sqlite3_str_appendall(q->sql, ", ");
@@ -222,7 +275,9 @@ static void rules_sql(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
 /* " AND (r.type != T OR <a category facet in the list>)" */
 static void categories_sql(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
 {
-    sqlite3_str_appendall(q->sql, " AND (r.type != ");
+    sqlite3_str_appendall(q->sql, " AND (");
+    type_expr(q);
+    sqlite3_str_appendall(q->sql, " != ");
     vl_sqlq_text(q, scope.category_type);
     sqlite3_str_appendf(q->sql,
                         " OR EXISTS (SELECT 1 FROM version_code c WHERE c.seq = %s AND c.kind = 1"
@@ -278,11 +333,14 @@ void vl_sqlq_scope(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
         parts++;
     }
     if (scope.n_refs && scope.refs && scope.ref_type && scope.ref_param) {
+        /* the current version of the resource names one of the refs */
         sqlite3_str_appendall(q->sql, parts ? " OR (r.type = " : "(r.type = ");
         vl_sqlq_text(q, scope.ref_type);
-        sqlite3_str_appendall(q->sql, " AND EXISTS (SELECT 1 FROM idx_reference x WHERE x.rid ="
-                                      " r.rid AND x.param = ");
-        param_name(q, scope.ref_type, scope.ref_param);
+        sqlite3_str_appendall(q->sql,
+                              " AND EXISTS (SELECT 1 FROM ix_reference x JOIN resource_version cv"
+                              " ON cv.seq = x.seq WHERE cv.rid = r.rid AND cv.version = r.version"
+                              " AND x.pid = ");
+        bind_param(q, scope.ref_type, scope.ref_param);
         sqlite3_str_appendall(q->sql, " AND x.ref IN (");
         for (size_t i = 0; i < scope.n_refs; i++) {
             if (i)
@@ -360,6 +418,11 @@ int vl_sqlq_prepare(vl_sqlq_t *q, sqlite3_stmt **st, vl_store_err_t *err)
         return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
     sql = sqlite3_str_finish(q->sql);
     q->sql = NULL;
+    if (q->failed) {
+        sqlite3_free(sql);
+        *err = q->err;
+        return -1;
+    }
     if (!sql || q->oom) {
         sqlite3_free(sql);
         return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
@@ -389,16 +452,29 @@ int vl_sqlq_prepare(vl_sqlq_t *q, sqlite3_stmt **st, vl_store_err_t *err)
  * Values
  * ---------------------------------------------------------------------- */
 
+/* Column names of the row a value is compared with: `a` is the alias of
+ * the index table ("x" in a subquery, "d" for the driver, "s" for the
+ * series). */
+static void col(vl_sqlq_t *q, const char *a, const char *name)
+{
+    sqlite3_str_appendf(q->sql, "%s.%s", a, name);
+}
+
 static void date_eq(vl_sqlq_t *q, const char *lo, const char *hi, const vl_query_value_t *v)
 {
+    /* hi > lo >= v->lo: the bound on hi lets the series read a range */
     sqlite3_str_appendf(q->sql, "(%s >= ", lo);
     vl_sqlq_int(q, v->lo);
     sqlite3_str_appendf(q->sql, " AND %s <= ", hi);
     vl_sqlq_int(q, v->hi);
+    sqlite3_str_appendf(q->sql, " AND %s > ", hi);
+    vl_sqlq_int(q, v->lo);
     sqlite3_str_appendall(q->sql, ")");
 }
 
-static void date_value(vl_sqlq_t *q, const char *lo, const char *hi, const vl_query_value_t *v)
+/* FHIR R4 search 3.1.1.4.3, the row's range [lo, hi) (column expressions)
+ * against the value's [v->lo, v->hi) (see search.c, design note 5). */
+static void date_cmp(vl_sqlq_t *q, const char *lo, const char *hi, const vl_query_value_t *v)
 {
     switch (v->cmp) {
     case VL_CMP_EQ: date_eq(q, lo, hi, v); break;
@@ -426,100 +502,182 @@ static void date_value(vl_sqlq_t *q, const char *lo, const char *hi, const vl_qu
         }
         sqlite3_str_appendall(q->sql, ")");
         break;
+    case VL_CMP_SA: /* starts after the value ends */
+        sqlite3_str_appendf(q->sql, "(%s >= ", lo);
+        vl_sqlq_int(q, v->hi);
+        sqlite3_str_appendf(q->sql, " AND %s > ", hi);
+        vl_sqlq_int(q, v->hi);
+        sqlite3_str_appendall(q->sql, ")");
+        break;
+    case VL_CMP_EB: /* ends before the value starts */
+        sqlite3_str_appendf(q->sql, "(%s <= ", hi);
+        vl_sqlq_int(q, v->lo);
+        sqlite3_str_appendall(q->sql, ")");
+        break;
+    case VL_CMP_AP: /* overlaps the (widened) value */
+        sqlite3_str_appendf(q->sql, "(%s < ", lo);
+        vl_sqlq_int(q, v->hi);
+        sqlite3_str_appendf(q->sql, " AND %s > ", hi);
+        vl_sqlq_int(q, v->lo);
+        sqlite3_str_appendall(q->sql, ")");
+        break;
     }
 }
 
-static void quantity_value(vl_sqlq_t *q, const vl_query_value_t *v)
+static void date_value(vl_sqlq_t *q, const char *a, const vl_query_value_t *v)
 {
-    static const char *const ops[] = {"=", "<>", "<", "<=", ">", ">="};
-    sqlite3_str_appendall(q->sql, "(");
-    if (v->cmp == VL_CMP_EQ || v->cmp == VL_CMP_NE) {
-        double tol = fabs(v->number) * 1e-9;
-        sqlite3_str_appendall(q->sql,
-                              v->cmp == VL_CMP_EQ ? "value BETWEEN " : "value NOT BETWEEN ");
-        bind_real(q, v->number - tol);
-        sqlite3_str_appendall(q->sql, " AND ");
-        bind_real(q, v->number + tol);
-    } else {
-        sqlite3_str_appendf(q->sql, "value %s ", ops[v->cmp]);
+    char lo[16], hi[16];
+    snprintf(lo, sizeof lo, "%s.lo", a);
+    snprintf(hi, sizeof hi, "%s.hi", a);
+    date_cmp(q, lo, hi, v);
+}
+
+/* value compared as R4 says for quantities: eq, ne, ap against the range
+ * the search value denotes ([lo_num, hi_num), its implicit precision or
+ * the ap tolerance), the others against the number. */
+static void number_value(vl_sqlq_t *q, const char *a, const vl_query_value_t *v)
+{
+    static const char *const ops[] = {"", "", "<", "<=", ">", ">="};
+    switch (v->cmp) {
+    case VL_CMP_EQ:
+    case VL_CMP_AP:
+    case VL_CMP_NE:
+        sqlite3_str_appendf(q->sql, "%s(%s.value >= ", v->cmp == VL_CMP_NE ? "NOT " : "", a);
+        bind_real(q, v->lo_num);
+        sqlite3_str_appendf(q->sql, " AND %s.value < ", a);
+        bind_real(q, v->hi_num);
+        sqlite3_str_appendall(q->sql, ")");
+        break;
+    case VL_CMP_SA:
+        sqlite3_str_appendf(q->sql, "%s.value >= ", a);
+        bind_real(q, v->hi_num);
+        break;
+    case VL_CMP_EB:
+        sqlite3_str_appendf(q->sql, "%s.value < ", a);
+        bind_real(q, v->lo_num);
+        break;
+    default:
+        sqlite3_str_appendf(q->sql, "%s.value %s ", a, ops[v->cmp]);
         bind_real(q, v->number);
+        break;
     }
-    if (v->system && v->system[0]) {
-        sqlite3_str_appendall(q->sql, " AND system = ");
-        vl_sqlq_text(q, v->system);
+}
+
+/* " AND a.sid = <sid of system>" unless any system matches (NULL). */
+static void system_cond(vl_sqlq_t *q, const char *a, const char *system)
+{
+    if (!system)
+        return;
+    sqlite3_str_appendf(q->sql, " AND %s.sid = ", a);
+    vl_sqlq_int(q, system_id(q, system));
+}
+
+/* The starts-with of string search as a key range: norm in
+ * [prefix, prefix || 0xFF), so the lookup reads only the matches. */
+static void prefix_range(vl_sqlq_t *q, const char *a, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    char *upper = malloc(n + 2);
+    if (upper) {
+        memcpy(upper, prefix, n);
+        upper[n] = (char)0xFF;
+        upper[n + 1] = '\0';
     }
-    if (v->text && v->text[0]) {
-        sqlite3_str_appendall(q->sql, " AND code = ");
-        vl_sqlq_text(q, v->text);
-    }
+    sqlite3_str_appendf(q->sql, "(%s.norm >= ", a);
+    vl_sqlq_text(q, prefix);
+    sqlite3_str_appendf(q->sql, " AND %s.norm < ", a);
+    vl_sqlq_text(q, own(q, upper));
     sqlite3_str_appendall(q->sql, ")");
 }
 
-static void index_value(vl_sqlq_t *q, const vl_query_cond_t *c, const vl_query_value_t *v)
+static void index_value(vl_sqlq_t *q, const char *a, const vl_query_cond_t *c,
+                        const vl_query_value_t *v)
 {
     switch (c->kind) {
     case VL_INDEX_TOKEN:
         sqlite3_str_appendall(q->sql, "(1");
         if (v->text) {
-            sqlite3_str_appendall(q->sql, " AND code = ");
+            sqlite3_str_appendf(q->sql, " AND %s.code = ", a);
             vl_sqlq_text(q, v->text);
         }
-        if (v->system && v->system[0] == '\0') {
-            sqlite3_str_appendall(q->sql, " AND system IS NULL");
-        } else if (v->system) {
-            sqlite3_str_appendall(q->sql, " AND system = ");
-            vl_sqlq_text(q, v->system);
-        }
+        system_cond(q, a, v->system);
         sqlite3_str_appendall(q->sql, ")");
         break;
     case VL_INDEX_STRING:
         if (c->match == VL_MATCH_EXACT) {
-            sqlite3_str_appendall(q->sql, "value = ");
+            col(q, a, "value");
+            sqlite3_str_appendall(q->sql, " = ");
             vl_sqlq_text(q, v->text);
         } else if (c->match == VL_MATCH_CONTAINS) {
-            sqlite3_str_appendall(q->sql, "instr(norm, ");
+            sqlite3_str_appendf(q->sql, "instr(%s.norm, ", a);
             vl_sqlq_text(q, v->text);
             sqlite3_str_appendall(q->sql, ") > 0");
         } else {
-            sqlite3_str_appendall(q->sql, "substr(norm, 1, length(");
-            vl_sqlq_text(q, v->text);
-            sqlite3_str_appendall(q->sql, ")) = ");
-            vl_sqlq_text(q, v->text);
+            prefix_range(q, a, v->text);
         }
         break;
     case VL_INDEX_REFERENCE:
-        sqlite3_str_appendall(q->sql, "ref = ");
+        col(q, a, "ref");
+        sqlite3_str_appendall(q->sql, " = ");
         vl_sqlq_text(q, v->text);
         break;
-    case VL_INDEX_DATE: date_value(q, "lo", "hi", v); break;
-    case VL_INDEX_QUANTITY: quantity_value(q, v); break;
+    case VL_INDEX_DATE:
+    case VL_INDEX_SERIES: date_value(q, a, v); break;
+    case VL_INDEX_QUANTITY:
+        sqlite3_str_appendf(q->sql, "(%s.canon = %d", a, v->canon ? 1 : 0);
+        system_cond(q, a, v->system);
+        if (v->text) {
+            sqlite3_str_appendf(q->sql, " AND %s.code = ", a);
+            vl_sqlq_text(q, v->text);
+        }
+        sqlite3_str_appendall(q->sql, " AND ");
+        number_value(q, a, v);
+        sqlite3_str_appendall(q->sql, ")");
+        break;
+    case VL_INDEX_COMPOSITE:
+        sqlite3_str_appendall(q->sql, "(1");
+        if (v->text) {
+            sqlite3_str_appendf(q->sql, " AND %s.code = ", a);
+            vl_sqlq_text(q, v->text);
+        }
+        system_cond(q, a, v->system);
+        if (v->unit) {
+            sqlite3_str_appendf(q->sql, " AND %s.unit = ", a);
+            vl_sqlq_text(q, v->unit);
+        }
+        sqlite3_str_appendall(q->sql, " AND ");
+        number_value(q, a, v);
+        sqlite3_str_appendall(q->sql, ")");
+        break;
     }
 }
 
 /* Emits values [lo, hi) of `c` OR'd as a balanced tree (depth log2 n). */
-static void or_values(vl_sqlq_t *q, const vl_query_cond_t *c, size_t lo, size_t hi,
-                      int last_updated)
+static void or_values(vl_sqlq_t *q, const char *a, const vl_query_cond_t *c, size_t lo, size_t hi)
 {
     if (hi - lo == 1) {
-        if (last_updated)
-            date_value(q, "r.last_updated", "(r.last_updated + 1)", &c->values[lo]);
-        else
-            index_value(q, c, &c->values[lo]);
+        if (!strcmp(c->param, "_lastUpdated")) /* the range [t, t + 1) */
+            date_cmp(q, "v.last_updated", "(v.last_updated + 1)", &c->values[lo]);
+        else {
+            index_value(q, a, c, &c->values[lo]);
+        }
         return;
     }
     size_t mid = lo + (hi - lo) / 2;
     sqlite3_str_appendall(q->sql, "(");
-    or_values(q, c, lo, mid, last_updated);
+    or_values(q, a, c, lo, mid);
     sqlite3_str_appendall(q->sql, " OR ");
-    or_values(q, c, mid, hi, last_updated);
+    or_values(q, a, c, mid, hi);
     sqlite3_str_appendall(q->sql, ")");
 }
 
-static const char *const tables[] = {"idx_token", "idx_string", "idx_reference", "idx_date",
-                                     "idx_quantity"};
+static const char *const tables[] = {"ix_token",    "ix_string",    "ix_reference", "ix_date",
+                                     "ix_quantity", "ix_composite", "ix_series"};
 
-/* One condition as a boolean expression (no leading AND). */
-static void cond_sql(vl_sqlq_t *q, const vl_query_cond_t *c)
+/* One condition as a boolean expression on the version `seq` (no leading
+ * AND): the version has (or, negated / :missing=true, has not) a row of
+ * the parameter matching one of the values. */
+static void cond_sql(vl_sqlq_t *q, const vl_query_cond_t *c, const char *seq)
 {
     if (strcmp(c->param, "_id") == 0) { /* any of several ids */
         sqlite3_str_appendall(q->sql, "r.id IN (");
@@ -536,55 +694,231 @@ static void cond_sql(vl_sqlq_t *q, const vl_query_cond_t *c)
         return;
     }
     if (strcmp(c->param, "_lastUpdated") == 0) {
-        or_values(q, c, 0, c->n, 1);
+        if (c->negate)
+            sqlite3_str_appendall(q->sql, "NOT ");
+        or_values(q, NULL, c, 0, c->n);
         return;
     }
     if (c->missing >= 0) {
-        sqlite3_str_appendf(q->sql, "r.rid %s (SELECT rid FROM %s WHERE param = ",
+        sqlite3_str_appendf(q->sql, "%s %s (SELECT x.seq FROM %s x WHERE x.pid = ", seq,
                             c->missing ? "NOT IN" : "IN", tables[c->kind]);
-        param_name(q, q->type, c->param);
+        bind_param(q, q->type, c->param);
         sqlite3_str_appendall(q->sql, ")");
         return;
     }
-    sqlite3_str_appendf(q->sql, "r.rid IN (SELECT rid FROM %s WHERE param = ", tables[c->kind]);
-    param_name(q, q->type, c->param);
+    sqlite3_str_appendf(q->sql, "%s %s (SELECT x.seq FROM %s x WHERE x.pid = ", seq,
+                        c->negate ? "NOT IN" : "IN", tables[c->kind]);
+    bind_param(q, q->type, c->param);
     sqlite3_str_appendall(q->sql, " AND ");
-    or_values(q, c, 0, c->n, 0);
+    or_values(q, "x", c, 0, c->n);
     sqlite3_str_appendall(q->sql, ")");
 }
 
-/* Conditions [lo, hi) AND'd as a balanced tree. */
-static void and_conds(vl_sqlq_t *q, const vl_query_t *query, size_t lo, size_t hi)
+/* ------------------------------------------------------------------------
+ * The plan: which index drives the query
+ *
+ * A search reads one index in its key order (the driver) and checks the
+ * other conditions per row, so a page stops after `count` matches instead
+ * of collecting them all:
+ *   series   the query's series (vl_query_t.series): this patient's rows
+ *            of this code, by time; its date conditions bound the range
+ *   index    the first positive condition with one value, of a kind whose
+ *            rows a lookup reads as a range: a reference, a token with a
+ *            code, a composite, a string (starts-with or exact), a date
+ *   none     the type's resources in id order
+ * Without _sort, results come in the driver's key order (R4 defines no
+ * default order; this one is stable and repeatable). With _sort, by the
+ * keys, then by version.
+ * ---------------------------------------------------------------------- */
+
+typedef struct plan {
+    int series;                    /* drive by ix_series */
+    const vl_query_cond_t *driver; /* else drive by this condition's table */
+    const char *seq;               /* the version column conditions test */
+} plan_t;
+
+static int drivable(const vl_query_cond_t *c)
 {
-    if (hi - lo == 1) {
-        cond_sql(q, &query->conds[lo]);
+    if (c->negate || c->missing >= 0 || c->n != 1 || c->param[0] == '_')
+        return 0;
+    switch (c->kind) {
+    case VL_INDEX_REFERENCE: return 1;
+    case VL_INDEX_TOKEN: return c->values[0].text != NULL;
+    case VL_INDEX_COMPOSITE: return c->values[0].text != NULL;
+    case VL_INDEX_STRING: return c->match != VL_MATCH_CONTAINS;
+    default: return 0;
+    }
+}
+
+/* Whether condition c applies to the series' time instead of its rows. */
+static int on_series(const vl_query_t *query, const vl_query_cond_t *c)
+{
+    return query->series.patient && query->series.date_param &&
+           !strcmp(c->param, query->series.date_param) && c->kind == VL_INDEX_DATE && c->n == 1 &&
+           !c->negate && c->missing < 0;
+}
+
+static plan_t make_plan(const vl_query_t *query)
+{
+    plan_t p = {0, NULL, "v.seq"};
+    if (query->series.patient && query->series.code && query->series.code_param) {
+        p.series = 1;
+        p.seq = "s.seq";
+        return p;
+    }
+    for (int pass = 0; pass < 2 && !p.driver; pass++)
+        for (size_t i = 0; i < query->n && !p.driver; i++) {
+            const vl_query_cond_t *c = &query->conds[i];
+            /* references first: one patient's rows are the fewest */
+            if (drivable(c) && (pass == 1 || c->kind == VL_INDEX_REFERENCE))
+                p.driver = c;
+        }
+    if (p.driver)
+        p.seq = "d.seq";
+    return p;
+}
+
+/* The driver's rows: "FROM <table> <alias>" and its lookup. */
+static void driver_sql(vl_sqlq_t *q, const vl_query_t *query, const plan_t *p)
+{
+    if (p->series) {
+        sqlite3_str_appendall(q->sql, " FROM ix_series s");
         return;
     }
-    size_t mid = lo + (hi - lo) / 2;
-    sqlite3_str_appendall(q->sql, "(");
-    and_conds(q, query, lo, mid);
-    sqlite3_str_appendall(q->sql, " AND ");
-    and_conds(q, query, mid, hi);
-    sqlite3_str_appendall(q->sql, ")");
+    if (p->driver)
+        sqlite3_str_appendf(q->sql, " FROM %s d", tables[p->driver->kind]);
 }
 
-/* The FROM/WHERE part shared by the count and the page query. */
-static void where_sql(vl_sqlq_t *q, const vl_query_t *query, vl_scope_t scope)
+static void driver_where(vl_sqlq_t *q, const vl_query_t *query, const plan_t *p)
 {
-    if (q)
-        q->type = query->type;
-    vl_sqlq_sql(q, " FROM resource r JOIN resource_version v ON v.rid = r.rid"
-                   " AND v.version = r.version WHERE r.deleted = 0 AND r.type = ");
-    vl_sqlq_text(q, query->type);
+    if (p->series) {
+        sqlite3_str_appendall(q->sql, " s.pid = ");
+        bind_param(q, query->type, query->series.code_param);
+        sqlite3_str_appendall(q->sql, " AND s.patient = ");
+        vl_sqlq_text(q, query->series.patient);
+        sqlite3_str_appendall(q->sql, " AND s.code = ");
+        vl_sqlq_text(q, query->series.code);
+        system_cond(q, "s", query->series.system);
+        for (size_t i = 0; i < query->n; i++)
+            if (on_series(query, &query->conds[i])) {
+                sqlite3_str_appendall(q->sql, " AND s.hi <> ");
+                vl_sqlq_int(q, VL_SERIES_UNDATED);
+                sqlite3_str_appendall(q->sql, " AND ");
+                date_value(q, "s", &query->conds[i].values[0]);
+            }
+        return;
+    }
+    sqlite3_str_appendall(q->sql, " d.pid = ");
+    bind_param(q, query->type, p->driver->param);
+    sqlite3_str_appendall(q->sql, " AND ");
+    index_value(q, "d", p->driver, &p->driver->values[0]);
+}
+
+/* The conditions the driver does not answer, AND'd. */
+static void other_conds(vl_sqlq_t *q, const vl_query_t *query, const plan_t *p)
+{
+    for (size_t i = 0; i < query->n; i++) {
+        const vl_query_cond_t *c = &query->conds[i];
+        if (c == p->driver || (p->series && on_series(query, c)))
+            continue;
+        sqlite3_str_appendall(q->sql, " AND ");
+        cond_sql(q, c, p->seq);
+    }
+}
+
+/* Whether the conditions or sort keys read the resource or version row. */
+static int needs_rows(const vl_query_t *query, vl_scope_t scope)
+{
+    if (query->id || (!(scope.flags & VL_SCOPE_ALL) && scope.n_refs))
+        return 1;
+    for (size_t i = 0; i < query->n; i++)
+        if (query->conds[i].param[0] == '_')
+            return 1;
+    return 0;
+}
+
+/* FROM ... WHERE ...: the driver, joined with the version and resource
+ * rows (`rows`), or alone with the superseded check (counts). */
+static void from_where(vl_sqlq_t *q, const vl_query_t *query, vl_scope_t scope, const plan_t *p,
+                       int rows)
+{
+    q->type = query->type;
+    if (!p->series && !p->driver) {
+        vl_sqlq_sql(q, " FROM resource r JOIN resource_version v ON v.rid = r.rid"
+                       " AND v.version = r.version WHERE r.deleted = 0 AND r.type = ");
+        vl_sqlq_text(q, query->type);
+    } else {
+        driver_sql(q, query, p);
+        if (rows)
+            sqlite3_str_appendf(q->sql,
+                                " JOIN resource_version v ON v.seq = %s JOIN resource r"
+                                " ON r.rid = v.rid AND r.version = v.version",
+                                p->seq);
+        sqlite3_str_appendall(q->sql, " WHERE");
+        driver_where(q, query, p);
+        if (!rows)
+            sqlite3_str_appendf(q->sql, " AND %s NOT IN (SELECT seq FROM superseded)", p->seq);
+    }
     if (query->id) {
         vl_sqlq_sql(q, " AND r.id = ");
         vl_sqlq_text(q, query->id);
     }
-    if (query->n) {
-        vl_sqlq_sql(q, " AND ");
-        and_conds(q, query, 0, query->n);
+    other_conds(q, query, p);
+    vl_sqlq_scope(q, scope, p->seq);
+}
+
+static void order_sql(vl_sqlq_t *q, const vl_query_t *query, const plan_t *p)
+{
+    if (query->n_sort) {
+        sqlite3_str_appendall(q->sql, " ORDER BY ");
+        for (size_t i = 0; i < query->n_sort; i++) {
+            const vl_query_sort_t *k = &query->sort[i];
+            const char *dir = k->desc ? "DESC" : "ASC";
+            if (!strcmp(k->param, "_lastUpdated")) {
+                sqlite3_str_appendf(q->sql, "v.last_updated %s, ", dir);
+            } else if (!strcmp(k->param, "_id")) {
+                sqlite3_str_appendf(q->sql, "r.id %s, ", dir);
+            } else if (i == 0 && p->series && k->desc && query->series.date_param &&
+                       !strcmp(k->param, query->series.date_param)) {
+                /* the series' key order, read backwards: the latest first,
+                 * the undated (VL_SERIES_UNDATED) last */
+                sqlite3_str_appendall(q->sql, "s.hi DESC, ");
+            } else {
+                sqlite3_str_appendf(q->sql,
+                                    "(SELECT k.%s FROM ix_sort k WHERE k.seq = %s AND k.pid = ",
+                                    k->desc ? "hi" : "lo", p->seq);
+                bind_param(q, query->type, k->param);
+                sqlite3_str_appendf(q->sql, ") %s NULLS LAST, ", dir);
+            }
+        }
+        sqlite3_str_appendf(q->sql, "%s %s", p->seq, query->sort[0].desc ? "DESC" : "ASC");
+        return;
     }
-    vl_sqlq_scope(q, scope, "v.seq");
+    if (p->series)
+        sqlite3_str_appendall(q->sql, " ORDER BY s.code, s.sid, s.hi, s.seq");
+    else if (p->driver)
+        switch (p->driver->kind) {
+        case VL_INDEX_TOKEN: sqlite3_str_appendall(q->sql, " ORDER BY d.code, d.sid, d.seq"); break;
+        case VL_INDEX_STRING:
+            sqlite3_str_appendall(q->sql, " ORDER BY d.norm, d.value, d.seq");
+            break;
+        case VL_INDEX_REFERENCE: sqlite3_str_appendall(q->sql, " ORDER BY d.ref, d.seq"); break;
+        case VL_INDEX_COMPOSITE:
+            sqlite3_str_appendall(q->sql, " ORDER BY d.code, d.sid, d.unit, d.value, d.seq");
+            break;
+        default: sqlite3_str_appendall(q->sql, " ORDER BY d.seq"); break;
+        }
+    else
+        sqlite3_str_appendall(q->sql, " ORDER BY r.id");
+}
+
+/* A driver row per (version, matching value): a version whose several
+ * values match (two codings of one code) would come twice. */
+static int may_repeat(const plan_t *p)
+{
+    return p->driver &&
+           (p->driver->kind == VL_INDEX_STRING || p->driver->kind == VL_INDEX_COMPOSITE ||
+            (p->driver->kind == VL_INDEX_TOKEN && !p->driver->values[0].system));
 }
 
 int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *query, int with_total,
@@ -593,14 +927,26 @@ int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *query, i
     vl_sqlq_t *q = NULL;
     sqlite3_stmt *st = NULL;
     int ret = -1;
+    plan_t p = make_plan(query);
+    int distinct = may_repeat(&p) || (p.series && !query->series.system);
     memset(out, 0, sizeof *out);
+    out->total = -1;
 
     if (with_total) {
         q = vl_sqlq_new(c);
         if (!q)
             return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
-        vl_sqlq_sql(q, "SELECT count(*)");
-        where_sql(q, query, scope);
+        int rows = needs_rows(query, scope) || (!p.series && !p.driver);
+        vl_sqlq_sql(q, distinct ? "SELECT count(DISTINCT seq)" : "SELECT count(*)");
+        vl_sqlq_sql(q, " FROM (SELECT ");
+        vl_sqlq_sql(q, p.seq);
+        vl_sqlq_sql(q, " AS seq");
+        from_where(q, query, scope, &p, rows);
+        if (with_total == VL_TOTAL_BOUNDED) {
+            vl_sqlq_sql(q, " LIMIT ");
+            vl_sqlq_int(q, VL_TOTAL_BOUND + 1);
+        }
+        vl_sqlq_sql(q, ")");
         if (vl_sqlq_prepare(q, &st, err) < 0)
             goto out;
         if (sqlite3_step(st) == SQLITE_ROW)
@@ -609,6 +955,8 @@ int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *query, i
             vl_sqlite_error(err, c->db, "counting matches");
             goto out;
         }
+        if (with_total == VL_TOTAL_BOUNDED && out->total > VL_TOTAL_BOUND)
+            out->total = -1; /* more than the bound: unknown */
         vl_sqlq_release(c, st);
         st = NULL;
         vl_sqlq_free(q);
@@ -623,21 +971,10 @@ int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *query, i
     if (!q)
         return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
     vl_sqlq_sql(q, "SELECT " VL_SQLITE_RECORD_COLUMNS);
-    where_sql(q, query, scope);
-    if (query->sort_param && strcmp(query->sort_param, "_lastUpdated") == 0) {
-        sqlite3_str_appendf(q->sql, " ORDER BY r.last_updated %s, r.rid",
-                            query->sort_desc ? "DESC" : "ASC");
-    } else if (query->sort_param) {
-        /* by the earliest (ascending) or latest (descending) date of the param */
-        sqlite3_str_appendf(q->sql,
-                            " ORDER BY (SELECT %s FROM idx_date d WHERE d.rid = r.rid AND"
-                            " d.param = ",
-                            query->sort_desc ? "max(hi)" : "min(lo)");
-        param_name(q, query->type, query->sort_param);
-        sqlite3_str_appendf(q->sql, ") %s NULLS LAST, r.rid", query->sort_desc ? "DESC" : "ASC");
-    } else {
-        sqlite3_str_appendall(q->sql, " ORDER BY r.rid");
-    }
+    from_where(q, query, scope, &p, 1);
+    if (distinct)
+        sqlite3_str_appendf(q->sql, " GROUP BY %s", p.seq);
+    order_sql(q, query, &p);
     vl_sqlq_sql(q, " LIMIT ");
     vl_sqlq_int(q, query->count > 0 ? query->count : 50);
     vl_sqlq_sql(q, " OFFSET ");

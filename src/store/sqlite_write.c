@@ -64,84 +64,222 @@ int vl_sqlite_head(vl_backend_t *b, const char *type, const char *id, vl_bhead_t
     return 0;
 }
 
-static int delete_index(vl_backend_t *b, int64_t rid, vl_store_err_t *err)
+/* A version is no longer current: its index rows stop matching. */
+static int supersede(vl_backend_t *b, int64_t rid, int64_t version, vl_store_err_t *err)
 {
-    static const char *const sql[] = {
-        "DELETE FROM idx_token WHERE rid = ?1",     "DELETE FROM idx_string WHERE rid = ?1",
-        "DELETE FROM idx_reference WHERE rid = ?1", "DELETE FROM idx_date WHERE rid = ?1",
-        "DELETE FROM idx_quantity WHERE rid = ?1",
-    };
-    for (int i = 0; i < 5; i++) {
-        sqlite3_stmt *st = W(b, ST_DELETE_TOKEN + i, sql[i], err);
-        if (!st)
-            return -1;
-        sqlite3_bind_int64(st, 1, rid);
-        if (step_done(b, st, "clearing index rows", err) < 0)
-            return -1;
-    }
-    return 0;
+    sqlite3_stmt *st = W(b, ST_SUPERSEDE,
+                         "INSERT OR IGNORE INTO superseded (seq) SELECT seq FROM resource_version"
+                         " WHERE rid = ?1 AND version = ?2",
+                         err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, rid);
+    sqlite3_bind_int64(st, 2, version);
+    return step_done(b, st, "superseding a version", err);
 }
 
-/* Index rows are stored under "<type>.<param>" (schemas/006). */
-static int insert_index(vl_backend_t *b, const char *type, int64_t rid, const vl_index_t *ix,
-                        vl_store_err_t *err)
+/* pid of "<type>.<param>" and sid of a system URI (0: none), interned */
+static int param_id(vl_backend_t *b, const char *type, const char *param, int64_t *pid,
+                    vl_store_err_t *err)
 {
-    for (size_t i = 0; i < ix->n; i++) {
-        const vl_index_row_t *row = &ix->rows[i];
-        sqlite3_stmt *st = NULL;
-        char name[160];
-        if (row->param)
-            snprintf(name, sizeof name, "%s.%s", type, row->param);
-        switch (row->kind) {
-        case VL_INDEX_TOKEN:
-            st = W(b, ST_INSERT_TOKEN,
-                   "INSERT INTO idx_token (rid, param, system, code) VALUES (?1, ?2, ?3, ?4)", err);
-            if (!st)
-                return -1;
-            bind_text_or_null(st, 3, row->system);
-            bind_text_or_null(st, 4, row->text ? row->text : "");
-            break;
-        case VL_INDEX_STRING:
-            st = W(b, ST_INSERT_STRING,
-                   "INSERT INTO idx_string (rid, param, value, norm) VALUES (?1, ?2, ?3, ?4)", err);
-            if (!st)
-                return -1;
-            bind_text_or_null(st, 3, row->text ? row->text : "");
-            bind_text_or_null(st, 4, row->norm ? row->norm : (row->text ? row->text : ""));
-            break;
-        case VL_INDEX_REFERENCE:
-            st = W(b, ST_INSERT_REFERENCE,
-                   "INSERT INTO idx_reference (rid, param, ref) VALUES (?1, ?2, ?3)", err);
-            if (!st)
-                return -1;
-            bind_text_or_null(st, 3, row->text ? row->text : "");
-            break;
-        case VL_INDEX_DATE:
-            st = W(b, ST_INSERT_DATE,
-                   "INSERT INTO idx_date (rid, param, lo, hi) VALUES (?1, ?2, ?3, ?4)", err);
-            if (!st)
-                return -1;
+    char name[160];
+    if (!param)
+        return vl_store_fail(err, VL_STORE_INVALID, "an index row without a parameter");
+    if ((size_t)snprintf(name, sizeof name, "%s.%s", type, param) >= sizeof name)
+        return vl_store_fail(err, VL_STORE_INVALID, "a parameter name too long");
+    return vl_intern_id(&b->writer, VL_INTERN_PARAM, name, 1, pid, err);
+}
+
+static int system_id(vl_backend_t *b, const char *system, int64_t *sid, vl_store_err_t *err)
+{
+    *sid = 0;
+    if (!system || !*system)
+        return 0;
+    return vl_intern_id(&b->writer, VL_INTERN_SYSTEM, system, 1, sid, err);
+}
+
+/* The statement inserting one row of `kind` (bound but for pid, seq). */
+static sqlite3_stmt *row_stmt(vl_backend_t *b, const vl_index_row_t *row, vl_store_err_t *err)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t sid = 0;
+    const char *text = row->text ? row->text : "";
+    if ((row->kind == VL_INDEX_TOKEN || row->kind == VL_INDEX_QUANTITY ||
+         row->kind == VL_INDEX_COMPOSITE || row->kind == VL_INDEX_SERIES) &&
+        system_id(b, row->system, &sid, err) < 0)
+        return NULL;
+    switch (row->kind) {
+    case VL_INDEX_TOKEN:
+        if ((st = W(b, ST_INSERT_TOKEN,
+                    "INSERT OR IGNORE INTO ix_token (pid, seq, code, sid) VALUES (?1, ?2, ?3, ?4)",
+                    err))) {
+            sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 4, sid);
+        }
+        break;
+    case VL_INDEX_STRING:
+        if ((st = W(
+                 b, ST_INSERT_STRING,
+                 "INSERT OR IGNORE INTO ix_string (pid, seq, value, norm) VALUES (?1, ?2, ?3, ?4)",
+                 err))) {
+            sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 4, row->norm ? row->norm : text, -1, SQLITE_STATIC);
+        }
+        break;
+    case VL_INDEX_REFERENCE:
+        if ((st = W(b, ST_INSERT_REFERENCE,
+                    "INSERT OR IGNORE INTO ix_reference (pid, seq, ref) VALUES (?1, ?2, ?3)", err)))
+            sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+        break;
+    case VL_INDEX_DATE:
+        if ((st = W(b, ST_INSERT_DATE,
+                    "INSERT OR IGNORE INTO ix_date (pid, seq, lo, hi) VALUES (?1, ?2, ?3, ?4)",
+                    err))) {
             sqlite3_bind_int64(st, 3, row->lo);
             sqlite3_bind_int64(st, 4, row->hi);
+        }
+        break;
+    case VL_INDEX_QUANTITY:
+        if ((st = W(b, ST_INSERT_QUANTITY,
+                    "INSERT OR IGNORE INTO ix_quantity (pid, seq, value, sid, code, canon)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    err))) {
+            sqlite3_bind_double(st, 3, row->number);
+            sqlite3_bind_int64(st, 4, sid);
+            sqlite3_bind_text(st, 5, text, -1, SQLITE_STATIC);
+            sqlite3_bind_int(st, 6, row->canon != 0);
+        }
+        break;
+    case VL_INDEX_COMPOSITE:
+        if ((st = W(b, ST_INSERT_COMPOSITE,
+                    "INSERT OR IGNORE INTO ix_composite (pid, seq, code, sid, unit, value)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    err))) {
+            sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 4, sid);
+            sqlite3_bind_text(st, 5, row->unit ? row->unit : "", -1, SQLITE_STATIC);
+            sqlite3_bind_double(st, 6, row->number);
+        }
+        break;
+    case VL_INDEX_SERIES:
+        if ((st = W(b, ST_INSERT_SERIES,
+                    "INSERT OR IGNORE INTO ix_series (pid, seq, patient, code, sid, lo, hi)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    err))) {
+            sqlite3_bind_text(st, 3, row->unit ? row->unit : "", -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 4, text, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 5, sid);
+            sqlite3_bind_int64(st, 6, row->lo);
+            sqlite3_bind_int64(st, 7, row->hi);
+        }
+        break;
+    }
+    return st;
+}
+
+/* The sort keys of param `p` (rows flagged sort): the smallest and the
+ * largest value, for ascending and descending order. Dates sort by their
+ * range (lo ascending, hi descending), quantities by their canonical
+ * value when they have one, tokens by code, strings by their norm. */
+static int insert_sort_key(vl_backend_t *b, int64_t seq, int64_t pid, const vl_index_t *ix,
+                           size_t first, vl_store_err_t *err)
+{
+    const vl_index_row_t *r0 = &ix->rows[first];
+    int any_canon = 0, have = 0;
+    const vl_index_row_t *min = NULL, *max = NULL;
+    sqlite3_stmt *st;
+    for (size_t i = first; i < ix->n; i++)
+        if (ix->rows[i].param == r0->param && ix->rows[i].kind == r0->kind && ix->rows[i].canon)
+            any_canon = 1;
+    for (size_t i = first; i < ix->n; i++) {
+        const vl_index_row_t *r = &ix->rows[i];
+        if (r->param != r0->param || r->kind != r0->kind || (any_canon && !r->canon))
+            continue;
+        if (!have++) {
+            min = max = r;
+            continue;
+        }
+        switch (r->kind) {
+        case VL_INDEX_DATE:
+            if (r->lo < min->lo)
+                min = r;
+            if (r->hi > max->hi)
+                max = r;
             break;
         case VL_INDEX_QUANTITY:
-            st = W(b, ST_INSERT_QUANTITY,
-                   "INSERT INTO idx_quantity (rid, param, value, system, code)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5)",
-                   err);
-            if (!st)
-                return -1;
-            sqlite3_bind_double(st, 3, row->number);
-            bind_text_or_null(st, 4, row->system);
-            bind_text_or_null(st, 5, row->text);
+            if (r->number < min->number)
+                min = r;
+            if (r->number > max->number)
+                max = r;
+            break;
+        case VL_INDEX_STRING:
+        case VL_INDEX_TOKEN: {
+            const char *a = r->kind == VL_INDEX_STRING ? r->norm : r->text;
+            const char *lo = min->kind == VL_INDEX_STRING ? min->norm : min->text;
+            const char *hi = max->kind == VL_INDEX_STRING ? max->norm : max->text;
+            if (a && (!lo || strcmp(a, lo) < 0))
+                min = r;
+            if (a && (!hi || strcmp(a, hi) > 0))
+                max = r;
             break;
         }
-        sqlite3_bind_int64(st, 1, rid);
-        if (row->param)
-            sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
-        else
-            sqlite3_bind_null(st, 2); /* NOT NULL: the put fails */
+        default: break;
+        }
+    }
+    if (!have)
+        return 0;
+    st = W(b, ST_INSERT_SORT,
+           "INSERT OR REPLACE INTO ix_sort (seq, pid, lo, hi) VALUES (?1, ?2, ?3, ?4)", err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_int64(st, 2, pid);
+    switch (r0->kind) {
+    case VL_INDEX_DATE:
+        sqlite3_bind_int64(st, 3, min->lo);
+        sqlite3_bind_int64(st, 4, max->hi);
+        break;
+    case VL_INDEX_QUANTITY:
+        sqlite3_bind_double(st, 3, min->number);
+        sqlite3_bind_double(st, 4, max->number);
+        break;
+    default:
+        bind_text_or_null(st, 3, min->kind == VL_INDEX_STRING ? min->norm : min->text);
+        bind_text_or_null(st, 4, max->kind == VL_INDEX_STRING ? max->norm : max->text);
+        break;
+    }
+    return step_done(b, st, "writing sort keys", err);
+}
+
+/* The index rows of version `seq`, keyed by interned names (schemas/007). */
+static int insert_index(vl_backend_t *b, const char *type, int64_t seq, const vl_index_t *ix,
+                        vl_store_err_t *err)
+{
+    const char *last_param = NULL;
+    int64_t pid = -1;
+    for (size_t i = 0; i < ix->n; i++) {
+        const vl_index_row_t *row = &ix->rows[i];
+        sqlite3_stmt *st;
+        int first_of_param = 1;
+        if (row->param != last_param || i == 0) {
+            /* rows of one param are adjacent as extracted; a param met
+             * again later is found in the intern cache */
+            if (param_id(b, type, row->param, &pid, err) < 0)
+                return -1;
+            last_param = row->param;
+        }
+        for (size_t k = 0; k < i && first_of_param; k++)
+            if (ix->rows[k].param == row->param && ix->rows[k].kind == row->kind &&
+                ix->rows[k].sort)
+                first_of_param = 0;
+        if (!(st = row_stmt(b, row, err)))
+            return -1;
+        sqlite3_bind_int64(st, 1, pid);
+        sqlite3_bind_int64(st, 2, seq);
         if (step_done(b, st, "writing index rows", err) < 0)
+            return -1;
+        if (row->sort && first_of_param && row->kind != VL_INDEX_SERIES &&
+            row->kind != VL_INDEX_COMPOSITE && insert_sort_key(b, seq, pid, ix, i, err) < 0)
             return -1;
     }
     return 0;
@@ -212,12 +350,14 @@ int vl_sqlite_insert_facets(vl_backend_t *b, int64_t seq, const vl_index_t *ix, 
         return step_done(b, st, "writing facets", err);
     }
     for (size_t i = 0; i < ix->n_codes; i++) {
-        st = W(b, ST_INSERT_CODE,
-               "INSERT INTO version_code (seq, system, code, kind) VALUES (?1, ?2, ?3, ?4)", err);
+        st = W(
+            b, ST_INSERT_CODE,
+            "INSERT OR IGNORE INTO version_code (seq, system, code, kind) VALUES (?1, ?2, ?3, ?4)",
+            err);
         if (!st)
             return -1;
         sqlite3_bind_int64(st, 1, seq);
-        bind_text_or_null(st, 2, ix->codes[i].system);
+        sqlite3_bind_text(st, 2, ix->codes[i].system ? ix->codes[i].system : "", -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, ix->codes[i].code, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 4, ix->codes[i].kind);
         if (step_done(b, st, "writing facets", err) < 0)
@@ -294,9 +434,9 @@ int vl_sqlite_write_version(vl_backend_t *b, const vl_store_put_t *p, const vl_b
         ((deleted || p->index) &&
          vl_sqlite_insert_facets(b, seq, deleted ? NULL : p->index, rid, p->version - 1, err) < 0))
         return -1;
-    if (head->head.exists && delete_index(b, rid, err) < 0)
+    if (head->head.exists && supersede(b, rid, head->head.version, err) < 0)
         return -1;
-    if (!deleted && p->index && insert_index(b, p->type, rid, p->index, err) < 0)
+    if (!deleted && p->index && insert_index(b, p->type, seq, p->index, err) < 0)
         return -1;
     return 0;
 }
@@ -420,15 +560,41 @@ int vl_sqlite_anchor(vl_backend_t *b, int64_t seq, uint64_t index, vl_store_err_
 }
 
 /* ------------------------------------------------------------------------
- * Facets of versions written before migration 005
+ * Facets of versions written before migration 005, and index rows of the
+ * current versions written before migration 007
  * ---------------------------------------------------------------------- */
+
+int vl_sqlite_pending(vl_backend_t *b, uint64_t *n, vl_store_err_t *err)
+{
+    sqlite3_stmt *st = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(b->writer.db,
+                           "SELECT (SELECT count(*) FROM facets_pending) +"
+                           " (SELECT count(*) FROM reindex_pending)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return vl_sqlite_error(err, b->writer.db, "counting pending versions");
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *n = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return 0;
+}
 
 int vl_sqlite_facets_backfill(vl_backend_t *b, vl_store_facets_fn fn, void *ctx, size_t max,
                               size_t *n, vl_store_err_t *err)
 {
+    static const char *const pick[] = {
+        "SELECT p.seq, r.type, v.body, v.rid FROM facets_pending p"
+        " JOIN resource_version v ON v.seq = p.seq"
+        " JOIN resource r ON r.rid = v.rid ORDER BY p.seq LIMIT ?1",
+        "SELECT p.seq, r.type, v.body, v.rid FROM reindex_pending p"
+        " JOIN resource_version v ON v.seq = p.seq"
+        " JOIN resource r ON r.rid = v.rid ORDER BY p.seq LIMIT ?1",
+    };
+    static const char *const done_sql[] = {"DELETE FROM facets_pending WHERE seq = ?1",
+                                           "DELETE FROM reindex_pending WHERE seq = ?1"};
     sqlite3 *db = b->writer.db;
     sqlite3_stmt *st = NULL, *del = NULL;
-    int rc = -1, step;
+    int rc = -1, step, mode;
     *n = 0;
     /* the batch is read whole before anything is written: no table is
      * changed while a statement scans it */
@@ -441,53 +607,57 @@ int vl_sqlite_facets_backfill(vl_backend_t *b, vl_store_facets_fn fn, void *ctx,
     size_t count = 0;
     if (!list)
         return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
-    if (sqlite3_prepare_v2(db,
-                           "SELECT p.seq, r.type, v.body, v.rid FROM facets_pending p"
-                           " JOIN resource_version v ON v.seq = p.seq"
-                           " JOIN resource r ON r.rid = v.rid ORDER BY p.seq LIMIT ?1",
-                           -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "DELETE FROM facets_pending WHERE seq = ?1", -1, &del, NULL) !=
-            SQLITE_OK) {
-        vl_sqlite_error(err, db, "reading versions without facets");
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
-    while (count < max && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        pending_t *p = &list[count++];
-        const void *body = sqlite3_column_blob(st, 2);
-        p->seq = sqlite3_column_int64(st, 0);
-        p->type = strdup((const char *)sqlite3_column_text(st, 1));
-        p->len = (size_t)sqlite3_column_bytes(st, 2);
-        p->body = malloc(p->len + 1);
-        if (!p->type || !p->body) {
-            vl_store_fail(err, VL_STORE_FAILED, "out of memory");
+    for (mode = 0; mode < 2 && count == 0; mode++) {
+        sqlite3_finalize(st);
+        st = NULL;
+        if (sqlite3_prepare_v2(db, pick[mode], -1, &st, NULL) != SQLITE_OK) {
+            vl_sqlite_error(err, db, "reading versions to index");
             goto out;
         }
-        if (p->len)
-            memcpy(p->body, body, p->len);
-        p->body[p->len] = '\0';
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+        while (count < max && (step = sqlite3_step(st)) == SQLITE_ROW) {
+            pending_t *p = &list[count++];
+            const void *body = sqlite3_column_blob(st, 2);
+            p->seq = sqlite3_column_int64(st, 0);
+            p->type = strdup((const char *)sqlite3_column_text(st, 1));
+            p->len = (size_t)sqlite3_column_bytes(st, 2);
+            p->body = malloc(p->len + 1);
+            if (!p->type || !p->body) {
+                vl_store_fail(err, VL_STORE_FAILED, "out of memory");
+                goto out;
+            }
+            if (p->len)
+                memcpy(p->body, body, p->len);
+            p->body[p->len] = '\0';
+        }
     }
+    mode--; /* the table the batch came from */
     sqlite3_finalize(st);
     st = NULL;
+    if (count && sqlite3_prepare_v2(db, done_sql[mode], -1, &del, NULL) != SQLITE_OK) {
+        vl_sqlite_error(err, db, "marking versions indexed");
+        goto out;
+    }
     for (size_t i = 0; i < count; i++) {
         vl_index_t ix;
         int bad;
         vl_index_init(&ix);
         bad = list[i].len && fn(ctx, list[i].type, list[i].body, list[i].len, &ix) < 0;
-        if (!bad && vl_sqlite_insert_facets(b, list[i].seq, &ix, 0, 0, err) < 0) {
+        if (!bad && (mode == 0 ? vl_sqlite_insert_facets(b, list[i].seq, &ix, 0, 0, err)
+                               : insert_index(b, list[i].type, list[i].seq, &ix, err)) < 0) {
             vl_index_free(&ix);
             goto out;
         }
         vl_index_free(&ix);
         if (bad) {
-            vl_store_fail(err, VL_STORE_FAILED, "computing the facets of %s version %lld failed",
-                          list[i].type, (long long)list[i].seq);
+            vl_store_fail(err, VL_STORE_FAILED, "indexing %s version %lld failed", list[i].type,
+                          (long long)list[i].seq);
             goto out;
         }
         sqlite3_reset(del);
         sqlite3_bind_int64(del, 1, list[i].seq);
         if (sqlite3_step(del) != SQLITE_DONE) {
-            vl_sqlite_error(err, db, "marking facets done");
+            vl_sqlite_error(err, db, "marking versions indexed");
             goto out;
         }
     }

@@ -6,8 +6,10 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -144,11 +146,36 @@ static void test_token(void **state)
 
     fails("Observation", "code=|", 0, 400, "invalid");
     fails("Observation", "code=a,,b", 0, 400, "invalid");
-    fails("Observation", "code:text=heart", 0, 400, "not-supported");
-    fails("Observation", "code:not=1", 0, 400, "not-supported");
     fails("Observation", "code:in=http://x", 0, 400, "not-supported");
     fails("Observation", "code:exact=1", 0, 400, "not-supported");
-    fails("Observation", "code:text=heart", 1, 400, "not-supported"); /* even lenient */
+    fails("Observation", "code:below=1", 1, 400, "not-supported");         /* even lenient */
+    fails("Observation", "status:of-type=a|b|c", 0, 400, "not-supported"); /* not an Identifier */
+    fails("Patient", "identifier:of-type=a|b", 0, 400, "invalid");
+    fails("Patient", "identifier:of-type=a||v", 0, 400, "invalid");
+}
+
+/* :not, :text, :of-type (R4 search 3.1.1.5.x) */
+static void test_token_modifiers(void **state)
+{
+    (void)state;
+    vl_search_t s;
+    ok("Observation", "code:not=http://loinc.org|8867-4", &s);
+    assert_int_equal(s.query.n, 1);
+    assert_int_equal(s.query.conds[0].negate, 1);
+    assert_string_equal(s.query.conds[0].param, "code");
+    assert_string_equal(s.query.conds[0].values[0].text, "8867-4");
+    vl_search_free(&s);
+    /* :text: CodeableConcept.text and Coding.display, as strings */
+    ok("Observation", "code:text=Heart%20R%C3%A2te", &s);
+    assert_string_equal(s.query.conds[0].param, "code:text");
+    assert_int_equal(s.query.conds[0].kind, VL_INDEX_STRING);
+    assert_string_equal(s.query.conds[0].values[0].text, "heart rate");
+    vl_search_free(&s);
+    ok("Patient", "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|446053", &s);
+    assert_string_equal(s.query.conds[0].param, "identifier:of-type");
+    assert_string_equal(s.query.conds[0].values[0].text,
+                        "http://terminology.hl7.org/CodeSystem/v2-0203|MR|446053");
+    vl_search_free(&s);
 }
 
 static void test_string(void **state)
@@ -258,9 +285,32 @@ static void test_date(void **state)
     assert_int_equal(s.query.conds[0].values[0].hi - s.query.conds[0].values[0].lo, 86400 * S);
     vl_search_free(&s);
 
-    fails("Observation", "date=sa2024", 0, 400, "not-supported");
-    fails("Observation", "date=eb2024", 0, 400, "not-supported");
-    fails("Observation", "date=ap2024", 0, 400, "not-supported");
+    ok("Observation", "date=sa2024&date=eb2030", &s);
+    assert_int_equal(s.query.conds[0].values[0].cmp, VL_CMP_SA);
+    assert_int_equal(s.query.conds[1].values[0].cmp, VL_CMP_EB);
+    vl_search_free(&s);
+    /* ap: widened by 10% of the distance from now on each side */
+    ok("Observation", "date=ap2000-01-01", &s);
+    {
+        const vl_query_value_t *v = &s.query.conds[0].values[0];
+        int64_t lo, hi, now = vl_time_now_us();
+        vl_time_parse_range("2000-01-01", &lo, &hi, NULL);
+        int64_t gap = (int64_t)((double)(now - lo) * 0.1);
+        assert_int_equal(v->cmp, VL_CMP_AP);
+        assert_true(llabs((long long)(lo - gap - v->lo)) < 10 * 1000000LL);
+        assert_true(llabs((long long)(hi + gap - v->hi)) < 10 * 1000000LL);
+    }
+    vl_search_free(&s);
+    /* hours and minutes without seconds: the minute */
+    ok("Observation", "date=2024-03-15T10:00Z", &s);
+    assert_true(s.query.conds[0].values[0].lo == 1710496800 * S);
+    assert_true(s.query.conds[0].values[0].hi == 1710496860 * S);
+    vl_search_free(&s);
+    ok("Observation", "date=ge2024-03-15T10:00%2B02:00", &s);
+    assert_true(s.query.conds[0].values[0].lo == (1710496800 - 7200) * S);
+    vl_search_free(&s);
+    fails("Observation", "date=2024-03-15T10Z", 0, 400, "invalid");
+    fails("Observation", "date=2024-03-15T10:60Z", 0, 400, "invalid");
     fails("Observation", "date=xx2024", 0, 400, "invalid");
     fails("Observation", "date=2024-02-30", 0, 400, "invalid");
     fails("Observation", "date=2024-01-01T25:00:00Z", 0, 400, "invalid");
@@ -276,21 +326,67 @@ static void test_quantity(void **state)
        "value-quantity=5.4,gt100|http://unitsofmeasure.org|mm[Hg],le-1e2||mg,7|http://u.org|", &s);
     const vl_query_cond_t *c = &s.query.conds[0];
     assert_int_equal(c->kind, VL_INDEX_QUANTITY);
-    assert_int_equal(c->n, 4);
+    /* the UCUM value is two alternatives: canonical rows and rows sent in
+     * the canonical unit (mm[Hg] is canonical itself) */
+    assert_int_equal(c->n, 5);
     assert_int_equal(c->values[0].cmp, VL_CMP_EQ);
     assert_true(c->values[0].number == 5.4);
+    assert_true(fabs(c->values[0].lo_num - 5.35) < 1e-12 &&
+                fabs(c->values[0].hi_num - 5.45) < 1e-12);
     assert_null(c->values[0].system);
     assert_null(c->values[0].text);
     assert_int_equal(c->values[1].cmp, VL_CMP_GT);
     assert_true(c->values[1].number == 100);
     assert_string_equal(c->values[1].system, "http://unitsofmeasure.org");
     assert_string_equal(c->values[1].text, "mm[Hg]");
-    assert_int_equal(c->values[2].cmp, VL_CMP_LE);
-    assert_true(c->values[2].number == -100);
-    assert_null(c->values[2].system);
-    assert_string_equal(c->values[2].text, "mg");
-    assert_string_equal(c->values[3].system, "http://u.org");
-    assert_null(c->values[3].text);
+    assert_int_equal(c->values[1].canon, 1);
+    assert_int_equal(c->values[2].canon, 0);
+    assert_string_equal(c->values[2].text, "mm[Hg]");
+    assert_int_equal(c->values[3].cmp, VL_CMP_LE);
+    assert_true(c->values[3].number == -100);
+    assert_null(c->values[3].system);
+    assert_string_equal(c->values[3].text, "mg");
+    assert_string_equal(c->values[4].system, "http://u.org");
+    assert_null(c->values[4].text);
+    vl_search_free(&s);
+
+    /* implicit precision (R4 search 3.1.1.4.6) */
+    static const struct {
+        const char *v;
+        double lo, hi;
+    } prec[] = {{"72", 71.5, 72.5}, {"100", 99.5, 100.5},   {"99.5", 99.45, 99.55},
+                {"1e2", 95, 105},   {"1.00", 0.995, 1.005}, {"-5", -5.5, -4.5},
+                {"ap100", 90, 110}};
+    for (size_t i = 0; i < sizeof prec / sizeof prec[0]; i++) {
+        char q[64];
+        snprintf(q, sizeof q, "value-quantity=%s", prec[i].v);
+        ok("Observation", q, &s);
+        const vl_query_value_t *v = &s.query.conds[0].values[0];
+        if (fabs(v->lo_num - prec[i].lo) > 1e-9 || fabs(v->hi_num - prec[i].hi) > 1e-9)
+            fail_msg("%s: [%g, %g)", prec[i].v, v->lo_num, v->hi_num);
+        vl_search_free(&s);
+    }
+    /* convertible units: searched in the canonical unit */
+    ok("Observation", "value-quantity=98.6|http://unitsofmeasure.org|[degF]", &s);
+    c = &s.query.conds[0];
+    assert_int_equal(c->n, 2);
+    assert_string_equal(c->values[0].text, "Cel");
+    assert_true(fabs(c->values[0].number - 37) < 1e-9);
+    assert_true(c->values[0].lo_num < 37 && c->values[0].hi_num > 37);
+    vl_search_free(&s);
+    ok("Observation", "value-quantity=0.1|http://unitsofmeasure.org|g/dL", &s);
+    assert_string_equal(s.query.conds[0].values[0].text, "mg/dL");
+    assert_true(fabs(s.query.conds[0].values[0].number - 100) < 1e-9);
+    vl_search_free(&s);
+    /* mmol/L stays molar (no molar mass) */
+    ok("Observation", "value-quantity=5.5|http://unitsofmeasure.org|mmol/L", &s);
+    assert_string_equal(s.query.conds[0].values[0].text, "mmol/L");
+    vl_search_free(&s);
+    /* the human unit, any system */
+    ok("Observation", "value-quantity=72||beats/minute", &s);
+    assert_int_equal(s.query.conds[0].n, 1);
+    assert_null(s.query.conds[0].values[0].system);
+    assert_string_equal(s.query.conds[0].values[0].text, "beats/minute");
     vl_search_free(&s);
 
     fails("Observation", "value-quantity=abc", 0, 400, "invalid");
@@ -298,7 +394,104 @@ static void test_quantity(void **state)
     fails("Observation", "value-quantity=5|a|b|c", 0, 400, "invalid");
     fails("Observation", "value-quantity=1e999", 0, 400, "invalid");
     fails("Observation", "value-quantity=.5", 0, 400, "invalid");
-    fails("Observation", "value-quantity=sa5", 0, 400, "not-supported");
+    ok("Observation", "value-quantity=sa5&value-quantity=eb9", &s);
+    assert_int_equal(s.query.conds[0].values[0].cmp, VL_CMP_SA);
+    assert_int_equal(s.query.conds[1].values[0].cmp, VL_CMP_EB);
+    vl_search_free(&s);
+}
+
+/* composites: token $ quantity */
+static void test_composite(void **state)
+{
+    (void)state;
+    vl_search_t s;
+    ok("Observation",
+       "code-value-quantity=http://loinc.org|8867-4$gt100|http://unitsofmeasure.org|/s", &s);
+    const vl_query_value_t *v = &s.query.conds[0].values[0];
+    assert_int_equal(s.query.conds[0].kind, VL_INDEX_COMPOSITE);
+    assert_string_equal(v->system, "http://loinc.org");
+    assert_string_equal(v->text, "8867-4");
+    assert_string_equal(v->unit, "/min"); /* canonical */
+    assert_true(fabs(v->number - 6000) < 1e-9);
+    assert_int_equal(v->cmp, VL_CMP_GT);
+    vl_search_free(&s);
+    ok("Observation", "component-code-value-quantity=8480-6$lt140", &s);
+    v = &s.query.conds[0].values[0];
+    assert_null(v->system);
+    assert_null(v->unit);
+    vl_search_free(&s);
+    ok("Observation", "combo-code-value-quantity=8480-6$lt140||mm[Hg]", &s);
+    assert_string_equal(s.query.conds[0].values[0].unit, "mm[Hg]");
+    vl_search_free(&s);
+    fails("Observation", "code-value-quantity=8867-4", 0, 400, "invalid");
+    fails("Observation", "code-value-quantity=$5", 0, 400, "invalid");
+    fails("Observation", "code-value-quantity=8867-4$x", 0, 400, "invalid");
+}
+
+/* The plans the parser prepares for the store */
+static void test_plans(void **state)
+{
+    (void)state;
+    vl_search_t s;
+    /* one patient's readings of one code: the series */
+    ok("Observation", "patient=p1&code=http://loinc.org|8867-4&date=ge2024&_sort=-date", &s);
+    assert_string_equal(s.query.series.patient, "Patient/p1");
+    assert_string_equal(s.query.series.code, "8867-4");
+    assert_string_equal(s.query.series.system, "http://loinc.org");
+    assert_int_equal(s.query.n, 1); /* the date stays, for the series' time */
+    assert_string_equal(s.query.conds[0].param, "date");
+    vl_search_free(&s);
+    ok("Observation", "subject=Patient/p1&code=8867-4", &s);
+    assert_string_equal(s.query.series.patient, "Patient/p1");
+    assert_null(s.query.series.system);
+    vl_search_free(&s);
+    /* not when the patient or the code is a choice, or negated */
+    ok("Observation", "patient=p1,p2&code=8867-4", &s);
+    assert_null(s.query.series.patient);
+    vl_search_free(&s);
+    ok("Observation", "patient=p1&code:not=8867-4", &s);
+    assert_null(s.query.series.patient);
+    vl_search_free(&s);
+    ok("Observation", "subject=Group/g&code=8867-4", &s);
+    assert_null(s.query.series.patient);
+    vl_search_free(&s);
+    /* code with a UCUM value-quantity: the composite */
+    ok("Observation",
+       "code=http://loinc.org|8867-4&value-quantity=gt120|http://unitsofmeasure.org|/min", &s);
+    assert_int_equal(s.query.n, 1);
+    assert_string_equal(s.query.conds[0].param, "code-value-quantity");
+    assert_string_equal(s.query.conds[0].values[0].unit, "/min");
+    assert_string_equal(s.query.conds[0].values[0].text, "8867-4");
+    vl_search_free(&s);
+    /* without a unit the rows as sent are meant: no composite */
+    ok("Observation", "code=http://loinc.org|8867-4&value-quantity=gt120", &s);
+    assert_int_equal(s.query.n, 2);
+    vl_search_free(&s);
+}
+
+/* An absolute URL of this server is its relative reference */
+static void test_local_base(void **state)
+{
+    (void)state;
+    vl_search_t s;
+    vl_params_t p;
+    vl_error_t err = VL_ERROR_INIT;
+    vl_params_init(&p);
+    assert_int_equal(vl_params_add(&p, "subject", "http://h:8080/fhir/Patient/p1"), 0);
+    assert_int_equal(vl_params_add(&p, "performer", "https://elsewhere/fhir/Practitioner/x"), 0);
+    assert_int_equal(vl_fhir_search_parse_at(vl_fhir_type_find("Observation"), &p, 0,
+                                             "http://h:8080/fhir", &s, &err),
+                     0);
+    assert_string_equal(s.query.conds[0].values[0].text, "Patient/p1");
+    assert_string_equal(s.query.conds[1].values[0].text, "https://elsewhere/fhir/Practitioner/x");
+    vl_search_free(&s);
+    vl_params_free(&p);
+    assert_string_equal(vl_fhir_local_reference("http://h/fhir/Patient/1", "http://h/fhir"),
+                        "Patient/1");
+    assert_string_equal(vl_fhir_local_reference("http://h/fhirx/Patient/1", "http://h/fhir"),
+                        "http://h/fhirx/Patient/1");
+    assert_string_equal(vl_fhir_local_reference("http://h/fhir/", "http://h/fhir"),
+                        "http://h/fhir/");
 }
 
 static void test_missing(void **state)
@@ -332,8 +525,8 @@ static void test_common(void **state)
     assert_int_equal(s.query.n, 0);
     assert_int_equal(s.query.count, VL_SEARCH_COUNT_DEFAULT);
     assert_int_equal(s.query.offset, 0);
-    assert_null(s.query.sort_param);
-    assert_int_equal(s.total_mode, 1);
+    assert_int_equal(s.query.n_sort, 0);
+    assert_int_equal(s.total_mode, VL_TOTAL_BOUNDED);
     assert_string_equal(s.self_query, "");
     vl_search_free(&s);
 
@@ -367,16 +560,29 @@ static void test_common(void **state)
     ok("Observation", "_count=10&_offset=20&_sort=-date&_total=none&_format=json&_pretty=true", &s);
     assert_int_equal(s.query.count, 10);
     assert_int_equal(s.query.offset, 20);
-    assert_string_equal(s.query.sort_param, "date");
-    assert_int_equal(s.query.sort_desc, 1);
-    assert_int_equal(s.total_mode, 0);
+    assert_int_equal(s.query.n_sort, 1);
+    assert_string_equal(s.query.sort[0].param, "date");
+    assert_int_equal(s.query.sort[0].desc, 1);
+    assert_int_equal(s.total_mode, VL_TOTAL_NONE);
     vl_search_free(&s);
 
     ok("Observation", "_count=0&_sort=_lastUpdated&_total=estimate", &s);
     assert_int_equal(s.query.count, 0);
-    assert_string_equal(s.query.sort_param, "_lastUpdated");
-    assert_int_equal(s.query.sort_desc, 0);
-    assert_int_equal(s.total_mode, 1);
+    assert_string_equal(s.query.sort[0].param, "_lastUpdated");
+    assert_int_equal(s.query.sort[0].desc, 0);
+    assert_int_equal(s.total_mode, VL_TOTAL_BOUNDED);
+    vl_search_free(&s);
+
+    /* several keys, ties broken by the version (the store) */
+    ok("Observation", "_sort=code,-date,value-quantity,-_lastUpdated", &s);
+    assert_int_equal(s.query.n_sort, 4);
+    assert_string_equal(s.query.sort[0].param, "code");
+    assert_int_equal(s.query.sort[0].desc, 0);
+    assert_string_equal(s.query.sort[1].param, "date");
+    assert_int_equal(s.query.sort[1].desc, 1);
+    assert_string_equal(s.query.sort[2].param, "value-quantity");
+    assert_string_equal(s.query.sort[3].param, "_lastUpdated");
+    assert_int_equal(s.query.sort[3].desc, 1);
     vl_search_free(&s);
 
     ok("Observation", "_count=999999999", &s);
@@ -389,9 +595,22 @@ static void test_common(void **state)
     ok("Observation", "_summary=false", &s);
     assert_int_equal(s.query.count, VL_SEARCH_COUNT_DEFAULT);
     vl_search_free(&s);
+    /* the subsets are checked here and applied by fhir/rest.c; self keeps them */
+    ok("Observation", "_summary=true&code=x", &s);
+    assert_int_equal(s.query.count, VL_SEARCH_COUNT_DEFAULT);
+    assert_string_equal(s.self_query, "_summary=true&code=x");
+    vl_search_free(&s);
+    ok("Observation", "_summary=text", &s);
+    vl_search_free(&s);
+    ok("Observation", "_summary=data", &s);
+    vl_search_free(&s);
+    ok("Observation", "_elements=id,code,value", &s);
+    assert_int_equal(s.query.count, VL_SEARCH_COUNT_DEFAULT);
+    assert_string_equal(s.self_query, "_elements=id,code,value");
+    vl_search_free(&s);
 
     ok("Patient", "_sort=birthdate", &s);
-    assert_string_equal(s.query.sort_param, "birthdate");
+    assert_string_equal(s.query.sort[0].param, "birthdate");
     vl_search_free(&s);
 
     fails("Observation", "_id=bad%20id", 0, 400, "invalid");
@@ -402,12 +621,16 @@ static void test_common(void **state)
     fails("Observation", "_count=1234567890", 0, 400, "invalid");
     fails("Observation", "_count=1&_count=2", 0, 400, "invalid");
     fails("Observation", "_offset=x", 0, 400, "invalid");
-    fails("Observation", "_sort=code", 0, 400, "not-supported");
-    fails("Observation", "_sort=date,_lastUpdated", 0, 400, "not-supported");
+    fails("Observation", "_sort=status", 0, 400, "not-supported");
+    fails("Observation", "_sort=date,,code", 0, 400, "invalid");
+    fails("Observation", "_sort=a,b,c,d,e", 0, 400, "not-supported");
     fails("Observation", "_sort=nope", 0, 400, "not-supported");
     fails("Observation", "_total=all", 0, 400, "invalid");
-    fails("Observation", "_summary=true", 0, 400, "not-supported");
-    fails("Observation", "_elements=id,code", 0, 400, "not-supported");
+    fails("Observation", "_summary=bogus", 0, 400, "invalid");
+    fails("Observation", "_summary=true&_summary=data", 0, 400, "invalid");
+    fails("Observation", "_elements=id,,code", 0, 400, "invalid");
+    fails("Observation", "_summary=true&_elements=id,code", 0, 400, "not-supported");
+    fails("Observation", "_summary:text=true", 0, 400, "not-supported");
     fails("Observation", "_id:exact=a", 0, 400, "not-supported");
 }
 
@@ -483,6 +706,10 @@ int main(void)
         cmocka_unit_test(test_reference),
         cmocka_unit_test(test_date),
         cmocka_unit_test(test_quantity),
+        cmocka_unit_test(test_token_modifiers),
+        cmocka_unit_test(test_composite),
+        cmocka_unit_test(test_plans),
+        cmocka_unit_test(test_local_base),
         cmocka_unit_test(test_missing),
         cmocka_unit_test(test_common),
         cmocka_unit_test(test_unknown_and_lenient),

@@ -219,6 +219,8 @@ static const char *kind_code(vl_index_kind_t kind)
     case VL_INDEX_REFERENCE: return "reference";
     case VL_INDEX_DATE: return "date";
     case VL_INDEX_QUANTITY: return "quantity";
+    case VL_INDEX_COMPOSITE: return "composite";
+    case VL_INDEX_SERIES: break;
     }
     return "?";
 }
@@ -263,7 +265,8 @@ static void test_tables_r4(void **state)
             const char *x = p->expression;
             if (x[0] == '(')
                 x++;
-            if (strncmp(x, t->name, n) != 0 || x[n] != '.')
+            if (strncmp(x, t->name, n) != 0 ||
+                (x[n] != '.' && !(p->kind == VL_INDEX_COMPOSITE && (!x[n] || x[n] == ' '))))
                 fail_msg("%s %s: expression %s", t->name, p->name, p->expression);
         }
     }
@@ -311,8 +314,9 @@ static void test_r4_urls(void **state)
     p = param("Observation", "date");
     assert_string_equal(p->paths[0], "effectiveDateTime");
     assert_string_equal(p->paths[1], "effectivePeriod");
-    assert_string_equal(p->paths[2], "effectiveInstant");
-    assert_null(p->paths[3]);
+    assert_string_equal(p->paths[2], "effectiveTiming"); /* by its outer limits */
+    assert_string_equal(p->paths[3], "effectiveInstant");
+    assert_null(p->paths[4]);
     assert_string_equal(param("Patient", "death-date")->paths[0], "deceasedDateTime");
     /* targets: where(resolve() is T), or the only R4 target */
     assert_string_equal(param("Observation", "patient")->target, "Patient");
@@ -320,7 +324,22 @@ static void test_r4_urls(void **state)
     assert_string_equal(param("Device", "patient")->target, "Patient");
     assert_string_equal(param("Patient", "organization")->target, "Organization");
     /* not offered (design note 2 of fhir/types.c) */
-    assert_null(vl_fhir_param_find(vl_fhir_type_find("Observation"), "combo-code"));
+    assert_non_null(vl_fhir_param_find(vl_fhir_type_find("Observation"), "combo-code"));
+    /* composites of a token and a quantity, with the paths of both parts */
+    p = param("Observation", "component-code-value-quantity");
+    assert_int_equal(p->kind, VL_INDEX_COMPOSITE);
+    assert_string_equal(p->paths[0], "component");
+    assert_string_equal(p->parts[0], "code");
+    assert_string_equal(p->parts[1], "valueQuantity");
+    p = param("Observation", "combo-code-value-quantity");
+    assert_string_equal(p->paths[0], "");
+    assert_string_equal(p->paths[1], "component");
+    assert_null(vl_fhir_param_find(vl_fhir_type_find("Observation"), "code-value-concept"));
+    /* sortable: dates and the listed ones */
+    assert_true(param("Observation", "date")->sortable);
+    assert_true(param("Observation", "code")->sortable);
+    assert_true(param("Observation", "value-quantity")->sortable);
+    assert_false(param("Observation", "status")->sortable);
     assert_null(vl_fhir_param_find(vl_fhir_type_find("Patient"), "phone"));
     assert_null(vl_fhir_param_find(vl_fhir_type_find("Device"), "url"));
 }

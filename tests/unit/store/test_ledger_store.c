@@ -296,7 +296,7 @@ static void test_transaction_lost_mid_batch(void **state)
     make_dir(dir, sizeof dir);
     s = tstore_open(dir, &quiet);
     vl_store_close(s);
-    tstore_sql(dir, "CREATE TRIGGER boom BEFORE INSERT ON idx_token WHEN NEW.code = 'boom'"
+    tstore_sql(dir, "CREATE TRIGGER boom BEFORE INSERT ON ix_token WHEN NEW.code = 'boom'"
                     " BEGIN SELECT RAISE(ROLLBACK, 'injected'); END;");
     s = tstore_open(dir, &quiet);
     tstore_put_ok(s, "Patient", "first", "{}", NULL);
@@ -520,6 +520,16 @@ static void test_rotations_listed(void **state)
     /* migration 003 builds the list from the entries of an older database */
     tstore_sql(dir, "DROP TABLE ledger_rotation; DROP TABLE version_patient; DROP TABLE token;"
                     " DROP TABLE version_code; DROP TABLE version_time; DROP TABLE facets_pending;"
+                    /* and what 007 made: the index tables of schema 1 instead */
+                    " DROP TABLE search_param; DROP TABLE code_system; DROP TABLE ix_token;"
+                    " DROP TABLE ix_string; DROP TABLE ix_reference; DROP TABLE ix_date;"
+                    " DROP TABLE ix_quantity; DROP TABLE ix_composite; DROP TABLE ix_series;"
+                    " DROP TABLE ix_sort; DROP TABLE superseded; DROP TABLE reindex_pending;"
+                    " CREATE TABLE idx_token (rid, param, system, code);"
+                    " CREATE TABLE idx_string (rid, param, value, norm);"
+                    " CREATE TABLE idx_reference (rid, param, ref);"
+                    " CREATE TABLE idx_date (rid, param, lo, hi);"
+                    " CREATE TABLE idx_quantity (rid, param, value, system, code);"
                     " PRAGMA user_version=2;");
     assert_int_equal(vl_store_open(dir, &o3, &s, &err), 0);
     expect_rotations(s, 1, v2, 3, v3);

@@ -183,7 +183,7 @@ static void expect_history_fails(vl_store_t *s, vl_scope_t scope, const char *ty
     assert_null(h.items);
 }
 
-/* Search of every live `type` (ids only, creation order). */
+/* Search of every live `type` (ids only; without conditions, in id order). */
 static void expect_search(vl_store_t *s, vl_scope_t scope, const char *type, int count, int offset,
                           const char *want, int64_t total)
 {
@@ -321,8 +321,8 @@ static void test_open_creates_database(void **state)
     assert_int_equal(tstore_sql_int(f->data, "PRAGMA user_version"), max);
     assert_int_equal(tstore_sql_int(f->data,
                                     "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND"
-                                    " name IN ('resource', 'resource_version', 'idx_token',"
-                                    " 'idx_string', 'idx_reference', 'idx_date', 'idx_quantity',"
+                                    " name IN ('resource', 'resource_version', 'ix_token',"
+                                    " 'ix_string', 'ix_reference', 'ix_date', 'ix_quantity',"
                                     " 'ledger_entry', 'ledger_node', 'ledger_checkpoint',"
                                     " 'version_patient', 'ledger_rotation')"),
                      12);
@@ -1013,7 +1013,7 @@ static void test_failing_unit_leaves_nothing(void **state)
     assert_int_equal(tstore_sql_int(f->data, "SELECT count(*) FROM version_patient WHERE"
                                              " patient = 'b1'"),
                      0);
-    assert_int_equal(tstore_sql_int(f->data, "SELECT count(*) FROM idx_token WHERE code IN"
+    assert_int_equal(tstore_sql_int(f->data, "SELECT count(*) FROM ix_token WHERE code IN"
                                              " ('b1', 'b2', 'b3')"),
                      0);
 
@@ -1337,7 +1337,7 @@ static void test_failing_puts_in_batch(void **state)
                                              " 'partial'"),
                      0);
     assert_int_equal(tstore_sql_int(f->data, "SELECT count(*) FROM version_patient"), 0);
-    assert_int_equal(tstore_sql_int(f->data, "SELECT count(*) FROM idx_token"), 1);
+    assert_int_equal(tstore_sql_int(f->data, "SELECT count(*) FROM ix_token"), 1);
     expect_history(s, everything(), "Patient", "x", 100, 0, "x/3,x/2,x/1", 3);
     expect_history(s, everything(), "Patient", NULL, 100, 0, "x/3,x/2,good-b/1,good-a/1,gate/1,x/1",
                    6);
@@ -1909,11 +1909,11 @@ static void test_scope_search(void **state)
     vl_store_err_t err = VL_STORE_ERR_INIT;
 
     /* current, live, visible versions only (creation order) */
-    expect_search(s, everything(), "Observation", 100, 0, "o1/2,o2/1,o12/1,omove/2,oshared/1", 5);
+    expect_search(s, everything(), "Observation", 100, 0, "o1/2,o12/1,o2/1,omove/2,oshared/1", 5);
     expect_search(s, S1, "Observation", 100, 0, "o1/2,o12/1", 2);
     expect_search(s, S1S, "Observation", 100, 0, "o1/2,o12/1,oshared/1", 3);
-    expect_search(s, S2, "Observation", 100, 0, "o2/1,o12/1,omove/2", 3);
-    expect_search(s, S12, "Observation", 100, 0, "o1/2,o2/1,o12/1,omove/2", 4);
+    expect_search(s, S2, "Observation", 100, 0, "o12/1,o2/1,omove/2", 3);
+    expect_search(s, S12, "Observation", 100, 0, "o1/2,o12/1,o2/1,omove/2", 4);
     expect_search(s, SSH, "Observation", 100, 0, "oshared/1", 1);
     expect_search(s, SZERO, "Observation", 100, 0, "", 0);
     expect_search(s, scope(0, NOBODY, 1), "Observation", 100, 0, "", 0);
@@ -1922,8 +1922,8 @@ static void test_scope_search(void **state)
     expect_search(s, S1, "Patient", 100, 0, "p1/1", 1);
     expect_search(s, S12, "Patient", 100, 0, "p1/1,p2/1", 2);
     /* paging: count, offset and total within the scope */
-    expect_search(s, S2, "Observation", 1, 0, "o2/1", 3);
-    expect_search(s, S2, "Observation", 1, 1, "o12/1", 3);
+    expect_search(s, S2, "Observation", 1, 0, "o12/1", 3);
+    expect_search(s, S2, "Observation", 1, 1, "o2/1", 3);
     expect_search(s, S2, "Observation", 2, 2, "omove/2", 3);
     expect_search(s, S2, "Observation", 10, 3, "", 3);
     expect_search(s, S1S, "Observation", 2, 1, "o12/1,oshared/1", 3);
@@ -2229,7 +2229,7 @@ static void test_scope_txn_reads(void **state)
     assert_int_equal(o.o2_as_p1, VL_STORE_NOT_FOUND);
     assert_int_equal(o.o1_as_p1, VL_STORE_OK);
     assert_int_equal(o.omove_as_p1, VL_STORE_NOT_FOUND);
-    assert_string_equal(o.search_p1, "o1/2,o12/1");
+    assert_string_equal(o.search_p1, "o12/1,o1/2"); /* version order: o1 was updated */
     assert_int_equal(o.total_p1, 2);
     assert_string_equal(o.history_p2, "omove/2");
     assert_int_equal(o.total_history_p2, 1);
@@ -2237,7 +2237,7 @@ static void test_scope_txn_reads(void **state)
     assert_int_equal(o.onew_as_p1, VL_STORE_OK);
     assert_int_equal(o.onew_as_p2, VL_STORE_NOT_FOUND);
     assert_int_equal(o.onew_as_shared, VL_STORE_NOT_FOUND);
-    assert_string_equal(o.search_p1_after, "o1/2,o12/1,onew/1");
+    assert_string_equal(o.search_p1_after, "o12/1,o1/2,onew/1");
     assert_int_equal(o.total_p1_after, 3);
     assert_string_equal(o.search_shared_after, "oshared/1");
     read_fails(f->store, "Observation", "onew", 0, VL_STORE_NOT_FOUND);

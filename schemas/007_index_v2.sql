@@ -1,0 +1,158 @@
+-- 007: storage v2, the search index keyed by version (docs/architecture.md,
+-- "Search index").
+--
+-- Every index table is one WITHOUT ROWID B-tree whose key starts with what
+-- a search looks up and ends with the version it describes (seq of
+-- resource_version): no second index, no rowid table, and a row is written
+-- once, when its version is, and never deleted. A version that is no
+-- longer current (updated or deleted since) is listed in `superseded`;
+-- searches skip its rows. A lookup that fixes every key column but seq
+-- returns its matches in version order, so equality conditions are probes
+-- and a page can stop early.
+--
+-- search_param   pid <-> "<type>.<param>" ("Observation.code"); pids are
+--                assigned by the writer and never reused.
+-- code_system    sid <-> system URI of tokens and quantities (0: none).
+-- ix_token       token rows: code, system. Identifier :of-type rows are
+--                stored under "<type>.<param>:of-type" with the code
+--                "<type system>|<type code>|<value>".
+-- ix_string      string rows: norm (vl_index_normalize) and the exact value.
+--                Token :text rows (CodeableConcept.text, Coding.display)
+--                are stored here under "<type>.<param>:text".
+-- ix_reference   reference rows: "Type/id" or an absolute URL.
+-- ix_date        date rows: the half-open range [lo, hi) in microseconds.
+-- ix_quantity    quantity rows: canon 0 as sent (system, code or unit),
+--                canon 1 the same value in its canonical UCUM unit when it
+--                differs (src/fhir/ucum.c); one more canon 0 row with sid 0
+--                for a human unit that differs from the code.
+-- ix_composite   token $ quantity composites (code-value-quantity, ...):
+--                the token, and the quantity in its canonical unit when it
+--                has one (else as sent).
+-- ix_series      the hot path of remote monitoring: (patient, code, time)
+--                of every version that has all three, for "this patient's
+--                readings of this code in this period" and "the latest".
+-- ix_sort        per version and sortable parameter: the ascending key
+--                (smallest value) and the descending key (largest).
+-- superseded     versions that are no longer current.
+-- reindex_pending  current versions whose rows the server computes at its
+--                next start (this migration's backfill; resumable: each
+--                batch removes its rows here in the transaction that
+--                writes their index rows).
+
+DROP TABLE idx_token;
+DROP TABLE idx_string;
+DROP TABLE idx_reference;
+DROP TABLE idx_date;
+DROP TABLE idx_quantity;
+
+CREATE TABLE search_param (
+    pid  INTEGER PRIMARY KEY,
+    name TEXT    NOT NULL UNIQUE
+);
+
+CREATE TABLE code_system (
+    sid INTEGER PRIMARY KEY,
+    uri TEXT    NOT NULL UNIQUE
+);
+
+CREATE TABLE ix_token (
+    pid  INTEGER NOT NULL,
+    code TEXT    NOT NULL,
+    sid  INTEGER NOT NULL,
+    seq  INTEGER NOT NULL,
+    PRIMARY KEY (pid, code, sid, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE ix_string (
+    pid   INTEGER NOT NULL,
+    norm  TEXT    NOT NULL,
+    value TEXT    NOT NULL,
+    seq   INTEGER NOT NULL,
+    PRIMARY KEY (pid, norm, value, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE ix_reference (
+    pid INTEGER NOT NULL,
+    ref TEXT    NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (pid, ref, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE ix_date (
+    pid INTEGER NOT NULL,
+    lo  INTEGER NOT NULL,
+    hi  INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (pid, lo, hi, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE ix_quantity (
+    pid   INTEGER NOT NULL,
+    canon INTEGER NOT NULL,
+    sid   INTEGER NOT NULL,
+    code  TEXT    NOT NULL,
+    value REAL    NOT NULL,
+    seq   INTEGER NOT NULL,
+    PRIMARY KEY (pid, canon, sid, code, value, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE ix_composite (
+    pid   INTEGER NOT NULL,
+    code  TEXT    NOT NULL,
+    sid   INTEGER NOT NULL,
+    unit  TEXT    NOT NULL,
+    value REAL    NOT NULL,
+    seq   INTEGER NOT NULL,
+    PRIMARY KEY (pid, code, sid, unit, value, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE ix_series (
+    pid     INTEGER NOT NULL,
+    patient TEXT    NOT NULL,
+    code    TEXT    NOT NULL,
+    sid     INTEGER NOT NULL,
+    hi      INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    lo      INTEGER NOT NULL, -- after the key: SQLite 3.40's integrity_check
+                              -- misreads a WITHOUT ROWID column declared
+                              -- between key columns
+    PRIMARY KEY (pid, patient, code, sid, hi, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE ix_sort (
+    seq INTEGER NOT NULL,
+    pid INTEGER NOT NULL,
+    lo  ANY,
+    hi  ANY,
+    PRIMARY KEY (seq, pid)
+) WITHOUT ROWID;
+
+CREATE TABLE superseded (
+    seq INTEGER PRIMARY KEY
+);
+
+-- every version but the current one of each resource
+INSERT INTO superseded (seq)
+SELECT v.seq FROM resource_version v JOIN resource r ON r.rid = v.rid
+WHERE v.version <> r.version OR v.deleted = 1;
+
+CREATE TABLE reindex_pending (
+    seq INTEGER PRIMARY KEY
+);
+
+INSERT INTO reindex_pending (seq)
+SELECT v.seq FROM resource_version v JOIN resource r ON r.rid = v.rid
+WHERE v.version = r.version AND v.deleted = 0;
+
+-- the consent facets: one B-tree instead of a table and an index
+CREATE TABLE version_code_v2 (
+    seq    INTEGER NOT NULL,
+    kind   INTEGER NOT NULL,
+    code   TEXT    NOT NULL,
+    system TEXT    NOT NULL,
+    PRIMARY KEY (seq, kind, code, system)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO version_code_v2 (seq, kind, code, system)
+SELECT seq, kind, code, coalesce(system, '') FROM version_code;
+DROP TABLE version_code;
+ALTER TABLE version_code_v2 RENAME TO version_code;
