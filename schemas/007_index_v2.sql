@@ -31,6 +31,7 @@
 -- ix_series      the hot path of remote monitoring: (patient, code, time)
 --                of every version that has all three, for "this patient's
 --                readings of this code in this period" and "the latest".
+-- series_span    the longest span of the series rows of a code parameter.
 -- ix_sort        per version and sortable parameter: the ascending key
 --                (smallest value) and the descending key (largest).
 -- superseded     versions that are no longer current.
@@ -119,6 +120,14 @@ CREATE TABLE ix_series (
     PRIMARY KEY (pid, patient, code, sid, hi, seq)
 ) WITHOUT ROWID;
 
+-- the longest time span (hi - lo) of any dated ix_series row, per pid: a
+-- reading that starts before T ends before T + span, so "before T" is a
+-- key range of the series too (VL_SERIES_UNDATED rows have none)
+CREATE TABLE series_span (
+    pid  INTEGER PRIMARY KEY,
+    span INTEGER NOT NULL
+);
+
 CREATE TABLE ix_sort (
     seq INTEGER NOT NULL,
     pid INTEGER NOT NULL,
@@ -144,15 +153,19 @@ INSERT INTO reindex_pending (seq)
 SELECT v.seq FROM resource_version v JOIN resource r ON r.rid = v.rid
 WHERE v.version = r.version AND v.deleted = 0;
 
--- the consent facets: one B-tree instead of a table and an index
+-- the consent facets: one B-tree instead of a table and an index, the
+-- system interned (sid 0: none)
 CREATE TABLE version_code_v2 (
-    seq    INTEGER NOT NULL,
-    kind   INTEGER NOT NULL,
-    code   TEXT    NOT NULL,
-    system TEXT    NOT NULL,
-    PRIMARY KEY (seq, kind, code, system)
+    seq  INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    code TEXT    NOT NULL,
+    sid  INTEGER NOT NULL,
+    PRIMARY KEY (seq, kind, code, sid)
 ) WITHOUT ROWID;
-INSERT OR IGNORE INTO version_code_v2 (seq, kind, code, system)
-SELECT seq, kind, code, coalesce(system, '') FROM version_code;
+INSERT INTO code_system (uri)
+SELECT DISTINCT system FROM version_code WHERE system IS NOT NULL AND system <> '';
+INSERT OR IGNORE INTO version_code_v2 (seq, kind, code, sid)
+SELECT c.seq, c.kind, c.code, coalesce(s.sid, 0)
+FROM version_code c LEFT JOIN code_system s ON s.uri = c.system;
 DROP TABLE version_code;
 ALTER TABLE version_code_v2 RENAME TO version_code;

@@ -478,6 +478,16 @@ def build(pkg):
             for p in row["dropped"]:
                 deviations.append((t, sp["code"], p, allowed[p]))
             rows.append(row)
+        # a parameter whose expression is the union of two others' (the
+        # combo-* of Observation: code | component.code) is searched as the
+        # rows of both: it has no rows of its own
+        by_expr = {r["expression"]: r["name"] for r in rows}
+        for r in rows:
+            parts = split_union(r["expression"])
+            for k in range(1, len(parts)):
+                a, b = " | ".join(parts[:k]), " | ".join(parts[k:])
+                if a in by_expr and b in by_expr and r["name"] not in (by_expr[a], by_expr[b]):
+                    r["union_of"] = [by_expr[a], by_expr[b]]
         rows.sort(key=lambda r: r["name"])
         names = [r["name"] for r in rows]
         if len(set(names)) != len(names):
@@ -563,6 +573,8 @@ def row_c(r):
         lines.append(field + ".paths = {%s}," % ", ".join(c_string(p) for p in r["paths"]))
     if r["target"]:
         lines.append(field + ".target = %s," % c_string(r["target"]))
+    if r.get("union_of"):
+        lines.append(field + ".union_of = {%s}," % ", ".join(c_string(p) for p in r["union_of"]))
     if r.get("parts"):
         lines.append(field + ".parts = {%s}," % ", ".join(c_string(p) for p in r["parts"]))
     if r["kind"] == "VL_INDEX_DATE" or r["name"] in SORTABLE and r["kind"] != "VL_INDEX_COMPOSITE":

@@ -51,6 +51,8 @@ typedef struct vl_search_param {
                                  each element of `paths` ("" is the resource itself) */
     int sortable;             /* _sort accepts it: index rows carry sort keys */
     const char *text_name;    /* tokens: the rows of :text ("code:text") */
+    const char *union_of[2];  /* its expression is the union of these two parameters':
+                                 it has no rows of its own, a search reads theirs */
     const char *of_type_name; /* identifier tokens: the rows of :of-type */
 } vl_search_param_t;
 

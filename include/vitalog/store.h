@@ -318,9 +318,13 @@ typedef struct vl_query_cond {
     const char *param;
     vl_index_kind_t kind;
     vl_match_t match;
-    int missing; /* -1 unused; 1 :missing=true; 0 :missing=false */
-    int negate;  /* :not: the resources with no row matching any value */
-    size_t n;    /* values OR'd together */
+    int missing;      /* -1 unused; 1 :missing=true; 0 :missing=false */
+    int negate;       /* :not: the resources with no row matching any value */
+    const char *also; /* the rows of this param count too (a union: combo-code is
+                         code | component-code), or NULL */
+    int unique;       /* a version has at most one row matching a value (the
+                         parser knows: code-value-quantity of one Observation.value) */
+    size_t n;         /* values OR'd together */
     vl_query_value_t *values;
 } vl_query_cond_t;
 
@@ -417,6 +421,13 @@ enum { VL_TOTAL_NONE = 0, VL_TOTAL_ACCURATE = 1, VL_TOTAL_BOUNDED = 2 };
  *  or beyond the bound). `max_bytes` as in vl_page_t. */
 int vl_store_search(vl_store_t *store, vl_scope_t scope, const vl_query_t *q, int with_total,
                     size_t max_bytes, vl_records_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
+
+/** The plan of vl_store_search for this query: SQLite's EXPLAIN QUERY PLAN
+ *  of each statement it would run ("count:" and "page:" sections), into
+ *  `plan` (appended). For tests that pin the plans of hot searches, and
+ *  for operators. */
+int vl_store_explain(vl_store_t *store, vl_scope_t scope, const vl_query_t *q, int with_total,
+                     vl_buf_t *plan, vl_store_err_t *err) VL_WARN_UNUSED;
 
 /* ------------------------------------------------------------------------
  * Writing: units

@@ -486,6 +486,8 @@ static void index_param(ctx_t *c, const json_t *res)
 {
     const vl_search_param_t *p = c->param;
     size_t before = c->ix->n;
+    if (p->union_of[0])
+        return; /* searched as the rows of the two it unites */
     c->found = 0;
     for (size_t i = 0; i < sizeof p->paths / sizeof p->paths[0] && p->paths[i]; i++) {
         if (p->kind == VL_INDEX_COMPOSITE) {

@@ -853,6 +853,18 @@ static int parse_param(parser_t *ps, const vl_search_param_t *sp, const char *na
                                   : of_type ? sp->of_type_name
                                             : sp->name,
                                   text_mod ? VL_INDEX_STRING : sp->kind);
+    if (sp->union_of[0]) { /* combo-*: the rows of both parameters it unites */
+        const vl_search_param_t *a = vl_fhir_param_find(ps->type, sp->union_of[0]);
+        const vl_search_param_t *b = vl_fhir_param_find(ps->type, sp->union_of[1]);
+        if (!a || !b)
+            return vl_error_set(ps->err, 500, "exception", NULL, "search parameter table");
+        c->param = text_mod ? a->text_name : a->name;
+        c->also = text_mod ? b->text_name : b->name;
+        if (!c->param || !c->also)
+            return vl_error_set(ps->err, 400, "not-supported", NULL,
+                                "The modifier ':%s' is not supported on search parameter '%s'",
+                                modifier, sp->name);
+    }
     c->match = match;
     c->missing = missing;
     c->negate = negate;
@@ -1013,7 +1025,8 @@ static void plan_series(vl_query_t *q)
         return;
     for (size_t i = 0; i < q->n; i++) {
         const vl_query_cond_t *c = &q->conds[i];
-        int single = c->n == 1 && !c->negate && c->missing < 0 && c->match == VL_MATCH_DEFAULT;
+        int single =
+            c->n == 1 && !c->negate && c->missing < 0 && c->match == VL_MATCH_DEFAULT && !c->also;
         if (single && c->kind == VL_INDEX_REFERENCE &&
             (!strcmp(c->param, "patient") || !strcmp(c->param, "subject")) &&
             !strncmp(c->values[0].text, "Patient/", 8) && pat < 0)
@@ -1047,7 +1060,8 @@ static void plan_composite(parser_t *ps, vl_query_t *q)
         return;
     for (size_t i = 0; i < q->n; i++) {
         const vl_query_cond_t *c = &q->conds[i];
-        int single = c->n == 1 && !c->negate && c->missing < 0 && c->match == VL_MATCH_DEFAULT;
+        int single =
+            c->n == 1 && !c->negate && c->missing < 0 && c->match == VL_MATCH_DEFAULT && !c->also;
         if (single && c->kind == VL_INDEX_TOKEN && !strcmp(c->param, "code") && c->values[0].text &&
             c->values[0].system && code < 0)
             code = (long)i;
@@ -1057,7 +1071,7 @@ static void plan_composite(parser_t *ps, vl_query_t *q)
         /* a converted UCUM value: its two alternatives, canonical rows and
          * rows in the canonical unit */
         if (c->kind == VL_INDEX_QUANTITY && !strcmp(c->param, "value-quantity") && c->n == 2 &&
-            c->values[0].canon && !c->negate && c->missing < 0 && qty < 0)
+            c->values[0].canon && !c->negate && c->missing < 0 && !c->also && qty < 0)
             qty = (long)i;
     }
     if (code < 0 || qty < 0)
@@ -1071,6 +1085,7 @@ static void plan_composite(parser_t *ps, vl_query_t *q)
     c->n = 1;
     c->param = sp->name;
     c->kind = VL_INDEX_COMPOSITE;
+    c->unique = 1; /* one value, one coding with this system and code */
     for (size_t i = 0, k = 0; i < q->n; i++)
         if ((long)i != code)
             q->conds[k++] = q->conds[i];

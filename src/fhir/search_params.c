@@ -115,6 +115,7 @@ const vl_search_param_t vl_fhir_params_observation[] = {
         .name = "combo-code",
         .kind = VL_INDEX_TOKEN,
         .paths = {"code", "component.code"},
+        .union_of = {"code", "component-code"},
         .text_name = "combo-code:text",
         .description = "The code of the observation type or component type",
         .url = "http://hl7.org/fhir/SearchParameter/Observation-combo-code",
@@ -124,6 +125,7 @@ const vl_search_param_t vl_fhir_params_observation[] = {
         .name = "combo-code-value-quantity",
         .kind = VL_INDEX_COMPOSITE,
         .paths = {"", "component"},
+        .union_of = {"code-value-quantity", "component-code-value-quantity"},
         .parts = {"code", "valueQuantity"},
         .description = "Code and quantity value parameter pair, including in components",
         .url = "http://hl7.org/fhir/SearchParameter/Observation-combo-code-value-quantity",
@@ -133,6 +135,7 @@ const vl_search_param_t vl_fhir_params_observation[] = {
         .name = "combo-data-absent-reason",
         .kind = VL_INDEX_TOKEN,
         .paths = {"dataAbsentReason", "component.dataAbsentReason"},
+        .union_of = {"data-absent-reason", "component-data-absent-reason"},
         .text_name = "combo-data-absent-reason:text",
         .description = "The reason why the expected value in the element Observation.value[x] "
                        "or Observation.component.value[x] is missing.",
@@ -143,6 +146,7 @@ const vl_search_param_t vl_fhir_params_observation[] = {
         .name = "combo-value-concept",
         .kind = VL_INDEX_TOKEN,
         .paths = {"valueCodeableConcept", "component.valueCodeableConcept"},
+        .union_of = {"value-concept", "component-value-concept"},
         .text_name = "combo-value-concept:text",
         .description = "The value or component value of the observation, if the value is a "
                        "CodeableConcept",
@@ -154,6 +158,7 @@ const vl_search_param_t vl_fhir_params_observation[] = {
         .name = "combo-value-quantity",
         .kind = VL_INDEX_QUANTITY,
         .paths = {"valueQuantity", "component.valueQuantity"},
+        .union_of = {"value-quantity", "component-value-quantity"},
         .description = "The value or component value of the observation, if the value is a "
                        "Quantity, or a SampledData (just search on the bounds of the values "
                        "in sampled data)",

@@ -103,6 +103,9 @@ typedef struct vl_backend_ops {
                    const vl_page_t *page, vl_records_t *out, vl_store_err_t *err);
     int (*search)(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *q, int with_total,
                   size_t max_bytes, vl_records_t *out, vl_store_err_t *err);
+    /** EXPLAIN QUERY PLAN of the statements search would run. */
+    int (*explain)(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *q, int with_total,
+                   vl_buf_t *plan, vl_store_err_t *err);
     int (*records_scan)(vl_bconn_t *c, vl_store_record_fn fn, void *ctx, vl_store_err_t *err);
 
     /* ledger reads */

@@ -692,6 +692,15 @@ int vl_store_search(vl_store_t *s, vl_scope_t scope, const vl_query_t *q, int wi
     return s->ops->search(c, scope, q, with_total, max_bytes, out, err);
 }
 
+int vl_store_explain(vl_store_t *s, vl_scope_t scope, const vl_query_t *q, int with_total,
+                     vl_buf_t *plan, vl_store_err_t *err)
+{
+    vl_bconn_t *c;
+    if (!(c = s->ops->reader(s->b, err)))
+        return -1;
+    return s->ops->explain(c, scope, q, with_total, plan, err);
+}
+
 int vl_store_records_scan(vl_store_t *s, vl_scope_t scope, vl_store_record_fn fn, void *ctx,
                           vl_store_err_t *err)
 {

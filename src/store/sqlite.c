@@ -552,6 +552,7 @@ const vl_backend_ops_t vl_backend_sqlite = {
     .read = vl_sqlite_read,
     .history = vl_sqlite_history,
     .search = vl_sqlite_search,
+    .explain = vl_sqlite_explain,
     .records_scan = vl_sqlite_records_scan,
     .ledger_size = vl_sqlite_ledger_size,
     .ledger_node = vl_sqlite_ledger_node,

@@ -32,6 +32,7 @@ enum {
     ST_INSERT_COMPOSITE,
     ST_INSERT_SERIES,
     ST_INSERT_SORT,
+    ST_SERIES_SPAN,
     ST_INSERT_PATIENT,
     ST_COPY_PATIENTS,
     ST_LEDGER_ENTRY,
@@ -143,6 +144,12 @@ void vl_sqlq_cache_clear(vl_bconn_t *c);
 
 int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *q, int with_total,
                      size_t max_bytes, vl_records_t *out, vl_store_err_t *err);
+/** The same, or with `plan` only the plans of its statements (nothing is
+ *  read into out). */
+int vl_sqlite_search_plan(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *q, int with_total,
+                          size_t max_bytes, vl_records_t *out, vl_buf_t *plan, vl_store_err_t *err);
+int vl_sqlite_explain(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *q, int with_total,
+                      vl_buf_t *plan, vl_store_err_t *err);
 
 /* sqlite_write.c */
 int vl_sqlite_head(vl_backend_t *b, const char *type, const char *id, vl_bhead_t *out,

@@ -226,8 +226,8 @@ static void rule_sql(vl_sqlq_t *q, const vl_scope_rule_t *rules, size_t n, size_
             sqlite3_str_appendall(q->sql, i ? " OR (c.code = " : "(c.code = ");
             vl_sqlq_text(q, r->codes[i].code);
             if (r->codes[i].system) {
-                sqlite3_str_appendall(q->sql, " AND c.system = ");
-                vl_sqlq_text(q, r->codes[i].system);
+                sqlite3_str_appendall(q->sql, " AND c.sid = ");
+                vl_sqlq_int(q, system_id(q, r->codes[i].system));
             }
             sqlite3_str_appendall(q->sql, ")");
         }
@@ -287,8 +287,8 @@ static void categories_sql(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
         sqlite3_str_appendall(q->sql, i ? " OR (c.code = " : "(c.code = ");
         vl_sqlq_text(q, scope.categories[i].code);
         if (scope.categories[i].system) {
-            sqlite3_str_appendall(q->sql, " AND c.system = ");
-            vl_sqlq_text(q, scope.categories[i].system);
+            sqlite3_str_appendall(q->sql, " AND c.sid = ");
+            vl_sqlq_int(q, system_id(q, scope.categories[i].system));
         }
         sqlite3_str_appendall(q->sql, ")");
     }
@@ -674,6 +674,21 @@ static void or_values(vl_sqlq_t *q, const char *a, const vl_query_cond_t *c, siz
 static const char *const tables[] = {"ix_token",    "ix_string",    "ix_reference", "ix_date",
                                      "ix_quantity", "ix_composite", "ix_series"};
 
+/* "= pid" or, for a union, "IN (pid, pid)" */
+static void cond_pids(vl_sqlq_t *q, const vl_query_cond_t *c)
+{
+    if (!c->also) {
+        sqlite3_str_appendall(q->sql, "= ");
+        bind_param(q, q->type, c->param);
+        return;
+    }
+    sqlite3_str_appendall(q->sql, "IN (");
+    bind_param(q, q->type, c->param);
+    sqlite3_str_appendall(q->sql, ", ");
+    bind_param(q, q->type, c->also);
+    sqlite3_str_appendall(q->sql, ")");
+}
+
 /* One condition as a boolean expression on the version `seq` (no leading
  * AND): the version has (or, negated / :missing=true, has not) a row of
  * the parameter matching one of the values. */
@@ -700,15 +715,15 @@ static void cond_sql(vl_sqlq_t *q, const vl_query_cond_t *c, const char *seq)
         return;
     }
     if (c->missing >= 0) {
-        sqlite3_str_appendf(q->sql, "%s %s (SELECT x.seq FROM %s x WHERE x.pid = ", seq,
+        sqlite3_str_appendf(q->sql, "%s %s (SELECT x.seq FROM %s x WHERE x.pid ", seq,
                             c->missing ? "NOT IN" : "IN", tables[c->kind]);
-        bind_param(q, q->type, c->param);
+        cond_pids(q, c);
         sqlite3_str_appendall(q->sql, ")");
         return;
     }
-    sqlite3_str_appendf(q->sql, "%s %s (SELECT x.seq FROM %s x WHERE x.pid = ", seq,
+    sqlite3_str_appendf(q->sql, "%s %s (SELECT x.seq FROM %s x WHERE x.pid ", seq,
                         c->negate ? "NOT IN" : "IN", tables[c->kind]);
-    bind_param(q, q->type, c->param);
+    cond_pids(q, c);
     sqlite3_str_appendall(q->sql, " AND ");
     or_values(q, "x", c, 0, c->n);
     sqlite3_str_appendall(q->sql, ")");
@@ -739,7 +754,7 @@ typedef struct plan {
 
 static int drivable(const vl_query_cond_t *c)
 {
-    if (c->negate || c->missing >= 0 || c->n != 1 || c->param[0] == '_')
+    if (c->negate || c->missing >= 0 || c->n != 1 || c->param[0] == '_' || c->also)
         return 0;
     switch (c->kind) {
     case VL_INDEX_REFERENCE: return 1;
@@ -778,6 +793,40 @@ static plan_t make_plan(const vl_query_t *query)
     return p;
 }
 
+/* Bounds on the series' key (hi) that a date value implies, so that the
+ * lookup reads a key range: hi > lo always holds, and a row that starts
+ * before T ends before T + the longest span of the series (series_span). */
+static void span_bound(vl_sqlq_t *q, const vl_query_t *query, int64_t t)
+{
+    sqlite3_str_appendall(q->sql, " AND s.hi < ");
+    vl_sqlq_int(q, t);
+    sqlite3_str_appendall(q->sql, " + coalesce((SELECT span FROM series_span WHERE pid = ");
+    bind_param(q, query->type, query->series.code_param);
+    sqlite3_str_appendall(q->sql, "), 0) + 1");
+}
+
+static void series_bounds(vl_sqlq_t *q, const vl_query_t *query, const vl_query_value_t *v)
+{
+    switch (v->cmp) {
+    case VL_CMP_GE: /* gt or eq: hi > v->lo either way */
+    case VL_CMP_AP:
+        sqlite3_str_appendall(q->sql, " AND s.hi > ");
+        vl_sqlq_int(q, v->lo);
+        if (v->cmp == VL_CMP_AP)
+            span_bound(q, query, v->hi);
+        break;
+    case VL_CMP_SA:
+        sqlite3_str_appendall(q->sql, " AND s.hi > ");
+        vl_sqlq_int(q, v->hi);
+        break;
+    case VL_CMP_LT: span_bound(q, query, v->lo); break;
+    case VL_CMP_LE: /* lt, or eq (hi <= v->hi) */
+        span_bound(q, query, v->lo > v->hi ? v->lo : v->hi);
+        break;
+    default: break; /* eq, gt, eb bound hi themselves; ne cannot */
+    }
+}
+
 /* The driver's rows: "FROM <table> <alias>" and its lookup. */
 static void driver_sql(vl_sqlq_t *q, const vl_query_t *query, const plan_t *p)
 {
@@ -805,6 +854,7 @@ static void driver_where(vl_sqlq_t *q, const vl_query_t *query, const plan_t *p)
                 vl_sqlq_int(q, VL_SERIES_UNDATED);
                 sqlite3_str_appendall(q->sql, " AND ");
                 date_value(q, "s", &query->conds[i].values[0]);
+                series_bounds(q, query, &query->conds[i].values[0]);
             }
         return;
     }
@@ -916,13 +966,44 @@ static void order_sql(vl_sqlq_t *q, const vl_query_t *query, const plan_t *p)
  * values match (two codings of one code) would come twice. */
 static int may_repeat(const plan_t *p)
 {
-    return p->driver &&
+    return p->driver && !p->driver->unique &&
            (p->driver->kind == VL_INDEX_STRING || p->driver->kind == VL_INDEX_COMPOSITE ||
             (p->driver->kind == VL_INDEX_TOKEN && !p->driver->values[0].system));
 }
 
+/* Appends to `plan` what SQLite's EXPLAIN QUERY PLAN says of the statement
+ * `q` holds, one line per step ("| " before the steps inside another). */
+static int explain(vl_bconn_t *c, vl_sqlq_t *q, vl_buf_t *plan, vl_store_err_t *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+    sqlite3_str *x = sqlite3_str_new(c->db);
+    sqlite3_str_appendall(x, "EXPLAIN QUERY PLAN ");
+    if (sqlite3_str_value(q->sql))
+        sqlite3_str_appendall(x, sqlite3_str_value(q->sql));
+    sqlite3_free(sqlite3_str_finish(q->sql));
+    q->sql = x;
+    if (getenv("VL_DEBUG_SQL"))
+        fprintf(stderr, "%s\n", sqlite3_str_value(x));
+    if (vl_sqlq_prepare(q, &st, err) < 0)
+        return -1;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        vl_buf_printf(plan, "%s%s\n", sqlite3_column_int(st, 1) ? "| " : "",
+                      (const char *)sqlite3_column_text(st, 3));
+    vl_sqlq_release(c, st);
+    if (rc != SQLITE_DONE)
+        return vl_sqlite_error(err, c->db, "explaining a search");
+    return 0;
+}
+
 int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *query, int with_total,
                      size_t max_bytes, vl_records_t *out, vl_store_err_t *err)
+{
+    return vl_sqlite_search_plan(c, scope, query, with_total, max_bytes, out, NULL, err);
+}
+
+int vl_sqlite_search_plan(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *query, int with_total,
+                          size_t max_bytes, vl_records_t *out, vl_buf_t *plan, vl_store_err_t *err)
 {
     vl_sqlq_t *q = NULL;
     sqlite3_stmt *st = NULL;
@@ -947,6 +1028,14 @@ int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *query, i
             vl_sqlq_int(q, VL_TOTAL_BOUND + 1);
         }
         vl_sqlq_sql(q, ")");
+        if (plan) {
+            vl_buf_printf(plan, "count:\n");
+            if (explain(c, q, plan, err) < 0)
+                goto out;
+            vl_sqlq_free(q);
+            q = NULL;
+            goto page;
+        }
         if (vl_sqlq_prepare(q, &st, err) < 0)
             goto out;
         if (sqlite3_step(st) == SQLITE_ROW)
@@ -967,6 +1056,7 @@ int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *query, i
         }
     }
 
+page:
     q = vl_sqlq_new(c);
     if (!q)
         return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
@@ -979,6 +1069,11 @@ int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *query, i
     vl_sqlq_int(q, query->count > 0 ? query->count : 50);
     vl_sqlq_sql(q, " OFFSET ");
     vl_sqlq_int(q, query->offset > 0 ? query->offset : 0);
+    if (plan) {
+        vl_buf_printf(plan, "page:\n");
+        ret = explain(c, q, plan, err);
+        goto out;
+    }
     if (vl_sqlq_prepare(q, &st, err) < 0)
         goto out;
     ret = vl_sqlite_collect(c->db, st, max_bytes, out, err);
@@ -988,4 +1083,13 @@ out:
     if (ret < 0)
         vl_records_free(out);
     return ret;
+}
+
+int vl_sqlite_explain(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *q, int with_total,
+                      vl_buf_t *plan, vl_store_err_t *err)
+{
+    vl_records_t none;
+    int rc = vl_sqlite_search_plan(c, scope, q, with_total, 0, &none, plan, err);
+    vl_records_free(&none);
+    return rc;
 }

@@ -251,6 +251,23 @@ static int insert_sort_key(vl_backend_t *b, int64_t seq, int64_t pid, const vl_i
     return step_done(b, st, "writing sort keys", err);
 }
 
+/* series_span: the longest span of pid's series rows (only ever grows;
+ * an upsert that changes nothing writes nothing). */
+static int widen_span(vl_backend_t *b, int64_t pid, const vl_index_row_t *row, vl_store_err_t *err)
+{
+    sqlite3_stmt *st = W(b, ST_SERIES_SPAN,
+                         "INSERT INTO series_span (pid, span) VALUES (?1, ?2) ON CONFLICT (pid)"
+                         " DO UPDATE SET span = excluded.span WHERE excluded.span > span",
+                         err);
+    /* an open end counts as the longest span there is */
+    double span = (double)row->hi - (double)row->lo;
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, pid);
+    sqlite3_bind_int64(st, 2, span >= 9.2e18 ? INT64_MAX : (int64_t)span);
+    return step_done(b, st, "writing the series span", err);
+}
+
 /* The index rows of version `seq`, keyed by interned names (schemas/007). */
 static int insert_index(vl_backend_t *b, const char *type, int64_t seq, const vl_index_t *ix,
                         vl_store_err_t *err)
@@ -277,6 +294,9 @@ static int insert_index(vl_backend_t *b, const char *type, int64_t seq, const vl
         sqlite3_bind_int64(st, 1, pid);
         sqlite3_bind_int64(st, 2, seq);
         if (step_done(b, st, "writing index rows", err) < 0)
+            return -1;
+        if (row->kind == VL_INDEX_SERIES && row->hi != VL_SERIES_UNDATED &&
+            widen_span(b, pid, row, err) < 0)
             return -1;
         if (row->sort && first_of_param && row->kind != VL_INDEX_SERIES &&
             row->kind != VL_INDEX_COMPOSITE && insert_sort_key(b, seq, pid, ix, i, err) < 0)
@@ -325,7 +345,7 @@ int vl_sqlite_insert_facets(vl_backend_t *b, int64_t seq, const vl_index_t *ix, 
     sqlite3_stmt *st;
     if (!ix) {
         st = W(b, ST_COPY_CODES,
-               "INSERT INTO version_code (seq, system, code, kind) SELECT ?1, c.system, c.code,"
+               "INSERT INTO version_code (seq, sid, code, kind) SELECT ?1, c.sid, c.code,"
                " c.kind"
                " FROM resource_version v JOIN version_code c ON c.seq = v.seq"
                " WHERE v.rid = ?2 AND v.version = ?3",
@@ -350,14 +370,16 @@ int vl_sqlite_insert_facets(vl_backend_t *b, int64_t seq, const vl_index_t *ix, 
         return step_done(b, st, "writing facets", err);
     }
     for (size_t i = 0; i < ix->n_codes; i++) {
-        st = W(
-            b, ST_INSERT_CODE,
-            "INSERT OR IGNORE INTO version_code (seq, system, code, kind) VALUES (?1, ?2, ?3, ?4)",
-            err);
+        st = W(b, ST_INSERT_CODE,
+               "INSERT OR IGNORE INTO version_code (seq, sid, code, kind) VALUES (?1, ?2, ?3, ?4)",
+               err);
         if (!st)
             return -1;
         sqlite3_bind_int64(st, 1, seq);
-        sqlite3_bind_text(st, 2, ix->codes[i].system ? ix->codes[i].system : "", -1, SQLITE_STATIC);
+        int64_t sid;
+        if (system_id(b, ix->codes[i].system, &sid, err) < 0)
+            return -1;
+        sqlite3_bind_int64(st, 2, sid);
         sqlite3_bind_text(st, 3, ix->codes[i].code, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 4, ix->codes[i].kind);
         if (step_done(b, st, "writing facets", err) < 0)

@@ -423,6 +423,17 @@ static void test_composite(void **state)
     ok("Observation", "combo-code-value-quantity=8480-6$lt140||mm[Hg]", &s);
     assert_string_equal(s.query.conds[0].values[0].unit, "mm[Hg]");
     vl_search_free(&s);
+    /* combo-*: the rows of the two parameters whose union it is */
+    ok("Observation", "combo-code=http://loinc.org|8480-6&combo-code:text=sys", &s);
+    assert_string_equal(s.query.conds[0].param, "code");
+    assert_string_equal(s.query.conds[0].also, "component-code");
+    assert_string_equal(s.query.conds[1].param, "code:text");
+    assert_string_equal(s.query.conds[1].also, "component-code:text");
+    vl_search_free(&s);
+    ok("Observation", "combo-code-value-quantity=8480-6$120", &s);
+    assert_string_equal(s.query.conds[0].param, "code-value-quantity");
+    assert_string_equal(s.query.conds[0].also, "component-code-value-quantity");
+    vl_search_free(&s);
     fails("Observation", "code-value-quantity=8867-4", 0, 400, "invalid");
     fails("Observation", "code-value-quantity=$5", 0, 400, "invalid");
     fails("Observation", "code-value-quantity=8867-4$x", 0, 400, "invalid");

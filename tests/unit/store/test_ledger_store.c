@@ -525,6 +525,7 @@ static void test_rotations_listed(void **state)
                     " DROP TABLE ix_string; DROP TABLE ix_reference; DROP TABLE ix_date;"
                     " DROP TABLE ix_quantity; DROP TABLE ix_composite; DROP TABLE ix_series;"
                     " DROP TABLE ix_sort; DROP TABLE superseded; DROP TABLE reindex_pending;"
+                    " DROP TABLE series_span;"
                     " CREATE TABLE idx_token (rid, param, system, code);"
                     " CREATE TABLE idx_string (rid, param, value, norm);"
                     " CREATE TABLE idx_reference (rid, param, ref);"
