@@ -21,10 +21,10 @@
 --                are stored here under "<type>.<param>:text".
 -- ix_reference   reference rows: "Type/id" or an absolute URL.
 -- ix_date        date rows: the half-open range [lo, hi) in microseconds.
--- ix_quantity    quantity rows: canon 0 as sent (system, code or unit),
---                canon 1 the same value in its canonical UCUM unit when it
---                differs (src/fhir/ucum.c); one more canon 0 row with sid 0
---                for a human unit that differs from the code.
+-- ix_quantity    quantity rows: canon 0 as sent (system, code or unit, and
+--                the human unit when it differs from the code), canon 1 the
+--                same value in its canonical UCUM unit when that differs
+--                (src/fhir/ucum.c).
 -- ix_composite   token $ quantity composites (code-value-quantity, ...):
 --                the token, and the quantity in its canonical unit when it
 --                has one (else as sent).
@@ -94,6 +94,7 @@ CREATE TABLE ix_quantity (
     code  TEXT    NOT NULL,
     value REAL    NOT NULL,
     seq   INTEGER NOT NULL,
+    unit  TEXT, -- the human unit when it differs from the code (N||unit)
     PRIMARY KEY (pid, canon, sid, code, value, seq)
 ) WITHOUT ROWID;
 

@@ -488,6 +488,11 @@ def build(pkg):
                 a, b = " | ".join(parts[:k]), " | ".join(parts[k:])
                 if a in by_expr and b in by_expr and r["name"] not in (by_expr[a], by_expr[b]):
                     r["union_of"] = [by_expr[a], by_expr[b]]
+            # X.where(resolve() is T) of another parameter's X: that
+            # parameter's rows, restricted to references to T
+            m = re.fullmatch(r"(.*)\.where\(resolve\(\) is (%s)\)" % IDENT, r["expression"])
+            if m and m.group(1) in by_expr and r["kind"] == "VL_INDEX_REFERENCE":
+                r["rows_of"] = by_expr[m.group(1)]
         rows.sort(key=lambda r: r["name"])
         names = [r["name"] for r in rows]
         if len(set(names)) != len(names):
@@ -573,6 +578,8 @@ def row_c(r):
         lines.append(field + ".paths = {%s}," % ", ".join(c_string(p) for p in r["paths"]))
     if r["target"]:
         lines.append(field + ".target = %s," % c_string(r["target"]))
+    if r.get("rows_of"):
+        lines.append(field + ".rows_of = %s," % c_string(r["rows_of"]))
     if r.get("union_of"):
         lines.append(field + ".union_of = {%s}," % ", ".join(c_string(p) for p in r["union_of"]))
     if r.get("parts"):

@@ -51,6 +51,9 @@ typedef struct vl_search_param {
                                  each element of `paths` ("" is the resource itself) */
     int sortable;             /* _sort accepts it: index rows carry sort keys */
     const char *text_name;    /* tokens: the rows of :text ("code:text") */
+    const char *rows_of;      /* a reference parameter that is this one's references to
+                                 `target` (patient: subject.where(resolve() is Patient)):
+                                 it has no rows of its own, a search reads those */
     const char *union_of[2];  /* its expression is the union of these two parameters':
                                  it has no rows of its own, a search reads theirs */
     const char *of_type_name; /* identifier tokens: the rows of :of-type */

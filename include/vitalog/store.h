@@ -290,8 +290,9 @@ typedef enum {
     VL_CMP_LE,
     VL_CMP_GT,
     VL_CMP_GE,
-    VL_CMP_SA, /* starts after: dates rlo >= hi; quantities value >= hi_num */
-    VL_CMP_EB, /* ends before: dates rhi <= lo; quantities value < lo_num */
+    VL_CMP_SA, /* starts after: dates rlo >= hi; quantities value > number (R4: no implicit range)
+                */
+    VL_CMP_EB, /* ends before: dates rhi <= lo; quantities value < number */
     VL_CMP_AP  /* approximately: dates overlap [lo, hi); quantities in [lo_num, hi_num)
                   (the parser widens both by its tolerance) */
 } vl_cmp_t;
@@ -318,13 +319,15 @@ typedef struct vl_query_cond {
     const char *param;
     vl_index_kind_t kind;
     vl_match_t match;
-    int missing;      /* -1 unused; 1 :missing=true; 0 :missing=false */
-    int negate;       /* :not: the resources with no row matching any value */
-    const char *also; /* the rows of this param count too (a union: combo-code is
-                         code | component-code), or NULL */
-    int unique;       /* a version has at most one row matching a value (the
-                         parser knows: code-value-quantity of one Observation.value) */
-    size_t n;         /* values OR'd together */
+    int missing;          /* -1 unused; 1 :missing=true; 0 :missing=false */
+    int negate;           /* :not: the resources with no row matching any value */
+    const char *ref_type; /* references: only rows referring to this type count for
+                             :missing (patient = subject rows of Patient refs) */
+    const char *also;     /* the rows of this param count too (a union: combo-code is
+                             code | component-code), or NULL */
+    int unique;           /* a version has at most one row matching a value (the
+                             parser knows: code-value-quantity of one Observation.value) */
+    size_t n;             /* values OR'd together */
     vl_query_value_t *values;
 } vl_query_cond_t;
 

@@ -343,19 +343,24 @@ static int canonical_of(const char *system, const char *code, double number, con
     return vl_ucum_to_canonical(code, number, canon, value);
 }
 
-/* Rows of a quantity (schemas/007, ix_quantity): as sent (code, or unit);
- * the unit once more without a system when it differs from the code, so
- * that "[number]||[unit]" finds it; the value in its canonical UCUM unit
- * when that differs. */
+/* Rows of a quantity (schemas/007, ix_quantity): as sent (code, or unit),
+ * with the human unit when it differs from the code, so that
+ * "[number]||[unit]" finds it; the value in its canonical UCUM unit when
+ * that differs. */
 static void index_quantity(ctx_t *c, const json_t *v)
 {
     double number, canon_value;
     const char *system, *code, *unit, *canon;
     if (quantity_of(v, &number, &system, &code, &unit) < 0)
         return;
-    add(c, system, code, number, 0, 0);
-    if (unit && code && strcmp(unit, code) != 0)
-        add(c, NULL, unit, number, 0, 0);
+    {
+        vl_index_row_t r = {.kind = VL_INDEX_QUANTITY,
+                            .system = (char *)system,
+                            .text = (char *)code,
+                            .unit = unit && code && strcmp(unit, code) != 0 ? (char *)unit : NULL,
+                            .number = number};
+        add_row(c, &r);
+    }
     if (canonical_of(system, code, number, &canon, &canon_value) == 0 &&
         (strcmp(canon, code) != 0 || canon_value != number)) {
         vl_index_row_t r = {.kind = VL_INDEX_QUANTITY,
@@ -486,8 +491,8 @@ static void index_param(ctx_t *c, const json_t *res)
 {
     const vl_search_param_t *p = c->param;
     size_t before = c->ix->n;
-    if (p->union_of[0])
-        return; /* searched as the rows of the two it unites */
+    if (p->union_of[0] || p->rows_of)
+        return; /* searched as the rows of the two it unites, or of rows_of */
     c->found = 0;
     for (size_t i = 0; i < sizeof p->paths / sizeof p->paths[0] && p->paths[i]; i++) {
         if (p->kind == VL_INDEX_COMPOSITE) {
@@ -516,7 +521,7 @@ static void index_param(ctx_t *c, const json_t *res)
 }
 
 /* The series rows (schemas/007, ix_series) of an Observation: for each
- * patient its subject is and each coding of its code, the range of its
+ * Patient its subject is (relative "Patient/<id>") and each coding of its code, the range of its
  * effective[x] (the "date" rows), or VL_SERIES_UNDATED. */
 static int series(const vl_fhir_type_t *type, vl_index_t *ix)
 {
@@ -534,7 +539,7 @@ static int series(const vl_fhir_type_t *type, vl_index_t *ix)
     if (lo >= hi)
         lo = hi = VL_SERIES_UNDATED;
     for (size_t i = 0; i < n; i++) {
-        if (ix->rows[i].kind != VL_INDEX_REFERENCE || strcmp(ix->rows[i].param, "patient") != 0 ||
+        if (ix->rows[i].kind != VL_INDEX_REFERENCE || strcmp(ix->rows[i].param, "subject") != 0 ||
             strncmp(ix->rows[i].text, "Patient/", 8) != 0)
             continue;
         for (size_t k = 0; k < n; k++) {

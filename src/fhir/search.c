@@ -853,6 +853,10 @@ static int parse_param(parser_t *ps, const vl_search_param_t *sp, const char *na
                                   : of_type ? sp->of_type_name
                                             : sp->name,
                                   text_mod ? VL_INDEX_STRING : sp->kind);
+    if (sp->rows_of) { /* patient: the subject rows that refer to a Patient */
+        c->param = sp->rows_of;
+        c->ref_type = sp->target;
+    }
     if (sp->union_of[0]) { /* combo-*: the rows of both parameters it unites */
         const vl_search_param_t *a = vl_fhir_param_find(ps->type, sp->union_of[0]);
         const vl_search_param_t *b = vl_fhir_param_find(ps->type, sp->union_of[1]);

@@ -310,6 +310,7 @@ const vl_search_param_t vl_fhir_params_observation[] = {
         .kind = VL_INDEX_REFERENCE,
         .paths = {"subject"},
         .target = "Patient",
+        .rows_of = "subject",
         .description = "The subject that the observation is about (if patient)",
         .url = "http://hl7.org/fhir/SearchParameter/clinical-patient",
         .expression = "Observation.subject.where(resolve() is Patient)",

@@ -133,7 +133,10 @@ static int connect_db(vl_backend_t *b, int readonly, sqlite3 **out, vl_store_err
     sqlite3 *db = NULL;
     int flags = SQLITE_OPEN_NOMUTEX |
                 (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-    if (sqlite3_open_v2(b->path, &db, flags, NULL) != SQLITE_OK) {
+    /* the writer gathers its WAL writes (sqlite_vfs.c) */
+    if (!readonly && vl_sqlite_writer_vfs() < 0)
+        return vl_store_fail(err, VL_STORE_FAILED, "cannot register the writer's VFS");
+    if (sqlite3_open_v2(b->path, &db, flags, readonly ? NULL : VL_SQLITE_WRITER_VFS) != SQLITE_OK) {
         vl_sqlite_error(err, db, "opening the database");
         sqlite3_close(db);
         return -1;
@@ -292,7 +295,15 @@ static int on_wal(void *arg, sqlite3 *db, const char *name, int pages)
      * next transaction restart the WAL from its beginning */
     if (pages >= 4 * VL_SQLITE_CHECKPOINT_PAGES)
         sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    if (pages >= VL_SQLITE_CHECKPOINT_PAGES) {
+    /* a checkpoint per half threshold of new frames, not per commit: the
+     * pages every commit dirties again (the last leaf of each index, the
+     * ledger's tail) are then copied into the database once per checkpoint
+     * instead of once per commit */
+    if (pages < b->ckpt_signalled)
+        b->ckpt_signalled = 0; /* the WAL restarted */
+    if (pages >= VL_SQLITE_CHECKPOINT_PAGES &&
+        pages >= b->ckpt_signalled + VL_SQLITE_CHECKPOINT_PAGES / 2) {
+        b->ckpt_signalled = pages;
         pthread_mutex_lock(&b->ckpt_mu);
         b->ckpt_due = 1;
         pthread_cond_signal(&b->ckpt_cond);

@@ -101,12 +101,18 @@ struct vl_backend {
     pthread_mutex_t ckpt_mu;
     pthread_cond_t ckpt_cond;
     int ckpt_due, ckpt_stop;
+    int ckpt_signalled; /* WAL pages when the writer last asked (writer thread only) */
     sqlite3 *ckpt_db;
     pthread_key_t reader_key;
     int key_created;
     pthread_mutex_t readers_mu;
     vl_bconn_t *readers;
 };
+
+/* sqlite_vfs.c: the writer's VFS, which gathers WAL writes (see there) */
+#define VL_SQLITE_WRITER_VFS "vitalog-wal"
+/** Registers it (once; any thread). 0, or -1 if SQLite refused. */
+int vl_sqlite_writer_vfs(void);
 
 /* sqlite.c */
 int vl_sqlite_error(vl_store_err_t *err, sqlite3 *db, const char *what);

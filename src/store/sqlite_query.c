@@ -548,13 +548,13 @@ static void number_value(vl_sqlq_t *q, const char *a, const vl_query_value_t *v)
         bind_real(q, v->hi_num);
         sqlite3_str_appendall(q->sql, ")");
         break;
-    case VL_CMP_SA:
-        sqlite3_str_appendf(q->sql, "%s.value >= ", a);
-        bind_real(q, v->hi_num);
+    case VL_CMP_SA: /* R4: with sa and eb the implicit precision is ignored */
+        sqlite3_str_appendf(q->sql, "%s.value > ", a);
+        bind_real(q, v->number);
         break;
     case VL_CMP_EB:
         sqlite3_str_appendf(q->sql, "%s.value < ", a);
-        bind_real(q, v->lo_num);
+        bind_real(q, v->number);
         break;
     default:
         sqlite3_str_appendf(q->sql, "%s.value %s ", a, ops[v->cmp]);
@@ -626,7 +626,13 @@ static void index_value(vl_sqlq_t *q, const char *a, const vl_query_cond_t *c,
     case VL_INDEX_QUANTITY:
         sqlite3_str_appendf(q->sql, "(%s.canon = %d", a, v->canon ? 1 : 0);
         system_cond(q, a, v->system);
-        if (v->text) {
+        if (v->text && !v->system) { /* N||code: the code or the human unit */
+            sqlite3_str_appendf(q->sql, " AND (%s.code = ", a);
+            vl_sqlq_text(q, v->text);
+            sqlite3_str_appendf(q->sql, " OR %s.unit = ", a);
+            vl_sqlq_text(q, v->text);
+            sqlite3_str_appendall(q->sql, ")");
+        } else if (v->text) {
             sqlite3_str_appendf(q->sql, " AND %s.code = ", a);
             vl_sqlq_text(q, v->text);
         }
@@ -674,6 +680,26 @@ static void or_values(vl_sqlq_t *q, const char *a, const vl_query_cond_t *c, siz
 static const char *const tables[] = {"ix_token",    "ix_string",    "ix_reference", "ix_date",
                                      "ix_quantity", "ix_composite", "ix_series"};
 
+/* " AND x.ref is a reference to `type`": relative "Type/..." (a key
+ * range) or an absolute URL with "/Type/" before its id. */
+static void ref_type_sql(vl_sqlq_t *q, const char *type)
+{
+    size_t n = strlen(type);
+    char *lo = malloc(n + 2), *hi = malloc(n + 2), *mid = malloc(n + 3);
+    if (lo && hi && mid) {
+        snprintf(lo, n + 2, "%s/", type);
+        snprintf(hi, n + 2, "%s0", type); /* '0' follows '/' */
+        snprintf(mid, n + 3, "/%s/", type);
+    }
+    sqlite3_str_appendall(q->sql, " AND ((x.ref >= ");
+    vl_sqlq_text(q, own(q, lo));
+    sqlite3_str_appendall(q->sql, " AND x.ref < ");
+    vl_sqlq_text(q, own(q, hi));
+    sqlite3_str_appendall(q->sql, ") OR instr(x.ref, ");
+    vl_sqlq_text(q, own(q, mid));
+    sqlite3_str_appendall(q->sql, ") > 0)");
+}
+
 /* "= pid" or, for a union, "IN (pid, pid)" */
 static void cond_pids(vl_sqlq_t *q, const vl_query_cond_t *c)
 {
@@ -718,6 +744,8 @@ static void cond_sql(vl_sqlq_t *q, const vl_query_cond_t *c, const char *seq)
         sqlite3_str_appendf(q->sql, "%s %s (SELECT x.seq FROM %s x WHERE x.pid ", seq,
                             c->missing ? "NOT IN" : "IN", tables[c->kind]);
         cond_pids(q, c);
+        if (c->ref_type && c->kind == VL_INDEX_REFERENCE)
+            ref_type_sql(q, c->ref_type);
         sqlite3_str_appendall(q->sql, ")");
         return;
     }

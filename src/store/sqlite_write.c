@@ -141,13 +141,14 @@ static sqlite3_stmt *row_stmt(vl_backend_t *b, const vl_index_row_t *row, vl_sto
         break;
     case VL_INDEX_QUANTITY:
         if ((st = W(b, ST_INSERT_QUANTITY,
-                    "INSERT OR IGNORE INTO ix_quantity (pid, seq, value, sid, code, canon)"
-                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT OR IGNORE INTO ix_quantity (pid, seq, value, sid, code, canon, unit)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     err))) {
             sqlite3_bind_double(st, 3, row->number);
             sqlite3_bind_int64(st, 4, sid);
             sqlite3_bind_text(st, 5, text, -1, SQLITE_STATIC);
             sqlite3_bind_int(st, 6, row->canon != 0);
+            bind_text_or_null(st, 7, row->unit);
         }
         break;
     case VL_INDEX_COMPOSITE:

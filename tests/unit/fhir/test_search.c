@@ -219,7 +219,9 @@ static void test_reference(void **state)
     /* patient has target Patient: a bare id gets the type */
     ok("Observation", "patient=p1", &s);
     assert_int_equal(s.query.conds[0].n, 1);
-    assert_string_equal(s.query.conds[0].param, "patient");
+    /* Observation.subject.where(resolve() is Patient): the subject rows */
+    assert_string_equal(s.query.conds[0].param, "subject");
+    assert_string_equal(s.query.conds[0].ref_type, "Patient");
     assert_string_equal(s.query.conds[0].values[0].text, "Patient/p1");
     vl_search_free(&s);
 
