@@ -54,8 +54,19 @@ static json_t *search_param(const vl_search_param_t *sp)
     if (sp->url)
         json_object_set_new(p, "definition", json_string(sp->url));
     json_object_set_new(p, "type", json_string(kind_name(sp->kind)));
-    if (sp->description)
-        json_object_set_new(p, "documentation", json_string(sp->description));
+    if (sp->description) {
+        /* what R4's searchParam has no element for: _sort, the modifiers
+         * beyond the R4 defaults, unions */
+        char doc[1024];
+        snprintf(doc, sizeof doc, "%s%s%s%s%s%s%s", sp->description,
+                 sp->sortable ? " Sortable (_sort)." : "",
+                 sp->text_name ? " Modifiers: :missing, :not, :text." : "",
+                 sp->of_type_name ? " Also :of-type." : "",
+                 sp->union_of[0] ? " Searched as the union of " : "",
+                 sp->union_of[0] ? sp->union_of[0] : "",
+                 sp->union_of[0] ? " and its component- twin." : "");
+        json_object_set_new(p, "documentation", json_string(doc));
+    }
     return p;
 }
 
