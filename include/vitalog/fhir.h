@@ -117,8 +117,18 @@ const char *vl_fhir_local_reference(const char *ref, const char *base);
  *  a stored body of `type`; for vl_store_backfill(). `ctx` is the FHIR
  *  base (const char *) or NULL. */
 int vl_fhir_facets_of(void *ctx, const char *type, const char *body, size_t len, vl_index_t *ix);
-/** Adds the compartments of `res` only (called by vl_fhir_index). */
+/** Adds the compartments of `res` only (called by vl_fhir_index); with
+ *  this server's FHIR base `base` (or NULL), an absolute reference under it
+ *  counts as the relative one. */
 int vl_fhir_compartments(const vl_fhir_type_t *type, const json_t *res, vl_index_t *ix);
+int vl_fhir_compartments_at(const vl_fhir_type_t *type, const json_t *res, const char *base,
+                            vl_index_t *ix);
+/** Whether resources of `type` are in patient compartments (Observation,
+ *  Device, Patient, Consent, AuditEvent) rather than shared data. */
+int vl_fhir_compartment_member_type(const vl_fhir_type_t *type);
+/** The compartment of a member-type resource that names none of this
+ *  server's patients: no scope names it (default deny). */
+#define VL_NO_PATIENT ""
 /** A Patient is in its own compartment: adds `id` when `type` is Patient. */
 int vl_fhir_compartment_self(const vl_fhir_type_t *type, const char *id, vl_index_t *ix);
 

@@ -544,8 +544,14 @@ int vl_cli_serve(int argc, char **argv)
     {
         size_t done = 0;
         int tty = isatty(STDERR_FILENO);
-        if (vl_store_backfill(store, vl_fhir_facets_of, NULL, tty ? backfill_progress : NULL, NULL,
-                              &done, &serr) < 0) {
+        /* with --base-url, absolute references under it index as the
+         * relative ones, as new writes do (without it, the base is each
+         * request's Host, which a migration cannot know) */
+        char base[1024];
+        int has_base = hopts.base_url &&
+                       (size_t)snprintf(base, sizeof base, "%s/fhir", hopts.base_url) < sizeof base;
+        if (vl_store_backfill(store, vl_fhir_facets_of, has_base ? base : NULL,
+                              tty ? backfill_progress : NULL, NULL, &done, &serr) < 0) {
             if (tty)
                 fputc('\n', stderr);
             fprintf(stderr, "vitalog serve: indexing stored versions: %s\n", serr.message);

@@ -123,7 +123,8 @@ int vl_x_disclose(vl_fhir_exchange_t *x, const vl_record_t *rec)
     if (!res)
         return 0; /* stored bytes are JSON; nothing to account if not */
     vl_index_init(&ix);
-    if (vl_fhir_compartments(t, res, &ix) < 0 || vl_fhir_compartment_self(t, rec->id, &ix) < 0)
+    if (vl_fhir_compartments_at(t, res, vl_x_fhir_base(root), &ix) < 0 ||
+        vl_fhir_compartment_self(t, rec->id, &ix) < 0)
         rc = -1;
     snprintf(ref, sizeof ref, "%s/%s/_history/%lld", rec->type, rec->id, (long long)rec->version);
     for (size_t i = 0; rc == 0 && i < ix.n_patients; i++) {

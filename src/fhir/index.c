@@ -599,7 +599,10 @@ int vl_fhir_index_at(const vl_fhir_type_t *type, const json_t *res, const char *
             return vl_error_set(err, 500, "exception", NULL, "Out of memory while indexing %s",
                                 type->name);
     }
-    if (vl_fhir_compartments(type, res, ix) < 0 || facets(type, ix) < 0 || series(type, ix) < 0)
+    if (vl_fhir_compartments_at(type, res, fhir_base, ix) < 0 ||
+        (strcmp(type->name, "Patient") != 0 && ix->n_patients == 0 &&
+         vl_fhir_compartment_member_type(type) && vl_index_add_patient(ix, VL_NO_PATIENT) < 0) ||
+        facets(type, ix) < 0 || series(type, ix) < 0)
         return vl_error_set(err, 500, "exception", NULL, "Out of memory while indexing %s",
                             type->name);
     return 0;

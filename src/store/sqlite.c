@@ -472,8 +472,7 @@ static int sqlite_commit(vl_backend_t *b, vl_store_err_t *err)
 {
     if (vl_sqlite_exec(b->writer.db, "COMMIT;", err) < 0)
         return -1;
-    for (int i = 0; i < VL_INTERN_KINDS; i++)
-        vl_intern_commit(&b->writer.intern[i]);
+    vl_intern_commit(&b->writer);
     return 0;
 }
 

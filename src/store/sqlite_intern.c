@@ -18,8 +18,11 @@
  *    therefore marked uncommitted; using one again inserts its row again
  *    (INSERT OR IGNORE with the same id) in the current savepoint, so every
  *    unit that writes rows with an id also holds that id's row. After the
- *    commit they are marked committed; after a rollback of the whole
- *    transaction they are dropped.
+ *    commit each is kept, as committed, only if its row is in the table
+ *    (the unit that made it may have been rolled back and no other used
+ *    it); after a rollback of the whole transaction they are dropped. A
+ *    name the writer finds in the table during a transaction counts as
+ *    made in it (it may be that transaction's own row).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -84,10 +87,26 @@ static int put(vl_intern_t *t, const char *key, int64_t id, int committed)
     return 0;
 }
 
-void vl_intern_commit(vl_intern_t *t)
+static int64_t select_id(sqlite3 *db, const char *q, const char *key, int64_t id, int *rc);
+static const char *const select_sql[VL_INTERN_KINDS];
+
+void vl_intern_commit(vl_bconn_t *c)
 {
-    for (size_t i = 0; i < t->cap; i++)
-        t->slots[i].committed = 1;
+    /* an entry made in the transaction that just committed is kept only
+     * if its row is there now: the unit that inserted it may have been
+     * rolled back, and no later unit used it again */
+    for (int k = 0; k < VL_INTERN_KINDS; k++) {
+        vl_intern_t *t = &c->intern[k];
+        for (size_t i = 0; i < t->cap; i++) {
+            struct vl_intern_slot *s = &t->slots[i];
+            int rc;
+            if (!s->key || s->committed)
+                continue;
+            if (select_id(c->db, select_sql[k], s->key, 0, &rc) == s->id && rc == SQLITE_OK)
+                s->committed = 1;
+        }
+        vl_intern_rollback(t); /* keeps the committed entries only */
+    }
 }
 
 void vl_intern_rollback(vl_intern_t *t)
@@ -100,6 +119,11 @@ void vl_intern_rollback(vl_intern_t *t)
     vl_intern_free(t);
     *t = kept;
 }
+
+static const char *const select_sql[VL_INTERN_KINDS] = {
+    "SELECT pid FROM search_param WHERE name = ?1",
+    "SELECT sid FROM code_system WHERE uri = ?1",
+};
 
 static const struct {
     const char *select, *insert, *max;
@@ -153,8 +177,12 @@ int vl_intern_id(vl_bconn_t *c, int which, const char *key, int create, int64_t 
     if (rc != SQLITE_OK)
         return vl_sqlite_error(err, c->db, "looking up a name");
     if (id >= 0) {
+        /* the writer may see its own open transaction's rows: committed
+         * once vl_intern_commit found them after the commit */
+        int committed = c != &c->b->writer || sqlite3_get_autocommit(c->db);
         *out = id;
-        return put(t, key, id, 1) < 0 ? vl_store_fail(err, VL_STORE_FAILED, "out of memory") : 0;
+        return put(t, key, id, committed) < 0 ? vl_store_fail(err, VL_STORE_FAILED, "out of memory")
+                                              : 0;
     }
     if (!create)
         return 0;

@@ -72,7 +72,7 @@ typedef struct vl_intern {
 int vl_intern_id(vl_bconn_t *c, int which, const char *key, int create, int64_t *out,
                  vl_store_err_t *err);
 /** After the writer's commit / rollback (see sqlite_intern.c). */
-void vl_intern_commit(vl_intern_t *t);
+void vl_intern_commit(vl_bconn_t *c);
 void vl_intern_rollback(vl_intern_t *t);
 void vl_intern_free(vl_intern_t *t);
 

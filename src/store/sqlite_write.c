@@ -587,6 +587,28 @@ int vl_sqlite_anchor(vl_backend_t *b, int64_t seq, uint64_t index, vl_store_err_
  * current versions written before migration 007
  * ---------------------------------------------------------------------- */
 
+/* A current version indexed again (migration 007): its index rows, and any
+ * patient compartment the fhir module now finds that it did not then (an
+ * absolute reference under this server's base). */
+static int reindex(vl_backend_t *b, const char *type, int64_t seq, const vl_index_t *ix,
+                   vl_store_err_t *err)
+{
+    if (insert_index(b, type, seq, ix, err) < 0)
+        return -1;
+    for (size_t i = 0; i < ix->n_patients; i++) {
+        sqlite3_stmt *st =
+            W(b, ST_INSERT_PATIENT,
+              "INSERT OR IGNORE INTO version_patient (seq, patient) VALUES (?1, ?2)", err);
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 1, seq);
+        sqlite3_bind_text(st, 2, ix->patients[i], -1, SQLITE_STATIC);
+        if (step_done(b, st, "writing compartments", err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 int vl_sqlite_pending(vl_backend_t *b, uint64_t *n, vl_store_err_t *err)
 {
     sqlite3_stmt *st = NULL;
@@ -667,7 +689,7 @@ int vl_sqlite_facets_backfill(vl_backend_t *b, vl_store_facets_fn fn, void *ctx,
         vl_index_init(&ix);
         bad = list[i].len && fn(ctx, list[i].type, list[i].body, list[i].len, &ix) < 0;
         if (!bad && (mode == 0 ? vl_sqlite_insert_facets(b, list[i].seq, &ix, 0, 0, err)
-                               : insert_index(b, list[i].type, list[i].seq, &ix, err)) < 0) {
+                               : reindex(b, list[i].type, list[i].seq, &ix, err)) < 0) {
             vl_index_free(&ix);
             goto out;
         }

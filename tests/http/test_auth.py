@@ -222,6 +222,34 @@ def test_a_patient_sees_only_their_compartment(srv, two_patients):
     outcome(call(srv, "GET", "/metrics", token=token), 403)
 
 
+def test_records_of_no_patient_here_are_not_shared(srv, two_patients):
+    """An Observation whose subject is none of this server's patients (a
+    Group, another server's patient) is in no patient's compartment and is
+    not shared data either: only the admin reads it. One that names a
+    patient by an absolute URL under this server's base is hers."""
+    a, b, _ = two_patients
+    token = new_token(srv, "patient", f"Patient/{a}")
+    ids = {}
+    for name, ref in (("group", "Group/g1"), ("foreign", "https://elsewhere.example/fhir/Patient/" + a),
+                      ("absolute", srv.base + "/fhir/Patient/" + a)):
+        body = obs(a)
+        body["subject"] = {"reference": ref}
+        r = call(srv, "POST", "/fhir/Observation", body=body)
+        assert r.status == 201, r.body
+        ids[name] = json.loads(r.body)["id"]
+    for name in ("group", "foreign"):
+        assert call(srv, "GET", f"/fhir/Observation/{ids[name]}", token=token).status == 404
+        assert call(srv, "GET", f"/fhir/Observation/{ids[name]}").status == 200  # the admin
+    assert call(srv, "GET", f"/fhir/Observation/{ids['absolute']}", token=token).status == 200
+    got = {e["resource"]["id"] for e in json.loads(
+        call(srv, "GET", "/fhir/Observation?_count=100", token=token).body).get("entry", [])}
+    assert ids["absolute"] in got and ids["group"] not in got and ids["foreign"] not in got
+    # and by the absolute URL of her own record, as the patient searches it
+    r = call(srv, "GET", "/fhir/Observation?subject=" + srv.base + "/fhir/Patient/" + a, token=token)
+    got = {e["resource"]["id"] for e in json.loads(r.body).get("entry", [])}
+    assert ids["absolute"] in got
+
+
 def test_a_patient_writes_only_in_their_compartment(srv, two_patients):
     a, b, ids = two_patients
     token = new_token(srv, "patient", f"Patient/{a}")

@@ -901,6 +901,42 @@ static int probe_apply(vl_store_txn_t *txn, void *arg)
  * version, no index row, no compartment, no ledger entry), while the units
  * around it in the same batch commit; the unit after it sees none of its
  * writes and reuses its ledger indices. */
+/* A unit that puts a version, then fails: the name its index rows made
+ * (search_param, code_system) leaves with it. */
+static int put_then_fail(vl_store_txn_t *txn, void *arg)
+{
+    tstore_put_t *a = arg;
+    tstore_apply_put(txn, a);
+    return -1;
+}
+
+/* Interned names (sqlite_intern.c): a parameter name and a code system
+ * first met in a unit that is rolled back must still be found when a
+ * later transaction writes rows with them: the writer may not keep an id
+ * whose row left with the unit. */
+static void test_interned_names_survive_rollback(void **state)
+{
+    fixture_t *f = *state;
+    vl_index_t ix;
+    vl_store_unit_t u;
+    vl_index_init(&ix);
+    tstore_index_token(&ix, "brand-new", "urn:brand-new-system", "c1", NULL);
+    tstore_put_t a = tstore_put_of("Basic", "x1", 1, VL_METHOD_POST, "{\"x\":1}", &ix);
+    memset(&u, 0, sizeof u);
+    u.apply = put_then_fail;
+    u.arg = &a;
+    assert_int_equal(vl_store_run(f->store, &u), -1);
+    assert_int_equal(tstore_sql_int(f->data, "SELECT count(*) FROM search_param WHERE name ="
+                                             " 'Basic.brand-new'"),
+                     0);
+    /* a later commit with the same names: searchable by them */
+    tstore_put_ok(f->store, "Basic", "x2", "{\"x\":2}", &ix);
+    assert_int_equal(search_count(f->store, "Basic", "brand-new", "urn:brand-new-system", "c1"), 1);
+    tstore_put_ok(f->store, "Basic", "x3", "{\"x\":3}", &ix);
+    assert_int_equal(search_count(f->store, "Basic", "brand-new", "urn:brand-new-system", "c1"), 2);
+    vl_index_free(&ix);
+}
+
 static void test_failing_unit_leaves_nothing(void **state)
 {
     fixture_t *f = *state;
@@ -2439,6 +2475,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reads_inside_unit_see_own_puts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_later_units_see_earlier_units, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failing_puts_in_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interned_names_survive_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_completes_queued_units, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unit_arguments_checked, setup, teardown),
