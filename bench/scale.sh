@@ -24,6 +24,13 @@
 #      b  Observation?patient=&code=8867-4&_sort=-date&_count=1
 #      c  Observation?patient=&code=99504-3&date=ge2025-MM-01&date=lt..&_summary=count
 #      d  Observation?code=8867-4&value-quantity=gt120|http://unitsofmeasure.org|/min&_count=50
+#    then a, b and c again as the patient (SCALE_AS=patient): each request
+#    with the token of the patient it names, one of SCALE_TOKEN_PATIENTS
+#    patients (the first of the manifest, and the samples' one) whose
+#    tokens `vitalog token create` issued once the server ran, written to
+#    scale-tokens.tsv next to the manifest in the copy; a patient reading
+#    her own compartment discloses nothing, so these write no AuditEvent
+#    and measure the search path itself (its samples are checked too);
 #    then durable creates (bench/post_observation.lua, 16 connections) against
 #    vitalog on the same database and against bench/bare_server.c;
 # 5. prints a markdown table and writes it to SCALE_RESULTS.
@@ -47,10 +54,12 @@
 #   SCALE_RESULTS       where to write the table (default: bench/results/scale-latest.md)
 #   SCALE_KEEP          1: keep the scratch directory (server logs, raw wrk output)
 #   SCALE_POOL          distinct requests per wrk thread (default: 4096)
+#   SCALE_TOKEN_PATIENTS patients the runs as the patient use, each with its
+#                       own token (default: 64)
 #
-# The creates and the searches (an admin's reads: each answer that
-# discloses records first commits AuditEvents) add to the database, which is
-# why the runs use a copy unless SCALE_COPY=0.
+# The creates, the patient tokens and the admin's searches (each answer
+# that discloses records first commits AuditEvents) add to the database,
+# which is why the runs use a copy unless SCALE_COPY=0.
 #
 # Exit status: 0 when every run answered only 2xx and every sample was sane,
 # 1 otherwise.
@@ -72,6 +81,10 @@ SCALE_BUILD_DIR=${SCALE_BUILD_DIR:-build-scale}
 SCALE_SECONDS=${SCALE_SECONDS:-10}
 SCALE_TIMEOUT=${SCALE_TIMEOUT:-30s}
 SCALE_RESULTS=${SCALE_RESULTS:-bench/results/scale-latest.md}
+SCALE_TOKEN_PATIENTS=${SCALE_TOKEN_PATIENTS:-64}
+# the admin's runs are the admin's whatever the caller's environment says;
+# the runs as the patient set these themselves
+unset SCALE_AS SCALE_TOKENS
 THREADS=2
 CONNECTIONS=16
 
@@ -87,6 +100,7 @@ for tool in wrk curl cc pkg-config cmake awk python3; do
 done
 [[ $SCALE_OBSERVATIONS =~ ^[1-9][0-9]*$ ]] || die "SCALE_OBSERVATIONS must be a positive number"
 [[ $SCALE_PATIENTS =~ ^[1-9][0-9]*$ ]] || die "SCALE_PATIENTS must be a positive number"
+[[ $SCALE_TOKEN_PATIENTS =~ ^[1-9][0-9]*$ ]] || die "SCALE_TOKEN_PATIENTS must be a positive number"
 
 # ---------------------------------------------------------------- build
 if [[ ${SCALE_SKIP_BUILD:-0} != 1 ]]; then
@@ -241,8 +255,8 @@ run_wrk() {
   out=$SCRATCH/$name.wrk
   local cmd=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d${SCALE_SECONDS}s" --timeout "$SCALE_TIMEOUT" --latency
              -s "$script" "$url")
-  WRK_COMMANDS+=("$name: ${cmd[*]}")
-  log "$name: ${cmd[*]}"
+  WRK_COMMANDS+=("$name: ${SCALE_AS:+SCALE_AS=$SCALE_AS }${cmd[*]}")
+  log "$name: ${SCALE_AS:+SCALE_AS=$SCALE_AS }${cmd[*]}"
   "${cmd[@]}" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed ($name)"; }
   local parsed
   parsed=$(awk '
@@ -346,17 +360,21 @@ print("d\t/fhir/Observation?code=http://loinc.org%7C8867-4&value-quantity=gt120%
 PY
 )
 
-# sample NAME PATH -> sets CODE (HTTP status) and leaves the body in $SCRATCH/NAME.json
+# sample NAME PATH [TOKEN] -> sets CODE (HTTP status) and leaves the body in
+# $SCRATCH/NAME.json; with TOKEN, the request is that token's, not the admin's
 sample() {
-  CODE=$("${CURL[@]}" -o "$SCRATCH/$1.json" -w '%{http_code}' "$BASE$2" || echo 000)
+  local c=("${CURL[@]}")
+  [[ -n ${3:-} ]] && c=(curl -sS --max-time 120 -H "Accept: application/fhir+json" -H "Authorization: Bearer $3")
+  CODE=$("${c[@]}" -o "$SCRATCH/$1.json" -w '%{http_code}' "$BASE$2" || echo 000)
 }
 
-# check NAME EXPECTED -> prints "ok: ..." or "WRONG: ..."
+# check NAME EXPECTED -> prints "ok: ..." or "WRONG: ..." (NAME a, b, c, d,
+# or a_patient ...: the same checks)
 check() {
   python3 - "$SCRATCH/$1.json" "$1" "$2" <<'PY'
 import json, sys
 b = json.load(open(sys.argv[1]))
-name, want = sys.argv[2], sys.argv[3]
+name, want = sys.argv[2].split("_")[0], sys.argv[3]
 entries = [e.get("resource", {}) for e in b.get("entry", [])]
 total = b.get("total")
 def value(r):
@@ -381,7 +399,7 @@ PY
 
 NOTES=()
 SAMPLE_OK=1
-declare -A SAMPLE_PATH SAMPLE_RESULT SAMPLE_MS
+declare -A SAMPLE_PATH SAMPLE_RESULT SAMPLE_MS SAMPLE_WANT
 COUNT_PARAM=_summary=count
 while IFS=$'\t' read -r name path want; do
   [[ -n $name ]] || continue
@@ -407,6 +425,7 @@ while IFS=$'\t' read -r name path want; do
   fi
   SAMPLE_MS[$name]=$(( ($(date +%s%N) - t0) / 1000000 ))
   SAMPLE_PATH[$name]=$path
+  SAMPLE_WANT[$name]=$want
   if [[ $CODE != 200 ]]; then
     SAMPLE_RESULT[$name]="WRONG: HTTP $CODE: $(head -c 300 "$SCRATCH/$name.json" | tr '\n' ' ')"
   else
@@ -417,6 +436,85 @@ while IFS=$'\t' read -r name path want; do
 done <<<"$SAMPLES"
 check_alive "the sample requests"
 
+# ---------------------------------------------------------------- patient tokens
+# One patient token each for the first SCALE_TOKEN_PATIENTS patients of the
+# manifest and the samples' patient, issued while the server runs (it looks
+# tokens up per request), "id<TAB>token" lines next to the manifest in the
+# copy (in the scratch directory with SCALE_COPY=0: no secrets left behind).
+if [[ ${SCALE_COPY:-1} == 1 ]]; then
+  export SCALE_TOKENS=$RUN_DATA/scale-tokens.tsv
+else
+  export SCALE_TOKENS=$SCRATCH/scale-tokens.tsv
+fi
+SAMPLE_PATIENT=$(sed -nE 's|.*[?&]patient=Patient/([^&]+).*|\1|p' <<<"${SAMPLE_PATH[b]:-}")
+mapfile -t TOKEN_IDS < <(
+  { awk -F'\t' -v k="$SCALE_TOKEN_PATIENTS" '!/^#/ && NF >= 5 && n < k { print $1; n++ }' "$SCALE_MANIFEST"
+    [[ -n $SAMPLE_PATIENT ]] && echo "$SAMPLE_PATIENT"; } | awk '!seen[$0]++')
+((${#TOKEN_IDS[@]} > 0)) || die "no patients in $SCALE_MANIFEST to make tokens for"
+log "creating ${#TOKEN_IDS[@]} patient tokens (vitalog token create) into $SCALE_TOKENS"
+: >"$SCALE_TOKENS"
+chmod 600 "$SCALE_TOKENS"
+SAMPLE_TOKEN=
+t0=$(date +%s%N)
+for id in "${TOKEN_IDS[@]}"; do
+  secret=$("$VITALOG" token create --data "$RUN_DATA" --role patient --subject "Patient/$id" \
+             --expires 1d --label bench-scale 2>>"$SCRATCH/tokens.log") ||
+    { tail -n 5 "$SCRATCH/tokens.log" >&2; die "vitalog token create failed for Patient/$id"; }
+  [[ -n $secret ]] || die "vitalog token create printed no token for Patient/$id"
+  printf '%s\t%s\n' "$id" "$secret" >>"$SCALE_TOKENS"
+  if [[ $id == "$SAMPLE_PATIENT" ]]; then SAMPLE_TOKEN=$secret; fi
+done
+TOKEN_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+TOKEN_LINE="${#TOKEN_IDS[@]} patient tokens created in $TOKEN_MS ms ($(awk -v t="$TOKEN_MS" -v n="${#TOKEN_IDS[@]}" 'BEGIN { printf "%.0f", t / n }') ms each)"
+log "$TOKEN_LINE"
+unset secret
+
+# audit_events -> how many AuditEvents the database holds (a count discloses
+# nothing, so asking writes none); empty when the server does not say
+audit_events() {
+  "${CURL[@]}" "$BASE/fhir/AuditEvent?_summary=count" 2>/dev/null |
+    python3 -c 'import json,sys
+try:
+    t = json.load(sys.stdin).get("total")
+    print("" if t is None else t)
+except Exception:
+    pass' 2>/dev/null || true
+}
+AUDIT_OK=1
+AUDIT_PATIENT=0  # AuditEvents the requests as the patient wrote; empty: not counted
+audit_from=$(audit_events)
+# audit_add FROM: adds the AuditEvents written since FROM (a count) to AUDIT_PATIENT
+audit_add() {
+  local now
+  now=$(audit_events)
+  if [[ -n $1 && -n $now && -n $AUDIT_PATIENT ]]; then
+    AUDIT_PATIENT=$((AUDIT_PATIENT + now - $1))
+  else
+    AUDIT_PATIENT=
+  fi
+}
+
+# The samples again as the patient they name: the same paths and answers.
+for base in a b c; do
+  [[ -n ${SAMPLE_PATH[$base]:-} ]] || continue
+  name=${base}_patient
+  t0=$(date +%s%N)
+  sample "$name" "${SAMPLE_PATH[$base]}" "${SAMPLE_TOKEN:-}"
+  SAMPLE_MS[$name]=$(( ($(date +%s%N) - t0) / 1000000 ))
+  SAMPLE_PATH[$name]=${SAMPLE_PATH[$base]}
+  if [[ -z ${SAMPLE_TOKEN:-} ]]; then
+    SAMPLE_RESULT[$name]="WRONG: no token for the sample's patient"
+  elif [[ $CODE != 200 ]]; then
+    SAMPLE_RESULT[$name]="WRONG: HTTP $CODE: $(head -c 300 "$SCRATCH/$name.json" | tr '\n' ' ')"
+  else
+    SAMPLE_RESULT[$name]=$(check "$name" "${SAMPLE_WANT[$base]}" 2>&1 || echo "WRONG: unreadable answer")
+  fi
+  [[ ${SAMPLE_RESULT[$name]} == ok* ]] || SAMPLE_OK=0
+  log "sample $name (${SAMPLE_MS[$name]} ms, as Patient/$SAMPLE_PATIENT): ${SAMPLE_RESULT[$name]}"
+done
+check_alive "the sample requests as the patient"
+audit_add "$audit_from"
+
 # ---------------------------------------------------------------- searches
 run_wrk search_a bench/scale_a_window.lua "$BASE/fhir/Observation"
 check_alive search_a
@@ -426,6 +524,25 @@ run_wrk search_c bench/scale_c_month.lua "$BASE/fhir/Observation"
 check_alive search_c
 run_wrk search_d bench/scale_d_high.lua "$BASE/fhir/Observation"
 check_alive search_d
+
+# a, b and c again, each request made by the patient it names (no AuditEvent)
+audit_from=$(audit_events)
+export SCALE_AS=patient
+run_wrk search_a_patient bench/scale_a_window.lua "$BASE/fhir/Observation"
+check_alive search_a_patient
+run_wrk search_b_patient bench/scale_b_latest.lua "$BASE/fhir/Observation"
+check_alive search_b_patient
+run_wrk search_c_patient bench/scale_c_month.lua "$BASE/fhir/Observation"
+check_alive search_c_patient
+unset SCALE_AS
+audit_add "$audit_from"
+if [[ -n $AUDIT_PATIENT ]]; then
+  AUDIT_LINE="AuditEvents written by the requests as the patient (samples and runs): $AUDIT_PATIENT (want 0)"
+  ((AUDIT_PATIENT == 0)) || AUDIT_OK=0
+else
+  AUDIT_LINE="AuditEvents written by the requests as the patient: not counted (GET /fhir/AuditEvent?_summary=count gave no total)"
+fi
+log "$AUDIT_LINE"
 
 # ---------------------------------------------------------------- creates
 # The subjects of post_observation.lua (Patient/bench-0 .. 99), once per database.
@@ -485,12 +602,17 @@ REPORT=$(
 - $COPY_LINE: $DB_BEFORE bytes before, $DB_AFTER after (the creates and AuditEvents of this run: $(mib $((DB_AFTER - DB_BEFORE))))
 - vitalog started on it in $START_S s; **peak RSS $(mib $((RSS_vitalog * 1024)))** (VmHWM after all its runs)
 - wrk -t$THREADS -c$CONNECTIONS -d${SCALE_SECONDS}s --timeout $SCALE_TIMEOUT --latency for every run; each search request picks its own patient and time (bench/scale_*.lua, a pool of ${SCALE_POOL:-4096} per thread); requests are the admin's, so every search answer that discloses records first commits AuditEvents (one per patient in it; a count discloses none)
+- the rows "as the patient" send the same searches (SCALE_AS=patient), each with the token of the patient it names, one of ${#TOKEN_IDS[@]}: a patient reading her own compartment discloses nothing and writes no AuditEvent, so they measure the search path itself; $TOKEN_LINE after the server started
+- $AUDIT_LINE
 
 | run | requests/s | p50 | p99 | requests | non-2xx / socket errors | sample request checked |
 |---|---:|---:|---:|---:|---:|---|
 $(row "a: patient + heart rate + date window (100 results, _count=100)" search_a "${SAMPLE_RESULT[a]:-not checked}")
+$(row "a (as the patient)" search_a_patient "${SAMPLE_RESULT[a_patient]:-not checked}")
 $(row "b: patient + heart rate, _sort=-date&_count=1" search_b "${SAMPLE_RESULT[b]:-not checked}")
+$(row "b (as the patient)" search_b_patient "${SAMPLE_RESULT[b_patient]:-not checked}")
 $(row "c: patient + CGM glucose + month, ${COUNT_PARAM}" search_c "${SAMPLE_RESULT[c]:-not checked}")
+$(row "c (as the patient)" search_c_patient "${SAMPLE_RESULT[c_patient]:-not checked}")
 $(row "d: clinic-wide heart rate > 120 /min, _count=50" search_d "${SAMPLE_RESULT[d]:-not checked}")
 $(row "POST /fhir/Observation on this database" vitalog_post "–")
 $(row "POST /fhir/Observation, bare libmicrohttpd server" bare_post "–")
@@ -499,9 +621,10 @@ $(row "POST /fhir/Observation, bare libmicrohttpd server" bare_post "–")
 - vitalog exit status after SIGTERM: $VL_EXIT
 $(for n in "${NOTES[@]}"; do printf -- '- note: %s\n' "$n"; done)
 
-Sample requests (the first answer of each after the server started; the database file was just copied, so the page cache is warm):
+Sample requests (the first answer of each after the server started, the patient's after the admin's; the database file was just copied, so the page cache is warm):
 
 $(for n in a b c d; do [[ -n ${SAMPLE_PATH[$n]:-} ]] && printf '    %s (%s ms) GET %s\n' "$n" "${SAMPLE_MS[$n]}" "${SAMPLE_PATH[$n]}"; done)
+$(for n in a_patient b_patient c_patient; do [[ -n ${SAMPLE_PATH[$n]:-} ]] && printf '    %s (%s ms, as Patient/%s) GET %s\n' "$n" "${SAMPLE_MS[$n]}" "$SAMPLE_PATIENT" "${SAMPLE_PATH[$n]}"; done)
 
 wrk commands:
 
@@ -515,7 +638,7 @@ printf '%s\n' "$REPORT" >"$SCALE_RESULTS"
 log "results written to $SCALE_RESULTS"
 
 status=0
-for n in search_a search_b search_c search_d vitalog_post; do
+for n in search_a search_b search_c search_d search_a_patient search_b_patient search_c_patient vitalog_post; do
   v=NON2XX_$n
   if [[ ${!v} != 0 ]]; then
     log "error: $n had ${!v} non-2xx answers; its rate is not valid"
@@ -529,6 +652,10 @@ for n in search_a search_b search_c search_d vitalog_post; do
 done
 if [[ $SAMPLE_OK != 1 ]]; then
   log "error: a sample request's answer was wrong (see the table)"
+  status=1
+fi
+if [[ $AUDIT_OK != 1 ]]; then
+  log "error: the requests as the patient wrote $AUDIT_PATIENT AuditEvents; a patient's own reads disclose nothing"
   status=1
 fi
 exit "$status"

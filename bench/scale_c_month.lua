@@ -9,7 +9,8 @@
 -- is rarely zero. SCALE_COUNT_PARAM replaces "_summary=count" (bench/scale.sh
 -- sets "_count=0" for a server that does not take _summary=count yet).
 -- Environment: SCALE_MANIFEST, SCALE_POOL, SCALE_LUA_SEED, SCALE_COUNT_PARAM,
--- VITALOG_TOKEN.
+-- VITALOG_TOKEN, SCALE_AS (patient: each request made by its patient),
+-- SCALE_TOKENS.
 
 dofile("bench/common.lua")
 dofile("bench/scale_common.lua")
@@ -27,7 +28,7 @@ function init(args)
       if nm == 13 then ny, nm = y + 1, 1 end
       return "/fhir/Observation?patient=Patient/" .. p.id ..
          "&code=http://loinc.org%7C99504-3" ..
-         string.format("&date=ge%04d-%02d-01&date=lt%04d-%02d-01&", y, m, ny, nm) .. count
+         string.format("&date=ge%04d-%02d-01&date=lt%04d-%02d-01&", y, m, ny, nm) .. count, p
    end)
 end
 

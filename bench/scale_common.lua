@@ -13,7 +13,38 @@
 -- take minutes without seconds yet).
 -- scale_fill(make): fills `pool` (common.lua) with SCALE_POOL (default
 -- 4096) GETs whose paths make() returns, so each request picks its own
--- patient and time and wrk formats nothing while it measures.
+-- patient and time and wrk formats nothing while it measures. make()
+-- returns the path and the patient it names (from scale_patients()).
+--
+-- SCALE_AS=patient: each request is made by the patient it names, not by
+-- the admin of VITALOG_TOKEN (a patient reading her own compartment
+-- discloses nothing, so the server writes no AuditEvent). scale_patients()
+-- then returns only the patients of SCALE_TOKENS (default
+-- scale-tokens.tsv next to the manifest: "id<TAB>token" lines, written by
+-- bench/scale.sh), each with its token as p.token, and scale_fill() sends
+-- each request with "Authorization: Bearer <its patient's token>".
+
+function scale_as_patient()
+   local as = os.getenv("SCALE_AS")
+   if as == nil or as == "" or as == "admin" then return false end
+   if as ~= "patient" then error("SCALE_AS is '" .. as .. "', not patient or admin") end
+   return true
+end
+
+local function scale_tokens(manifest)
+   local path = os.getenv("SCALE_TOKENS")
+   if path == nil or path == "" then
+      path = (manifest:match("^(.*)/[^/]*$") or ".") .. "/scale-tokens.tsv"
+   end
+   local f = assert(io.open(path, "r"))
+   local tokens = {}
+   for line in f:lines() do
+      local id, token = line:match("^(%S+)\t(%S+)$")
+      if id then tokens[id] = token end
+   end
+   f:close()
+   return tokens, path
+end
 
 function scale_patients()
    local path = os.getenv("SCALE_MANIFEST")
@@ -33,6 +64,18 @@ function scale_patients()
    end
    f:close()
    if #list == 0 then error("no patients in " .. path) end
+   if scale_as_patient() then
+      local tokens, tpath = scale_tokens(path)
+      local mine = {}
+      for _, p in ipairs(list) do
+         if tokens[p.id] then
+            p.token = tokens[p.id]
+            mine[#mine + 1] = p
+         end
+      end
+      if #mine == 0 then error("no patient of " .. path .. " has a token in " .. tpath) end
+      list = mine
+   end
    return list
 end
 
@@ -49,8 +92,15 @@ end
 
 function scale_fill(make)
    local n = tonumber(os.getenv("SCALE_POOL") or "") or 4096
+   local as_patient = scale_as_patient()
    local headers = bench_headers({ ["Accept"] = "application/fhir+json" })
    for i = 1, n do
-      pool[i] = wrk.format("GET", make(), headers, nil)
+      local path, p = make()
+      if as_patient then
+         if p == nil or p.token == nil then error("SCALE_AS=patient: no token for " .. path) end
+         headers = { ["Accept"] = "application/fhir+json",
+                     ["Authorization"] = "Bearer " .. p.token }
+      end
+      pool[i] = wrk.format("GET", path, headers, nil)
    end
 end

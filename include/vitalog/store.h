@@ -231,8 +231,10 @@ typedef struct vl_index_row {
                      the patient reference "Patient/<id>" (owned) */
     double number;
     int64_t lo, hi;
-    int canon; /* quantity: 1 for the value in its canonical UCUM unit */
-    int sort;  /* the param is sortable: the store keeps its sort keys */
+    int canon;     /* quantity: 1 for the value in its canonical UCUM unit */
+    int sort;      /* the param is sortable: the store keeps its sort keys */
+    int norm_only; /* string: only the normalized form is searched (token :text
+                      rows): the exact value is not kept */
 } vl_index_row_t;
 
 /** Index rows of one version, and the ids of the patients in whose

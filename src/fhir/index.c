@@ -96,7 +96,9 @@ static void add(ctx_t *c, const char *system, const char *text, double number, i
 /* A row of another name than the param's (:text, :of-type rows). */
 static void add_named(ctx_t *c, const char *param, vl_index_kind_t kind, const char *text)
 {
-    vl_index_row_t r = {.param = param, .kind = kind, .text = (char *)text};
+    /* :text rows are searched by their normalized form only */
+    vl_index_row_t r = {
+        .param = param, .kind = kind, .text = (char *)text, .norm_only = kind == VL_INDEX_STRING};
     if (c->failed || !param || !text || !*text)
         return;
     if (!vl_index_add_row(c->ix, &r))
@@ -445,7 +447,8 @@ static void leaf_value(ctx_t *c, const json_t *leaf, void *arg)
 
 /* Composites (token $ quantity): within each element of the param's paths,
  * every coding of the token part paired with the quantity part, the
- * quantity in its canonical UCUM unit when it has one, else as sent. */
+ * quantity in its canonical UCUM unit when it has one, else as sent (UCUM
+ * codes as they are, others as "|" + code or unit). */
 typedef struct pair {
     const json_t *quantity;
 } pair_t;
@@ -457,11 +460,18 @@ static void leaf_pair_token(ctx_t *c, const json_t *tok, void *arg)
     const char *system, *code, *unit, *canon;
     const json_t *codings = json_is_object(tok) ? json_object_get(tok, "coding") : NULL, *coding;
     size_t i;
+    char marked[256];
     if (quantity_of(p->quantity, &number, &system, &code, &unit) < 0 || !json_is_array(codings))
         return;
     if (canonical_of(system, code, number, &canon, &cv) == 0) {
         code = canon;
         number = cv;
+    } else if (code && (!system || strcmp(system, UCUM) != 0)) {
+        /* not UCUM: "|" + code, which no UCUM unit is (composite rows keep
+         * no system; a search in UCUM must not find "g" sent without one) */
+        if ((size_t)snprintf(marked, sizeof marked, "|%s", code) >= sizeof marked)
+            return;
+        code = marked;
     }
     json_array_foreach (codings, i, coding) {
         const char *tcode = str_member(coding, "code");

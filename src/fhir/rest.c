@@ -195,6 +195,8 @@ static int send_page(vl_fhir_exchange_t *x, const page_t *p, vl_records_t *list,
 static int cut_by_bytes(const vl_records_t *list, size_t max_bytes)
 {
     size_t bytes = 0;
+    if (!max_bytes)
+        return 0; /* no limit: nothing was cut */
     for (size_t i = 0; i < list->n; i++)
         bytes += list->items[i].body_len;
     return bytes >= max_bytes;
@@ -324,9 +326,9 @@ static int do_search(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const vl_params
         p.has_next = 1;
     } else if (p.total >= 0) {
         p.has_next = (int64_t)p.offset + (int64_t)list.n < list.total && list.n > 0;
-    } else {
+    } else { /* cut short by bytes, maybe right at _count rows */
         p.has_next =
-            list.n > 0 && list.n < (size_t)search.query.count && cut_by_bytes(&list, max_bytes);
+            list.n > 0 && list.n <= (size_t)search.query.count && cut_by_bytes(&list, max_bytes);
     }
     rc = send_page(x, &p, &list, res);
     vl_search_free(&search);

@@ -783,6 +783,7 @@ static int parse_composite(parser_t *ps, const char *name, const char *raw, vl_q
     char *system = NULL, *code;
     const char *canon;
     vl_query_value_t *v;
+    size_t first = c->n;
     if (dollar <= 0 || !raw[dollar + 1])
         return bad(ps, name, raw, "expected [system|]code$[prefix]number[|system|code]");
     if (bar >= 0 && bar < dollar) {
@@ -799,11 +800,31 @@ static int parse_composite(parser_t *ps, const char *name, const char *raw, vl_q
         return bad(ps, name, raw, "the token part needs a code");
     if (!(v = next_value(ps, c)) || quantity_part(ps, name, raw + dollar + 1, v) != 0)
         return -1;
+    /* the units the rows hold (fhir/index.c): the canonical UCUM unit, a
+     * UCUM code as sent, or "|" + the code of another system; a unit
+     * without a system is either of the last two */
     v->unit = v->text;
-    if (v->system && v->text && !strcmp(v->system, UCUM) && to_canonical(v, &canon) == 0)
+    if (v->system && v->text && !strcmp(v->system, UCUM) && to_canonical(v, &canon) == 0) {
         v->unit = canon;
-    v->system = system; /* "" : no system */
-    v->text = code;
+    } else if (v->text && (!v->system || strcmp(v->system, UCUM) != 0)) {
+        char *marked = vl_arena_alloc(ps->arena, strlen(v->text) + 2);
+        if (!marked)
+            return oom(ps);
+        sprintf(marked, "|%s", v->text);
+        if (v->system) {
+            v->unit = marked;
+        } else {
+            vl_query_value_t *alt = next_value(ps, c);
+            if (!alt)
+                return -1;
+            *alt = c->values[first]; /* next_value may have moved the array */
+            alt->unit = marked;
+        }
+    }
+    for (size_t i = first; i < c->n; i++) {
+        c->values[i].system = system; /* "" : no system */
+        c->values[i].text = code;
+    }
     return 0;
 }
 
@@ -887,7 +908,9 @@ static int parse_param(parser_t *ps, const vl_search_param_t *sp, const char *na
                        !strchr(items[i], '/') && !strchr(items[i], ':');
         size_t nt;
         vl_fhir_r4_type_list(&nt);
-        need += bare_any ? nt : sp->kind == VL_INDEX_QUANTITY ? 2 : 1;
+        need += bare_any                                                          ? nt
+                : sp->kind == VL_INDEX_QUANTITY || sp->kind == VL_INDEX_COMPOSITE ? 2
+                                                                                  : 1;
     }
     if (reserve_values(ps, c, need) != 0)
         return -1;

@@ -826,11 +826,17 @@ static plan_t make_plan(const vl_query_t *query)
  * before T ends before T + the longest span of the series (series_span). */
 static void span_bound(vl_sqlq_t *q, const vl_query_t *query, int64_t t)
 {
-    sqlite3_str_appendall(q->sql, " AND s.hi < ");
+    /* hi <= t + span, saturated at INT64_MAX (an open end's span is
+     * INT64_MAX; t may be negative, before 1970) */
+    sqlite3_str_appendall(q->sql,
+                          " AND s.hi <= (SELECT CASE WHEN x.span >= 9223372036854775807 - ");
+    vl_sqlq_int(q, t > 0 ? t : 0);
+    sqlite3_str_appendall(q->sql, " THEN 9223372036854775807 ELSE x.span + ");
     vl_sqlq_int(q, t);
-    sqlite3_str_appendall(q->sql, " + coalesce((SELECT span FROM series_span WHERE pid = ");
+    sqlite3_str_appendall(q->sql, " END FROM (SELECT coalesce((SELECT span FROM series_span"
+                                  " WHERE pid = ");
     bind_param(q, query->type, query->series.code_param);
-    sqlite3_str_appendall(q->sql, "), 0) + 1");
+    sqlite3_str_appendall(q->sql, "), 0) AS span) x)");
 }
 
 static void series_bounds(vl_sqlq_t *q, const vl_query_t *query, const vl_query_value_t *v)
@@ -904,6 +910,20 @@ static void other_conds(vl_sqlq_t *q, const vl_query_t *query, const plan_t *p)
     }
 }
 
+/* Whether every series row of the query is visible by the scope's
+ * patients: a series row of "Patient/x" is a version in x's compartment
+ * (its subject), so a scope of x needs no probe per row. */
+static int series_visible(const vl_query_t *query, vl_scope_t scope)
+{
+    const char *id = query->series.patient + 8; /* after "Patient/" */
+    if (strncmp(query->series.patient, "Patient/", 8) != 0)
+        return 0;
+    for (size_t i = 0; i < scope.n_patients && scope.patients; i++)
+        if (!strcmp(scope.patients[i], id))
+            return 1;
+    return 0;
+}
+
 /* Whether the conditions or sort keys read the resource or version row. */
 static int needs_rows(const vl_query_t *query, vl_scope_t scope)
 {
@@ -942,6 +962,8 @@ static void from_where(vl_sqlq_t *q, const vl_query_t *query, vl_scope_t scope, 
         vl_sqlq_text(q, query->id);
     }
     other_conds(q, query, p);
+    if (p->series && series_visible(query, scope))
+        scope.flags |= VL_SCOPE_ALL; /* categories still apply (vl_sqlq_scope) */
     vl_sqlq_scope(q, scope, p->seq);
 }
 
@@ -1041,13 +1063,20 @@ int vl_sqlite_search_plan(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *que
     memset(out, 0, sizeof *out);
     out->total = -1;
 
-    if (with_total) {
+    if (with_total || query->count == 0) {
+        if (!with_total) { /* _count=0 without a total: nothing to read */
+            out->total = -1;
+            return 0;
+        }
         q = vl_sqlq_new(c);
         if (!q)
             return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
         int rows = needs_rows(query, scope) || (!p.series && !p.driver);
-        vl_sqlq_sql(q, distinct ? "SELECT count(DISTINCT seq)" : "SELECT count(*)");
-        vl_sqlq_sql(q, " FROM (SELECT ");
+        /* distinct versions before the bound: a version with two matching
+         * rows counts once, and the bound counts versions */
+        vl_sqlq_sql(q, "SELECT count(*) FROM (SELECT ");
+        if (distinct)
+            vl_sqlq_sql(q, "DISTINCT ");
         vl_sqlq_sql(q, p.seq);
         vl_sqlq_sql(q, " AS seq");
         from_where(q, query, scope, &p, rows);

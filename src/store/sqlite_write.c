@@ -122,7 +122,7 @@ static sqlite3_stmt *row_stmt(vl_backend_t *b, const vl_index_row_t *row, vl_sto
                  b, ST_INSERT_STRING,
                  "INSERT OR IGNORE INTO ix_string (pid, seq, value, norm) VALUES (?1, ?2, ?3, ?4)",
                  err))) {
-            sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, row->norm_only ? "" : text, -1, SQLITE_STATIC);
             sqlite3_bind_text(st, 4, row->norm ? row->norm : text, -1, SQLITE_STATIC);
         }
         break;

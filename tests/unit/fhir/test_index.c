@@ -160,6 +160,16 @@ static void test_observation(void **state)
         unit_only |= !strcmp(ix.rows[i].param, "component-value-quantity") &&
                      !strcmp(ix.rows[i].text, "mmHg") && ix.rows[i].number == 80.5;
     assert_true(unit_only);
+    /* composites: canonical UCUM, or "|" + the unit of a quantity without UCUM */
+    int ucum = 0, other = 0;
+    for (size_t i = 0; i < ix.n; i++) {
+        const vl_index_row_t *r = &ix.rows[i];
+        if (strcmp(r->param, "component-code-value-quantity") != 0)
+            continue;
+        ucum |= !strcmp(r->text, "8480-6") && !strcmp(r->unit, "mm[Hg]") && r->number == 120.0;
+        other |= !strcmp(r->text, "8462-4") && !strcmp(r->unit, "|mmHg") && r->number == 80.5;
+    }
+    assert_true(ucum && other);
     vl_index_free(&ix);
 }
 

@@ -169,6 +169,19 @@ static void test_month_count(void **state)
         if (strstr(plan, *n))
             fail_msg("month count: the plan has \"%s\":\n%s", *n, plan);
     free(plan);
+    /* the patient herself: her series rows are all in her compartment, so
+     * no probe of version_patient per row */
+    plan = plan_of("patient=Patient/p1&code=http://loinc.org|8867-4&date=ge2025-03-01"
+                   "&date=lt2025-04-01&_summary=count",
+                   "p1");
+    if (strstr(plan, "SEARCH vp"))
+        fail_msg("month count as the patient probes compartments:\n%s", plan);
+    free(plan);
+    /* another patient's scope does probe (and finds nothing) */
+    plan = plan_of("patient=Patient/p1&code=http://loinc.org|8867-4&_summary=count", "p2");
+    if (!strstr(plan, "SEARCH vp"))
+        fail_msg("month count as another patient does not check compartments:\n%s", plan);
+    free(plan);
 }
 
 /* clinic-wide code + value range: the composite, a value range of one code */

@@ -422,8 +422,15 @@ static void test_composite(void **state)
     assert_null(v->system);
     assert_null(v->unit);
     vl_search_free(&s);
+    /* a unit without a system: as a UCUM code, or another system's ("|" + code) */
     ok("Observation", "combo-code-value-quantity=8480-6$lt140||mm[Hg]", &s);
+    assert_int_equal(s.query.conds[0].n, 2);
     assert_string_equal(s.query.conds[0].values[0].unit, "mm[Hg]");
+    assert_string_equal(s.query.conds[0].values[1].unit, "|mm[Hg]");
+    assert_string_equal(s.query.conds[0].values[1].text, "8480-6");
+    vl_search_free(&s);
+    ok("Observation", "code-value-quantity=x$5|http://other.org|g", &s);
+    assert_string_equal(s.query.conds[0].values[0].unit, "|g");
     vl_search_free(&s);
     /* combo-*: the rows of the two parameters whose union it is */
     ok("Observation", "combo-code=http://loinc.org|8480-6&combo-code:text=sys", &s);

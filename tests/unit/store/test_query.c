@@ -792,6 +792,15 @@ static void test_total_and_max_bytes(void **state)
     assert_int_equal(vl_store_search(F->store, vl_scope_everything(), &q, 0, 0, &out, &err), 0);
     assert_int_equal(out.n, 7);
     assert_int_equal(out.total, -1); /* not counted */
+    vl_records_free(&out);
+    /* _count=0 without a total reads nothing */
+    q.count = 0;
+    assert_int_equal(vl_store_search(F->store, vl_scope_everything(), &q, 0, 0, &out, &err), 0);
+    assert_int_equal(out.n, 0);
+    assert_int_equal(out.total, -1);
+    q.count = 100;
+    vl_records_free(&out);
+    assert_int_equal(vl_store_search(F->store, vl_scope_everything(), &q, 0, 0, &out, &err), 0);
     one = out.items[0].body_len;
     for (size_t i = 0; i < out.n; i++)
         assert_int_equal(out.items[i].body_len, one); /* dev0..dev6: bodies of one length */
