@@ -30,10 +30,12 @@
  *               substring); :exact: text = the value as given, compared with
  *               the row's `text` exactly.
  *    reference  "Type/id" (Type an R4 type, id a valid FHIR id), optionally
- *               with "/_history/n" (stripped); an absolute URL
- *               ("scheme://..." or "urn:...") stored as given (history
- *               stripped) and matching only references stored with the same
- *               URL; a bare "id": with a type modifier (subject:Patient=1)
+ *               with "/_history/n" (stripped); an absolute URL under this
+ *               server's FHIR base is that relative reference
+ *               (vl_fhir_local_reference; index.c does the same to stored
+ *               ones); another absolute URL ("scheme://..." or "urn:...")
+ *               as given (history stripped), matching only references
+ *               stored with the same URL; a bare "id": with a type modifier (subject:Patient=1)
  *               or a parameter target (patient=1) -> "Type/id"; otherwise it
  *               expands to one alternative "T/id" per R4 resource type T, so
  *               it matches a reference to any type with that id. The store
@@ -41,9 +43,20 @@
  *               A type modifier or value type that conflicts with the
  *               parameter's target is a 400.
  *    date       "[prefix]date": cmp from the prefix (default eq), lo/hi = the
- *               range the value denotes (vl_time_parse_range; no zone = UTC).
- *    quantity   "[prefix]number[|system|code]": number; system NULL when
- *               empty or absent (any system); text = code, or NULL (any unit).
+ *               range the value denotes (vl_time_parse_range, or to the
+ *               minute: parse_minutes; no zone = UTC); ap widens it by 10%
+ *               of its distance from now on each side.
+ *    quantity   "[prefix]number[|system|code]" or "number||code": number;
+ *               [lo_num, hi_num) its implicit precision (half a unit of the
+ *               last digit; ap: 10% of the number if wider); system NULL
+ *               when empty or absent (any system); text = code or unit, or
+ *               NULL (any unit). A UCUM unit ucum.c knows becomes two
+ *               alternatives in the canonical unit: canon rows, and rows
+ *               sent in the canonical unit.
+ *    composite  "[system|]code$<quantity>": system/text the token; unit the
+ *               canonical UCUM unit, a UCUM code as given, or "|" + the code
+ *               of another system (index.c's composite rows); no system:
+ *               two alternatives.
  *
  * 5. Date prefixes (FHIR R4 search §3.1.1.4.2). Let [lo,hi) be the search
  *    value's range (stored in the query value) and [rlo,rhi) an index row's
@@ -54,19 +67,25 @@
  *      lt   rlo < lo                     the row starts before the search range
  *      ge   rhi > hi || (rlo >= lo && rhi <= hi)
  *      le   rlo < lo || (rlo >= lo && rhi <= hi)
- *    (open Period ends are INT64_MIN / INT64_MAX). sa, eb and ap are
- *    rejected with 400 not-supported (vl_cmp_t has no codes for them).
- *    Quantities: the store compares the number (eq/ne within a relative
- *    1e-9 in src/store/sqlite_query.c; the implicit precision range of the FHIR
- *    spec, 5.4 = [5.35, 5.45), is not applied), lt/le/gt/ge the usual
- *    order, plus system and code when given.
+ *      sa   rlo >= hi                    starts after the search range
+ *      eb   rhi <= lo                    ends before it
+ *      ap   rlo < hi && rhi > lo         overlaps the widened range
+ *    (open Period ends are INT64_MIN / INT64_MAX).
+ *    Quantities: eq/ne/ap compare the row's value with [lo_num, hi_num);
+ *    lt/le/gt/ge/sa/eb with the number itself (R4: these prefixes ignore
+ *    the implicit precision), plus system and code when given.
  *
  * 6. Modifiers: :missing=true|false on every kind (cond.missing 1/0, no
- *    values); :exact and :contains on strings; a resource type on references
- *    (subject:Patient). Everything else (:text, :not, :above, :below, :in,
- *    :not-in, :of-type, :identifier, ...) is a 400 not-supported, even when
- *    lenient (a modifier changes the meaning; ignoring it would widen the
- *    result).
+ *    values; presence rows make it follow the R4 expression); :exact and
+ *    :contains on strings; a resource type on references (subject:Patient);
+ *    on tokens :not (cond.negate), :text (a string condition on the rows of
+ *    sp->text_name) and, on identifiers, :of-type (sp->of_type_name, text
+ *    "system|code|value"). Everything else (:above, :below, :in, :not-in,
+ *    :identifier, ...) is a 400 not-supported, even when lenient (a
+ *    modifier changes the meaning; ignoring it would widen the result).
+ *    A parameter with rows_of (patient) searches that parameter's rows
+ *    (cond.ref_type for :missing); one with union_of (combo-*) the rows of
+ *    both (cond.param, cond.also).
  *
  * 7. Common and result parameters:
  *    _id          comma list allowed. The first _id with one value sets
@@ -79,9 +98,10 @@
  *    _count       0..VL_SEARCH_COUNT_MAX (larger values are clamped; 0 asks
  *                 for the total only); default VL_SEARCH_COUNT_DEFAULT.
  *    _offset      >= 0.
- *    _sort        one key: a date parameter of the type or _lastUpdated,
- *                 '-' for descending; several keys are a 400 not-supported.
- *    _total       none -> total_mode 0; accurate, estimate -> 1.
+ *    _sort        up to VL_QUERY_SORT_MAX keys: _lastUpdated, _id, or a
+ *                 parameter with sp->sortable, '-' for descending.
+ *    _total       none, accurate -> VL_TOTAL_NONE, _ACCURATE; estimate and
+ *                 the default -> VL_TOTAL_BOUNDED; _summary=count accurate.
  *    _summary     "count" -> _count=0; "false" -> no effect; "true", "text",
  *                 "data" are checked here (vl_fhir_subset_add) and trim each
  *                 entry's resource (fhir/subset.c, applied by fhir/rest.c);
@@ -94,7 +114,12 @@
  *    Other "_" parameters (_include, _has, _tag, ...) are unknown.
  *    Unknown parameters: 400 not-supported, unless `lenient`, then skipped.
  *
- * 8. self_query: every parameter that was used, in the order given,
+ * 8. Plan hints, after parsing (plan_series, plan_composite): one patient
+ *    and one code of Observation become query.series (the conditions are
+ *    taken out; date conditions stay and apply to the series' time); code
+ *    with a converted UCUM value-quantity becomes code-value-quantity.
+ *
+ * 9. self_query: every parameter that was used, in the order given,
  *    re-encoded (name=value joined by '&'), except _count and _offset, which
  *    the http layer appends itself when it builds self/next/previous links.
  *    Unreserved characters and ":/," stay literal, everything else ('|' too) is %XX.
