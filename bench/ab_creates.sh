@@ -17,12 +17,14 @@ SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 BUILD_DIR=${BENCH_BUILD_DIR:-build-release}
 WT=$BUILD_DIR/ab-before
 
+log() { printf 'ab-creates: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$BUILD_DIR" -j2 --target vitalog >/dev/null
-mkdir -p "$BUILD_DIR/bench"
-# shellcheck disable=SC2046  # pkg-config output must split into words
-cc -std=c11 -O2 -o "$BUILD_DIR/bench/bare_server" bench/bare_server.c \
-   $(pkg-config --cflags --libs libmicrohttpd) -lpthread
+build_bare_server "$BUILD_DIR/bench/bare_server"
 if [[ ! -x $WT/build/vitalog ]]; then
   git worktree add -f "$WT" "$BEFORE" >/dev/null
   cmake -S "$WT" -B "$WT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -31,7 +33,8 @@ fi
 
 SCRATCH=$(mktemp -d "$BUILD_DIR/bench/ab.XXXXXX")
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$SCRATCH"; }
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+cleanup() { for p in "${PIDS[@]}"; do stop_server "$p"; done; rm -rf "$SCRATCH"; }
 trap cleanup EXIT
 
 # run NAME: starts the server NAME on a fresh directory, loads it, stops it
@@ -52,21 +55,20 @@ run() {
   [[ -f $dir/d/admin.token ]] && token=$(cat "$dir/d/admin.token")
   VITALOG_TOKEN=$token wrk -t2 -c16 -d"${SECONDS_PER_RUN}s" --latency -s bench/post_observation.lua \
     "http://127.0.0.1:$port/fhir/Observation" >"$dir/wrk" 2>&1
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  stop_server "$pid"
   local rps p99 bad
   rps=$(awk '/Requests\/sec/ {print $2}' "$dir/wrk")
   p99=$(awk '$1 == "99%" {print $2}' "$dir/wrk")
   bad=$(sed -n 's/.*non2xx=\([0-9]*\).*/\1/p' "$dir/wrk")
   echo "$name rps=$rps p99=$p99 non2xx=${bad:-?}"
-  eval "RPS_$name=\"\${RPS_$name:-} $rps\""
+  LAST_RPS=$rps
 }
 
 for r in $(seq "$ROUNDS"); do
   echo "# round $r"
-  run bare; run before; run now
-  b=$(echo "$RPS_bare" | awk '{print $NF}')
-  o=$(echo "$RPS_before" | awk '{print $NF}')
-  n=$(echo "$RPS_now" | awk '{print $NF}')
+  run bare; b=$LAST_RPS
+  run before; o=$LAST_RPS
+  run now; n=$LAST_RPS
   awk -v b="$b" -v o="$o" -v n="$n" \
     'BEGIN { printf "round fractions of bare: before %.4f, now %.4f (now/before %.2fx)\n", o/b, n/b, n/o }'
 done

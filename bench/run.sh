@@ -47,6 +47,8 @@ SETTINGS="BUILD_DIR=$BUILD_DIR BENCH_SECONDS=$BENCH_SECONDS BENCH_THREADS=$BENCH
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; BENCH_KEEP=1; exit 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 for tool in wrk curl cc pkg-config cmake awk; do
   command -v "$tool" >/dev/null || die "$tool is not installed (scripts/install-deps.sh installs it)"
@@ -68,9 +70,7 @@ BARE=$BUILD_DIR/bench/bare_server
 mkdir -p "$BUILD_DIR/bench"
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 || ! -x $BARE ]]; then
   log "building $BARE"
-  # shellcheck disable=SC2046  # pkg-config output must split into words
-  cc -std=c11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 \
-     -o "$BARE" bench/bare_server.c $(pkg-config --cflags --libs libmicrohttpd) -lpthread
+  build_bare_server "$BARE"
 fi
 
 # ---------------------------------------------------------------- scratch space and cleanup
@@ -78,23 +78,6 @@ fi
 # that fsync costs what it costs on this machine.
 SCRATCH=$(cd "$(mktemp -d "$BUILD_DIR/bench/run.XXXXXX")" && pwd)
 SERVER_PIDS=()
-
-STOP_STATUS=0
-stop_server() {  # stop_server PID: SIGTERM, wait up to 15 s, then SIGKILL; sets STOP_STATUS
-  local pid=$1 i
-  STOP_STATUS=0
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 150; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "process $pid ignored SIGTERM for 15 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || STOP_STATUS=$?
-}
 
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
@@ -109,24 +92,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_for_port() {  # wait_for_port FILE PID NAME -> prints the port
-  local file=$1 pid=$2 name=$3 i
-  for ((i = 0; i < 300; i++)); do
-    if [[ -s $file ]]; then
-      local port
-      port=$(tr -dc '0-9' <"$file")
-      if [[ -n $port ]]; then echo "$port"; return 0; fi
-    fi
-    kill -0 "$pid" 2>/dev/null || { tail -n 20 "$SCRATCH/$name.log" >&2 || true; die "$name exited before listening"; }
-    sleep 0.1
-  done
-  tail -n 20 "$SCRATCH/$name.log" >&2 || true
-  die "$name did not write its port file $file within 30 s"
-}
-
-peak_rss_kib() {  # VmHWM of PID in KiB
-  awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
-}
 
 json_get() {  # json_get FIELD < json -> value of a top-level field (empty if none)
   if [[ $JSON_TOOL == jq ]]; then

@@ -94,6 +94,8 @@ SETTINGS="SCALE_OBSERVATIONS=$SCALE_OBSERVATIONS SCALE_PATIENTS=$SCALE_PATIENTS 
 
 log() { printf 'bench-scale: %s\n' "$*" >&2; }
 die() { log "error: $*"; SCALE_KEEP=1; exit 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 for tool in wrk curl cc pkg-config cmake awk python3; do
   command -v "$tool" >/dev/null || die "$tool is not installed (scripts/install-deps.sh installs it)"
@@ -115,31 +117,12 @@ BARE=$SCALE_BUILD_DIR/bench/bare_server
 mkdir -p "$SCALE_BUILD_DIR/bench"
 if [[ ${SCALE_SKIP_BUILD:-0} != 1 || ! -x $BARE ]]; then
   log "building $BARE"
-  # shellcheck disable=SC2046  # pkg-config output must split into words
-  cc -std=c11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 \
-     -o "$BARE" bench/bare_server.c $(pkg-config --cflags --libs libmicrohttpd) -lpthread
+  build_bare_server "$BARE"
 fi
 
 # ---------------------------------------------------------------- scratch space and cleanup
 SCRATCH=$(cd "$(mktemp -d "$SCALE_BUILD_DIR/bench/scale.XXXXXX")" && pwd)
 SERVER_PIDS=()
-
-STOP_STATUS=0
-stop_server() {  # stop_server PID: SIGTERM, wait up to 15 s, then SIGKILL; sets STOP_STATUS
-  local pid=$1 i
-  STOP_STATUS=0
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 150; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "process $pid ignored SIGTERM for 15 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || STOP_STATUS=$?
-}
 
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
@@ -154,24 +137,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_for_port() {  # wait_for_port FILE PID NAME [SECONDS] -> prints the port
-  local file=$1 pid=$2 name=$3 limit=${4:-30} i
-  for ((i = 0; i < limit * 10; i++)); do
-    if [[ -s $file ]]; then
-      local port
-      port=$(tr -dc '0-9' <"$file")
-      if [[ -n $port ]]; then echo "$port"; return 0; fi
-    fi
-    kill -0 "$pid" 2>/dev/null || { tail -n 20 "$SCRATCH/$name.log" >&2 || true; die "$name exited before listening"; }
-    sleep 0.1
-  done
-  tail -n 20 "$SCRATCH/$name.log" >&2 || true
-  die "$name did not write its port file $file within $limit s"
-}
-
-peak_rss_kib() {  # VmHWM of PID in KiB
-  awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
-}
 
 json_field() {  # json_field FILE FIELD -> a top-level field of a JSON file (empty if none)
   python3 -c 'import json,sys

@@ -1070,6 +1070,22 @@ static int parse_sort(parser_t *ps, const char *value)
  * condition (patient=, or subject= with a Patient reference) and the code
  * condition (one code) are taken out of the list; date conditions stay
  * and the store applies them to the series' time. */
+/* A condition the plans may rewrite: no modifier, not a union. */
+static int plain(const vl_query_cond_t *c)
+{
+    return !c->negate && c->missing < 0 && c->match == VL_MATCH_DEFAULT && !c->also;
+}
+
+/* Takes conditions a and b (b may be -1) out of the list. */
+static void drop_conds(vl_query_t *q, long a, long b)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < q->n; i++)
+        if ((long)i != a && (long)i != b)
+            q->conds[k++] = q->conds[i];
+    q->n = k;
+}
+
 static void plan_series(vl_query_t *q)
 {
     long pat = -1, code = -1;
@@ -1077,8 +1093,7 @@ static void plan_series(vl_query_t *q)
         return;
     for (size_t i = 0; i < q->n; i++) {
         const vl_query_cond_t *c = &q->conds[i];
-        int single =
-            c->n == 1 && !c->negate && c->missing < 0 && c->match == VL_MATCH_DEFAULT && !c->also;
+        int single = c->n == 1 && plain(c);
         if (single && c->kind == VL_INDEX_REFERENCE &&
             (!strcmp(c->param, "patient") || !strcmp(c->param, "subject")) &&
             !strncmp(c->values[0].text, "Patient/", 8) && pat < 0)
@@ -1094,10 +1109,7 @@ static void plan_series(vl_query_t *q)
     q->series.code = q->conds[code].values[0].text;
     q->series.code_param = "code";
     q->series.date_param = "date";
-    for (size_t i = 0, k = 0; i < q->n; i++)
-        if ((long)i != pat && (long)i != code)
-            q->conds[k++] = q->conds[i];
-    q->n -= 2;
+    drop_conds(q, pat, code);
 }
 
 /* code=s|c with value-quantity=[prefix]n|UCUM|unit, each once, is the
@@ -1112,10 +1124,8 @@ static void plan_composite(parser_t *ps, vl_query_t *q)
         return;
     for (size_t i = 0; i < q->n; i++) {
         const vl_query_cond_t *c = &q->conds[i];
-        int single =
-            c->n == 1 && !c->negate && c->missing < 0 && c->match == VL_MATCH_DEFAULT && !c->also;
-        if (single && c->kind == VL_INDEX_TOKEN && !strcmp(c->param, "code") && c->values[0].text &&
-            c->values[0].system && code < 0)
+        if (c->n == 1 && plain(c) && c->kind == VL_INDEX_TOKEN && !strcmp(c->param, "code") &&
+            c->values[0].text && c->values[0].system && code < 0)
             code = (long)i;
     }
     for (size_t i = 0; i < q->n; i++) {
@@ -1123,7 +1133,7 @@ static void plan_composite(parser_t *ps, vl_query_t *q)
         /* a converted UCUM value: its two alternatives, canonical rows and
          * rows in the canonical unit */
         if (c->kind == VL_INDEX_QUANTITY && !strcmp(c->param, "value-quantity") && c->n == 2 &&
-            c->values[0].canon && !c->negate && c->missing < 0 && !c->also && qty < 0)
+            c->values[0].canon && plain(c) && qty < 0)
             qty = (long)i;
     }
     if (code < 0 || qty < 0)
@@ -1138,10 +1148,7 @@ static void plan_composite(parser_t *ps, vl_query_t *q)
     c->param = sp->name;
     c->kind = VL_INDEX_COMPOSITE;
     c->unique = 1; /* one value, one coding with this system and code */
-    for (size_t i = 0, k = 0; i < q->n; i++)
-        if ((long)i != code)
-            q->conds[k++] = q->conds[i];
-    q->n -= 1;
+    drop_conds(q, code, -1);
 }
 
 /* Returns 1 if the parameter was used, 0 if skipped, -1 on error. */

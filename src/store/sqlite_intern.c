@@ -87,44 +87,6 @@ static int put(vl_intern_t *t, const char *key, int64_t id, int committed)
     return 0;
 }
 
-static int64_t select_id(sqlite3 *db, const char *q, const char *key, int64_t id, int *rc);
-static const char *const select_sql[VL_INTERN_KINDS];
-
-void vl_intern_commit(vl_bconn_t *c)
-{
-    /* an entry made in the transaction that just committed is kept only
-     * if its row is there now: the unit that inserted it may have been
-     * rolled back, and no later unit used it again */
-    for (int k = 0; k < VL_INTERN_KINDS; k++) {
-        vl_intern_t *t = &c->intern[k];
-        for (size_t i = 0; i < t->cap; i++) {
-            struct vl_intern_slot *s = &t->slots[i];
-            int rc;
-            if (!s->key || s->committed)
-                continue;
-            if (select_id(c->db, select_sql[k], s->key, 0, &rc) == s->id && rc == SQLITE_OK)
-                s->committed = 1;
-        }
-        vl_intern_rollback(t); /* keeps the committed entries only */
-    }
-}
-
-void vl_intern_rollback(vl_intern_t *t)
-{
-    vl_intern_t kept = {0};
-    kept.next = t->next;
-    for (size_t i = 0; i < t->cap; i++)
-        if (t->slots[i].key && t->slots[i].committed)
-            put(&kept, t->slots[i].key, t->slots[i].id, 1);
-    vl_intern_free(t);
-    *t = kept;
-}
-
-static const char *const select_sql[VL_INTERN_KINDS] = {
-    "SELECT pid FROM search_param WHERE name = ?1",
-    "SELECT sid FROM code_system WHERE uri = ?1",
-};
-
 static const struct {
     const char *select, *insert, *max;
 } sql[] = {
@@ -136,7 +98,9 @@ static const struct {
      "SELECT coalesce(max(sid), 0) FROM code_system"},
 };
 
-static int64_t select_id(sqlite3 *db, const char *q, const char *key, int64_t id, int *rc)
+/* Runs q (?1 the name, ?2 an id) once: the id of its row, or -1 when it
+ * has none (an INSERT); *rc SQLITE_OK or the error. */
+static int64_t run_id(sqlite3 *db, const char *q, const char *key, int64_t id, int *rc)
 {
     sqlite3_stmt *st;
     int64_t out = -1;
@@ -156,6 +120,36 @@ static int64_t select_id(sqlite3 *db, const char *q, const char *key, int64_t id
     return out;
 }
 
+void vl_intern_commit(vl_bconn_t *c)
+{
+    /* an entry made in the transaction that just committed is kept only
+     * if its row is there now: the unit that inserted it may have been
+     * rolled back, and no later unit used it again */
+    for (int k = 0; k < VL_INTERN_KINDS; k++) {
+        vl_intern_t *t = &c->intern[k];
+        for (size_t i = 0; i < t->cap; i++) {
+            struct vl_intern_slot *s = &t->slots[i];
+            int rc;
+            if (!s->key || s->committed)
+                continue;
+            if (run_id(c->db, sql[k].select, s->key, 0, &rc) == s->id && rc == SQLITE_OK)
+                s->committed = 1;
+        }
+        vl_intern_rollback(t); /* keeps the committed entries only */
+    }
+}
+
+void vl_intern_rollback(vl_intern_t *t)
+{
+    vl_intern_t kept = {0};
+    kept.next = t->next;
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slots[i].key && t->slots[i].committed)
+            put(&kept, t->slots[i].key, t->slots[i].id, 1);
+    vl_intern_free(t);
+    *t = kept;
+}
+
 int vl_intern_id(vl_bconn_t *c, int which, const char *key, int create, int64_t *out,
                  vl_store_err_t *err)
 {
@@ -166,14 +160,14 @@ int vl_intern_id(vl_bconn_t *c, int which, const char *key, int create, int64_t 
     *out = -1;
     if (s && s->key) {
         if (!s->committed) { /* its row may have left with a rolled-back unit */
-            select_id(c->db, sql[which].insert, key, s->id, &rc);
+            run_id(c->db, sql[which].insert, key, s->id, &rc);
             if (rc != SQLITE_OK)
                 return vl_sqlite_error(err, c->db, "interning a name");
         }
         *out = s->id;
         return 0;
     }
-    id = select_id(c->db, sql[which].select, key, 0, &rc);
+    id = run_id(c->db, sql[which].select, key, 0, &rc);
     if (rc != SQLITE_OK)
         return vl_sqlite_error(err, c->db, "looking up a name");
     if (id >= 0) {
@@ -187,12 +181,12 @@ int vl_intern_id(vl_bconn_t *c, int which, const char *key, int create, int64_t 
     if (!create)
         return 0;
     if (t->next == 0) {
-        t->next = select_id(c->db, sql[which].max, key, 0, &rc) + 1;
+        t->next = run_id(c->db, sql[which].max, key, 0, &rc) + 1;
         if (rc != SQLITE_OK)
             return vl_sqlite_error(err, c->db, "looking up a name");
     }
     id = t->next;
-    select_id(c->db, sql[which].insert, key, id, &rc);
+    run_id(c->db, sql[which].insert, key, id, &rc);
     if (rc != SQLITE_OK)
         return vl_sqlite_error(err, c->db, "interning a name");
     if (put(t, key, id, 0) < 0)

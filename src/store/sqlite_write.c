@@ -306,6 +306,24 @@ static int insert_index(vl_backend_t *b, const char *type, int64_t seq, const vl
     return 0;
 }
 
+/* The compartments the index lists, for version `seq` (each once). */
+static int insert_patient_ids(vl_backend_t *b, int64_t seq, const vl_index_t *ix,
+                              vl_store_err_t *err)
+{
+    for (size_t i = 0; i < ix->n_patients; i++) {
+        sqlite3_stmt *st =
+            W(b, ST_INSERT_PATIENT,
+              "INSERT OR IGNORE INTO version_patient (seq, patient) VALUES (?1, ?2)", err);
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 1, seq);
+        sqlite3_bind_text(st, 2, ix->patients[i], -1, SQLITE_STATIC);
+        if (step_done(b, st, "writing compartments", err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* The compartments of version `seq`: the listed patients, or for a delete
  * those of the version it deletes. */
 static int insert_patients(vl_backend_t *b, int64_t seq, const vl_store_put_t *p, int64_t rid,
@@ -325,17 +343,7 @@ static int insert_patients(vl_backend_t *b, int64_t seq, const vl_store_put_t *p
         sqlite3_bind_int64(st, 3, p->version - 1);
         return step_done(b, st, "writing compartments", err);
     }
-    for (size_t i = 0; p->index && i < p->index->n_patients; i++) {
-        st = W(b, ST_INSERT_PATIENT,
-               "INSERT OR IGNORE INTO version_patient (seq, patient) VALUES (?1, ?2)", err);
-        if (!st)
-            return -1;
-        sqlite3_bind_int64(st, 1, seq);
-        sqlite3_bind_text(st, 2, p->index->patients[i], -1, SQLITE_STATIC);
-        if (step_done(b, st, "writing compartments", err) < 0)
-            return -1;
-    }
-    return 0;
+    return p->index ? insert_patient_ids(b, seq, p->index, err) : 0;
 }
 
 /* The facets of version `seq` (codes and data time): those of the index,
@@ -593,20 +601,7 @@ int vl_sqlite_anchor(vl_backend_t *b, int64_t seq, uint64_t index, vl_store_err_
 static int reindex(vl_backend_t *b, const char *type, int64_t seq, const vl_index_t *ix,
                    vl_store_err_t *err)
 {
-    if (insert_index(b, type, seq, ix, err) < 0)
-        return -1;
-    for (size_t i = 0; i < ix->n_patients; i++) {
-        sqlite3_stmt *st =
-            W(b, ST_INSERT_PATIENT,
-              "INSERT OR IGNORE INTO version_patient (seq, patient) VALUES (?1, ?2)", err);
-        if (!st)
-            return -1;
-        sqlite3_bind_int64(st, 1, seq);
-        sqlite3_bind_text(st, 2, ix->patients[i], -1, SQLITE_STATIC);
-        if (step_done(b, st, "writing compartments", err) < 0)
-            return -1;
-    }
-    return 0;
+    return insert_index(b, type, seq, ix, err) < 0 ? -1 : insert_patient_ids(b, seq, ix, err);
 }
 
 int vl_sqlite_pending(vl_backend_t *b, uint64_t *n, vl_store_err_t *err)
