@@ -10,7 +10,8 @@ TEST_JOBS ?= 2
 DATA ?= ./data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all deps build run test test-asan test-tsan bench bench-scale clean format format-check
+.PHONY: all deps build run test test-asan test-tsan bench bench-scale bench-ingest clean format \
+	format-check
 
 all: build
 
@@ -55,6 +56,10 @@ bench: build
 # Observations; see bench/README.md. Builds its own Release in build-scale.
 bench-scale: build
 	bash bench/scale.sh
+
+# Wearable ingest: 1,000,000 readings over HTTP and a 1 GB export.xml (bench/ingest.sh).
+bench-ingest: build
+	bash bench/ingest.sh
 
 # C sources in the style of .clang-format (src/fhir/search_params.c is
 # generated and left as the generator writes it).

@@ -24,6 +24,7 @@ static const char usage_main[] =
     "  export     write the ledger export or the records export of a data directory\n"
     "  key        show, list or rotate the ledger signing key\n"
     "  token      create, list or revoke bearer tokens\n"
+    "  import     import a patient's Apple Health export (export.xml)\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (vitalog CMD --help for a command)\n"
@@ -57,6 +58,8 @@ int main(int argc, char **argv)
         return vl_cli_key(argc - 1, argv + 1);
     if (!strcmp(argv[1], "token"))
         return vl_cli_token(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "import"))
+        return vl_cli_import(argc - 1, argv + 1);
     fprintf(stderr, "vitalog: unknown command '%s'\n\n%s", argv[1], usage_main);
     return 2;
 }

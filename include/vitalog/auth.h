@@ -81,6 +81,10 @@ typedef struct vl_policy {
 /** The open policy: anonymous, everything allowed with the whole store in
  *  scope. For unit tests of other modules only; the server uses vl_auth_t. */
 extern const vl_policy_t vl_auth_open_policy;
+/** The owner policy: the data directory's owner (an admin, the whole store
+ *  in scope), for local tools that hold the directory's lock and run the
+ *  interaction layer themselves (`vitalog import --data`). */
+extern const vl_policy_t vl_auth_owner_policy;
 
 /* ------------------------------------------------------------------------
  * Roles and tokens
@@ -101,6 +105,12 @@ int vl_auth_subject_check(vl_role_t role, const char *subject, vl_error_t *err);
 
 /** Reads DIR/token.key, creating it (32 random bytes, 0600) if missing. */
 int vl_auth_token_key_load(const char *dir, unsigned char key[32], vl_error_t *err);
+/** Reads the 32-byte secret DIR/<name>, creating it (random, 0600) if
+ *  missing: token.key, and ingest.key (the key of ingest identifiers). */
+int vl_auth_key_file_load(const char *dir, const char *name, unsigned char key[32],
+                          vl_error_t *err);
+/** The secret that keys the identifiers of ingested readings (fhir/ingest.c). */
+#define VL_INGEST_KEY_FILE "ingest.key"
 /** The keyed BLAKE2b-256 hash a token is stored as. */
 void vl_auth_token_hash(const unsigned char key[32], const char *token, size_t len,
                         unsigned char out[VL_TOKEN_HASH_LEN]);

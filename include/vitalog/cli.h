@@ -10,6 +10,8 @@
  *   vitalog key list --data DIR                        print the keys list (GET /ledger/keys)
  *   vitalog key rotate --data DIR                      rotate the signing key
  *   vitalog token create|list|revoke --data DIR ...    bearer tokens
+ *   vitalog import healthkit --patient REF (--data DIR | --server URL --token T) FILE
+ *                                                      an Apple Health export.xml
  *
  * Each command takes its own argv (argv[0] is the command name, as in
  * `vitalog verify ...` shifted by one), parses it with getopt_long, prints
@@ -29,8 +31,9 @@
  * 0600), DIR/ledger.vkey (verifier key, 0644), DIR/ledger.vkey.history (the
  * verifier keys before each rotation, oldest first), DIR/ledger.key.next (a
  * key being rotated in), DIR/vitalog.lock (flock held by a running server),
- * DIR/token.key (the key bearer tokens are hashed with, 0600), DIR/admin.token
- * (the bootstrap admin token written on first start, 0600).
+ * DIR/token.key (the key bearer tokens are hashed with, 0600), DIR/ingest.key
+ * (the key of ingested readings' ids, 0600), DIR/admin.token (the bootstrap
+ * admin token written on first start, 0600).
  */
 #ifndef VITALOG_CLI_H
 #define VITALOG_CLI_H
@@ -55,6 +58,8 @@ int vl_cli_export(int argc, char **argv);
 int vl_cli_key(int argc, char **argv);
 /** `vitalog token create|list|revoke`. */
 int vl_cli_token(int argc, char **argv);
+/** `vitalog import healthkit`: an Apple Health export.xml through $ingest. */
+int vl_cli_import(int argc, char **argv);
 
 /* ------------------------------------------------------------------------
  * Helpers shared by the commands (and their unit tests).

@@ -228,6 +228,8 @@ typedef struct vl_fhir_options {
     size_t max_page_bytes;  /* resource bytes in one search or history page; 0:
                                VL_FHIR_DEFAULT_PAGE_BYTES */
     const vl_ledger_key_t *ledger_key; /* published at /ledger/key (borrowed); NULL: 404 */
+    const unsigned char *ingest_key;   /* 32 bytes keying $ingest identifiers (borrowed;
+                                          DIR/ingest.key); NULL: $ingest answers 503 */
     const char *ledger_first_vkey;     /* the log's first verifier key (before any rotation);
                                           NULL: the current key */
     /* /metrics: the transport appends its own counters (may be NULL) */
@@ -252,6 +254,8 @@ typedef struct vl_fhir_request {
     const char *prefer;
     const char *body;
     size_t body_len;
+    int body_streamed; /* the body follows through vl_fhir_feed() (body is NULL): only for
+                          requests vl_fhir_streams_body() names */
 } vl_fhir_request_t;
 
 /** Fills up to `max` bytes of a streamed body: returns the count, 0 at the
@@ -294,6 +298,21 @@ void vl_fhir_free(vl_fhir_t *f);
 int vl_fhir_handle(vl_fhir_t *f, const vl_fhir_request_t *req, vl_fhir_notify_fn notify, void *arg,
                    vl_fhir_exchange_t **x, vl_fhir_response_t *res);
 void vl_fhir_resume(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+
+/**
+ * Streamed bodies ($ingest: NDJSON of any length, in constant memory).
+ * When vl_fhir_streams_body() says so, the transport calls
+ * vl_fhir_handle() as soon as the headers are in, with body_streamed set:
+ * it answers at once (0: a 401, 403, 400, ... before any byte of the body
+ * is read) or returns 2, and the transport then passes every piece of the
+ * body to vl_fhir_feed() as it arrives, and finally calls it with len 0.
+ * vl_fhir_feed() returns 0 (go on; at the end: `res` is complete) or 1:
+ * stop reading until notify(arg) (called exactly once), then go on
+ * feeding; at the end, 1 means the answer waits: notify, then
+ * vl_fhir_resume().
+ */
+int vl_fhir_streams_body(const char *method, const char *path);
+int vl_fhir_feed(vl_fhir_exchange_t *x, const char *data, size_t len, vl_fhir_response_t *res);
 void vl_fhir_exchange_free(vl_fhir_exchange_t *x);
 /** Frees the body (or the stream context) of a response not sent. */
 void vl_fhir_response_free(vl_fhir_response_t *res);

@@ -120,9 +120,14 @@ static int read_key(const char *path, unsigned char key[32], vl_error_t *err)
 
 int vl_auth_token_key_load(const char *dir, unsigned char key[32], vl_error_t *err)
 {
+    return vl_auth_key_file_load(dir, VL_TOKEN_KEY_FILE, key, err);
+}
+
+int vl_auth_key_file_load(const char *dir, const char *name, unsigned char key[32], vl_error_t *err)
+{
     char path[4096];
     int fd;
-    snprintf(path, sizeof path, "%s/%s", dir, VL_TOKEN_KEY_FILE);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     if (read_key(path, key, err) == 0)
         return 0;
     if (err->status)

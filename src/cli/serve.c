@@ -334,6 +334,7 @@ int vl_cli_serve(int argc, char **argv)
     vl_auth_t *auth = NULL;
     vl_auth_options_t aopts = {NULL, NULL, NULL};
     unsigned char token_key[32];
+    unsigned char ingest_key[32]; /* keys $ingest ids; wiped at the end */
     vl_error_t err = VL_ERROR_INIT;
     vl_store_err_t serr = VL_STORE_ERR_INIT;
     int opt, sig, rc = 1, lockfd = -1, insecure = 0, bad_rc = 1;
@@ -592,6 +593,11 @@ int vl_cli_serve(int argc, char **argv)
     fopts.store = store;
     fopts.ledger_key = &key;
     fopts.ledger_first_vkey = first;
+    if (vl_auth_key_file_load(data, VL_INGEST_KEY_FILE, ingest_key, &err) < 0) {
+        fprintf(stderr, "vitalog serve: %s\n", vl_error_message(&err));
+        goto out;
+    }
+    fopts.ingest_key = ingest_key;
     if (vl_http_start(&hopts, &fopts, &http, &err) < 0) {
         hopts.listen_fd = -1; /* taken */
         fprintf(stderr, "vitalog serve: %s\n", vl_error_message(&err));
@@ -613,6 +619,7 @@ out:
     if (hopts.listen_fd >= 0)
         close(hopts.listen_fd);
     vl_http_stop(http, (unsigned)drain_s * 1000);
+    sodium_memzero(ingest_key, sizeof ingest_key);
     if (key_pem)
         sodium_memzero(key_pem, strlen(key_pem));
     free(key_pem);

@@ -111,12 +111,16 @@ static int has_row(const char *pattern, const char *method)
 }
 
 /* Operation rows at the type, instance or version level. */
-static json_t *operations(void)
+static json_t *operations(const vl_fhir_type_t *t)
 {
     json_t *arr = json_array();
+    char own[80];
+    snprintf(own, sizeof own, "/fhir/%s/", t->name);
     for (const vl_route_t *r = vl_routes; r->pattern; r++) {
         char def[128];
-        if (!r->operation || !strstr(r->pattern, "{type}"))
+        /* every type's ({type}), or this type's own (/fhir/Observation/$ingest) */
+        if (!r->operation ||
+            (!strstr(r->pattern, "{type}") && strncmp(r->pattern, own, strlen(own)) != 0))
             continue;
         snprintf(def, sizeof def, "%s/%s", VL_FHIR_OPERATION_BASE, r->operation + 1);
         json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "name", r->operation + 1,
@@ -128,7 +132,7 @@ static json_t *operations(void)
 static json_t *resource_entry(const vl_fhir_type_t *t)
 {
     json_t *r = json_object();
-    json_t *ops = operations();
+    json_t *ops = operations(t);
     json_object_set_new(r, "type", json_string(t->name));
     if (t->profile)
         json_object_set_new(r, "profile", json_string(t->profile));

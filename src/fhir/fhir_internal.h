@@ -17,10 +17,11 @@
 typedef int (*vl_handler_fn)(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
 
 enum {
-    VL_ROW_WRITE = 1 << 0,     /* may change data */
-    VL_ROW_FHIR_BODY = 1 << 1, /* takes a FHIR JSON body (parsed before authorization) */
-    VL_ROW_FORM_BODY = 1 << 2, /* takes an application/x-www-form-urlencoded body */
-    VL_ROW_SYSTEM = 1 << 3,    /* outside /fhir: JSON answers are application/json */
+    VL_ROW_WRITE = 1 << 0,       /* may change data */
+    VL_ROW_FHIR_BODY = 1 << 1,   /* takes a FHIR JSON body (parsed before authorization) */
+    VL_ROW_FORM_BODY = 1 << 2,   /* takes an application/x-www-form-urlencoded body */
+    VL_ROW_SYSTEM = 1 << 3,      /* outside /fhir: JSON answers are application/json */
+    VL_ROW_STREAM_BODY = 1 << 4, /* the transport may stream the body (vl_fhir_feed) */
 };
 
 typedef struct vl_route {
@@ -67,6 +68,8 @@ struct vl_fhir_exchange {
     void *notify_arg;
     vl_store_unit_t unit;
     void (*finish)(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+    /* a streamed body's pieces (vl_fhir_feed), set by a handler returning 2 */
+    int (*feed)(vl_fhir_exchange_t *x, const char *data, size_t len, vl_fhir_response_t *res);
     void *op; /* the pending operation's state */
     void (*op_free)(void *op);
     vl_fhir_request_t own_req;  /* a sub-request's request (req points here) */
@@ -232,14 +235,20 @@ typedef struct vl_write {
     vl_search_t cond;
     int64_t if_match;      /* 0: none */
     int must_be_new;       /* a conditional update that matched nothing, with the body's id */
+    int if_changed;        /* an update that writes nothing when the current version has the
+                              same content (ingest: a reading sent again); a deleted one stays
+                              deleted */
     json_t *resource;      /* create/update (owned) */
     const char *fhir_base; /* this server's FHIR base (borrowed), or NULL */
     vl_index_t index;
     vl_render_t parts;
     int prepared;
     /* out */
-    int status; /* 200, 201, 204 (or the error's) */
-    int noop;   /* nothing written: If-None-Exist matched; delete of the deleted */
+    int status;    /* 200, 201, 204 (or the error's) */
+    int noop;      /* nothing written: If-None-Exist matched; delete of the deleted; an
+                      if_changed update of an equal (or deleted) version */
+    int unchanged; /* if_changed: the current version already holds this content */
+    int gone;      /* if_changed: the resource is deleted and stays so */
     int created;
     int64_t version, time_us;
     char *body; /* the stored (or matched) body, malloc'd */
@@ -303,6 +312,9 @@ int vl_rest_get(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const vl_params_t *p
 int vl_x_subrequest(vl_fhir_exchange_t *parent, const char *method, const char *url,
                     json_t *resource, vl_fhir_exchange_t *sub, vl_fhir_response_t *res);
 void vl_x_sub_release(vl_fhir_exchange_t *sub);
+
+/* ingest.c */
+int vl_h_ingest(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
 
 /* bundle.c */
 int vl_h_bundle(vl_fhir_exchange_t *x, vl_fhir_response_t *res);

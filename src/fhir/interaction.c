@@ -147,6 +147,8 @@ const vl_route_t vl_routes[] = {
     {"/fhir/{type}/{id}/_history/{vid}", "GET", "vread", NULL, 0, vl_h_vread},
     {"/fhir/{type}/{id}/_history/{vid}/$ledger", "GET", "operation", "$ledger", 0,
      vl_h_ledger_record},
+    /* a create of Observations (and their Devices) as the policy sees it */
+    {"/fhir/Observation/$ingest", "POST", "create", "$ingest", W | VL_ROW_STREAM_BODY, vl_h_ingest},
     {"/ledger/checkpoint", "GET", "ledger", NULL, SYS, vl_h_ledger_checkpoint},
     {"/ledger/key", "GET", "ledger", NULL, SYS, vl_h_ledger_key},
     {"/ledger/keys", "GET", "ledger", NULL, SYS, vl_h_ledger_keys},
@@ -349,6 +351,10 @@ static int pattern_match(const char *pattern, char **seg, int n, match_t *cap)
             return -1;
         } else {
             literals++;
+            /* a type named in the pattern ("/fhir/Observation/$ingest") is
+             * the request's type, as if captured */
+            if (i == 1 && !strcmp(pseg[0], "fhir") && vl_fhir_type_find(pseg[i]))
+                cap->type = seg[i];
         }
     }
     return literals;
@@ -704,9 +710,13 @@ int vl_fhir_handle(vl_fhir_t *f, const vl_fhir_request_t *req, vl_fhir_notify_fn
         goto done;
     if (!anonymous && authorize(x, res) >= 0)
         goto done;
+    if (req->body_streamed && !(x->row->flags & VL_ROW_STREAM_BODY)) {
+        vl_x_fail(res, 500, "exception", "a streamed body for a route that takes none");
+        goto done;
+    }
     rc = x->row->handler(x, res);
-    if (rc == 1)
-        return 1;
+    if (rc == 1 || rc == 2)
+        return rc;
     /* the accounting of disclosures: the answer leaves only once recorded */
     if (res->status < 400 && vl_audit_needed(x))
         return vl_audit_submit(x, res);
@@ -715,6 +725,37 @@ done:
     if (!res->content_type && strncmp(req->path, "/fhir", 5) != 0)
         res->content_type = "application/json";
     return 0;
+}
+
+int vl_fhir_streams_body(const char *method, const char *path)
+{
+    char copy[256], *seg[MAX_SEGMENTS];
+    int n;
+    match_t m;
+    if (!method || !path || strlen(path) >= sizeof copy)
+        return 0;
+    snprintf(copy, sizeof copy, "%s", path);
+    n = split(copy, seg, MAX_SEGMENTS);
+    if (n < 0 || route(seg, n, &m) < 0)
+        return 0;
+    for (const vl_route_t *r = vl_routes; r->pattern; r++)
+        if (!strcmp(r->pattern, m.pattern) && method_is(r->method, method))
+            return (r->flags & VL_ROW_STREAM_BODY) != 0;
+    return 0;
+}
+
+int vl_fhir_feed(vl_fhir_exchange_t *x, const char *data, size_t len, vl_fhir_response_t *res)
+{
+    if (!data || !len)
+        memset(res, 0, sizeof *res);
+    if (!x || !x->feed) {
+        if (!data || !len)
+            vl_x_fail(res, 500, "exception", "no streamed body was expected");
+        return 0;
+    }
+    if (!data || !len)
+        res->route = x->row ? x->row->pattern : "unmatched";
+    return x->feed(x, data, len, res);
 }
 
 /* ------------------------------------------------------------------------

@@ -44,6 +44,11 @@
  *                           ug         kg         1e-9
  *                           [lb_av]    kg         0.45359237
  *                           [oz_av]    kg         0.028349523125
+ *                           ng         kg         1e-12
+ *                           pg         kg         1e-15
+ *                           t          kg         1000
+ *                           [ston_av]  kg         907.18474 (short ton, 2000 [lb_av])
+ *                           [stone_av] kg         6.35029318 (stone, 14 [lb_av])
  *    length                 cm         cm         1
  *                           mm         cm         0.1
  *                           m          cm         100
@@ -51,6 +56,9 @@
  *                           [in_i]     cm         2.54
  *                           [ft_i]     cm         30.48
  *                           [mi_i]     cm         160934.4
+ *                           [yd_i]     cm         91.44
+ *                           um         cm         1e-4
+ *                           nm         cm         1e-7
  *    pressure               mm[Hg]     mm[Hg]     1
  *                           Pa         mm[Hg]     1/133.322
  *                           kPa        mm[Hg]     1000/133.322
@@ -79,6 +87,8 @@
  *      same canonical and factor; "mg/dl", often written, is valid UCUM)
  *    mass per area (BMI)    kg/m2      kg/m2      1
  *    time                   min        min        1
+ *                           us         min        1/60000000
+ *                           ms         min        1/60000
  *                           s          min        1/60
  *                           h          min        60
  *                           d          min        1440
@@ -143,6 +153,9 @@ static const vl_ucum_unit_t units[] = {
     {"[mi_i]", "cm", 160934.4, 0},
     {"[mi_i]/h", "m/s", 0.44704, 0},
     {"[oz_av]", "kg", 0.028349523125, 0},
+    {"[ston_av]", "kg", 907.18474, 0},
+    {"[stone_av]", "kg", 6.35029318, 0},
+    {"[yd_i]", "cm", 91.44, 0},
     {"cal", "kcal", 0.001, 0},
     {"cm", "cm", 1, 0},
     {"d", "min", 1440, 0},
@@ -175,11 +188,16 @@ static const vl_ucum_unit_t units[] = {
     {"mmol/l", "mmol/L", 1, 0},
     {"mol/L", "mmol/L", 1000, 0},
     {"mol/l", "mmol/L", 1000, 0},
+    {"ms", "min", 1.0 / 60000, 0},
+    {"ng", "kg", 1e-12, 0},
     {"ng/mL", "mg/dL", 0.0001, 0},
     {"ng/ml", "mg/dL", 0.0001, 0},
+    {"nm", "cm", 1e-7, 0},
     {"nmol/L", "mmol/L", 1e-6, 0},
     {"nmol/l", "mmol/L", 1e-6, 0},
+    {"pg", "kg", 1e-15, 0},
     {"s", "min", 1.0 / 60, 0},
+    {"t", "kg", 1000, 0},
     {"ug", "kg", 1e-9, 0},
     {"ug/L", "mg/dL", 0.0001, 0},
     {"ug/dL", "mg/dL", 0.001, 0},
@@ -187,8 +205,10 @@ static const vl_ucum_unit_t units[] = {
     {"ug/l", "mg/dL", 0.0001, 0},
     {"ug/mL", "mg/dL", 0.1, 0},
     {"ug/ml", "mg/dL", 0.1, 0},
+    {"um", "cm", 1e-4, 0},
     {"umol/L", "mmol/L", 0.001, 0},
     {"umol/l", "mmol/L", 0.001, 0},
+    {"us", "min", 1.0 / 60000000, 0},
     {"wk", "min", 10080, 0},
 };
 

@@ -237,6 +237,51 @@ static int consent_entries(vl_store_txn_t *txn, vl_write_t *w, const vl_store_he
     return 0;
 }
 
+/* An if_changed update: 1 when nothing is to be written (the current
+ * version is the body this write would store, or the resource is deleted),
+ * 0 to write, -1. The stored body is compared byte for byte with this
+ * write's rendering at the current version and time: equal bytes are equal
+ * content, since every body is rendered the same way (render.c). */
+static int same_content(vl_store_txn_t *txn, vl_write_t *w, const vl_store_head_t *head,
+                        vl_error_t *err)
+{
+    vl_store_err_t serr = VL_STORE_ERR_INIT;
+    vl_record_t rec;
+    char *mine;
+    size_t len;
+    int same;
+    if (head->deleted) {
+        w->gone = 1;
+    } else {
+        if (vl_store_txn_read(txn, vl_scope_everything(), w->type->name, w->id, head->version, &rec,
+                              &serr) < 0)
+            return store_failed(&serr, err);
+        mine = vl_render_body(&w->parts, w->type->name, w->id, head->version, head->last_updated_us,
+                              &len);
+        if (!mine) {
+            vl_record_free(&rec);
+            return vl_error_set(err, 500, "exception", NULL, "out of memory");
+        }
+        same = rec.body && len == rec.body_len && !memcmp(mine, rec.body, len);
+        free(mine);
+        if (!same) {
+            vl_record_free(&rec);
+            return 0;
+        }
+        w->unchanged = 1;
+        free(w->body);
+        w->body = rec.body;
+        w->body_len = rec.body_len;
+        rec.body = NULL;
+        vl_record_free(&rec);
+    }
+    w->noop = 1;
+    w->status = 200;
+    w->version = head->version;
+    w->time_us = head->last_updated_us;
+    return 1;
+}
+
 int vl_write_execute(vl_store_txn_t *txn, vl_scope_t scope, vl_write_t *w, vl_error_t *err)
 {
     int rc;
@@ -270,6 +315,8 @@ int vl_write_execute(vl_store_txn_t *txn, vl_scope_t scope, vl_write_t *w, vl_er
         return vl_error_set(err, 412, "conflict", NULL,
                             "If-Match names version %lld but the current version is %lld",
                             (long long)w->if_match, (long long)head.version);
+    if (w->if_changed && head.exists && (rc = same_content(txn, w, &head, err)) != 0)
+        return rc < 0 ? -1 : 0;
     if (w->op == VL_W_DELETE) {
         if (!head.exists)
             return vl_error_set(err, 404, "not-found", NULL, "%s/%s is not known", name, w->id);

@@ -81,6 +81,10 @@ typedef struct vl_request {
     pthread_mutex_t mu;
     vl_write_state_t wstate;
     int status; /* final status, for logs */
+    /* a streamed body (vl_fhir_streams_body: $ingest) */
+    int streamed;  /* its route takes one: no max_body, dispatched at the headers */
+    int streaming; /* the layer takes the body (vl_fhir_handle returned 2) */
+    int paused;    /* suspended until the layer can take more */
 } vl_request_t;
 
 #endif

@@ -258,10 +258,17 @@ static void on_notify(void *arg)
     vl_request_t *req = arg;
     vl_http_t *h = req->http;
     struct MHD_Connection *conn;
+    int suspended;
     pthread_mutex_lock(&req->mu);
-    req->wstate = VL_WRITE_DONE;
+    /* a streamed body's layer may notify when the request is not suspended
+     * (it was resumed already): nothing to do then */
+    suspended = req->wstate == VL_WRITE_PENDING;
+    if (suspended)
+        req->wstate = VL_WRITE_DONE;
     conn = req->conn;
     pthread_mutex_unlock(&req->mu);
+    if (!suspended)
+        return;
     MHD_resume_connection(conn);
     /* last: vl_http_stop() waits for this before stopping the daemon */
     atomic_fetch_sub(&h->pending_writes, 1);
@@ -314,6 +321,7 @@ static MHD_RESULT dispatch(vl_request_t *req)
     fr->prefer = header(req, "Prefer");
     fr->body = req->body.data ? req->body.data : "";
     fr->body_len = req->body.len;
+    fr->body_streamed = req->streamed;
 
     /* Pairs with vl_http_stop(), which sets `closing` and then waits for
      * pending_writes to reach 0 (both sequentially consistent): a request
@@ -326,6 +334,12 @@ static MHD_RESULT dispatch(vl_request_t *req)
     }
     pthread_mutex_lock(&req->mu);
     rc = vl_fhir_handle(h->fhir, fr, on_notify, req, &req->x, &req->res);
+    if (rc == 2) { /* the layer takes the body as it arrives (feed()) */
+        req->streaming = 1;
+        pthread_mutex_unlock(&req->mu);
+        atomic_fetch_sub(&h->pending_writes, 1);
+        return MHD_YES;
+    }
     if (rc == 1) {
         req->wstate = VL_WRITE_PENDING;
         atomic_fetch_add(&h->suspended, 1);
@@ -335,6 +349,35 @@ static MHD_RESULT dispatch(vl_request_t *req)
     }
     pthread_mutex_unlock(&req->mu);
     atomic_fetch_sub(&h->pending_writes, 1);
+    return send_response(req);
+}
+
+/* A piece of a streamed body (len 0: its end) for the layer. When it
+ * cannot take more, the connection is suspended until on_notify(); at the
+ * end, the answer is sent or, pending, suspended for like dispatch(). */
+static MHD_RESULT feed(vl_request_t *req, const char *data, size_t len)
+{
+    vl_http_t *h = req->http;
+    int rc;
+    pthread_mutex_lock(&req->mu);
+    rc = vl_fhir_feed(req->x, data, len, &req->res);
+    if (rc == 1) {
+        /* libmicrohttpd may hand over more of what it has buffered after a
+         * suspend: the connection is then suspended once, not twice */
+        if (req->wstate != VL_WRITE_PENDING) {
+            atomic_fetch_add(&h->pending_writes, 1);
+            req->wstate = VL_WRITE_PENDING;
+            atomic_fetch_add(&h->suspended, 1);
+            MHD_suspend_connection(req->conn);
+        }
+        req->paused = len > 0;
+        pthread_mutex_unlock(&req->mu);
+        return MHD_YES;
+    }
+    pthread_mutex_unlock(&req->mu);
+    if (len)
+        return MHD_YES;
+    req->streaming = 0;
     return send_response(req);
 }
 
@@ -519,7 +562,8 @@ static vl_request_t *request_new(vl_http_t *h, vl_request_t *req, struct MHD_Con
         req->reject_msg = "the URL is not valid UTF-8 or holds a control character (such as %00)";
     }
     clen = header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (!req->reject && clen && strtoull(clen, NULL, 10) > h->opts.max_body) {
+    req->streamed = vl_fhir_streams_body(method, req->path);
+    if (!req->reject && !req->streamed && clen && strtoull(clen, NULL, 10) > h->opts.max_body) {
         unsigned long long declared = strtoull(clen, NULL, 10);
         const char *expect = header(req, MHD_HTTP_HEADER_EXPECT);
         req->too_large = 1;
@@ -582,7 +626,26 @@ static MHD_RESULT on_request(void *cls, struct MHD_Connection *conn, const char 
             return send_transport_error(req, 400, req->reject_code, req->reject_msg, 1);
         if (req->too_large && req->answer_now)
             return too_large(req);
+        if (req->streamed && !req->reject)
+            return dispatch(req); /* answers now (401, 415, ...) or takes the body */
         return MHD_YES;
+    }
+    if (req->paused) { /* resumed (or still suspended: then feed() keeps it so) */
+        int resumed;
+        pthread_mutex_lock(&req->mu);
+        resumed = req->wstate == VL_WRITE_DONE;
+        if (resumed) {
+            req->paused = 0;
+            req->wstate = VL_WRITE_IDLE;
+        }
+        pthread_mutex_unlock(&req->mu);
+        if (resumed)
+            atomic_fetch_sub(&h->suspended, 1);
+    }
+    if (req->streaming && *upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        return feed(req, upload_data, n);
     }
     if (*upload_data_size) {
         if (req->too_large || req->reject) {
@@ -620,6 +683,8 @@ static MHD_RESULT on_request(void *cls, struct MHD_Connection *conn, const char 
     }
     if (req->status) /* already answered (400 framing, 413 at once) */
         return MHD_YES;
+    if (req->streaming)
+        return feed(req, NULL, 0);
     if (req->too_large)
         return too_large(req);
     if (req->reject)

@@ -111,6 +111,7 @@ static int setup(void **state)
     o.store = f->store;
     o.policy = &f->policy;
     o.max_page_bytes = 1 << 20;
+    o.ingest_key = (const unsigned char *)"0123456789abcdef0123456789abcdef";
     f->fhir = vl_fhir_new(&o);
     assert_non_null(f->fhir);
     *state = f;

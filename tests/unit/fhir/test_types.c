@@ -154,13 +154,16 @@ static void test_capability(void **state)
     assert_true(json_is_true(json_object_get(obs, "conditionalCreate")));
     assert_true(json_is_true(json_object_get(obs, "conditionalUpdate")));
     assert_string_equal(json_string_value(json_object_get(obs, "conditionalDelete")), "single");
-    /* the operation table: $ledger on versions; Bundles at the base */
+    /* the operation table: $ledger on versions, $ingest on Observation only;
+     * Bundles at the base */
     {
         json_t *ops = json_object_get(obs, "operation");
         json_t *ri = json_object_get(rest, "interaction");
-        assert_int_equal(json_array_size(ops), 1);
+        assert_int_equal(json_array_size(ops), 2);
         assert_string_equal(json_string_value(json_object_get(json_array_get(ops, 0), "name")),
                             "ledger");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(ops, 1), "name")),
+                            "ingest");
         assert_non_null(json_string_value(json_object_get(json_array_get(ops, 0), "definition")));
         assert_int_equal(json_array_size(ri), 2);
         assert_string_equal(json_string_value(json_object_get(json_array_get(ri, 0), "code")),
