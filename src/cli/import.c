@@ -188,14 +188,17 @@ static int report(const answer_t *a, const producer_t *p, int status)
 {
     if (p->tty)
         fputc('\n', stderr);
-    if (p->rc < 0) {
-        fprintf(stderr, CMD ": %s\n", vl_error_message(&p->err));
-        return 1;
-    }
+    /* the server's answer first: when it refused early, the records' pipe
+     * broke because of it */
     if (status != 200) {
         const char *d = strstr(a->head, "\"diagnostics\":\"");
         fprintf(stderr, CMD ": the server answered %d%s%.*s\n", status, d ? ": " : "",
                 d ? (int)strcspn(d + 15, "\"") : 0, d ? d + 15 : "");
+        return 1;
+    }
+    if (p->rc < 0) {
+        fprintf(stderr, CMD ": %s\n",
+                p->err.status ? vl_error_message(&p->err) : "the records could not be sent");
         return 1;
     }
     printf("records %llu, readings %lld: created %lld, updated %lld, unchanged %lld, rejected "

@@ -81,6 +81,8 @@
 #define SPOOL_MEMORY (1u << 20)
 /* the longest NDJSON line */
 #define INGEST_MAX_LINE (1u << 20)
+/* the largest application/json document (a day of minute data is ~100 KiB) */
+#define INGEST_MAX_DOCUMENT (16u << 20)
 
 typedef enum { O_CREATED, O_UPDATED, O_UNCHANGED, O_REJECTED, O_N } outcome_t;
 static const char *const outcome_names[O_N] = {"created", "updated", "unchanged", "rejected"};
@@ -102,6 +104,7 @@ typedef struct slot {
     vl_write_t w;
     int has_write;
     device_t *device;
+    int wrote_device; /* this unit wrote (or found) the device */
     vl_store_unit_t unit;
     vl_error_t err;
     atomic_int done;
@@ -493,11 +496,12 @@ static int apply_slot(vl_store_txn_t *txn, void *arg)
         s->device->w.unchanged = 0;
         if (vl_write_execute(txn, scope, &s->device->w, &s->err) < 0)
             return -1;
+        s->wrote_device = 1;
     }
     if (vl_write_execute(txn, scope, &s->w, &s->err) < 0)
         return -1;
     if (s->device)
-        s->device->written = 1; /* the unit succeeds: its savepoint is kept */
+        s->device->written = 1; /* until the commit says otherwise (slot_done) */
     return 0;
 }
 
@@ -526,7 +530,10 @@ static void slot_done(vl_store_unit_t *u, void *arg)
 {
     slot_t *s = arg;
     ingest_t *in = s->in; /* s may be spooled and freed once done is set */
-    (void)u;
+    /* a unit that did not commit (its batch's commit failed) stored no
+     * Device either: the next reading of the device writes it again */
+    if (u->result < 0 && s->wrote_device)
+        s->device->written = 0;
     atomic_store(&s->done, 1);
     release(in);
 }
@@ -681,7 +688,7 @@ static void entry_text(ingest_t *in, slot_t *s, vl_buf_t *out)
     vl_error_t err = VL_ERROR_INIT;
     if (s->has_write && s->unit.result < 0 && !s->err.status)
         vl_fhir_store_error(&s->unit.err, &s->err);
-    if (!s->has_write || s->unit.result < 0)
+    if (!s->has_write || s->err.status || s->unit.result < 0)
         o = O_REJECTED;
     else if (w->unchanged || w->gone)
         o = O_UNCHANGED;
@@ -818,6 +825,8 @@ static void feed(ingest_t *in, const char *data, size_t len)
         } else {
             vl_buf_append(&in->line, data, n);
         }
+        if (in->line.failed)
+            in->failed = 1; /* out of memory: the answer is a 500, not a silent gap */
         if (!nl)
             return;
         in->line_no++;
@@ -845,11 +854,8 @@ static void feed_end(ingest_t *in)
     if (in->ndjson) {
         if (in->line.len)
             feed(in, "\n", 1);
-    } else {
-        if (in->line.failed)
-            in->failed = 1;
-        else
-            document(in, in->line.data ? in->line.data : "", in->line.len);
+    } else if (!in->line.failed && in->line.len) {
+        document(in, in->line.data, in->line.len);
     }
     spool_done(in);
 }
@@ -1046,7 +1052,20 @@ static int ingest_feed(vl_fhir_exchange_t *x, const char *data, size_t len, vl_f
         feed(in, data, len);
         return wait_for(in, INGEST_IN_FLIGHT) ? 0 : 1;
     }
+    if (!in->ndjson && (in->line.failed || !in->line.len)) { /* nothing was submitted */
+        release(in);
+        in->feeding = 0;
+        return in->line.failed
+                   ? vl_x_fail(res, 413, "too-long",
+                               "an application/json document of $ingest holds at most %u bytes "
+                               "(send NDJSON, one document per line, for more)",
+                               INGEST_MAX_DOCUMENT)
+                   : vl_x_fail(res, 400, "required", "the request has no body");
+    }
     feed_end(in);
+    pthread_mutex_lock(&in->mu);
+    in->waiting = 0; /* a pause's stale wish: this thread must not notify itself */
+    pthread_mutex_unlock(&in->mu);
     release(in); /* the body's hold */
     in->feeding = 0;
     if (!wait_for(in, 1))
@@ -1091,7 +1110,7 @@ int vl_h_ingest(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
     in->format = f;
     in->ndjson = ndjson;
     in->representation = prefer && strstr(prefer, "return=representation");
-    in->line = (vl_buf_t)VL_BUF_INIT(0);
+    in->line = (vl_buf_t)VL_BUF_INIT(ndjson ? 0 : INGEST_MAX_DOCUMENT);
     in->spool = (vl_buf_t)VL_BUF_INIT(0);
     in->prefix = (vl_buf_t)VL_BUF_INIT(0);
     pthread_mutex_init(&in->mu, NULL);

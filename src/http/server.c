@@ -263,13 +263,16 @@ static void on_notify(void *arg)
     /* a streamed body's layer may notify when the request is not suspended
      * (it was resumed already): nothing to do then */
     suspended = req->wstate == VL_WRITE_PENDING;
-    if (suspended)
-        req->wstate = VL_WRITE_DONE;
     conn = req->conn;
+    if (suspended) {
+        /* DONE and the resume together: a handler call that sees DONE knows
+         * libmicrohttpd is resuming (a suspend then cancels that resume) */
+        req->wstate = VL_WRITE_DONE;
+        MHD_resume_connection(conn);
+    }
     pthread_mutex_unlock(&req->mu);
     if (!suspended)
         return;
-    MHD_resume_connection(conn);
     /* last: vl_http_stop() waits for this before stopping the daemon */
     atomic_fetch_sub(&h->pending_writes, 1);
 }
@@ -359,22 +362,34 @@ static MHD_RESULT feed(vl_request_t *req, const char *data, size_t len)
 {
     vl_http_t *h = req->http;
     int rc;
+    /* counted like dispatch(): vl_http_stop() either sees this piece or
+     * this piece sees `closing`, and then ends the body here (what came is
+     * stored and answered; the rest is not read) */
+    atomic_fetch_add(&h->pending_writes, 1);
+    if (len && atomic_load(&h->closing)) {
+        data = NULL;
+        len = 0;
+    }
     pthread_mutex_lock(&req->mu);
     rc = vl_fhir_feed(req->x, data, len, &req->res);
     if (rc == 1) {
         /* libmicrohttpd may hand over more of what it has buffered after a
          * suspend: the connection is then suspended once, not twice */
         if (req->wstate != VL_WRITE_PENDING) {
-            atomic_fetch_add(&h->pending_writes, 1);
             req->wstate = VL_WRITE_PENDING;
             atomic_fetch_add(&h->suspended, 1);
             MHD_suspend_connection(req->conn);
+        } else {
+            atomic_fetch_sub(&h->pending_writes, 1); /* counted once, with the suspend */
         }
         req->paused = len > 0;
+        if (!len)
+            req->streaming = 0; /* the body ended (or was ended): the answer is pending */
         pthread_mutex_unlock(&req->mu);
         return MHD_YES;
     }
     pthread_mutex_unlock(&req->mu);
+    atomic_fetch_sub(&h->pending_writes, 1);
     if (len)
         return MHD_YES;
     req->streaming = 0;
@@ -577,6 +592,9 @@ static vl_request_t *request_new(vl_http_t *h, vl_request_t *req, struct MHD_Con
 
 static void request_free(vl_request_t *req)
 {
+    /* on_notify() may still hold the mutex after its resume */
+    pthread_mutex_lock(&req->mu);
+    pthread_mutex_unlock(&req->mu);
     vl_fhir_response_free(&req->res);
     vl_fhir_exchange_free(req->x);
     vl_buf_free(&req->body);

@@ -324,3 +324,13 @@ def test_import_healthkit_both_ways(settings, tmp_path):
     usage = subprocess.run([str(settings.binary), "import", "healthkit", str(export)],
                            capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2 and "usage" in usage.stderr
+
+
+def test_json_bodies_are_bounded(srv):
+    r = requests.post(f"{srv.base}/fhir/Observation/$ingest?format=withings&patient=Patient/alice",
+                      data=b"", headers={**auth(srv), "Content-Type": "application/json"}, timeout=60)
+    assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
+    big = b'{"status":0,"body":{"measuregrps":[' + b" " * (17 << 20) + b"]}}"
+    r = requests.post(f"{srv.base}/fhir/Observation/$ingest?format=withings&patient=Patient/alice",
+                      data=big, headers={**auth(srv), "Content-Type": "application/json"}, timeout=120)
+    assert r.status_code == 413 and "NDJSON" in r.json()["issue"][0]["diagnostics"]
