@@ -76,7 +76,7 @@
 /* readings in the future beyond this are refused (device clocks drift) */
 #define INGEST_FUTURE_SKEW_US (10 * 60 * INT64_C(1000000))
 /* most readings waiting for the writer per request (then the body waits) */
-#define INGEST_IN_FLIGHT 4096
+#define INGEST_IN_FLIGHT 1024
 /* outcomes kept in memory before they are spooled to a temporary file */
 #define SPOOL_MEMORY (1u << 20)
 /* the longest NDJSON line */
