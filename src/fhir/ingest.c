@@ -729,6 +729,10 @@ static void entry_text(ingest_t *in, slot_t *s, vl_buf_t *out)
         vl_error_clear(&err);
         return;
     }
+    if (w->gone) { /* deleted here, and it stays so: no version to point at */
+        vl_buf_puts(out, "\"response\":{\"status\":\"410 Gone\"}}");
+        return;
+    }
     if (in->representation && w->body) {
         vl_buf_puts(out, "\"resource\":");
         vl_buf_append(out, w->body, w->body_len);

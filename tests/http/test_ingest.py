@@ -148,6 +148,7 @@ def test_changed_value_is_a_new_version(srv):
                            timeout=60).status_code == 204
     again = ingest(srv, "withings", withings_group(9001, 1700000000, 70500)).json()
     assert outcomes(again) == ["unchanged"]
+    assert again["entry"][0]["response"] == {"status": "410 Gone"}
     assert requests.get(f"{srv.base}/fhir/Observation/{oid}", headers=auth(srv),
                         timeout=60).status_code == 410
 
