@@ -190,6 +190,13 @@ void vl_id_new(char out[33]);
  *  per-thread pool (one system call per 4 KiB); bytes handed out are
  *  wiped from the pool. For salts and ids, not for keys. */
 void vl_random(void *out, size_t n);
+/** Days since 1970-01-01 of the proleptic Gregorian date y-m-d (m 1..12,
+ *  d 1..31; an impossible date counts on: 02-30 is 03-02). */
+int64_t vl_time_days_from_civil(int64_t y, unsigned m, unsigned d);
+/** The date of a day count since 1970-01-01 (the inverse). */
+void vl_time_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
+/** Days in month m (1..12) of year y. */
+unsigned vl_time_days_in_month(int64_t y, unsigned m);
 /** Current time as microseconds since the Unix epoch (UTC). */
 int64_t vl_time_now_us(void);
 /** Formats microseconds since the epoch as a FHIR instant with millisecond

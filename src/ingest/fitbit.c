@@ -163,31 +163,6 @@ static int int_at(const json_t *o, const char *key, int64_t *out)
     return 0;
 }
 
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    int64_t era, yoe, doy, doe;
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = y - era * 400;
-    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int *y, int *m, int *d)
-{
-    int64_t era, doe, yoe, doy, mp;
-    z += 719468;
-    era = (z >= 0 ? z : z - 146096) / 146097;
-    doe = z - era * 146097;
-    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = (int)(yoe + era * 400 + (*m <= 2));
-}
-
 static int num2(const char *s, int *out)
 {
     if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
@@ -199,22 +174,25 @@ static int num2(const char *s, int *out)
 /* "YYYY-MM-DD" into days since 1970-01-01; -1 if it is not a real date */
 static int parse_date(const char *s, int64_t *days)
 {
-    int c, y2, m, d, y, mm, dd;
+    int c, y2, m, d;
+    int64_t y;
+    unsigned mm, dd;
     if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-' || num2(s, &c) < 0 ||
         num2(s + 2, &y2) < 0 || num2(s + 5, &m) < 0 || num2(s + 8, &d) < 0 || m < 1 || m > 12 ||
         d < 1)
         return -1;
-    *days = days_from_civil(c * 100 + y2, m, d);
-    civil_from_days(*days, &y, &mm, &dd);
-    return mm == m && dd == d ? 0 : -1; /* 2015-02-30 does not come back */
+    *days = vl_time_days_from_civil(c * 100 + y2, (unsigned)m, (unsigned)d);
+    vl_time_civil_from_days(*days, &y, &mm, &dd);
+    return (int)mm == m && (int)dd == d ? 0 : -1; /* 2015-02-30 does not come back */
 }
 
 /* A resolved time "YYYY-MM-DDThh:mm:ss[.f]<zone>" plus `ms` milliseconds,
  * written with the same zone suffix (note 3). */
 static int add_ms(const char *t, int64_t ms, char out[40])
 {
-    int64_t days, total;
-    int h, mi, s, y, mo, d, frac = 0, nfrac = 0;
+    int64_t days, total, y;
+    unsigned mo, d;
+    int h, mi, s, frac = 0, nfrac = 0;
     const char *p = t + 19;
     char date[11];
     if (strlen(t) < 20 || t[10] != 'T' || num2(t + 11, &h) < 0 || num2(t + 14, &mi) < 0 ||
@@ -231,14 +209,14 @@ static int add_ms(const char *t, int64_t ms, char out[40])
     for (int k = nfrac; k < 3; k++)
         frac *= 10;
     total = ((days * 86400 + h * 3600 + mi * 60 + s) * 1000 + frac) + ms;
-    civil_from_days(total / 86400000, &y, &mo, &d);
+    vl_time_civil_from_days(total / 86400000, &y, &mo, &d);
     s = (int)(total % 86400000 / 1000);
     frac = (int)(total % 1000);
     if (nfrac || frac)
-        snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d.%03d%s", y, mo, d, s / 3600, s / 60 % 60,
-                 s % 60, frac, p);
+        snprintf(out, 40, "%04d-%02u-%02uT%02d:%02d:%02d.%03d%s", (int)y, mo, d, s / 3600,
+                 s / 60 % 60, s % 60, frac, p);
     else
-        snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d%s", y, mo, d, s / 3600, s / 60 % 60,
+        snprintf(out, 40, "%04d-%02u-%02uT%02d:%02d:%02d%s", (int)y, mo, d, s / 3600, s / 60 % 60,
                  s % 60, p);
     return 0;
 }
@@ -266,8 +244,8 @@ static int resolve(const fb_t *f, const char *local, char out[40], fb_when_t *w)
 static void when_day(const fb_t *f, const char *date, fb_when_t *w)
 {
     char local[40];
-    int64_t days;
-    int y, m, d;
+    int64_t days, y;
+    unsigned m, d;
     memset(w, 0, sizeof *w);
     if (parse_date(date, &days) < 0) {
         snprintf(w->why, sizeof w->why, "\"%s\" is not a date (YYYY-MM-DD)",
@@ -277,8 +255,8 @@ static void when_day(const fb_t *f, const char *date, fb_when_t *w)
     snprintf(local, sizeof local, "%sT00:00:00", date);
     if (resolve(f, local, w->start, w) < 0)
         return;
-    civil_from_days(days + 1, &y, &m, &d);
-    snprintf(local, sizeof local, "%04d-%02d-%02dT00:00:00", y, m, d);
+    vl_time_civil_from_days(days + 1, &y, &m, &d);
+    snprintf(local, sizeof local, "%04d-%02u-%02uT00:00:00", (int)y, m, d);
     resolve(f, local, w->end, w);
 }
 

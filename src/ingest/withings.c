@@ -192,7 +192,6 @@ static int scale_text(const char *value, const char *unit, char out[40])
 /* the day after "YYYY-MM-DD"; -1 if that is not a real date */
 static int next_day(const char *date, char out[16])
 {
-    static const int dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     int v[8], y, m, d, last;
     if (!date || strlen(date) != 10 || date[4] != '-' || date[7] != '-')
         return -1;
@@ -208,7 +207,7 @@ static int next_day(const char *date, char out[16])
     d = v[6] * 10 + v[7];
     if (y < 1 || m < 1 || m > 12)
         return -1;
-    last = dim[m - 1] + (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0));
+    last = (int)vl_time_days_in_month(y, (unsigned)m);
     if (d < 1 || d > last)
         return -1;
     if (++d > last) {

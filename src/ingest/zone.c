@@ -74,28 +74,6 @@
  * Calendar arithmetic (proleptic Gregorian, days since 1970-01-01)
  * ---------------------------------------------------------------------- */
 
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    int64_t era, yoe, doy, doe;
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = y - era * 400;
-    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int is_leap(int64_t y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static int days_in_month(int64_t y, int m)
-{
-    static const int dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return m == 2 && is_leap(y) ? 29 : dim[m - 1];
-}
-
 /* 0 = Sunday */
 static int weekday(int64_t days)
 {
@@ -104,14 +82,10 @@ static int weekday(int64_t days)
 
 static int64_t year_of(int64_t secs)
 {
-    /* civil year of a day count (inverse of days_from_civil, year only) */
-    int64_t z = (secs >= 0 ? secs / 86400 : (secs - 86399) / 86400) + 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    return yoe + era * 400 + (mp >= 10);
+    int64_t y;
+    unsigned m, d;
+    vl_time_civil_from_days(secs >= 0 ? secs / 86400 : (secs - 86399) / 86400, &y, &m, &d);
+    return y;
 }
 
 /* ------------------------------------------------------------------------
@@ -157,8 +131,9 @@ static int parse_local(const char *s, local_t *t)
     }
     if (s[i] != '\0')
         return -1; /* a zone, more fraction digits, garbage */
-    if (t->y < 1 || t->mo < 1 || t->mo > 12 || t->d < 1 || t->d > days_in_month(t->y, t->mo) ||
-        t->h > 23 || t->mi > 59 || t->s > 59)
+    if (t->y < 1 || t->mo < 1 || t->mo > 12 || t->d < 1 ||
+        t->d > (int)vl_time_days_in_month(t->y, (unsigned)t->mo) || t->h > 23 || t->mi > 59 ||
+        t->s > 59)
         return -1;
     return 0;
 }
@@ -166,7 +141,8 @@ static int parse_local(const char *s, local_t *t)
 /* the local time as seconds on a UTC clock */
 static int64_t local_secs(const local_t *t)
 {
-    return days_from_civil(t->y, t->mo, t->d) * 86400 + t->h * 3600 + t->mi * 60 + t->s;
+    return vl_time_days_from_civil(t->y, (unsigned)t->mo, (unsigned)t->d) * 86400 + t->h * 3600 +
+           t->mi * 60 + t->s;
 }
 
 /* "Z", "+hh:mm", "-hh:mm", "+hhmm", "-hhmm": 0 with *off; -1 if not one */
@@ -300,9 +276,9 @@ static void posix_tz_parse(const char *s, posix_tz_t *z)
 /* the local clock seconds at which rule `r` changes in year `y` */
 static int64_t rule_local(const rule_date_t *r, int64_t y)
 {
-    int64_t first = days_from_civil(y, r->month, 1);
+    int64_t first = vl_time_days_from_civil(y, (unsigned)r->month, 1);
     int mday = 1 + (r->wday - weekday(first) + 7) % 7 + (r->week - 1) * 7;
-    while (mday > days_in_month(y, r->month))
+    while (mday > (int)vl_time_days_in_month(y, (unsigned)r->month))
         mday -= 7;
     return (first + mday - 1) * 86400 + r->secs;
 }

@@ -87,6 +87,21 @@ static unsigned days_in_month(int64_t y, unsigned m)
     return m == 2 && is_leap(y) ? 29 : dim[m - 1];
 }
 
+int64_t vl_time_days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    return days_from_civil(y, m, d);
+}
+
+void vl_time_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d)
+{
+    civil_from_days(days, y, m, d);
+}
+
+unsigned vl_time_days_in_month(int64_t y, unsigned m)
+{
+    return days_in_month(y, m);
+}
+
 /* Splits microseconds since the epoch into a civil date and time of day. */
 static void split_us(int64_t us, int64_t *y, unsigned *mo, unsigned *d, unsigned *h, unsigned *mi,
                      unsigned *s, unsigned *ms, unsigned *wday)
