@@ -685,7 +685,6 @@ static void entry_text(ingest_t *in, slot_t *s, vl_buf_t *out)
     vl_fhir_exchange_t *x = in->x;
     outcome_t o;
     vl_write_t *w = &s->w;
-    vl_error_t err = VL_ERROR_INIT;
     if (s->has_write && s->unit.result < 0 && !s->err.status)
         vl_fhir_store_error(&s->unit.err, &s->err);
     if (!s->has_write || s->err.status || s->unit.result < 0)
@@ -726,7 +725,6 @@ static void entry_text(ingest_t *in, slot_t *s, vl_buf_t *out)
         }
         free(text);
         vl_buf_puts(out, "}}");
-        vl_error_clear(&err);
         return;
     }
     if (w->gone) { /* deleted here, and it stays so: no version to point at */
