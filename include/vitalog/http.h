@@ -7,6 +7,10 @@
  * request to the fhir interaction layer (vl_fhir_handle) and sends what it
  * answers. No SQL and no FHIR rules here.
  *
+ * Responses are compressed with gzip when the client asks for it
+ * (Accept-Encoding) and the body is large enough (compress_min); see
+ * "COMPRESSION" in src/http/server.c.
+ *
  * Threads: a pool of libmicrohttpd threads (poll). A request whose answer
  * waits for the store's writer suspends its connection until the commit,
  * so a pool thread never blocks on an fsync and many writes share one
@@ -42,6 +46,10 @@ typedef struct vl_http_options {
      * none: no CORS headers at all */
     const char *const *cors_origins;
     size_t n_cors_origins;
+    /* gzip (Content-Encoding) for clients whose Accept-Encoding allows
+     * it: bodies of at least this many bytes, and every streamed body;
+     * 0: VL_HTTP_DEFAULT_COMPRESS_MIN; VL_HTTP_COMPRESS_OFF: never */
+    size_t compress_min;
 } vl_http_options_t;
 
 #define VL_HTTP_DEFAULT_MAX_BODY (1024u * 1024u)
@@ -49,6 +57,14 @@ typedef struct vl_http_options {
 #define VL_HTTP_DEFAULT_HEADER_TIMEOUT 15u
 #define VL_HTTP_DEFAULT_MAX_CONNS 1024u
 #define VL_HTTP_DEFAULT_MAX_PATH 8192u
+/** Smaller bodies are sent as they are: gzip's header and trailer (18
+ *  bytes) and the time it takes outweigh what it saves on them. */
+#define VL_HTTP_DEFAULT_COMPRESS_MIN 1024u
+/** compress_min that turns compression off (`serve --compress-min 0`). */
+#define VL_HTTP_COMPRESS_OFF SIZE_MAX
+/** zlib's compression level for gzip answers (its default; measured in
+ *  docs/performance.md, bench/gzip_page.c). */
+#define VL_HTTP_GZIP_LEVEL 6
 /** A body over max_body is read and discarded up to this many bytes (or 4x
  *  max_body, whichever is larger) so the client receives its 413; past
  *  that the 413 is sent at once and the connection closed. */

@@ -331,6 +331,16 @@ typedef struct vl_query_cond {
                              parser knows: code-value-quantity of one Observation.value) */
     size_t n;             /* values OR'd together */
     vl_query_value_t *values;
+    /* chains and _has (kind VL_INDEX_REFERENCE, no values): `sub` is a
+     * query of another type, read in the same scope (the chained side is
+     * consent-filtered too; its count, offset and sort are ignored).
+     * has = 0, a chain: the version's rows of `param` refer to
+     * "<sub->type>/<id>" of a resource `sub` matches (subject:Patient.name).
+     * has = 1, _has: some resource `sub` matches refers to this one by its
+     * rows of `has_param` (Patient?_has:Observation:subject:code=...). */
+    const struct vl_query *sub;
+    int has;
+    const char *has_param;
 } vl_query_cond_t;
 
 /** A sort key: "_lastUpdated", "_id", or a param with sort keys (rows
@@ -360,7 +370,30 @@ typedef struct vl_query {
     } series;
     int count;  /* page size */
     int offset; /* rows to skip */
+    /* Paging by keyset over a snapshot (fhir/rest.c's cursors).
+     * as_of: 0 reads the current versions; > 0 the snapshot of that
+     * moment: of each resource, its version current as of the version
+     * sequence `as_of` (written at or before it and not yet replaced then),
+     * unless that version is a delete; -1 takes a snapshot now (the highest
+     * committed sequence, reported in vl_records_t.as_of) and reads it.
+     * Writes after the snapshot change nothing it answers.
+     * after: a position (an opaque key of vl_records_t.keys, after_len
+     * bytes) of this same query: the page holds the matches strictly after
+     * it in the query's order, or with `backward` strictly before it (still
+     * returned in the query's order: the `count` closest to it).
+     * want_keys: fill vl_records_t.keys; with max_bytes, the row after
+     * the one that reached max_bytes is read too (when there is one), so
+     * that the caller can tell whether more follow. */
+    int64_t as_of;
+    const unsigned char *after;
+    size_t after_len;
+    int backward;
+    int want_keys;
 } vl_query_t;
+
+/** The most bytes of a keyset position (vl_records_t.keys); a row whose
+ *  order keys do not fit gets none (key_lens 0): page by offset there. */
+#define VL_QUERY_KEY_MAX 320
 
 /* ------------------------------------------------------------------------
  * Records
@@ -389,6 +422,11 @@ typedef struct vl_records {
     vl_record_t *items;
     size_t n, cap;
     int64_t total;
+    int64_t as_of; /* a search's snapshot (vl_query_t.as_of), or 0 */
+    /* with vl_query_t.want_keys: each item's keyset position (malloc'd;
+     * key_lens[i] 0 when its keys did not fit VL_QUERY_KEY_MAX) */
+    unsigned char **keys;
+    size_t *key_lens;
 } vl_records_t;
 
 void vl_records_free(vl_records_t *list);
@@ -669,5 +707,241 @@ typedef struct vl_store_stats {
 } vl_store_stats_t;
 
 void vl_store_stats(vl_store_t *store, vl_store_stats_t *out);
+
+/* ------------------------------------------------------------------------
+ * Patient compartment pages (Patient/{id}/$everything; sqlite_compartment.c)
+ *
+ * The members of Patient/<p>'s compartment are the versions the fhir
+ * module put in it (vl_index_t.patients, kept per version). A page lists
+ * members that are current AS OF A SNAPSHOT S (a seq of the store's
+ * version sequence): version v of a resource counts when v.seq <= S and
+ * the resource has no later version with seq <= S; deleted ones never.
+ * Writes after S change no page of S, so a client paging with one S sees
+ * each member once.
+ *
+ * Order: the patient's own Patient resource first (key
+ * VL_COMPARTMENT_SELF_KEY), then every other member by its version's seq
+ * (its key, >= 1). Pages are keysets on that key, never offsets.
+ * ---------------------------------------------------------------------- */
+
+/** The key of the patient's own Patient resource: before every seq. */
+#define VL_COMPARTMENT_SELF_KEY 0
+/** A forward page from the start (every key is greater). */
+#define VL_COMPARTMENT_START (-1)
+
+typedef struct vl_compartment_query {
+    const char *patient; /* the Patient's id (not a reference) */
+    size_t n_types;      /* only members of these types (0: every type) */
+    const char *const *types;
+    int64_t since_us; /* only versions with lastUpdated >= it (0: any) */
+    /* only versions whose facet time (vl_index_add_time: the care time
+     * an Observation's effective[x] gives) overlaps [lo, hi); versions
+     * without one are kept */
+    int has_period;
+    int64_t lo, hi;
+    int64_t snapshot; /* S; 0: the highest committed seq now (then returned) */
+    int64_t key;      /* forward: members with key > it; backward: with key < it */
+    int backward;     /* the `count` members nearest below `key` (returned ascending) */
+    int count;        /* most records, >= 1 */
+    size_t max_bytes; /* 0: none; else stop once the bodies hold this many bytes
+                         (at least one record is returned) */
+    int with_total;   /* VL_TOTAL_*: count every member of the query (any key) */
+} vl_compartment_query_t;
+
+typedef struct vl_compartment_page {
+    vl_records_t records;        /* ascending key order; records.total: the count
+                                    asked for by with_total, else -1 */
+    int64_t snapshot;            /* the snapshot S the page was read in */
+    int64_t first_key, last_key; /* keys of the first and last record (-1: no record) */
+    int more;                    /* members exist beyond the page in the direction read
+                                    (after last_key forward, before first_key backward) */
+} vl_compartment_page_t;
+
+/** One page of the compartment of q->patient as of q->snapshot, visible
+ *  in `scope` (on a reader: the committed state). INVALID for a bad id,
+ *  type or count. `out` is filled (free it with vl_compartment_page_free)
+ *  on success and empty on failure. */
+int vl_store_compartment_page(vl_store_t *store, vl_scope_t scope, const vl_compartment_query_t *q,
+                              vl_compartment_page_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
+void vl_compartment_page_free(vl_compartment_page_t *page);
+
+/* ------------------------------------------------------------------------
+ * Bulk export: snapshots (src/store/sqlite_export.c; fhir/export.c)
+ *
+ * A snapshot is the store as it was when one version committed: its
+ * sequence number S (vl_store_export_seq), the position of that version
+ * in commit order. The version of a resource current as of S is its
+ * latest version written at or before S; the resources of a snapshot are
+ * those whose version as of S is not a delete. Writes after S never change
+ * what a snapshot holds, so a snapshot can be read in many pages, minutes
+ * apart, and the pages add up to one consistent state. Reads take the
+ * caller's scope like any read, applied to the version as of S.
+ * ---------------------------------------------------------------------- */
+
+/** What an export read selects of a snapshot. */
+typedef struct vl_export_query {
+    int64_t seq;         /* S, from vl_store_export_seq */
+    int64_t since_us;    /* only versions last updated at or after this time (0: any) */
+    int compartments;    /* only versions in a patient compartment: `patient`'s, or any
+                            patient's when `patient` is NULL */
+    const char *patient; /* a Patient id (borrowed), or NULL */
+} vl_export_query_t;
+
+/** A snapshot of the committed state: *seq receives S, the highest
+ *  committed version sequence number (0: no version yet), and *time_us
+ *  the time that version was written at (the lastUpdated of its batch; 0
+ *  when none). Every version committed later has a lastUpdated at or
+ *  after *time_us (the writer's clock permitting). */
+int vl_store_export_seq(vl_store_t *store, int64_t *seq, int64_t *time_us,
+                        vl_store_err_t *err) VL_WARN_UNUSED;
+/** Adds to counts[i], for each of the `n_types` types, the resources of
+ *  that type in the snapshot whose version as of S has a sequence number
+ *  in (from, to] and is visible in `scope` (one pass for all the types).
+ *  Counting (0, S] in ranges lets a caller report progress and stop
+ *  between them. */
+int vl_store_export_count(vl_store_t *store, vl_scope_t scope, const vl_export_query_t *q,
+                          const char *const *types, size_t n_types, int64_t from, int64_t to,
+                          int64_t *counts, vl_store_err_t *err) VL_WARN_UNUSED;
+/** A page of the snapshot's resources of `type`, in sequence order, after
+ *  the version `after` (0: from the start): at most `max` records
+ *  (appended to `out`), fewer once their bodies hold `max_bytes` (0: no
+ *  limit; at least one record). *last receives the sequence number of the
+ *  last record read (`after` when none: the end). Pages by key, never by
+ *  offset: each costs what it reads. */
+int vl_store_export_page(vl_store_t *store, vl_scope_t scope, const vl_export_query_t *q,
+                         const char *type, int64_t after, size_t max, size_t max_bytes,
+                         vl_records_t *out, int64_t *last, vl_store_err_t *err) VL_WARN_UNUSED;
+/** Calls `fn` once for each patient (an id) in whose compartment some
+ *  resource of the snapshot's `type` lies, as vl_store_export_page reads
+ *  them in the same scope: the patients whose data those pages hold.
+ *  Stops when fn returns non-zero (that value is returned). */
+typedef int (*vl_store_patient_fn)(void *ctx, const char *patient);
+int vl_store_export_patients(vl_store_t *store, vl_scope_t scope, const vl_export_query_t *q,
+                             const char *type, vl_store_patient_fn fn, void *ctx,
+                             vl_store_err_t *err);
+
+/* ------------------------------------------------------------------------
+ * Clinical operations: $lastn and $stats (src/store/sqlite_stats.c)
+ *
+ * Both read a patient's series (VL_INDEX_SERIES rows: one per coding of
+ * the code parameter of a version with a Patient subject, keyed by the
+ * end of its time) and take the scope like any read: a version outside it
+ * counts as if it did not exist.
+ * ---------------------------------------------------------------------- */
+
+/** The most records one group of vl_store_lastn() gives. */
+#define VL_LASTN_MAX 100
+/** The most groups one vl_store_lastn() reads, and the most records
+ *  (groups x max) it may give: beyond either it is TOO_COSTLY. */
+#define VL_LASTN_GROUPS_MAX 1000
+#define VL_LASTN_RECORDS_MAX 10000
+
+/**
+ * $lastn: the `max` (1..VL_LASTN_MAX) most recent current versions of each
+ * group, into `out` (out->total: how many). A group is (patient, system,
+ * code): the distinct series rows of q->series.code_param, of
+ * q->series.patient ("Patient/<id>"), or when it is NULL of every patient
+ * the scope names (its patients, its permit rules' patients), or of every
+ * patient under VL_SCOPE_ALL. q->series.code (with q->series.system; NULL
+ * any system), when set, and every condition on code_param without a
+ * modifier (its values OR'd) keep only the groups they match. A version
+ * with several codings is a member of each of their groups.
+ *
+ * Each group is q's search (its other conditions, applied as
+ * vl_store_search does: date_param conditions on the series' time) over
+ * the group's series, newest first: by the end of its date_param time
+ * (undated last), then by lastUpdated (later first), then by id
+ * (ascending). The groups come in (patient, code, system) order, and a
+ * version among the latest of several groups only in the first of them.
+ * q's count, offset and sort are not read. INVALID without
+ * q->series.code_param and date_param or with max outside 1..VL_LASTN_MAX;
+ * TOO_COSTLY beyond VL_LASTN_GROUPS_MAX groups or VL_LASTN_RECORDS_MAX.
+ */
+int vl_store_lastn(vl_store_t *store, vl_scope_t scope, const vl_query_t *q, int max,
+                   vl_records_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
+
+/** A rank of vl_stats_query_t: the quantile num/den (0 <= num <= den),
+ *  interpolated linearly between the order statistics around it. */
+typedef struct vl_stats_rank {
+    int num, den;
+} vl_stats_rank_t;
+
+#define VL_STATS_RANKS_MAX 16
+enum {
+    VL_STATS_MOMENTS = 1 << 0, /* m2, m3, m4 (a second pass over the values) */
+    VL_STATS_SOURCES = 1 << 1, /* the records the values come from */
+};
+
+/**
+ * What $stats computes over: a patient's current versions whose series
+ * row of (system, code) lies in the period [lo, hi) (its time starts at or
+ * after lo and ends at or before hi), and of those, the numeric values.
+ * Values come from two kinds of index rows, both in the canonical unit of
+ * their dimension when the fhir module gave them one:
+ *   own        the version's quantity rows of value_param (the canonical
+ *              row when there is one, else the row as sent);
+ *   component  the version's composite rows of component_param with a
+ *              component code.
+ */
+typedef struct vl_stats_query {
+    const char *type;            /* the resource type ("Observation") */
+    const char *patient;         /* "Patient/<id>" */
+    const char *system, *code;   /* the code (system: its URI, "" for none) */
+    const char *code_param;      /* the series' parameter ("code") */
+    const char *value_param;     /* quantity rows of the own value ("value-quantity") */
+    const char *component_param; /* composite rows of components
+                                    ("component-code-value-quantity") */
+    /* versions with this token of status_param are left out (NULL: none) */
+    const char *status_param, *exclude_status;
+    int64_t lo, hi; /* the period; open ends INT64_MIN / INT64_MAX */
+    unsigned what;  /* VL_STATS_* */
+    size_t n_ranks; /* at most VL_STATS_RANKS_MAX */
+    const vl_stats_rank_t *ranks;
+    size_t max_sources; /* VL_STATS_SOURCES: at most this many records per result */
+} vl_stats_query_t;
+
+/** One set of values and what was computed over it. */
+typedef struct vl_stats {
+    int component;       /* 0: the code's own values; 1: a component's */
+    char *system, *code; /* the code (own) or the component's code (malloc'd;
+                            system "" for none) */
+    int64_t total;       /* versions counted, with a value or not */
+    int64_t n;           /* numeric values */
+    int mixed;           /* the values are in more than one unit: nothing below
+                            is computed */
+    char *unit;          /* the values' unit (malloc'd; NULL when n is 0): a UCUM
+                            code, or "|" + the code of a unit of no UCUM system */
+    char *sent_unit;     /* the UCUM code every value was sent in when they all
+                            were sent in one (own values only), else NULL */
+    double sum, min, max, mean;
+    double m2, m3, m4;    /* VL_STATS_MOMENTS: the sums of (x - mean)^k */
+    double *ranks;        /* the n_ranks quantiles (malloc'd; NULL when n is 0) */
+    vl_records_t sources; /* VL_STATS_SOURCES: the versions that gave a value,
+                             by time, then version, at most max_sources */
+} vl_stats_t;
+
+typedef struct vl_stats_list {
+    vl_stats_t *items;
+    size_t n, cap;
+} vl_stats_list_t;
+
+void vl_stats_list_free(vl_stats_list_t *list);
+
+/**
+ * $stats of one code (q->system, q->code) into `out`, in this order:
+ *   1. the code's own values, with the values of the components coded so
+ *      of the patient's other series in the period (a component code asked
+ *      directly, 8480-6 inside 85354-9 panels); left out when 2 gives
+ *      something and this has no value (a panel: the code has no value of
+ *      its own);
+ *   2. per component code (code, then system order) of the code's
+ *      versions in the period: that component's values.
+ * `total` counts the versions of the code's series in the period (1 and
+ * 2), plus for 1 those of other series that gave a component value.
+ * INVALID for a bad query (no patient, code or parameters, too many ranks,
+ * a rank outside [0, 1], lo >= hi).
+ */
+int vl_store_series_stats(vl_store_t *store, vl_scope_t scope, const vl_stats_query_t *q,
+                          vl_stats_list_t *out, vl_store_err_t *err) VL_WARN_UNUSED;
 
 #endif

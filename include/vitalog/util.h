@@ -204,6 +204,10 @@ int64_t vl_time_now_us(void);
 void vl_time_format(int64_t us, char out[32]);
 /** Formats as an RFC 7231 HTTP-date. `out` holds 40 bytes. */
 void vl_time_format_http(int64_t us, char out[40]);
+/** Parses an HTTP-date (RFC 9110 section 5.6.7: IMF-fixdate, and the
+ *  obsolete RFC 850 and asctime forms recipients must accept) into
+ *  microseconds since the epoch. 0, or -1 when `s` is none of them. */
+int vl_time_parse_http(const char *s, int64_t *us);
 
 /**
  * Parses a FHIR date, dateTime or instant into the half-open range of

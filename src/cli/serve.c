@@ -83,6 +83,9 @@ static const char usage_serve[] =
     "                         /.well-known/smart-configuration and the CapabilityStatement\n"
     "  --cors-origin ORIGIN   let browser apps from ORIGIN (https://app.example.org)\n"
     "                         call the server (repeatable, at most 16; none by default)\n"
+    "  --compress-min BYTES   gzip response bodies of at least BYTES (default: 1024) and\n"
+    "                         every streamed one, for clients that send Accept-Encoding:\n"
+    "                         gzip; 0: never compress\n"
     "  -h, --help             show this help\n"
     "\n"
     "On first start DIR also gets the ledger key: DIR/ledger.key (Ed25519, mode 0600)\n"
@@ -315,6 +318,7 @@ int vl_cli_serve(int argc, char **argv)
         {"tls-key", required_argument, NULL, 'k'},
         {"insecure-http", no_argument, NULL, 'i'},
         {"cors-origin", required_argument, NULL, 'o'},
+        {"compress-min", required_argument, NULL, 'z'},
         {"jwks", required_argument, NULL, 'j'},
         {"jwt-issuer", required_argument, NULL, 'J'},
         {"jwt-audience", required_argument, NULL, 'A'},
@@ -451,6 +455,11 @@ int vl_cli_serve(int argc, char **argv)
                 return 2;
             }
             cors[n_cors++] = optarg;
+            break;
+        case 'z':
+            if (parse_uint(optarg, 1024ul * 1024 * 1024, &v) < 0)
+                goto bad;
+            hopts.compress_min = v ? v : VL_HTTP_COMPRESS_OFF;
             break;
         case 'h': fputs(usage_serve, stdout); return 0;
         default: fputs(usage_serve, stderr); return 2;

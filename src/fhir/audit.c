@@ -141,6 +141,21 @@ int vl_x_disclose(vl_fhir_exchange_t *x, const vl_record_t *rec)
     return rc;
 }
 
+int vl_x_disclose_patient(vl_fhir_exchange_t *x, const char *patient_id, const char *what)
+{
+    vl_fhir_exchange_t *root = root_of(x);
+    vl_disclosure_t *d;
+    if (!patient_id || !patient_id[0])
+        return 0;
+    if (root->who.role == VL_ROLE_PATIENT && !strcmp(root->who.patient, patient_id))
+        return 0;
+    if (!(d = find(root, patient_id)) || (what && add_ref(root->arena, d, what) < 0)) {
+        root->disclose_failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------------
  * The AuditEvents
  * ---------------------------------------------------------------------- */
@@ -224,7 +239,7 @@ static json_t *audit_event(const vl_fhir_exchange_t *x, const vl_disclosure_t *d
         if (bt && !strcmp(bt, "batch"))
             interaction = "batch";
     }
-    if (!strcmp(interaction, "operation"))
+    if (!strcmp(interaction, "export")) /* a Bulk Data file: R4 restful-interaction has none */
         interaction = "operation";
     vl_time_format(vl_time_now_us(), recorded);
     agent = json_pack("{s:o,s:o,s:s,s:b}", "type",

@@ -16,10 +16,20 @@
  *    SearchParameter (vl_search_param_t.url, from the generated tables),
  *    its documentation the R4 description.
  *
- * 2. Rest level: transaction and batch when the table has POST /fhir.
- *    Operations name their definition under VL_FHIR_OPERATION_BASE (a
- *    canonical that identifies vitalog's operations; docs/api.md documents
- *    them).
+ * 2. Rest level: transaction and batch when the table has POST /fhir, and
+ *    the system-level operations (/fhir/$export). Operations name their
+ *    OperationDefinition: the HL7 canonical for the standard ones ($lastn,
+ *    $stats, $everything, $validate: R4; $export: the Bulk Data IG v2),
+ *    vitalog's own under VL_FHIR_OPERATION_BASE otherwise ($ingest,
+ *    $ledger; docs/api.md documents them). A GET and a POST row of one
+ *    operation are one entry.
+ *
+ * 4. Includes: searchInclude lists "Type:param" for each reference
+ *    parameter of the type, searchRevInclude those of every served type
+ *    that may refer to it (both also with :iterate); reference parameters
+ *    say in their documentation that they chain one level deep, and _has
+ *    is listed as a special parameter of the rest level (R4 has no
+ *    SearchParameter resource for it).
  *
  * 3. Only plain jansson values are used (no tagged numbers): the document
  *    is built by code, not parsed.
@@ -57,8 +67,13 @@ static json_t *search_param(const vl_search_param_t *sp)
     if (sp->description) {
         /* what R4's searchParam has no element for: _sort, the modifiers
          * beyond the R4 defaults, unions */
-        char doc[1024];
-        snprintf(doc, sizeof doc, "%s%s%s%s%s%s%s", sp->description,
+        char doc[1536];
+        snprintf(doc, sizeof doc, "%s%s%s%s%s%s%s%s", sp->description,
+                 sp->kind == VL_INDEX_REFERENCE
+                     ? " Modifiers: :missing, a type (:Patient). Chains one level deep "
+                       "(name:Type.param, or name.param when one served type fits), and the "
+                       "target of _has:Type:name:param."
+                     : "",
                  sp->sortable ? " Sortable (_sort)." : "",
                  sp->text_name ? " Modifiers: :missing, :not, :text." : "",
                  sp->of_type_name ? " Also :of-type." : "",
@@ -81,6 +96,7 @@ static json_t *interactions(const vl_fhir_type_t *t)
         {VL_INT_READ, "read"},
         {VL_INT_VREAD, "vread"},
         {VL_INT_UPDATE, "update"},
+        {VL_INT_UPDATE, "patch"},
         {VL_INT_DELETE, "delete"},
         {VL_INT_HISTORY_INSTANCE, "history-instance"},
         {VL_INT_HISTORY_TYPE, "history-type"},
@@ -110,6 +126,54 @@ static int has_row(const char *pattern, const char *method)
     return 0;
 }
 
+/* The OperationDefinition of an operation row: the HL7 canonical of the
+ * standard ones (R4 and the Bulk Data IG v2), vitalog's own otherwise. */
+static void definition_of(const vl_route_t *r, char *out, size_t cap)
+{
+    static const struct {
+        const char *operation, *prefix, *url;
+    } std[] = {
+        {"$lastn", NULL, "http://hl7.org/fhir/OperationDefinition/Observation-lastn"},
+        {"$stats", NULL, "http://hl7.org/fhir/OperationDefinition/Observation-stats"},
+        {"$everything", NULL, "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+        {"$validate", NULL, "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+        {"$export", "/fhir/$", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
+        {"$export", "/fhir/Patient/",
+         "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
+         "patient-export"},
+    };
+    for (size_t i = 0; i < sizeof std / sizeof std[0]; i++)
+        if (!strcmp(r->operation, std[i].operation) &&
+            (!std[i].prefix || !strncmp(r->pattern, std[i].prefix, strlen(std[i].prefix)))) {
+            snprintf(out, cap, "%s", std[i].url);
+            return;
+        }
+    snprintf(out, cap, "%s/%s", VL_FHIR_OPERATION_BASE, r->operation + 1);
+}
+
+/* Appends an operation once per name (a GET and a POST row are one
+ * operation; their patterns are listed together in the documentation). */
+static void add_operation(json_t *arr, const vl_route_t *r)
+{
+    char def[160];
+    size_t i;
+    json_t *op;
+    json_array_foreach (arr, i, op) {
+        if (!strcmp(json_string_value(json_object_get(op, "name")), r->operation + 1)) {
+            const char *doc = json_string_value(json_object_get(op, "documentation"));
+            if (!strstr(doc, r->pattern)) {
+                char more[600];
+                snprintf(more, sizeof more, "%s, %s", doc, r->pattern);
+                json_object_set_new(op, "documentation", json_string(more));
+            }
+            return;
+        }
+    }
+    definition_of(r, def, sizeof def);
+    json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "name", r->operation + 1, "definition",
+                                         def, "documentation", r->pattern));
+}
+
 /* Operation rows at the type, instance or version level. */
 static json_t *operations(const vl_fhir_type_t *t)
 {
@@ -117,14 +181,30 @@ static json_t *operations(const vl_fhir_type_t *t)
     char own[80];
     snprintf(own, sizeof own, "/fhir/%s/", t->name);
     for (const vl_route_t *r = vl_routes; r->pattern; r++) {
-        char def[128];
         /* every type's ({type}), or this type's own (/fhir/Observation/$ingest) */
         if (!r->operation ||
             (!strstr(r->pattern, "{type}") && strncmp(r->pattern, own, strlen(own)) != 0))
             continue;
-        snprintf(def, sizeof def, "%s/%s", VL_FHIR_OPERATION_BASE, r->operation + 1);
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "name", r->operation + 1,
-                                             "definition", def, "documentation", r->pattern));
+        add_operation(arr, r);
+    }
+    return arr;
+}
+
+/* searchInclude: "Type:param" of each reference parameter of the type;
+ * searchRevInclude: those of every served type that may refer to it. */
+static json_t *includes(const vl_fhir_type_t *t, int rev)
+{
+    json_t *arr = json_array();
+    for (const vl_fhir_type_t *s = rev ? vl_fhir_types : t; s->name; s++) {
+        for (const vl_search_param_t *p = s->params; p && p->name; p++) {
+            char inc[160];
+            if (p->kind != VL_INDEX_REFERENCE || (rev && !vl_fhir_param_targets(p, t->name)))
+                continue;
+            snprintf(inc, sizeof inc, "%s:%s", s->name, p->name);
+            json_array_append_new(arr, json_string(inc));
+        }
+        if (!rev)
+            break;
     }
     return arr;
 }
@@ -157,6 +237,8 @@ static json_t *resource_entry(const vl_fhir_type_t *t)
         for (const vl_search_param_t *p = t->params; p && p->name; p++)
             json_array_append_new(params, search_param(p));
         json_object_set_new(r, "searchParam", params);
+        json_object_set_new(r, "searchInclude", includes(t, 0));
+        json_object_set_new(r, "searchRevInclude", includes(t, 1));
     }
     if (json_array_size(ops))
         json_object_set_new(r, "operation", ops);
@@ -243,6 +325,24 @@ json_t *vl_fhir_capability(const char *base_url, const vl_fhir_options_t *opts)
     if (has_row("/fhir", "POST"))
         json_object_set_new(rest, "interaction",
                             json_pack("[{s:s},{s:s}]", "code", "transaction", "code", "batch"));
+    /* _has applies to every type; R4 defines it in search.html, with no
+     * SearchParameter resource (so no definition) */
+    json_object_set_new(
+        rest, "searchParam",
+        json_pack("[{s:s,s:s,s:s}]", "name", "_has", "type", "special", "documentation",
+                  "Reverse chaining one level deep on every type: _has:Type:reference:param=value "
+                  "(the referring resources are read in the caller's scope)."));
+    {
+        /* system-level operations (/fhir/$export) */
+        json_t *ops = json_array();
+        for (const vl_route_t *r = vl_routes; r->pattern; r++)
+            if (r->operation && !strncmp(r->pattern, "/fhir/$", 7))
+                add_operation(ops, r);
+        if (json_array_size(ops))
+            json_object_set_new(rest, "operation", ops);
+        else
+            json_decref(ops);
+    }
     json_t *rests = json_array();
     json_array_append_new(rests, rest);
     json_object_set_new(cs, "rest", rests);

@@ -41,7 +41,32 @@ extern const vl_route_t vl_routes[];
 
 struct vl_fhir {
     vl_fhir_options_t opts;
+    /* seals page cursors (cursor.c): derived from opts.ingest_key, or
+     * random for the life of the process when there is none */
+    unsigned char cursor_key[32];
 };
+
+/* ------------------------------------------------------------------------
+ * Page cursors (cursor.c): opaque and tamper-evident
+ * ---------------------------------------------------------------------- */
+
+/** The most bytes of state a cursor carries. */
+#define VL_CURSOR_STATE_MAX 384
+
+/** Derives the cursor key of `f` (vl_fhir_new). */
+void vl_cursor_key_init(vl_fhir_t *f);
+/** Appends to `out` the cursor of `state` (`len` <= VL_CURSOR_STATE_MAX
+ *  bytes) bound to `bind` (the canonical query of the search it pages: a
+ *  cursor opens only for the same search): base64url (no padding) of
+ *  state || BLAKE2b-128 MAC keyed with the server's cursor key over
+ *  "vitalog cursor 1" || bind || NUL || state. 0, or -1 (out of memory). */
+int vl_cursor_seal(const vl_fhir_t *f, const char *bind, const void *state, size_t len,
+                   vl_buf_t *out);
+/** Opens a cursor: 0 with its state in `buf` (at most `cap` bytes) and
+ *  its length in *len; -1 when the text is malformed, was changed, or was
+ *  sealed for another search or by another key. Constant-time MAC check. */
+int vl_cursor_open(const vl_fhir_t *f, const char *bind, const char *text, void *buf, size_t cap,
+                   size_t *len);
 
 enum { VL_PREFER_REPRESENTATION, VL_PREFER_MINIMAL, VL_PREFER_OUTCOME };
 
@@ -316,12 +341,40 @@ void vl_x_sub_release(vl_fhir_exchange_t *sub);
 /* ingest.c */
 int vl_h_ingest(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
 
+/* patch.c: PATCH with JSON Patch (RFC 6902) or FHIRPath Patch */
+int vl_h_patch(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+
+/* stats.c: Observation/$lastn and Observation/$stats */
+int vl_h_lastn(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_stats(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+
+/* everything.c: Patient/{id}/$everything */
+int vl_h_everything(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+
+/* validate_op.c: {type}/$validate */
+int vl_h_validate(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+
+/* export.c: Bulk Data export (kick-off, status, cancel, files) */
+int vl_h_export(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_export_status(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_export_cancel(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+int vl_h_export_file(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
+/** Stops and joins the background work of every export job of `f` and
+ *  forgets them (vl_fhir_free, before the store closes). */
+void vl_export_shutdown(vl_fhir_t *f);
+
 /* bundle.c */
 int vl_h_bundle(vl_fhir_exchange_t *x, vl_fhir_response_t *res);
 
 /* audit.c: the accounting of disclosures */
 /** Notes that the answer of `x` holds `rec` (before the answer is built). */
 int vl_x_disclose(vl_fhir_exchange_t *x, const vl_record_t *rec);
+/** Notes that the answer of `x` holds data of the patient `patient_id`
+ *  (an id, not a reference) without naming a record: statistics, a Bulk
+ *  Data file. `what` (may be NULL) is listed as an entity reference of the
+ *  AuditEvent, e.g. "Observation/$stats". A patient's own data read by that
+ *  patient is not noted. 0, or -1 (then the answer must not leave). */
+int vl_x_disclose_patient(vl_fhir_exchange_t *x, const char *patient_id, const char *what);
 /** Whether the answer of `x` disclosed a patient's data to someone else. */
 int vl_audit_needed(const vl_fhir_exchange_t *x);
 /** Holds the answer `res` and submits the AuditEvents; 1 pending (the held

@@ -497,6 +497,21 @@ static void leaf_composite_base(ctx_t *c, const json_t *base, void *arg)
     walk_path(c, base, c->param->parts[1], leaf_pair_quantity, (void *)base);
 }
 
+int vl_fhir_param_references(const vl_fhir_type_t *type, const char *param, const json_t *res,
+                             const char *fhir_base, vl_index_t *ix)
+{
+    const vl_search_param_t *sp = vl_fhir_param_find(type, param);
+    ctx_t c = {sp, ix, fhir_base, 0, 0};
+    if (!sp || sp->kind != VL_INDEX_REFERENCE)
+        return -1;
+    if (sp->rows_of && !(c.param = vl_fhir_param_find(type, sp->rows_of)))
+        return -1;
+    for (size_t i = 0; i < sizeof c.param->paths / sizeof c.param->paths[0] && c.param->paths[i];
+         i++)
+        walk_path(&c, res, c.param->paths[i], leaf_value, NULL);
+    return c.failed ? -1 : 0;
+}
+
 static void index_param(ctx_t *c, const json_t *res)
 {
     const vl_search_param_t *p = c->param;

@@ -39,6 +39,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "fhir_internal.h"
 
 /* ------------------------------------------------------------------------
@@ -143,10 +145,26 @@ const vl_route_t vl_routes[] = {
     {"/fhir/{type}/{id}", "GET", "read", NULL, 0, vl_h_read},
     {"/fhir/{type}/{id}", "PUT", "update", NULL, W | FB, vl_h_update},
     {"/fhir/{type}/{id}", "DELETE", "delete", NULL, W, vl_h_delete},
+    {"/fhir/{type}/{id}", "PATCH", "patch", NULL, W, vl_h_patch},
     {"/fhir/{type}/{id}/_history", "GET", "history-instance", NULL, 0, vl_h_history},
     {"/fhir/{type}/{id}/_history/{vid}", "GET", "vread", NULL, 0, vl_h_vread},
     {"/fhir/{type}/{id}/_history/{vid}/$ledger", "GET", "operation", "$ledger", 0,
      vl_h_ledger_record},
+    /* read-side operations: searches as the policy sees them */
+    {"/fhir/Observation/$lastn", "GET", "search-type", "$lastn", 0, vl_h_lastn},
+    {"/fhir/Observation/$lastn", "POST", "search-type", "$lastn", VL_ROW_FORM_BODY, vl_h_lastn},
+    {"/fhir/Observation/$stats", "GET", "search-type", "$stats", 0, vl_h_stats},
+    {"/fhir/Observation/$stats", "POST", "search-type", "$stats", VL_ROW_FORM_BODY, vl_h_stats},
+    {"/fhir/Patient/{id}/$everything", "GET", "search-type", "$everything", 0, vl_h_everything},
+    /* validation: nothing is read or stored */
+    {"/fhir/{type}/$validate", "POST", "validate", "$validate", FB, vl_h_validate},
+    /* Bulk Data Access v2: kick-off, status (DELETE cancels), files */
+    {"/fhir/$export", "GET", "search-type", "$export", 0, vl_h_export},
+    {"/fhir/Patient/$export", "GET", "search-type", "$export", 0, vl_h_export},
+    {"/fhir/Patient/{id}/$export", "GET", "search-type", "$export", 0, vl_h_export},
+    {"/fhir/_export/{id}", "GET", "export", NULL, 0, vl_h_export_status},
+    {"/fhir/_export/{id}", "DELETE", "export", NULL, 0, vl_h_export_cancel},
+    {"/fhir/_export/{id}/{vid}", "GET", "export", NULL, 0, vl_h_export_file},
     /* a create of Observations (and their Devices) as the policy sees it */
     {"/fhir/Observation/$ingest", "POST", "create", "$ingest", W | VL_ROW_STREAM_BODY, vl_h_ingest},
     {"/ledger/checkpoint", "GET", "ledger", NULL, SYS, vl_h_ledger_checkpoint},
@@ -395,6 +413,7 @@ static unsigned interaction_bit(const char *code)
         {"read", VL_INT_READ},
         {"vread", VL_INT_VREAD},
         {"update", VL_INT_UPDATE},
+        {"patch", VL_INT_UPDATE},
         {"delete", VL_INT_DELETE},
         {"history-instance", VL_INT_HISTORY_INSTANCE},
         {"history-type", VL_INT_HISTORY_TYPE},
@@ -525,11 +544,16 @@ vl_fhir_t *vl_fhir_new(const vl_fhir_options_t *opts)
         f->opts.max_bundle_entries = VL_FHIR_DEFAULT_MAX_ENTRIES;
     if (!f->opts.max_page_bytes)
         f->opts.max_page_bytes = VL_FHIR_DEFAULT_PAGE_BYTES;
+    vl_cursor_key_init(f);
     return f;
 }
 
 void vl_fhir_free(vl_fhir_t *f)
 {
+    if (!f)
+        return;
+    vl_export_shutdown(f);
+    sodium_memzero(f->cursor_key, sizeof f->cursor_key);
     free(f);
 }
 
@@ -578,9 +602,14 @@ static int parse_body(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
 static int parse_form(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
 {
     static const char *const form[] = {"application/x-www-form-urlencoded", NULL};
+    static const char *const fhir_json[] = {"application/fhir+json", "application/json",
+                                            "application/json+fhir", NULL};
+    if (x->row->operation && content_type_is(x->req->content_type, fhir_json))
+        return -1; /* an operation's Parameters resource: its handler reads the body */
     if (!content_type_is(x->req->content_type, form))
-        return vl_x_fail(res, 415, "not-supported",
-                         "_search takes application/x-www-form-urlencoded");
+        return vl_x_fail(res, 415, "not-supported", "%s takes application/x-www-form-urlencoded%s",
+                         x->row->operation ? x->row->operation : "_search",
+                         x->row->operation ? " or a FHIR JSON Parameters resource" : "");
     if (x->req->body_len && vl_params_parse_form(&x->params, x->req->body, x->req->body_len) < 0)
         return vl_x_fail(res, 400, "invalid", "malformed form body");
     return -1;

@@ -12,9 +12,41 @@
  * Writes are vl_write_t (write.c) run in a store unit; the answer is built
  * when the unit completed (finish_write).
  *
- * Pages (search, history) hold at most `_count` entries and at most
- * max_page_bytes of resources (at least one): a page cut short by bytes
- * has a `next` link that continues right after it.
+ * DESIGN NOTES
+ *
+ * 1. Pages (search, history) hold at most `_count` entries and at most
+ *    max_page_bytes of resources (at least one): a page cut short by bytes
+ *    has a `next` link that continues right after it. A conditional read
+ *    (If-None-Match, If-Modified-Since) of the current version is a 304.
+ *
+ * 2. Search pages are keyset pages over a snapshot. The first page of a
+ *    search takes a snapshot (vl_query_t.as_of -1: the store's highest
+ *    committed version) and every link of the Bundle reads that same
+ *    snapshot: writes made while a client pages neither duplicate nor skip
+ *    an entry (a resource updated or deleted since is served as it was at
+ *    the first page; one created since is not in this search). `next` and
+ *    `previous` carry the keyset position of the page's last or first row
+ *    (the values of its order keys and its version, vl_records_t.keys),
+ *    so that a deep page costs what the first one does; `first` the
+ *    snapshot alone. The cursor (_cursor) is sealed by cursor.c and bound
+ *    to the search's canonical query and _count: a changed or transplanted
+ *    cursor is a 400. The total is counted on the first page and carried.
+ *    _offset is accepted on the first pages only (up to OFFSET_MAX rows);
+ *    a row whose order keys do not fit a position (very long sort
+ *    strings) continues by offset in the same snapshot. Cursors do not
+ *    expire; a snapshot reads versions the store keeps forever.
+ *
+ * 3. _include and _revinclude run after the page: _include reads the
+ *    references the named parameter holds in each match (parsed from the
+ *    body, as index.c indexes them) one by one in the request's scope,
+ *    exactly like a direct read, so what the caller may not see is absent,
+ *    not leaked; _revinclude is a search of the source type for references
+ *    to the page's matches, in the same scope; :iterate applies to the
+ *    matches and what the first pass included (one level). Each resource
+ *    appears once (search.mode match wins over include); at most
+ *    INCLUDE_MAX included resources per page, beyond which a warning entry
+ *    (search.mode outcome) says some were left out. Included resources
+ *    are read current, not from the page's snapshot.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +57,48 @@
 /* ------------------------------------------------------------------------
  * Reads
  * ---------------------------------------------------------------------- */
+
+/* Whether an If-None-Match list ("*", W/"3", "3", comma-separated) names
+ * version `v` (RFC 9110 13.1.2: weak comparison). */
+static int etag_listed(const char *list, int64_t v)
+{
+    for (const char *p = list; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char one[40];
+        while (len && (*p == ' ' || *p == '\t'))
+            p++, len--;
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len == 1 && *p == '*')
+            return 1;
+        if (len < sizeof one) {
+            memcpy(one, p, len);
+            one[len] = '\0';
+            if (vl_fhir_parse_version(one) == v)
+                return 1;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+/* A conditional read (R4 http.html#cread, RFC 9110 13.1.2 and 13.1.3):
+ * whether the client's copy of `rec` is current, so that the answer is
+ * 304. If-None-Match decides when present (If-Modified-Since is then
+ * ignored); otherwise a version last updated no later than the
+ * If-Modified-Since date (whole seconds, as Last-Modified says) is not
+ * modified. An unparsable date is ignored. A 304 sends no body, so it
+ * discloses nothing that the client does not hold already. */
+static int not_modified(const vl_fhir_request_t *req, const vl_record_t *rec)
+{
+    int64_t since;
+    if (req->if_none_match)
+        return etag_listed(req->if_none_match, rec->version);
+    if (req->if_modified_since && vl_time_parse_http(req->if_modified_since, &since) == 0)
+        return rec->last_updated_us / 1000000 <= since / 1000000;
+    return 0;
+}
 
 static int read_record(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const char *id, int64_t vid,
                        const vl_params_t *params, vl_fhir_response_t *res)
@@ -46,6 +120,8 @@ static int read_record(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const char *i
     if (rec.deleted) {
         vl_x_fail(res, 410, "deleted", "%s/%s was deleted (version %lld)", rec.type, rec.id,
                   (long long)rec.version);
+    } else if (!txn && not_modified(x->req, &rec)) {
+        res->status = 304;
     } else if (vl_fhir_subset(type, &subset, rec.body, rec.body_len, &trimmed, &trimmed_len) < 0) {
         vl_x_fail(res, 500, "exception", "the subset of %s/%s could not be built", rec.type,
                   rec.id);
@@ -91,6 +167,10 @@ typedef struct page {
     int64_t total; /* -1: not counted */
     int has_next;
     vl_subset_t subset; /* searchset: what of each resource is served */
+    /* searchset: the links (NULL: none), built by the search */
+    const char *self, *first, *previous, *next;
+    vl_records_t *included; /* searchset: entries with search.mode include, or NULL */
+    const char *outcome;    /* searchset: a warning entry (search.mode outcome), or NULL */
 } page_t;
 
 static void page_url(vl_buf_t *b, const char *base, const page_t *p, int offset)
@@ -104,6 +184,17 @@ static void page_links(vl_fhir_exchange_t *x, vl_buf_t *b, const page_t *p, size
     const char *base = vl_x_fhir_base(x);
     vl_buf_t url = VL_BUF_INIT(0);
     int first = 1;
+    if (p->self) { /* a search: its links are made (cursors) */
+        vl_bundle_link(b, &first, "self", p->self);
+        if (p->first)
+            vl_bundle_link(b, &first, "first", p->first);
+        if (p->previous)
+            vl_bundle_link(b, &first, "previous", p->previous);
+        if (p->next)
+            vl_bundle_link(b, &first, "next", p->next);
+        vl_bundle_links_close(b, first);
+        return;
+    }
     page_url(&url, base, p, p->offset);
     vl_bundle_link(b, &first, "self", url.data ? url.data : "");
     if (p->has_next) {
@@ -151,10 +242,11 @@ static int send_page(vl_fhir_exchange_t *x, const page_t *p, vl_records_t *list,
     int history = !strcmp(p->bundle_type, "history");
     char *text;
     size_t len;
+    size_t n_matches = list->n, n_all = list->n + (p->included ? p->included->n : 0);
     vl_bundle_open(&b, p->bundle_type, p->total);
     page_links(x, &b, p, list->n);
-    for (size_t i = 0; i < list->n; i++) {
-        vl_record_t *r = &list->items[i];
+    for (size_t i = 0; i < n_all; i++) {
+        vl_record_t *r = i < n_matches ? &list->items[i] : &p->included->items[i - n_matches];
         vl_x_disclose(x, r);
         vl_buf_puts(&b, i ? ",{\"fullUrl\":\"" : ",\"entry\":[{\"fullUrl\":\"");
         vl_full_url(&b, base, r->type, r->id);
@@ -170,6 +262,8 @@ static int send_page(vl_fhir_exchange_t *x, const page_t *p, vl_records_t *list,
                           r->id);
                 vl_buf_free(&b);
                 vl_records_free(list);
+                if (p->included)
+                    vl_records_free(p->included);
                 return 0;
             }
             vl_buf_puts(&b, ",\"resource\":");
@@ -178,28 +272,34 @@ static int send_page(vl_fhir_exchange_t *x, const page_t *p, vl_records_t *list,
             else
                 vl_buf_append(&b, r->body, r->body_len);
             free(trimmed);
-            vl_buf_puts(&b, ",\"search\":{\"mode\":\"match\"}");
+            vl_buf_puts(&b, i < n_matches ? ",\"search\":{\"mode\":\"match\"}"
+                                          : ",\"search\":{\"mode\":\"include\"}");
         }
         vl_buf_puts(&b, "}");
         vl_record_free(r); /* the page holds each body once at most */
     }
-    vl_buf_puts(&b, list->n ? "]}" : "}");
+    if (p->outcome) {
+        json_t *oo =
+            json_pack("{s:s,s:[{s:s,s:s,s:s}]}", "resourceType", "OperationOutcome", "issue",
+                      "severity", "warning", "code", "too-costly", "diagnostics", p->outcome);
+        char *oo_text = oo ? json_dumps(oo, JSON_COMPACT) : NULL;
+        if (oo_text) {
+            vl_buf_puts(&b, n_all ? ",{\"resource\":" : ",\"entry\":[{\"resource\":");
+            vl_buf_puts(&b, oo_text);
+            vl_buf_puts(&b, ",\"search\":{\"mode\":\"outcome\"}}");
+            n_all++;
+        }
+        free(oo_text);
+        json_decref(oo);
+    }
+    vl_buf_puts(&b, n_all ? "]}" : "}");
     vl_records_free(list);
+    if (p->included)
+        vl_records_free(p->included);
     text = vl_buf_take(&b, &len);
     if (!text)
         return vl_x_fail(res, 500, "too-costly", "the page could not be built (out of memory)");
     return vl_x_text(res, 200, NULL, text, len);
-}
-
-/* Whether a page read `want` records but holds fewer because of its bytes. */
-static int cut_by_bytes(const vl_records_t *list, size_t max_bytes)
-{
-    size_t bytes = 0;
-    if (!max_bytes)
-        return 0; /* no limit: nothing was cut */
-    for (size_t i = 0; i < list->n; i++)
-        bytes += list->items[i].body_len;
-    return bytes >= max_bytes;
 }
 
 /* ------------------------------------------------------------------------
@@ -250,7 +350,7 @@ static int do_history(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const char *id
     vl_store_err_t serr = VL_STORE_ERR_INIT;
     vl_records_t list;
     vl_page_t pg;
-    page_t p = {"history", NULL, "", 0, 0, -1, 0, VL_SUBSET_INIT};
+    page_t p = {.bundle_type = "history", .query = "", .total = -1, .subset = VL_SUBSET_INIT};
     vl_buf_t path = VL_BUF_INIT(0), query = VL_BUF_INIT(0);
     int rc;
     if (history_params(params, &pg, &err) < 0)
@@ -288,18 +388,385 @@ int vl_h_history(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
  * Search
  * ---------------------------------------------------------------------- */
 
+/* Cursors (note 2 of cursor.c): the state a search's links carry.
+ *   version 1, direction (NEXT: after `key`; PREVIOUS: before it; FIRST:
+ *   the first page), the snapshot, the total counted on the first page,
+ *   the rows before the page (an offset: the position itself when the
+ *   order keys of a row did not fit a key, else informational), the key. */
+enum { CUR_FIRST = 0, CUR_NEXT = 1, CUR_PREVIOUS = 2 };
+#define CURSOR_VERSION 1
+#define CURSOR_HEAD 23
+
+typedef struct cursor {
+    int dir;
+    int64_t as_of, total;
+    int32_t offset;
+    const unsigned char *key;
+    size_t key_len;
+} cursor_t;
+
+static void put64(unsigned char *b, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get64(const unsigned char *b)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)b[i] << (8 * i);
+    return v;
+}
+
+/* What a cursor is bound to: the search, its page size (note 1 of
+ * cursor.c). */
+static char *cursor_bind(const vl_fhir_exchange_t *x, const vl_search_t *s)
+{
+    vl_buf_t b = VL_BUF_INIT(0);
+    vl_buf_printf(&b, "%s?%s&_count=%d", x->type->name, s->self_query ? s->self_query : "",
+                  s->query.count);
+    return vl_buf_take(&b, NULL);
+}
+
+/* Appends "<base>/<Type>?<query>&_count=N&_cursor=<sealed state>". */
+static int cursor_url(vl_fhir_exchange_t *x, const vl_search_t *s, const char *bind,
+                      const cursor_t *c, vl_buf_t *url)
+{
+    unsigned char st[CURSOR_HEAD + VL_QUERY_KEY_MAX];
+    size_t len = CURSOR_HEAD;
+    st[0] = CURSOR_VERSION;
+    st[1] = (unsigned char)c->dir;
+    put64(st + 2, (uint64_t)c->as_of);
+    put64(st + 10, (uint64_t)c->total);
+    st[18] = (unsigned char)(c->offset & 0xff);
+    st[19] = (unsigned char)((c->offset >> 8) & 0xff);
+    st[20] = (unsigned char)((c->offset >> 16) & 0xff);
+    st[21] = (unsigned char)((c->offset >> 24) & 0xff);
+    st[22] = c->key_len ? 1 : 0;
+    if (c->key_len) {
+        memcpy(st + len, c->key, c->key_len);
+        len += c->key_len;
+    }
+    vl_buf_printf(url, "%s/%s?%s%s_count=%d&_cursor=", vl_x_fhir_base(x), x->type->name,
+                  s->self_query ? s->self_query : "", s->self_query && *s->self_query ? "&" : "",
+                  s->query.count);
+    return vl_cursor_seal(x->f, bind, st, len, url);
+}
+
+static int cursor_parse(vl_fhir_exchange_t *x, const char *bind, const char *text,
+                        unsigned char *buf, cursor_t *c)
+{
+    size_t len;
+    if (vl_cursor_open(x->f, bind, text, buf, CURSOR_HEAD + VL_QUERY_KEY_MAX, &len) < 0 ||
+        len < CURSOR_HEAD || buf[0] != CURSOR_VERSION || buf[1] > CUR_PREVIOUS)
+        return -1;
+    c->dir = buf[1];
+    c->as_of = (int64_t)get64(buf + 2);
+    c->total = (int64_t)get64(buf + 10);
+    c->offset = (int32_t)((uint32_t)buf[18] | (uint32_t)buf[19] << 8 | (uint32_t)buf[20] << 16 |
+                          (uint32_t)buf[21] << 24);
+    c->key = buf[22] ? buf + CURSOR_HEAD : NULL;
+    c->key_len = buf[22] ? len - CURSOR_HEAD : 0;
+    if (c->as_of <= 0 || c->offset < 0 || (buf[22] && !c->key_len) ||
+        (!buf[22] && len != CURSOR_HEAD) || (c->dir == CUR_PREVIOUS && !c->key))
+        return -1;
+    return 0;
+}
+
+/* Drops item i of a page (its record and key). */
+static void drop_item(vl_records_t *list, size_t i)
+{
+    vl_record_free(&list->items[i]);
+    if (list->keys) {
+        free(list->keys[i]);
+        memmove(list->keys + i, list->keys + i + 1, (list->n - i - 1) * sizeof *list->keys);
+        memmove(list->key_lens + i, list->key_lens + i + 1,
+                (list->n - i - 1) * sizeof *list->key_lens);
+    }
+    memmove(list->items + i, list->items + i + 1, (list->n - i - 1) * sizeof *list->items);
+    list->n--;
+}
+
+/* ------------------------------------------------------------------------
+ * _include and _revinclude (note 3)
+ * ---------------------------------------------------------------------- */
+
+#define INCLUDE_MAX 1000 /* included resources in one page */
+
+typedef struct seen {
+    char **refs; /* "Type/id" of every entry so far (matches and included) */
+    size_t n, cap;
+} seen_t;
+
+static int seen_has(const seen_t *s, const char *ref)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (!strcmp(s->refs[i], ref))
+            return 1;
+    return 0;
+}
+
+static int seen_add(seen_t *s, const char *type, const char *id)
+{
+    char ref[140];
+    snprintf(ref, sizeof ref, "%s/%s", type, id);
+    if (seen_has(s, ref))
+        return 0;
+    if (vl_grow(&s->refs, &s->cap, s->n + 1, sizeof *s->refs) < 0 || !(s->refs[s->n] = strdup(ref)))
+        return -1;
+    s->n++;
+    return 1;
+}
+
+static void seen_free(seen_t *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->refs[i]);
+    free(s->refs);
+}
+
+typedef struct includer {
+    vl_fhir_exchange_t *x;
+    vl_store_txn_t *txn;
+    seen_t seen;
+    vl_records_t *out;
+    int truncated;
+    vl_store_err_t serr;
+} includer_t;
+
+static int include_append(includer_t *in, vl_record_t *rec)
+{
+    if (in->out->n == INCLUDE_MAX) {
+        in->truncated = 1;
+        vl_record_free(rec);
+        return 0;
+    }
+    if (vl_grow(&in->out->items, &in->out->cap, in->out->n + 1, sizeof *in->out->items) < 0) {
+        vl_record_free(rec);
+        return -1;
+    }
+    in->out->items[in->out->n++] = *rec;
+    return 0;
+}
+
+/* _include: the resources `spec` names in `rec`, each read in the
+ * request's scope like a direct read (outside it: absent). */
+static int include_forward(includer_t *in, const vl_search_include_t *spec, const vl_record_t *rec)
+{
+    vl_fhir_exchange_t *x = in->x;
+    const vl_fhir_type_t *t = vl_fhir_type_find(rec->type);
+    vl_error_t err = VL_ERROR_INIT;
+    vl_index_t ix;
+    json_t *res;
+    int rc = 0;
+    if (!t || !rec->body || strcmp(rec->type, spec->source) != 0)
+        return 0;
+    if (!(res = vl_json_parse(rec->body, rec->body_len, NULL, &err))) {
+        vl_error_clear(&err);
+        return 0;
+    }
+    vl_index_init(&ix);
+    if (vl_fhir_param_references(t, spec->param, res, vl_x_fhir_base(x), &ix) < 0)
+        rc = -1;
+    for (size_t i = 0; rc == 0 && i < ix.n && !in->truncated; i++) {
+        const char *ref = ix.rows[i].text, *slash = ref ? strchr(ref, '/') : NULL;
+        char type[64];
+        vl_record_t got;
+        vl_store_err_t serr = VL_STORE_ERR_INIT;
+        const vl_fhir_type_t *tt;
+        int r;
+        if (!slash || strchr(slash + 1, '/') || (size_t)(slash - ref) >= sizeof type ||
+            strstr(ref, "://"))
+            continue; /* another server's resource, or not "Type/id" */
+        memcpy(type, ref, (size_t)(slash - ref));
+        type[slash - ref] = '\0';
+        if ((spec->target && strcmp(type, spec->target) != 0) || !(tt = vl_fhir_type_find(type)))
+            continue;
+        if ((r = seen_add(&in->seen, type, slash + 1)) <= 0) {
+            rc = r;
+            continue;
+        }
+        r = in->txn
+                ? vl_store_txn_read(in->txn, x->scope, tt->name, slash + 1, 0, &got, &serr)
+                : vl_store_read(x->f->opts.store, x->scope, tt->name, slash + 1, 0, &got, &serr);
+        if (r < 0) {
+            if (serr.kind != VL_STORE_NOT_FOUND) {
+                in->serr = serr;
+                rc = -1;
+            }
+            continue; /* not there, or not visible: absent, not leaked */
+        }
+        if (got.deleted) {
+            vl_record_free(&got);
+            continue;
+        }
+        rc = include_append(in, &got);
+    }
+    vl_index_free(&ix);
+    json_decref(res);
+    return rc;
+}
+
+/* _revinclude: the resources of spec->source that refer to any of `from`
+ * (of type `type`) by spec's parameter, searched in the request's scope. */
+static int include_reverse(includer_t *in, const vl_search_include_t *spec, const char *type,
+                           vl_record_t *const *from, size_t n)
+{
+    vl_fhir_exchange_t *x = in->x;
+    vl_query_cond_t cond;
+    vl_query_value_t *values;
+    vl_query_t q;
+    vl_records_t got;
+    char **refs;
+    size_t nv = 0;
+    int rc = 0;
+    if ((spec->target && strcmp(spec->target, type) != 0) || !n)
+        return 0;
+    values = calloc(n, sizeof *values);
+    refs = calloc(n, sizeof *refs);
+    if (!values || !refs) {
+        free(values);
+        free(refs);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(type) + strlen(from[i]->id) + 2;
+        if (!(refs[i] = malloc(len))) {
+            rc = -1;
+            break;
+        }
+        snprintf(refs[i], len, "%s/%s", type, from[i]->id);
+        values[nv].cmp = VL_CMP_EQ;
+        values[nv++].text = refs[i];
+    }
+    if (rc == 0) {
+        memset(&cond, 0, sizeof cond);
+        cond.param = spec->rows;
+        cond.kind = VL_INDEX_REFERENCE;
+        cond.missing = -1;
+        cond.n = nv;
+        cond.values = values;
+        memset(&q, 0, sizeof q);
+        q.type = spec->source;
+        q.n = 1;
+        q.conds = &cond;
+        q.count = INCLUDE_MAX - (int)in->out->n + 1;
+        rc = in->txn ? vl_store_txn_search(in->txn, x->scope, &q, VL_TOTAL_NONE, 0, &got, &in->serr)
+                     : vl_store_search(x->f->opts.store, x->scope, &q, VL_TOTAL_NONE, 0, &got,
+                                       &in->serr);
+        for (size_t i = 0; rc == 0 && i < got.n; i++) {
+            int r = seen_add(&in->seen, got.items[i].type, got.items[i].id);
+            if (r < 0)
+                rc = -1;
+            else if (r > 0) {
+                rc = include_append(in, &got.items[i]);
+                memset(&got.items[i], 0, sizeof got.items[i]);
+            }
+        }
+        if (rc == 0 || got.items)
+            vl_records_free(&got);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(refs[i]);
+    free(refs);
+    free(values);
+    return rc;
+}
+
+/* Applies the includes of `s` to the page `list` into `out`: first the
+ * plain ones to the matches, then the :iterate ones to the matches and to
+ * what was included (one level). */
+static int add_includes(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const vl_search_t *s,
+                        const vl_records_t *list, vl_records_t *out, int *truncated,
+                        vl_store_err_t *serr)
+{
+    includer_t in = {x, txn, {NULL, 0, 0}, out, 0, VL_STORE_ERR_INIT};
+    vl_record_t **from = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < list->n && rc == 0; i++)
+        rc = seen_add(&in.seen, list->items[i].type, list->items[i].id) < 0 ? -1 : 0;
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        /* what the pass applies to: the matches, then matches + included */
+        size_t n_from = list->n + (pass ? out->n : 0), k = 0;
+        if (vl_grow(&from, &cap, n_from + 1, sizeof *from) < 0) {
+            rc = -1;
+            break;
+        }
+        for (size_t i = 0; i < list->n; i++)
+            from[k++] = &list->items[i];
+        for (size_t i = 0; pass && i < out->n; i++)
+            from[k++] = &out->items[i];
+        for (size_t j = 0; j < s->n_includes && rc == 0; j++) {
+            const vl_search_include_t *spec = &s->includes[j];
+            if (spec->iterate != pass)
+                continue;
+            if (spec->rev) {
+                /* grouped by type: a reverse include reads each type once */
+                for (const vl_fhir_type_t *t = vl_fhir_types; t->name && rc == 0; t++) {
+                    vl_record_t **of = calloc(k ? k : 1, sizeof *of);
+                    size_t m = 0;
+                    if (!of) {
+                        rc = -1;
+                        break;
+                    }
+                    for (size_t i = 0; i < k; i++)
+                        if (!strcmp(from[i]->type, t->name) && from[i]->body)
+                            of[m++] = from[i];
+                    rc = include_reverse(&in, spec, t->name, of, m);
+                    free(of);
+                }
+            } else {
+                for (size_t i = 0; i < k && rc == 0 && !in.truncated; i++)
+                    rc = include_forward(&in, spec, from[i]);
+            }
+            /* out->items may have moved: rebuild `from` next pass */
+            if (pass)
+                break;
+        }
+    }
+    free(from);
+    seen_free(&in.seen);
+    *truncated = in.truncated;
+    *serr = in.serr;
+    if (rc < 0) {
+        vl_records_free(out);
+        if (!serr->kind)
+            vl_store_fail(serr, VL_STORE_FAILED, "out of memory");
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Search (note 2: cursors over snapshots)
+ * ---------------------------------------------------------------------- */
+
+#define OFFSET_MAX 10000 /* _offset: the first pages only; then the links */
+
 static int do_search(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const vl_params_t *params,
                      vl_fhir_response_t *res)
 {
     vl_error_t err = VL_ERROR_INIT;
     vl_store_err_t serr = VL_STORE_ERR_INIT;
     vl_search_t search;
-    vl_records_t list;
-    page_t p = {"searchset", x->type->name, "", 0, 0, -1, 0, VL_SUBSET_INIT};
+    vl_records_t list, included;
+    page_t p = {.bundle_type = "searchset",
+                .path = x->type->name,
+                .query = "",
+                .total = -1,
+                .subset = VL_SUBSET_INIT};
     vl_query_t q;
     size_t max_bytes = x->f->opts.max_page_bytes;
-    int rc, with_total;
+    unsigned char cbuf[CURSOR_HEAD + VL_QUERY_KEY_MAX];
+    cursor_t cur = {CUR_FIRST, -1, -1, 0, NULL, 0};
+    vl_buf_t self = VL_BUF_INIT(0), first = VL_BUF_INIT(0), prev = VL_BUF_INIT(0),
+             next = VL_BUF_INIT(0);
+    char *bind = NULL;
+    int rc, with_total, has_more = 0, has_prev = 0, has_next = 0, truncated = 0, start;
     memset(&search, 0, sizeof search);
+    memset(&included, 0, sizeof included);
     if (vl_fhir_search_parse_at(x->type, params, x->lenient, vl_x_fhir_base(x), &search, &err) <
             0 ||
         vl_fhir_subset_params(params, 1, &p.subset, &err) < 0) {
@@ -308,29 +775,147 @@ static int do_search(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const vl_params
     }
     q = search.query;
     with_total = search.total_mode;
-    /* one more row tells whether there is a next page */
+    if (!(bind = cursor_bind(x, &search))) {
+        vl_search_free(&search);
+        return vl_x_fail(res, 500, "exception", "out of memory");
+    }
+    if (search.cursor) {
+        if (vl_params_get(params, "_offset")) {
+            rc = vl_x_fail(res, 400, "invalid", "_offset and _cursor do not go together");
+            goto done;
+        }
+        if (cursor_parse(x, bind, search.cursor, cbuf, &cur) < 0) {
+            rc = vl_x_fail(res, 400, "invalid",
+                           "_cursor is not a cursor of this search (changed, or made for other "
+                           "parameters or another _count): start again from the search");
+            goto done;
+        }
+        q.as_of = cur.as_of;
+        q.offset = cur.key ? 0 : cur.offset;
+        if (cur.dir != CUR_FIRST && cur.key) {
+            q.after = cur.key;
+            q.after_len = cur.key_len;
+            q.backward = cur.dir == CUR_PREVIOUS;
+        } else if (cur.dir == CUR_FIRST) {
+            q.offset = 0;
+        }
+        with_total = VL_TOTAL_NONE; /* counted on the first page, in the same snapshot */
+    } else {
+        if (q.offset > OFFSET_MAX) {
+            rc = vl_x_fail(res, 400, "too-costly",
+                           "_offset is accepted up to %d; follow the Bundle's next links (cursors) "
+                           "to page further",
+                           OFFSET_MAX);
+            goto done;
+        }
+        q.as_of = -1; /* a snapshot of now, which every link of this search reads */
+    }
+    start = q.offset;
+    q.want_keys = 1;
+    /* one more row tells whether there is a page beyond */
     if (q.count > 0)
         q.count++;
     rc = txn ? vl_store_txn_search(txn, x->scope, &q, with_total, max_bytes, &list, &serr)
              : vl_store_search(x->f->opts.store, x->scope, &q, with_total, max_bytes, &list, &serr);
     if (rc < 0) {
-        vl_search_free(&search);
-        return vl_x_store_error(res, &serr);
+        if (serr.kind == VL_STORE_INVALID && search.cursor)
+            rc = vl_x_fail(res, 400, "invalid", "_cursor is not a cursor of this search");
+        else
+            rc = vl_x_store_error(res, &serr);
+        goto done;
+    }
+    p.total = search.cursor ? cur.total : list.total; /* -1: not counted, or beyond the bound */
+    /* the page: `count` rows, or fewer once their bytes reach max_bytes
+     * (in the order read: away from a cursor); a row beyond it (the extra
+     * row, or the store's probe after the bytes) says more follow */
+    if (search.query.count > 0 && list.n > 0) {
+        size_t keep = 0, bytes = 0, n = list.n;
+        while (keep < n && keep < (size_t)search.query.count) {
+            bytes += list.items[q.backward ? n - 1 - keep : keep].body_len;
+            keep++;
+            if (max_bytes && bytes >= max_bytes)
+                break;
+        }
+        has_more = n > keep;
+        while (list.n > keep)
+            drop_item(&list, q.backward ? 0 : list.n - 1);
+    }
+    if (q.backward) {
+        has_prev = has_more;
+        has_next = 1; /* the page it came back from */
+        start = has_prev && cur.offset > (int32_t)list.n ? cur.offset - (int)list.n : 0;
+    } else {
+        has_next = has_more;
+        /* a page reached through a next link (or an offset) has one before */
+        has_prev = (search.cursor && cur.dir == CUR_NEXT) || start > 0;
+        if (search.cursor && cur.dir == CUR_NEXT && cur.key)
+            start = cur.offset;
+    }
+    if (search.n_includes && list.n &&
+        add_includes(x, txn, &search, &list, &included, &truncated, &serr) < 0) {
+        vl_records_free(&list);
+        rc = vl_x_store_error(res, &serr);
+        goto done;
+    }
+    /* the links: self as asked, the others cursors of this snapshot */
+    {
+        cursor_t c = {CUR_FIRST, list.as_of, p.total, 0, NULL, 0};
+        const char *sq = search.self_query ? search.self_query : "";
+        if (search.cursor)
+            vl_buf_printf(&self, "%s/%s?%s%s_count=%d&_cursor=%s", vl_x_fhir_base(x), x->type->name,
+                          sq, *sq ? "&" : "", search.query.count, search.cursor);
+        else
+            vl_buf_printf(&self, "%s/%s?%s%s_count=%d%s", vl_x_fhir_base(x), x->type->name, sq,
+                          *sq ? "&" : "", search.query.count, "");
+        if (!search.cursor && start > 0)
+            vl_buf_printf(&self, "&_offset=%d", start);
+        cursor_url(x, &search, bind, &c, &first);
+        if (has_next && list.n) {
+            c.dir = CUR_NEXT;
+            c.key = list.keys ? list.keys[list.n - 1] : NULL;
+            c.key_len = c.key ? list.key_lens[list.n - 1] : 0;
+            c.offset = start + (int32_t)list.n;
+            if (!c.key_len)
+                c.key = NULL; /* keys too long: by offset in the snapshot */
+            cursor_url(x, &search, bind, &c, &next);
+        }
+        if (has_prev && list.n) {
+            c.dir = CUR_PREVIOUS;
+            c.key = list.keys ? list.keys[0] : NULL;
+            c.key_len = c.key ? list.key_lens[0] : 0;
+            c.offset = start;
+            if (!c.key_len) { /* by offset: the page before this one */
+                c.key = NULL;
+                c.dir = CUR_NEXT;
+                c.offset = start > search.query.count ? start - search.query.count : 0;
+            }
+            cursor_url(x, &search, bind, &c, &prev);
+        }
+    }
+    if (!self.data || !first.data) {
+        vl_records_free(&list);
+        vl_records_free(&included);
+        rc = vl_x_fail(res, 500, "exception", "out of memory");
+        goto done;
     }
     p.query = search.self_query ? search.self_query : "";
     p.count = search.query.count;
-    p.offset = search.query.offset;
-    p.total = list.total; /* -1: not counted, or beyond the bound */
-    if (list.n > (size_t)search.query.count) {
-        vl_record_free(&list.items[--list.n]);
-        p.has_next = 1;
-    } else if (p.total >= 0) {
-        p.has_next = (int64_t)p.offset + (int64_t)list.n < list.total && list.n > 0;
-    } else { /* cut short by bytes, maybe right at _count rows */
-        p.has_next =
-            list.n > 0 && list.n <= (size_t)search.query.count && cut_by_bytes(&list, max_bytes);
-    }
+    p.offset = start;
+    p.self = self.data;
+    p.first = first.data;
+    p.previous = prev.data;
+    p.next = next.data;
+    p.included = search.n_includes ? &included : NULL;
+    p.outcome = truncated ? "more resources were to be included than one page holds (1000): some "
+                            "are left out; page with a smaller _count"
+                          : NULL;
     rc = send_page(x, &p, &list, res);
+done:
+    free(bind);
+    vl_buf_free(&self);
+    vl_buf_free(&first);
+    vl_buf_free(&prev);
+    vl_buf_free(&next);
     vl_search_free(&search);
     return rc;
 }

@@ -111,7 +111,10 @@
  *                 once; together with _summary a 400 not-supported (R4
  *                 does not define the combination).
  *    _format, _pretty  accepted and ignored here (the http layer reads them).
- *    Other "_" parameters (_include, _has, _tag, ...) are unknown.
+ *    _cursor      a page cursor (fhir/rest.c note 2), kept as given and
+ *                 left out of self_query.
+ *    _include, _revinclude (:iterate) and _has: note 10.
+ *    Other "_" parameters (_tag, _profile, ...) are unknown.
  *    Unknown parameters: 400 not-supported, unless `lenient`, then skipped.
  *
  * 8. Plan hints, after parsing (plan_series, plan_composite): one patient
@@ -123,6 +126,21 @@
  *    re-encoded (name=value joined by '&'), except _count and _offset, which
  *    the http layer appends itself when it builds self/next/previous links.
  *    Unreserved characters and ":/," stay literal, everything else ('|' too) is %XX.
+ *
+ * 10. Chains, _has and includes (R4 search.html 3.1.1.4.13-15, 3.1.1.5.4).
+ *    A chain "ref:Type.param=v" (or "ref.param=v" when exactly one served
+ *    type that `ref` may refer to has `param`; otherwise a 400 asks for the
+ *    type) is a condition on `ref`'s rows with a sub-query of Type for
+ *    param=v (parsed by this same parser: modifiers and prefixes work; a
+ *    chain inside it is a 400: one level). "_has:Type:ref:param=v" is a
+ *    condition whose sub-query of Type must refer to the resource by
+ *    `ref`. The store reads sub-queries in the caller's scope, so a chain
+ *    or _has through a patient the caller may not see matches nothing.
+ *    _include / _revinclude "Source:param[:Target]" are checked (served
+ *    source, reference parameter, a target it may refer to; a plain
+ *    _include's source is the searched type, a plain _revinclude's
+ *    parameter may refer to it; "*" is not supported) and kept in
+ *    vl_search_t.includes for fhir/rest.c; at most VL_SEARCH_INCLUDE_MAX.
  */
 #include <ctype.h>
 #include <math.h>
@@ -1152,6 +1170,233 @@ static void plan_composite(parser_t *ps, vl_query_t *q)
 }
 
 /* Returns 1 if the parameter was used, 0 if skipped, -1 on error. */
+/* ------------------------------------------------------------------------
+ * Chains, _has, _include and _revinclude (note 10)
+ * ---------------------------------------------------------------------- */
+
+static void free_sub(void *ctx)
+{
+    vl_search_free(ctx);
+    free(ctx);
+}
+
+/* Parses "name=value" as a search of `type` into a sub-query that lives as
+ * long as the outer search. NULL (error recorded) when it is not valid. */
+static const vl_query_t *sub_query(parser_t *ps, const vl_fhir_type_t *type, const char *name,
+                                   const char *value)
+{
+    vl_params_t one;
+    vl_search_t *sub = calloc(1, sizeof *sub);
+    int rc;
+    if (!sub) {
+        oom(ps);
+        return NULL;
+    }
+    vl_params_init(&one);
+    if (vl_params_add(&one, name, value) < 0) {
+        vl_params_free(&one);
+        free(sub);
+        oom(ps);
+        return NULL;
+    }
+    rc = vl_fhir_search_parse_at(type, &one, 0, ps->base, sub, ps->err);
+    vl_params_free(&one);
+    if (rc < 0 || vl_arena_defer(ps->arena, free_sub, sub) < 0) {
+        if (rc == 0)
+            oom(ps);
+        vl_search_free(sub);
+        free(sub);
+        return NULL;
+    }
+    return &sub->query;
+}
+
+static int targets(const vl_search_param_t *sp, const char *type)
+{
+    return vl_fhir_param_targets(sp, type);
+}
+
+/* Whether `type` has search parameter `name` (the common _id and
+ * _lastUpdated included). */
+static int has_param(const vl_fhir_type_t *type, const char *name)
+{
+    return !strcmp(name, "_id") || !strcmp(name, "_lastUpdated") ||
+           vl_fhir_param_find(type, name) != NULL;
+}
+
+/* The parameter whose rows hold `sp`'s references (patient -> subject). */
+static const char *rows_name(const vl_search_param_t *sp)
+{
+    return sp->rows_of ? sp->rows_of : sp->name;
+}
+
+/* "ref[:Type].param[:modifier]=value": the resources whose `ref` refers to
+ * a resource of Type matching param=value. Without a type, the one served
+ * type that `ref` may refer to and that has `param`. */
+static int parse_chain(parser_t *ps, const char *full, const char *value)
+{
+    const char *dot = strchr(full, '.');
+    char left[128];
+    const char *colon, *rest = dot + 1, *target = NULL;
+    const vl_search_param_t *sp;
+    const vl_fhir_type_t *tt = NULL;
+    char rest_base[128];
+    const vl_query_t *sub;
+    vl_query_cond_t *c;
+    size_t n = (size_t)(dot - full);
+    if (n >= sizeof left || !*rest)
+        return vl_error_set(ps->err, 400, "invalid", NULL, "Invalid chained parameter '%s'", full);
+    memcpy(left, full, n);
+    left[n] = '\0';
+    if ((colon = strchr(left, ':')) != NULL) {
+        left[colon - left] = '\0';
+        target = colon + 1;
+    }
+    snprintf(rest_base, sizeof rest_base, "%.*s", (int)strcspn(rest, ":"), rest);
+    if (strchr(rest_base, '.') || !strncmp(rest_base, "_has", 4))
+        return vl_error_set(ps->err, 400, "not-supported", NULL,
+                            "'%s': chains are supported one level deep", full);
+    sp = vl_fhir_param_find(ps->type, left);
+    if (!sp || sp->kind != VL_INDEX_REFERENCE)
+        return vl_error_set(ps->err, 400, "not-supported", NULL,
+                            "'%s': '%s' is not a reference parameter of %s", full, left,
+                            ps->type->name);
+    if (target) {
+        if (!(tt = vl_fhir_type_find(target)) || !targets(sp, target))
+            return vl_error_set(ps->err, 400, "invalid", NULL,
+                                "'%s': %s cannot refer to a %s this server serves", full, left,
+                                target);
+    } else {
+        for (const vl_fhir_type_t *t = vl_fhir_types; t->name; t++)
+            if (targets(sp, t->name) && has_param(t, rest_base)) {
+                if (tt)
+                    return vl_error_set(ps->err, 400, "invalid", NULL,
+                                        "'%s' is ambiguous (%s or %s): name the type, e.g. "
+                                        "%s:%s.%s",
+                                        full, tt->name, t->name, left, tt->name, rest);
+                tt = t;
+            }
+        if (!tt)
+            return vl_error_set(ps->err, 400, "not-supported", NULL,
+                                "'%s': no type %s refers to has the parameter '%s'", full, left,
+                                rest_base);
+    }
+    if (!has_param(tt, rest_base))
+        return vl_error_set(ps->err, 400, "not-supported", NULL,
+                            "'%s': unknown search parameter '%s' for resource type %s", full,
+                            rest_base, tt->name);
+    if (!(sub = sub_query(ps, tt, rest, value)))
+        return -1;
+    c = new_cond(ps, rows_name(sp), VL_INDEX_REFERENCE);
+    c->sub = sub;
+    return 0;
+}
+
+/* "_has:Type:ref:param[:modifier]=value": the resources that some
+ * resource of Type matching param=value refers to by `ref`. */
+static int parse_has(parser_t *ps, const char *full, const char *value)
+{
+    char type[65], ref[65];
+    const char *p = full + 5, *rest;
+    const vl_fhir_type_t *t;
+    const vl_search_param_t *sp;
+    const vl_query_t *sub;
+    vl_query_cond_t *c;
+    size_t n = strcspn(p, ":"), m;
+    if (strncmp(full, "_has:", 5) != 0 || n == 0 || n >= sizeof type || !p[n])
+        return vl_error_set(ps->err, 400, "invalid", NULL,
+                            "'%s': _has is _has:<type>:<reference>:<parameter>", full);
+    memcpy(type, p, n);
+    type[n] = '\0';
+    p += n + 1;
+    m = strcspn(p, ":");
+    if (m == 0 || m >= sizeof ref || !p[m] || !p[m + 1])
+        return vl_error_set(ps->err, 400, "invalid", NULL,
+                            "'%s': _has is _has:<type>:<reference>:<parameter>", full);
+    memcpy(ref, p, m);
+    ref[m] = '\0';
+    rest = p + m + 1;
+    if (!strncmp(rest, "_has", 4) || strchr(rest, '.'))
+        return vl_error_set(ps->err, 400, "not-supported", NULL,
+                            "'%s': _has is supported one level deep, without chains", full);
+    if (!(t = vl_fhir_type_find(type)))
+        return vl_error_set(ps->err, 400, "not-supported", NULL,
+                            "'%s': %s is not a type this server serves", full, type);
+    sp = vl_fhir_param_find(t, ref);
+    if (!sp || sp->kind != VL_INDEX_REFERENCE || !targets(sp, ps->type->name))
+        return vl_error_set(ps->err, 400, "invalid", NULL,
+                            "'%s': '%s' is not a reference parameter of %s that may refer to %s",
+                            full, ref, type, ps->type->name);
+    if (!(sub = sub_query(ps, t, rest, value)))
+        return -1;
+    c = new_cond(ps, "_has", VL_INDEX_REFERENCE);
+    c->sub = sub;
+    c->has = 1;
+    c->has_param = rows_name(sp);
+    return 0;
+}
+
+/* "_include[:iterate]=Source:param[:Target]", and _revinclude. */
+static int parse_include(parser_t *ps, const char *base, const char *modifier, const char *value)
+{
+    vl_search_include_t *in;
+    const vl_fhir_type_t *src;
+    const vl_search_param_t *sp;
+    char buf[200];
+    char *param, *target;
+    int rev = !strcmp(base, "_revinclude");
+    if (modifier && strcmp(modifier, "iterate") && strcmp(modifier, "recurse"))
+        return vl_error_set(ps->err, 400, "not-supported", NULL,
+                            "The modifier ':%s' is not supported on '%s' (only :iterate)", modifier,
+                            base);
+    if (ps->out->n_includes == VL_SEARCH_INCLUDE_MAX)
+        return vl_error_set(ps->err, 400, "too-costly", NULL,
+                            "At most %d _include and _revinclude parameters",
+                            VL_SEARCH_INCLUDE_MAX);
+    if (strlen(value) >= sizeof buf || !strcmp(value, "*"))
+        return vl_error_set(ps->err, 400, "not-supported", NULL,
+                            "%s=%s: name the source type and its reference parameter "
+                            "(Type:param), wildcards are not supported",
+                            base, value);
+    snprintf(buf, sizeof buf, "%s", value);
+    if (!(param = strchr(buf, ':')))
+        return vl_error_set(ps->err, 400, "invalid", NULL,
+                            "%s=%s: expected Type:param or Type:param:TargetType", base, value);
+    *param++ = '\0';
+    if ((target = strchr(param, ':')) != NULL)
+        *target++ = '\0';
+    if (!(src = vl_fhir_type_find(buf)))
+        return vl_error_set(ps->err, 400, "not-supported", NULL,
+                            "%s=%s: %s is not a type this server serves", base, value, buf);
+    sp = vl_fhir_param_find(src, param);
+    if (!sp || sp->kind != VL_INDEX_REFERENCE)
+        return vl_error_set(ps->err, 400, "invalid", NULL,
+                            "%s=%s: '%s' is not a reference parameter of %s", base, value, param,
+                            buf);
+    if (target && (!vl_fhir_type_find(target) || !targets(sp, target)))
+        return vl_error_set(ps->err, 400, "invalid", NULL,
+                            "%s=%s: %s cannot refer to a %s this server serves", base, value, param,
+                            target);
+    if (!modifier && !rev && strcmp(src->name, ps->type->name) != 0)
+        return vl_error_set(ps->err, 400, "invalid", NULL,
+                            "_include=%s: the source of an _include is the searched type %s "
+                            "(use _include:iterate for included resources)",
+                            value, ps->type->name);
+    if (!modifier && rev &&
+        (!targets(sp, ps->type->name) || (target && strcmp(target, ps->type->name) != 0)))
+        return vl_error_set(ps->err, 400, "invalid", NULL,
+                            "_revinclude=%s: %s.%s cannot refer to a %s", value, src->name, param,
+                            ps->type->name);
+    in = &ps->out->includes[ps->out->n_includes++];
+    in->source = src->name;
+    in->param = sp->name;
+    in->rows = rows_name(sp);
+    in->target = target ? vl_fhir_type_find(target)->name : sp->target;
+    in->rev = rev;
+    in->iterate = modifier != NULL;
+    return 0;
+}
+
 static int parse_one(parser_t *ps, const vl_param_t *prm, int lenient)
 {
     const char *full = prm->name, *value = prm->value;
@@ -1165,6 +1410,19 @@ static int parse_one(parser_t *ps, const vl_param_t *prm, int lenient)
     memcpy(base, full, blen);
     base[blen] = '\0';
     const char *modifier = colon ? colon + 1 : NULL;
+
+    if (!strcmp(base, "_has"))
+        return parse_has(ps, full, value) == 0 ? 1 : -1;
+    if (!strcmp(base, "_include") || !strcmp(base, "_revinclude"))
+        return parse_include(ps, base, modifier, value) == 0 ? 1 : -1;
+    if (!strcmp(base, "_cursor")) {
+        if (modifier || ps->out->cursor)
+            return vl_error_set(ps->err, 400, "invalid", NULL, "_cursor is given once, as is");
+        ps->out->cursor = value;
+        return 2; /* used, not part of the canonical query */
+    }
+    if (base[0] != '_' && strchr(full, '.'))
+        return parse_chain(ps, full, value) == 0 ? 1 : -1;
 
     if (base[0] == '_') {
         vl_query_t *q = &ps->out->query;
@@ -1272,7 +1530,7 @@ int vl_fhir_search_parse_at(const vl_fhir_type_t *type, const vl_params_t *param
         int used = parse_one(&ps, prm, lenient);
         if (used < 0)
             goto fail;
-        if (used && strcmp(prm->name, "_count") != 0 && strcmp(prm->name, "_offset") != 0)
+        if (used == 1 && strcmp(prm->name, "_count") != 0 && strcmp(prm->name, "_offset") != 0)
             sq_add(&ps, prm);
     }
     if (ps.subset.mode == VL_SUBSET_COUNT) {

@@ -103,6 +103,16 @@ const vl_search_param_t *vl_fhir_param_find(const vl_fhir_type_t *t, const char 
     return NULL;
 }
 
+int vl_fhir_param_targets(const vl_search_param_t *sp, const char *type)
+{
+    if (sp->target)
+        return !strcmp(sp->target, type);
+    for (size_t i = 0; i < sizeof sp->targets / sizeof sp->targets[0] && sp->targets[i]; i++)
+        if (!strcmp(sp->targets[i], type))
+            return 1;
+    return !sp->targets[0]; /* no list: any type */
+}
+
 /* ------------------------------------------------------------------------
  * Every R4 (4.0.1) resource type, sorted by strcmp (checked by the unit
  * test): the 146 names of the R4 resource list.

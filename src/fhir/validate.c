@@ -186,7 +186,7 @@ static const vdef_elem_t base_resource[] = {
     {NULL, 0, 0, VT_NONE, NULL, NULL},
 };
 
-static const vdef_elem_t *base_of(vkind_t k)
+const vdef_elem_t *vl_vbase_of(vkind_t k)
 {
     switch (k) {
     case VK_BACKBONE: return base_backbone;
@@ -199,7 +199,7 @@ static const vdef_elem_t *base_of(vkind_t k)
  * (for a choice, the one spelled in the key). */
 static const vdef_elem_t *find_elem(const vdef_type_t *def, const char *name, vt_t *type)
 {
-    const vdef_elem_t *tables[2] = {base_of(def->kind), def->elems};
+    const vdef_elem_t *tables[2] = {vl_vbase_of(def->kind), def->elems};
     for (int k = 0; k < 2; k++) {
         if (!tables[k])
             continue;
@@ -393,7 +393,7 @@ void vl_vwalk_object(vctx_t *c, vt_t t, const json_t *obj)
     }
 
     /* required elements (min 1), present as "name", "_name" or a choice */
-    tables[0] = base_of(def->kind);
+    tables[0] = vl_vbase_of(def->kind);
     tables[1] = def->elems;
     for (int k = 0; k < 2; k++) {
         if (!tables[k])

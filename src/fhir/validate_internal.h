@@ -173,6 +173,10 @@ typedef struct vctx {
     json_t *local_refs;    /* set of "#..." strings in root, built on first use */
 } vctx_t;
 
+/** The elements every type of kind `k` inherits (id, extension; and
+ *  modifierExtension, meta, text, contained, ... by kind), terminated by
+ *  {NULL}: the validator's, which fhirpath.c's element model shares. */
+const vdef_elem_t *vl_vbase_of(vkind_t k);
 /** True if the root resource has a contained resource with this id. */
 int vl_vcontained_has(vctx_t *c, const char *id);
 

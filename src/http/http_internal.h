@@ -41,6 +41,8 @@ struct vl_http {
     atomic_ullong requests_total;
     atomic_ullong responses_by_class[6]; /* 1xx..5xx */
     atomic_ullong header_timeouts;
+    atomic_ullong gzip_responses;                /* answers sent with Content-Encoding: gzip */
+    atomic_ullong gzip_in_bytes, gzip_out_bytes; /* their bodies before and after */
     /* the header-deadline watchdog */
     pthread_mutex_t conns_mu;
     pthread_cond_t watchdog_cond;
@@ -85,6 +87,8 @@ typedef struct vl_request {
     int streamed;  /* its route takes one: no max_body, dispatched at the headers */
     int streaming; /* the layer takes the body (vl_fhir_handle returned 2) */
     int paused;    /* suspended until the layer can take more */
+    /* a streamed answer compressed on the fly (server.c, COMPRESSION), or NULL */
+    struct vl_gzip *gz;
 } vl_request_t;
 
 #endif

@@ -35,10 +35,49 @@
  * header_timeout of its start (or of the end of its previous request);
  * the watchdog shuts the socket of one that does not. Connections per
  * client address are limited (max_conns_per_ip).
+ *
+ * COMPRESSION (send_response): an answer is sent with Content-Encoding:
+ * gzip when
+ *   1. it may have a body: not 204 or 304 (their body, if the layer left
+ *      one, is dropped, and they carry no Content-Type; libmicrohttpd
+ *      0.9.75 gives a 304 "Content-Length: 0", which recipients ignore
+ *      there (RFC 9112 6.3 rule 1, RFC 9111 3.2); a response of unknown
+ *      size would avoid it, but 0.9.75 then sends a chunked terminator
+ *      after the 304's header section, which would corrupt the next
+ *      answer on the connection);
+ *   2. compression is on (compress_min is not VL_HTTP_COMPRESS_OFF) and
+ *      the body is streamed or holds at least compress_min bytes;
+ *   3. the request is not HEAD: a HEAD answer has GET's headers (Vary
+ *      included) except Content-Encoding, and the identity length, since
+ *      libmicrohttpd never sends its body and compressing it would be waste;
+ *   4. the client's Accept-Encoding fields (every one of them) give gzip
+ *      (or x-gzip; or else `*`) a q-value above 0, and identity no higher
+ *      q-value (RFC 9110 12.5.3). Without Accept-Encoding nothing is
+ *      compressed: clients that do not ask may not decode. An element
+ *      with a malformed q-value counts as absent, a coding listed twice
+ *      takes its lower q. gzip refused never makes a 406: the answer goes
+ *      out uncompressed, identity being always available.
+ * Every answer that meets 1 and 2 (HEAD too), and every 304 while
+ * compression is on, carries Vary: Accept-Encoding (with Origin, when
+ * CORS is configured, in one Vary field). The fhir layer has no way to
+ * send a Content-Encoding of its own (vl_fhir_response_t has no such
+ * field), so no answer is encoded twice. ETags stay as they are: they are
+ * all weak (W/"n"), which a coding does not change (RFC 9110 8.8.1).
+ *
+ * A body in memory is compressed in one go into a buffer of
+ * deflateBound() bytes (shrunk to the result) on the pool thread that
+ * sends it. A stream (the ledger export, Bulk Data files, the $ingest
+ * answer) is compressed on the fly in stream_read() in constant memory: a
+ * vl_gzip_t per request (zlib's state, about 256 KiB, and one 64 KiB input
+ * buffer), freed with the request. When zlib fails, memory is short or
+ * gzip would not be smaller, the body is sent uncompressed; a deflate()
+ * error in the middle of a stream, after the headers went, ends the
+ * connection as a failing stream does.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +85,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#define ZLIB_CONST /* next_in points to const bytes */
+#include <zlib.h>
 
 #include "http_internal.h"
 
@@ -72,6 +114,246 @@ static void sleep_ms(unsigned ms)
 }
 
 /* ------------------------------------------------------------------------
+ * Compression: Accept-Encoding and gzip (see COMPRESSION above)
+ * ---------------------------------------------------------------------- */
+
+#define GZIP_WINDOW_BITS (15 + 16) /* a 32 KiB window, with the gzip wrapper */
+#define GZIP_MEM_LEVEL 8
+#define GZIP_STREAM_IN (64 * 1024) /* a stream is read in pieces of this size */
+#define Q_ABSENT (-1)
+
+/* What the Accept-Encoding fields say: q-values in thousandths (0..1000),
+ * Q_ABSENT for a coding not listed. */
+typedef struct accept_encoding {
+    int gzip, identity, any;
+} accept_encoding_t;
+
+static int is_tchar(char c)
+{
+    return c && (isalnum((unsigned char)c) || strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* A qvalue (RFC 9110 12.4.2: "0" ["." 0*3DIGIT] / "1" ["." 0*3"0"]) of
+ * `n` bytes in thousandths, or -1 when it is not one. */
+static int parse_qvalue(const char *s, size_t n)
+{
+    int q, scale = 100;
+    if (n == 0 || (s[0] != '0' && s[0] != '1'))
+        return -1;
+    q = (s[0] - '0') * 1000;
+    if (n == 1)
+        return q;
+    if (s[1] != '.' || n > 5)
+        return -1;
+    for (size_t i = 2; i < n; i++, scale /= 10) {
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
+        q += (s[i] - '0') * scale;
+    }
+    return q > 1000 ? -1 : q;
+}
+
+/* A coding listed twice keeps its lower q-value. */
+static void merge_q(int *slot, int q)
+{
+    if (*slot == Q_ABSENT || q < *slot)
+        *slot = q;
+}
+
+/* Adds the elements of one Accept-Encoding field value to *ae:
+ * #( codings [ OWS ";" OWS "q=" qvalue ] ). An element that does not
+ * parse is skipped (up to the next comma); parameters other than q are
+ * ignored. */
+static void parse_accept_encoding(const char *p, accept_encoding_t *ae)
+{
+    while (*p) {
+        const char *name;
+        size_t len;
+        int q = 1000, ok = 1;
+        p += strspn(p, " \t,");
+        if (!*p)
+            break;
+        for (name = p; is_tchar(*p); p++)
+            ;
+        len = (size_t)(p - name);
+        ok = len > 0;
+        for (;;) { /* parameters */
+            const char *pname, *pval;
+            size_t plen;
+            p += strspn(p, " \t");
+            if (*p != ';')
+                break;
+            p++;
+            p += strspn(p, " \t");
+            for (pname = p; is_tchar(*p); p++)
+                ;
+            plen = (size_t)(p - pname);
+            if (*p != '=' || !plen) {
+                ok = 0;
+                break;
+            }
+            for (pval = ++p; is_tchar(*p); p++)
+                ;
+            if (plen == 1 && (*pname == 'q' || *pname == 'Q') &&
+                (q = parse_qvalue(pval, (size_t)(p - pval))) < 0)
+                ok = 0;
+        }
+        p += strspn(p, " \t");
+        if (*p && *p != ',') { /* junk after the element: skip it */
+            ok = 0;
+            p += strcspn(p, ",");
+        }
+        if (!ok)
+            continue;
+        if ((len == 4 && !strncasecmp(name, "gzip", 4)) ||
+            (len == 6 && !strncasecmp(name, "x-gzip", 6)))
+            merge_q(&ae->gzip, q);
+        else if (len == 8 && !strncasecmp(name, "identity", 8))
+            merge_q(&ae->identity, q);
+        else if (len == 1 && *name == '*')
+            merge_q(&ae->any, q);
+    }
+}
+
+static MHD_RESULT collect_accept_encoding(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          const char *value)
+{
+    (void)kind;
+    if (key && value && !strcasecmp(key, MHD_HTTP_HEADER_ACCEPT_ENCODING))
+        parse_accept_encoding(value, cls);
+    return MHD_YES;
+}
+
+/* Whether the request's Accept-Encoding fields take gzip, and prefer it
+ * to identity (item 4 of COMPRESSION). */
+static int accepts_gzip(vl_request_t *req)
+{
+    accept_encoding_t ae = {Q_ABSENT, Q_ABSENT, Q_ABSENT};
+    int gzip, identity;
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, collect_accept_encoding, &ae);
+    gzip = ae.gzip != Q_ABSENT ? ae.gzip : ae.any != Q_ABSENT ? ae.any : 0;
+    /* identity not listed (nor `*`): acceptable, with no preference */
+    identity = ae.identity != Q_ABSENT ? ae.identity : ae.any;
+    return gzip > 0 && gzip >= identity;
+}
+
+/* Compresses a body in one go. Returns the gzip member (malloc'd, the
+ * caller frees it) with its length in *out_len, or NULL: zlib failed,
+ * memory is short, or the result would not be smaller than the body. */
+static char *gzip_buffer(const char *body, size_t len, size_t *out_len)
+{
+    z_stream z;
+    uLong bound;
+    char *out = NULL;
+    memset(&z, 0, sizeof z); /* zalloc, zfree, opaque: Z_NULL (zlib's allocator) */
+    if (len > UINT_MAX)
+        return NULL; /* avail_in is a uInt (and no body is this large) */
+    if (deflateInit2(&z, VL_HTTP_GZIP_LEVEL, Z_DEFLATED, GZIP_WINDOW_BITS, GZIP_MEM_LEVEL,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+        return NULL;
+    /* with Z_FINISH and this much room, deflate() ends in one call */
+    bound = deflateBound(&z, (uLong)len);
+    if (bound <= UINT_MAX && (out = malloc(bound)) != NULL) {
+        z.next_in = (const Bytef *)body;
+        z.avail_in = (uInt)len;
+        z.next_out = (Bytef *)out;
+        z.avail_out = (uInt)bound;
+        if (deflate(&z, Z_FINISH) != Z_STREAM_END || z.total_out >= len) {
+            free(out);
+            out = NULL;
+        }
+    }
+    if (deflateEnd(&z) != Z_OK && out) { /* Z_STREAM_ERROR: the state was broken */
+        free(out);
+        out = NULL;
+    }
+    if (out) {
+        char *smaller = realloc(out, z.total_out); /* give the rest of the bound back */
+        *out_len = z.total_out;
+        if (smaller)
+            out = smaller;
+    }
+    return out;
+}
+
+/* A stream compressed on the fly (one per request, in req->gz). */
+typedef struct vl_gzip {
+    z_stream z;
+    int eof;  /* the source ended: deflate() finishes */
+    int done; /* deflate() returned Z_STREAM_END: the gzip trailer is out */
+    unsigned char in[GZIP_STREAM_IN];
+} vl_gzip_t;
+
+/* A compressor for a stream, or NULL (out of memory, zlib failed). */
+static vl_gzip_t *gzip_stream_new(void)
+{
+    vl_gzip_t *gz = calloc(1, sizeof *gz); /* zalloc, zfree, opaque: Z_NULL */
+    if (!gz)
+        return NULL;
+    if (deflateInit2(&gz->z, VL_HTTP_GZIP_LEVEL, Z_DEFLATED, GZIP_WINDOW_BITS, GZIP_MEM_LEVEL,
+                     Z_DEFAULT_STRATEGY) != Z_OK) {
+        free(gz);
+        return NULL;
+    }
+    return gz;
+}
+
+static void gzip_stream_free(vl_gzip_t *gz)
+{
+    if (!gz)
+        return;
+    /* Z_DATA_ERROR when the stream did not reach its end (the client
+     * went away): the state is freed all the same */
+    (void)deflateEnd(&gz->z);
+    free(gz);
+}
+
+/* Fills buf with up to max bytes of the compressed stream: reads the
+ * source in pieces of GZIP_STREAM_IN bytes until buf is full or the gzip
+ * trailer is out. Returns what stream_read() returns. */
+static ssize_t gzip_read(vl_request_t *req, char *buf, size_t max)
+{
+    vl_gzip_t *gz = req->gz;
+    size_t produced;
+    if (gz->done)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (max == 0)
+        return 0;
+    gz->z.next_out = (Bytef *)buf;
+    gz->z.avail_out = max > UINT_MAX ? UINT_MAX : (uInt)max;
+    produced = gz->z.avail_out;
+    while (gz->z.avail_out > 0) {
+        int rc;
+        if (gz->z.avail_in == 0 && !gz->eof) {
+            ssize_t n = req->res.stream(req->res.stream_ctx, (char *)gz->in, sizeof gz->in);
+            if (n < 0)
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            gz->eof = n == 0;
+            gz->z.next_in = gz->in;
+            gz->z.avail_in = (uInt)n;
+        }
+        /* progress is always possible here (input, or Z_FINISH, and room):
+         * anything but Z_OK and Z_STREAM_END, Z_BUF_ERROR included, is a
+         * failure */
+        rc = deflate(&gz->z, gz->eof ? Z_FINISH : Z_NO_FLUSH);
+        if (rc == Z_STREAM_END) {
+            vl_http_t *h = req->http;
+            gz->done = 1;
+            atomic_fetch_add(&h->gzip_in_bytes, (unsigned long long)gz->z.total_in);
+            atomic_fetch_add(&h->gzip_out_bytes, (unsigned long long)gz->z.total_out);
+            break;
+        }
+        if (rc != Z_OK) {
+            vl_log(VL_LOG_ERROR, "gzip",
+                   json_pack("{s:s,s:i}", "request_id", req->request_id, "zlib", rc));
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+    }
+    produced -= gz->z.avail_out;
+    return produced ? (ssize_t)produced : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+/* ------------------------------------------------------------------------
  * Sending
  * ---------------------------------------------------------------------- */
 
@@ -80,6 +362,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     vl_request_t *req = cls;
     ssize_t n;
     (void)pos;
+    if (req->gz)
+        return gzip_read(req, buf, max);
     n = req->res.stream(req->res.stream_ctx, buf, max);
     if (n == 0)
         return MHD_CONTENT_READER_END_OF_STREAM;
@@ -88,7 +372,6 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     return n;
 }
 
-/* Sends req->res (whose body or stream the response takes over). */
 /* ------------------------------------------------------------------------
  * CORS (for browser SMART apps): only the configured origins
  * ---------------------------------------------------------------------- */
@@ -112,29 +395,60 @@ static const char *cors_origin(vl_request_t *req)
     return NULL;
 }
 
+/* Access-Control-* (Vary: Origin goes with send_response()'s Vary). */
 static void cors_headers(vl_request_t *req, struct MHD_Response *r)
 {
     const char *origin = cors_origin(req);
-    if (req->http->opts.n_cors_origins)
-        MHD_add_response_header(r, "Vary", "Origin");
     if (!origin)
         return;
     MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
     MHD_add_response_header(r, "Access-Control-Expose-Headers", CORS_EXPOSE);
 }
 
+/* Sends req->res (whose body or stream the response takes over),
+ * compressed when COMPRESSION (above) says so. */
 static MHD_RESULT send_response(vl_request_t *req)
 {
     vl_fhir_response_t *res = &req->res;
+    vl_http_t *h = req->http;
     struct MHD_Response *r;
     MHD_RESULT ret;
     const char *ctype = res->content_type;
+    const char *vary = NULL;
+    int bodiless = res->status == 204 || res->status == 304;
+    int compressing = h->opts.compress_min != VL_HTTP_COMPRESS_OFF;
+    int eligible, gzip = 0;
+    char *zbody = NULL;
+    size_t zlen = 0;
     if (!ctype)
         ctype = req->json_as_plain ? "application/json; charset=utf-8"
                                    : "application/fhir+json; charset=utf-8";
+    if (bodiless) { /* RFC 9110 15.3.5, 15.4.5: never a body */
+        vl_fhir_response_free(res);
+        res->body_len = 0;
+    }
+    eligible = !bodiless && compressing &&
+               (res->stream || (res->body && res->body_len >= h->opts.compress_min));
+    if (eligible && strcmp(req->method, "HEAD") != 0 && accepts_gzip(req)) {
+        if (res->stream)
+            gzip = (req->gz = gzip_stream_new()) != NULL;
+        else
+            gzip = (zbody = gzip_buffer(res->body, res->body_len, &zlen)) != NULL;
+    }
     if (res->stream) {
-        /* the stream context lives with the request (freed in on_completed) */
+        /* the stream context (and req->gz) live with the request (freed in
+         * on_completed) */
         r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, req, NULL);
+    } else if (zbody) {
+        r = MHD_create_response_from_buffer(zlen, zbody, MHD_RESPMEM_MUST_FREE);
+        if (!r) {
+            free(zbody);
+            return MHD_NO;
+        }
+        atomic_fetch_add(&h->gzip_in_bytes, (unsigned long long)res->body_len);
+        atomic_fetch_add(&h->gzip_out_bytes, (unsigned long long)zlen);
+        free(res->body);
+        res->body = NULL;
     } else {
         r = MHD_create_response_from_buffer(res->body ? res->body_len : 0, res->body,
                                             res->body ? MHD_RESPMEM_MUST_FREE
@@ -144,8 +458,19 @@ static MHD_RESULT send_response(vl_request_t *req)
     }
     if (!r)
         return MHD_NO;
-    if (res->body_len || res->stream || res->status != 204)
+    if (!bodiless)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (gzip) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+        atomic_fetch_add(&h->gzip_responses, 1);
+    }
+    /* one Vary field: what the answer depends on besides the target */
+    if (eligible || (res->status == 304 && compressing))
+        vary = h->opts.n_cors_origins ? "Origin, Accept-Encoding" : "Accept-Encoding";
+    else if (h->opts.n_cors_origins)
+        vary = "Origin";
+    if (vary)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, vary);
     MHD_add_response_header(r, "X-Request-Id", req->request_id);
     if (res->etag[0])
         MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, res->etag);
@@ -157,6 +482,15 @@ static MHD_RESULT send_response(vl_request_t *req)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, res->allow);
     if (res->no_store)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (res->content_location[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_LOCATION, res->content_location);
+    if (res->progress[0])
+        MHD_add_response_header(r, "X-Progress", res->progress);
+    if (res->retry_after > 0) {
+        char ra[24];
+        snprintf(ra, sizeof ra, "%d", res->retry_after);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
     if (res->www_authenticate[0])
         MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, res->www_authenticate);
     if (res->ledger_index[0]) {
@@ -213,6 +547,9 @@ static int negotiate(vl_request_t *req, const char **why)
     }
     if (!accept || !*accept || strstr(accept, "*/*") || strstr(accept, "application/*") ||
         strstr(accept, "fhir+json") || strstr(accept, "json+fhir"))
+        return 0;
+    /* Bulk Data files (fhir/export.c) are NDJSON: a client may ask for that */
+    if (!strncmp(req->path, "/fhir/_export/", 14) && strstr(accept, "ndjson"))
         return 0;
     if (strstr(accept, "application/json")) {
         req->json_as_plain = 1;
@@ -321,6 +658,8 @@ static MHD_RESULT dispatch(vl_request_t *req)
     fr->content_type = header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
     fr->if_match = header(req, MHD_HTTP_HEADER_IF_MATCH);
     fr->if_none_exist = header(req, "If-None-Exist");
+    fr->if_none_match = header(req, "If-None-Match");
+    fr->if_modified_since = header(req, "If-Modified-Since");
     fr->prefer = header(req, "Prefer");
     fr->body = req->body.data ? req->body.data : "";
     fr->body_len = req->body.len;
@@ -596,6 +935,7 @@ static void request_free(vl_request_t *req)
     pthread_mutex_lock(&req->mu);
     pthread_mutex_unlock(&req->mu);
     vl_fhir_response_free(&req->res);
+    gzip_stream_free(req->gz);
     vl_fhir_exchange_free(req->x);
     vl_buf_free(&req->body);
     vl_params_free(&req->params);
@@ -849,6 +1189,21 @@ static void metrics(void *ctx, vl_buf_t *b)
                   "# TYPE vitalog_http_header_timeouts_total counter\n"
                   "vitalog_http_header_timeouts_total %llu\n",
                   (unsigned long long)atomic_load(&h->header_timeouts));
+    vl_buf_printf(b,
+                  "# HELP vitalog_http_gzip_responses_total Responses sent with "
+                  "Content-Encoding: gzip.\n"
+                  "# TYPE vitalog_http_gzip_responses_total counter\n"
+                  "vitalog_http_gzip_responses_total %llu\n"
+                  "# HELP vitalog_http_gzip_in_bytes_total Bytes of the bodies compressed "
+                  "(streams: once complete).\n"
+                  "# TYPE vitalog_http_gzip_in_bytes_total counter\n"
+                  "vitalog_http_gzip_in_bytes_total %llu\n"
+                  "# HELP vitalog_http_gzip_out_bytes_total Bytes of those bodies as sent.\n"
+                  "# TYPE vitalog_http_gzip_out_bytes_total counter\n"
+                  "vitalog_http_gzip_out_bytes_total %llu\n",
+                  (unsigned long long)atomic_load(&h->gzip_responses),
+                  (unsigned long long)atomic_load(&h->gzip_in_bytes),
+                  (unsigned long long)atomic_load(&h->gzip_out_bytes));
 }
 
 /* ------------------------------------------------------------------------
@@ -913,6 +1268,8 @@ int vl_http_start(const vl_http_options_t *opts, const vl_fhir_options_t *fopts,
         h->opts.max_conns_per_ip = h->opts.max_conns / 4 ? h->opts.max_conns / 4 : 1;
     if (!h->opts.max_path)
         h->opts.max_path = VL_HTTP_DEFAULT_MAX_PATH;
+    if (!h->opts.compress_min)
+        h->opts.compress_min = VL_HTTP_DEFAULT_COMPRESS_MIN;
     snprintf(h->too_long_msg, sizeof h->too_long_msg,
              "the request target (path and query) is longer than %zu bytes; send long "
              "searches as POST [type]/_search",

@@ -51,6 +51,24 @@ typedef int (*vl_bentry_fn)(void *ctx, uint64_t index, const char *line, size_t 
                             const unsigned char hash[VL_HASH_LEN]);
 typedef int (*vl_bunanchored_fn)(void *ctx, const vl_bunanchored_t *v);
 
+/** A backend's snapshot reads for Bulk export (store.h, "Bulk export:
+ *  snapshots"), each on the connection it is given (a thread's reader);
+ *  vl_backend_ops_t.export_reads points at its table. */
+typedef struct vl_backend_export_ops {
+    int (*seq)(vl_bconn_t *c, int64_t *seq, int64_t *time_us, vl_store_err_t *err);
+    int (*count)(vl_bconn_t *c, vl_scope_t scope, const vl_export_query_t *q,
+                 const char *const *types, size_t n_types, int64_t from, int64_t to,
+                 int64_t *counts, vl_store_err_t *err);
+    int (*page)(vl_bconn_t *c, vl_scope_t scope, const vl_export_query_t *q, const char *type,
+                int64_t after, size_t max, size_t max_bytes, vl_records_t *out, int64_t *last,
+                vl_store_err_t *err);
+    int (*patients)(vl_bconn_t *c, vl_scope_t scope, const vl_export_query_t *q, const char *type,
+                    vl_store_patient_fn fn, void *ctx, vl_store_err_t *err);
+} vl_backend_export_ops_t;
+
+/** SQLite's (sqlite_export.c). */
+extern const vl_backend_export_ops_t vl_backend_sqlite_export;
+
 typedef struct vl_backend_ops {
     const char *name;
 
@@ -139,9 +157,28 @@ typedef struct vl_backend_ops {
     int (*token_add)(vl_backend_t *b, const vl_token_row_t *t, vl_store_err_t *err);
     /** NOT_FOUND when no row has this id. */
     int (*token_revoke)(vl_backend_t *b, const char *id, int64_t time_us, vl_store_err_t *err);
+
+    /* patient compartment pages ($everything): one page of
+     * vl_store_compartment_page() on a reader (it takes the snapshot,
+     * when q->snapshot is 0, in the read transaction of the page) */
+    int (*compartment_page)(vl_bconn_t *c, vl_scope_t scope, const vl_compartment_query_t *q,
+                            vl_compartment_page_t *out, vl_store_err_t *err);
+
+    /* clinical operations (sqlite_stats.c), on a reader: $lastn
+     * (vl_store_lastn) and $stats (vl_store_series_stats), arguments
+     * checked by the core */
+    int (*lastn)(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *q, int max, vl_records_t *out,
+                 vl_store_err_t *err);
+    int (*series_stats)(vl_bconn_t *c, vl_scope_t scope, const vl_stats_query_t *q,
+                        vl_stats_list_t *out, vl_store_err_t *err);
+
+    /* Bulk export's snapshot reads (sqlite_export.c) */
+    const vl_backend_export_ops_t *export_reads;
 } vl_backend_ops_t;
 
 /** The SQLite backend (DIR/vitalog.db). */
 extern const vl_backend_ops_t vl_backend_sqlite;
+
+
 
 #endif

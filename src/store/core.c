@@ -86,9 +86,14 @@ void vl_record_free(vl_record_t *rec)
 
 void vl_records_free(vl_records_t *list)
 {
-    for (size_t i = 0; i < list->n; i++)
+    for (size_t i = 0; i < list->n; i++) {
         vl_record_free(&list->items[i]);
+        if (list->keys)
+            free(list->keys[i]);
+    }
     free(list->items);
+    free(list->keys);
+    free(list->key_lens);
     memset(list, 0, sizeof *list);
 }
 
@@ -710,6 +715,174 @@ int vl_store_records_scan(vl_store_t *s, vl_scope_t scope, vl_store_record_fn fn
     if (!(c = s->ops->reader(s->b, err)))
         return -1;
     return s->ops->records_scan(c, fn, ctx, err);
+}
+
+/* Patient compartment pages ($everything): the arguments are checked
+ * here, the page is the backend's (sqlite_compartment.c). */
+int vl_store_compartment_page(vl_store_t *s, vl_scope_t scope, const vl_compartment_query_t *q,
+                              vl_compartment_page_t *out, vl_store_err_t *err)
+{
+    vl_bconn_t *c;
+    memset(out, 0, sizeof *out);
+    out->records.total = -1;
+    out->first_key = out->last_key = -1;
+    if (check_names("Patient", q->patient, err) < 0)
+        return -1;
+    for (size_t i = 0; i < q->n_types; i++)
+        if (check_type(q->types[i], err) < 0)
+            return -1;
+    if (q->count < 1 || q->snapshot < 0 || (q->has_period && q->lo >= q->hi))
+        return vl_store_fail(err, VL_STORE_INVALID, "invalid compartment page");
+    if (!s->ops->compartment_page)
+        return vl_store_fail(err, VL_STORE_UNAVAILABLE, "the %s backend has no compartment pages",
+                             s->ops->name);
+    if (!(c = s->ops->reader(s->b, err)))
+        return -1;
+    return s->ops->compartment_page(c, scope, q, out, err);
+}
+
+void vl_compartment_page_free(vl_compartment_page_t *page)
+{
+    if (!page)
+        return;
+    vl_records_free(&page->records);
+    page->records.total = -1;
+    page->first_key = page->last_key = -1;
+    page->more = 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Bulk export: snapshot reads (store.h), on a reader of the calling thread
+ * ---------------------------------------------------------------------- */
+
+/* The snapshot operations of the store's backend (backend.h), or NULL. */
+static const vl_backend_export_ops_t *export_ops(vl_store_t *s, vl_bconn_t **c, vl_store_err_t *err)
+{
+    const vl_backend_export_ops_t *o = s->ops->export_reads;
+    if (!o) {
+        vl_store_fail(err, VL_STORE_UNAVAILABLE, "the %s backend keeps no export snapshots",
+                      s->ops->name);
+        return NULL;
+    }
+    return (*c = s->ops->reader(s->b, err)) ? o : NULL;
+}
+
+static int export_query_ok(const vl_export_query_t *q, vl_store_err_t *err)
+{
+    if (q->seq < 0 || q->since_us < 0 || (q->patient && !name_ok(q->patient, 1)))
+        return vl_store_fail(err, VL_STORE_INVALID, "invalid export snapshot");
+    return 0;
+}
+
+int vl_store_export_seq(vl_store_t *s, int64_t *seq, int64_t *time_us, vl_store_err_t *err)
+{
+    vl_bconn_t *c;
+    const vl_backend_export_ops_t *o = export_ops(s, &c, err);
+    *seq = 0;
+    *time_us = 0;
+    return o ? o->seq(c, seq, time_us, err) : -1;
+}
+
+int vl_store_export_count(vl_store_t *s, vl_scope_t scope, const vl_export_query_t *q,
+                          const char *const *types, size_t n_types, int64_t from, int64_t to,
+                          int64_t *counts, vl_store_err_t *err)
+{
+    vl_bconn_t *c;
+    const vl_backend_export_ops_t *o;
+    if (export_query_ok(q, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n_types; i++)
+        if (check_type(types[i], err) < 0)
+            return -1;
+    if (!(o = export_ops(s, &c, err)))
+        return -1;
+    return o->count(c, scope, q, types, n_types, from, to, counts, err);
+}
+
+int vl_store_export_page(vl_store_t *s, vl_scope_t scope, const vl_export_query_t *q,
+                         const char *type, int64_t after, size_t max, size_t max_bytes,
+                         vl_records_t *out, int64_t *last, vl_store_err_t *err)
+{
+    vl_bconn_t *c;
+    const vl_backend_export_ops_t *o;
+    *last = after;
+    if (export_query_ok(q, err) < 0 || check_type(type, err) < 0 || !(o = export_ops(s, &c, err)))
+        return -1;
+    return o->page(c, scope, q, type, after, max, max_bytes, out, last, err);
+}
+
+int vl_store_export_patients(vl_store_t *s, vl_scope_t scope, const vl_export_query_t *q,
+                             const char *type, vl_store_patient_fn fn, void *ctx,
+                             vl_store_err_t *err)
+{
+    vl_bconn_t *c;
+    const vl_backend_export_ops_t *o;
+    if (export_query_ok(q, err) < 0 || check_type(type, err) < 0 || !(o = export_ops(s, &c, err)))
+        return -1;
+    return o->patients(c, scope, q, type, fn, ctx, err);
+}
+
+/* Clinical operations ($lastn, $stats): the arguments are checked here,
+ * the reads are the backend's (sqlite_stats.c). */
+int vl_store_lastn(vl_store_t *s, vl_scope_t scope, const vl_query_t *q, int max, vl_records_t *out,
+                   vl_store_err_t *err)
+{
+    vl_bconn_t *c;
+    memset(out, 0, sizeof *out);
+    out->total = 0;
+    if (check_type(q->type, err) < 0)
+        return -1;
+    if (max < 1 || max > VL_LASTN_MAX || !q->series.code_param || !q->series.date_param)
+        return vl_store_fail(err, VL_STORE_INVALID, "invalid $lastn query");
+    if (!s->ops->lastn)
+        return vl_store_fail(err, VL_STORE_UNAVAILABLE, "the %s backend has no $lastn",
+                             s->ops->name);
+    if (!(c = s->ops->reader(s->b, err)))
+        return -1;
+    return s->ops->lastn(c, scope, q, max, out, err);
+}
+
+int vl_store_series_stats(vl_store_t *s, vl_scope_t scope, const vl_stats_query_t *q,
+                          vl_stats_list_t *out, vl_store_err_t *err)
+{
+    vl_bconn_t *c;
+    memset(out, 0, sizeof *out);
+    if (check_type(q->type, err) < 0)
+        return -1;
+    if (!q->patient || strncmp(q->patient, "Patient/", 8) != 0)
+        return vl_store_fail(err, VL_STORE_INVALID, "$stats needs a Patient reference");
+    if (check_names("Patient", q->patient + 8, err) < 0)
+        return -1;
+    if (!q->code || !q->code[0] || !q->system || !q->code_param || !q->value_param ||
+        !q->component_param || (q->status_param && !q->exclude_status) || q->lo >= q->hi ||
+        q->n_ranks > VL_STATS_RANKS_MAX || (q->n_ranks && !q->ranks))
+        return vl_store_fail(err, VL_STORE_INVALID, "invalid $stats query");
+    for (size_t i = 0; i < q->n_ranks; i++)
+        if (q->ranks[i].den < 1 || q->ranks[i].num < 0 || q->ranks[i].num > q->ranks[i].den)
+            return vl_store_fail(err, VL_STORE_INVALID, "invalid $stats rank");
+    if (!s->ops->series_stats)
+        return vl_store_fail(err, VL_STORE_UNAVAILABLE, "the %s backend has no $stats",
+                             s->ops->name);
+    if (!(c = s->ops->reader(s->b, err)))
+        return -1;
+    return s->ops->series_stats(c, scope, q, out, err);
+}
+
+void vl_stats_list_free(vl_stats_list_t *list)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < list->n; i++) {
+        vl_stats_t *st = &list->items[i];
+        free(st->system);
+        free(st->code);
+        free(st->unit);
+        free(st->sent_unit);
+        free(st->ranks);
+        vl_records_free(&st->sources);
+    }
+    free(list->items);
+    memset(list, 0, sizeof *list);
 }
 
 /* ------------------------------------------------------------------------

@@ -577,4 +577,8 @@ const vl_backend_ops_t vl_backend_sqlite = {
     .token_list = vl_sqlite_token_list,
     .token_add = vl_sqlite_token_add,
     .token_revoke = vl_sqlite_token_revoke,
+    .compartment_page = vl_sqlite_compartment_page,
+    .lastn = vl_sqlite_lastn,
+    .series_stats = vl_sqlite_series_stats,
+    .export_reads = &vl_backend_sqlite_export,
 };

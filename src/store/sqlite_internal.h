@@ -131,6 +131,9 @@ const char *vl_sqlite_method_name(vl_method_t m);
 #define VL_SQLITE_RECORD_COLUMNS                                                                   \
     "r.type, r.id, v.version, v.deleted, v.last_updated, v.method, v.body"
 
+/** The highest committed version sequence (0: none), for snapshots. */
+int vl_sqlite_snapshot_seq(vl_bconn_t *c, int64_t *seq, vl_store_err_t *err);
+
 /* sqlite_query.c: the statement builder shared by searches and scoped reads */
 typedef struct vl_sqlq vl_sqlq_t;
 vl_sqlq_t *vl_sqlq_new(vl_bconn_t *c);
@@ -205,5 +208,27 @@ int vl_sqlite_token_find(vl_bconn_t *c, const unsigned char hash[VL_TOKEN_HASH_L
 int vl_sqlite_token_list(vl_bconn_t *c, vl_store_token_fn fn, void *ctx, vl_store_err_t *err);
 int vl_sqlite_token_add(vl_backend_t *b, const vl_token_row_t *t, vl_store_err_t *err);
 int vl_sqlite_token_revoke(vl_backend_t *b, const char *id, int64_t time_us, vl_store_err_t *err);
+
+/* sqlite_compartment.c: pages of a patient's compartment as of a snapshot */
+int vl_sqlite_compartment_page(vl_bconn_t *c, vl_scope_t scope, const vl_compartment_query_t *q,
+                               vl_compartment_page_t *out, vl_store_err_t *err);
+
+/* sqlite_export.c: snapshot reads for Bulk export (vl_backend_sqlite_export) */
+int vl_sqlite_export_seq(vl_bconn_t *c, int64_t *seq, int64_t *time_us, vl_store_err_t *err);
+int vl_sqlite_export_count(vl_bconn_t *c, vl_scope_t scope, const vl_export_query_t *q,
+                           const char *const *types, size_t n_types, int64_t from, int64_t to,
+                           int64_t *counts, vl_store_err_t *err);
+int vl_sqlite_export_page(vl_bconn_t *c, vl_scope_t scope, const vl_export_query_t *q,
+                          const char *type, int64_t after, size_t max, size_t max_bytes,
+                          vl_records_t *out, int64_t *last, vl_store_err_t *err);
+int vl_sqlite_export_patients(vl_bconn_t *c, vl_scope_t scope, const vl_export_query_t *q,
+                              const char *type, vl_store_patient_fn fn, void *ctx,
+                              vl_store_err_t *err);
+
+/* sqlite_stats.c: the clinical operations $lastn and $stats */
+int vl_sqlite_lastn(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *q, int max,
+                    vl_records_t *out, vl_store_err_t *err);
+int vl_sqlite_series_stats(vl_bconn_t *c, vl_scope_t scope, const vl_stats_query_t *q,
+                           vl_stats_list_t *out, vl_store_err_t *err);
 
 #endif

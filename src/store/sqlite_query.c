@@ -54,6 +54,7 @@ struct vl_sqlq {
     vl_store_err_t err; /* of a failed lookup */
     char **owned;       /* strings made for bindings, freed with the query */
     size_t n_owned, cap_owned;
+    int64_t as_of; /* the snapshot of the search being built (chains read it too) */
 };
 
 vl_sqlq_t *vl_sqlq_new(vl_bconn_t *c)
@@ -715,11 +716,70 @@ static void cond_pids(vl_sqlq_t *q, const vl_query_cond_t *c)
     sqlite3_str_appendall(q->sql, ")");
 }
 
+typedef struct plan plan_t;
+struct plan {
+    int series;                    /* drive by ix_series */
+    const vl_query_cond_t *driver; /* else drive by this condition's table */
+    const char *seq;               /* the version column conditions test */
+};
+static plan_t make_plan(const vl_query_t *query);
+static void from_where(vl_sqlq_t *q, const vl_query_t *query, vl_scope_t scope, const plan_t *p,
+                       int rows);
+
+/* A chain or _has (vl_query_cond_t.sub): the sub-query's matches, read in
+ * the same scope and snapshot, as an expression on the outer version `seq`
+ * (a chain) or the outer resource `r` (_has). The sub-query's aliases
+ * shadow the outer ones inside its parentheses; the outer type is restored
+ * after it (pids are looked up by type). */
+static void sub_sql(vl_sqlq_t *q, const vl_query_cond_t *c, const char *seq, vl_scope_t scope)
+{
+    vl_query_t sub = *c->sub;
+    const char *outer = q->type;
+    plan_t sp;
+    size_t n = strlen(c->has ? outer : sub.type);
+    char *prefix = malloc(n + 2);
+    sub.as_of = q->as_of;
+    sub.n_sort = 0;
+    if (prefix)
+        snprintf(prefix, n + 2, "%s/", c->has ? outer : sub.type);
+    sp = make_plan(&sub);
+    if (!c->has) {
+        sqlite3_str_appendf(q->sql, "%s IN (SELECT x.seq FROM ix_reference x WHERE x.pid ", seq);
+        cond_pids(q, c);
+        sqlite3_str_appendall(q->sql, " AND x.ref IN (SELECT ");
+        vl_sqlq_text(q, own(q, prefix));
+        sqlite3_str_appendall(q->sql, " || r.id");
+        from_where(q, &sub, scope, &sp, 1);
+        sqlite3_str_appendall(q->sql, "))");
+    } else {
+        char *hi = prefix ? strdup(prefix) : NULL;
+        if (hi)
+            hi[n] = '0'; /* '0' follows '/' */
+        sqlite3_str_appendf(q->sql,
+                            "r.id IN (SELECT substr(x.ref, %d) FROM ix_reference x"
+                            " WHERE x.pid = ",
+                            (int)n + 2);
+        bind_param(q, sub.type, c->has_param);
+        sqlite3_str_appendall(q->sql, " AND x.ref >= ");
+        vl_sqlq_text(q, own(q, prefix));
+        sqlite3_str_appendall(q->sql, " AND x.ref < ");
+        vl_sqlq_text(q, own(q, hi));
+        sqlite3_str_appendf(q->sql, " AND x.seq IN (SELECT %s", sp.seq);
+        from_where(q, &sub, scope, &sp, 1);
+        sqlite3_str_appendall(q->sql, "))");
+    }
+    q->type = outer;
+}
+
 /* One condition as a boolean expression on the version `seq` (no leading
  * AND): the version has (or, negated / :missing=true, has not) a row of
  * the parameter matching one of the values. */
-static void cond_sql(vl_sqlq_t *q, const vl_query_cond_t *c, const char *seq)
+static void cond_sql(vl_sqlq_t *q, const vl_query_cond_t *c, const char *seq, vl_scope_t scope)
 {
+    if (c->sub) {
+        sub_sql(q, c, seq, scope);
+        return;
+    }
     if (strcmp(c->param, "_id") == 0) { /* any of several ids */
         sqlite3_str_appendall(q->sql, "r.id IN (");
         for (size_t i = 0; i < c->n; i++) {
@@ -774,15 +834,9 @@ static void cond_sql(vl_sqlq_t *q, const vl_query_cond_t *c, const char *seq)
  * keys, then by version.
  * ---------------------------------------------------------------------- */
 
-typedef struct plan {
-    int series;                    /* drive by ix_series */
-    const vl_query_cond_t *driver; /* else drive by this condition's table */
-    const char *seq;               /* the version column conditions test */
-} plan_t;
-
 static int drivable(const vl_query_cond_t *c)
 {
-    if (c->negate || c->missing >= 0 || c->n != 1 || c->param[0] == '_' || c->also)
+    if (c->negate || c->missing >= 0 || c->n != 1 || c->param[0] == '_' || c->also || c->sub)
         return 0;
     switch (c->kind) {
     case VL_INDEX_REFERENCE: return 1;
@@ -899,14 +953,14 @@ static void driver_where(vl_sqlq_t *q, const vl_query_t *query, const plan_t *p)
 }
 
 /* The conditions the driver does not answer, AND'd. */
-static void other_conds(vl_sqlq_t *q, const vl_query_t *query, const plan_t *p)
+static void other_conds(vl_sqlq_t *q, const vl_query_t *query, const plan_t *p, vl_scope_t scope)
 {
     for (size_t i = 0; i < query->n; i++) {
         const vl_query_cond_t *c = &query->conds[i];
         if (c == p->driver || (p->series && on_series(query, c)))
             continue;
         sqlite3_str_appendall(q->sql, " AND ");
-        cond_sql(q, c, p->seq);
+        cond_sql(q, c, p->seq, scope);
     }
 }
 
@@ -929,10 +983,28 @@ static int needs_rows(const vl_query_t *query, vl_scope_t scope)
 {
     if (query->id || (!(scope.flags & VL_SCOPE_ALL) && scope.n_refs))
         return 1;
+    if (query->as_of)
+        return 1; /* a snapshot reads which version was current then */
     for (size_t i = 0; i < query->n; i++)
-        if (query->conds[i].param[0] == '_')
+        if (query->conds[i].param[0] == '_' || (query->conds[i].sub && query->conds[i].has))
             return 1;
     return 0;
+}
+
+/* " AND <seq> is the version of its resource `r` current as of the
+ * snapshot": written at or before it, and either still current or replaced
+ * only after it (resource_version (rid, version) is unique, so the probe
+ * is one index lookup). Deletes have no index rows and are never a driver
+ * row; without a driver, v.deleted = 0 says it. */
+static void snapshot_sql(vl_sqlq_t *q, const char *seq, int64_t as_of)
+{
+    sqlite3_str_appendf(q->sql, " AND %s <= ", seq);
+    vl_sqlq_int(q, as_of);
+    sqlite3_str_appendall(q->sql, " AND (v.version = r.version OR NOT EXISTS (SELECT 1 FROM"
+                                  " resource_version w WHERE w.rid = v.rid AND w.version ="
+                                  " v.version + 1 AND w.seq <= ");
+    vl_sqlq_int(q, as_of);
+    sqlite3_str_appendall(q->sql, "))");
 }
 
 /* FROM ... WHERE ...: the driver, joined with the version and resource
@@ -941,75 +1013,381 @@ static void from_where(vl_sqlq_t *q, const vl_query_t *query, vl_scope_t scope, 
                        int rows)
 {
     q->type = query->type;
+    q->as_of = query->as_of;
     if (!p->series && !p->driver) {
-        vl_sqlq_sql(q, " FROM resource r JOIN resource_version v ON v.rid = r.rid"
-                       " AND v.version = r.version WHERE r.deleted = 0 AND r.type = ");
-        vl_sqlq_text(q, query->type);
+        if (query->as_of) {
+            vl_sqlq_sql(q, " FROM resource r JOIN resource_version v ON v.rid = r.rid"
+                           " WHERE v.deleted = 0 AND r.type = ");
+            vl_sqlq_text(q, query->type);
+            snapshot_sql(q, "v.seq", query->as_of);
+        } else {
+            vl_sqlq_sql(q, " FROM resource r JOIN resource_version v ON v.rid = r.rid"
+                           " AND v.version = r.version WHERE r.deleted = 0 AND r.type = ");
+            vl_sqlq_text(q, query->type);
+        }
     } else {
         driver_sql(q, query, p);
         if (rows)
             sqlite3_str_appendf(q->sql,
                                 " JOIN resource_version v ON v.seq = %s JOIN resource r"
-                                " ON r.rid = v.rid AND r.version = v.version",
-                                p->seq);
+                                " ON r.rid = v.rid%s",
+                                p->seq, query->as_of ? "" : " AND r.version = v.version");
         sqlite3_str_appendall(q->sql, " WHERE");
         driver_where(q, query, p);
         if (!rows)
             sqlite3_str_appendf(q->sql, " AND %s NOT IN (SELECT seq FROM superseded)", p->seq);
+        else if (query->as_of)
+            snapshot_sql(q, p->seq, query->as_of);
     }
     if (query->id) {
         vl_sqlq_sql(q, " AND r.id = ");
         vl_sqlq_text(q, query->id);
     }
-    other_conds(q, query, p);
+    other_conds(q, query, p, scope);
     if (p->series && series_visible(query, scope))
         scope.flags |= VL_SCOPE_ALL; /* categories still apply (vl_sqlq_scope) */
     vl_sqlq_scope(q, scope, p->seq);
 }
 
-static void order_sql(vl_sqlq_t *q, const vl_query_t *query, const plan_t *p)
+/* ------------------------------------------------------------------------
+ * Order keys and keyset positions
+ *
+ * A page's order is a list of keys ending with the version (the
+ * tie-breaker, unique): with _sort, the sort keys then the version, in the
+ * direction of the first key; without, the driver's key order (the
+ * columns its index is sorted by), which a lookup reads without sorting.
+ * Plans that group rows by version (may_repeat: a version can match
+ * through several rows) order by version only, or for the series by time
+ * and version: columns that may differ between a version's rows cannot be
+ * keys, or one version could sort at two positions.
+ *
+ * A keyset position is the values of the keys at one row, serialized
+ * (type byte 'n' null, 'i' integer, 'r' real, 't' text with a 2-byte
+ * length) into at most VL_QUERY_KEY_MAX bytes. "After it" is, in the
+ * page's order (ix_sort keys are NULL for resources without one, which
+ * come last either way): the row whose first differing key comes later. For
+ * keys of one direction that are never NULL (every order without _sort)
+ * it is one row-value comparison, which SQLite answers by seeking the
+ * driver's index: a deep page costs what the first does.
+ * ---------------------------------------------------------------------- */
+
+#define MAX_KEYS (VL_QUERY_SORT_MAX + 6)
+
+typedef struct okey {
+    const char *col;   /* a column or NULL: the ix_sort key of `param` */
+    const char *param; /* ix_sort */
+    int desc;
+    int nullable;
+} okey_t;
+
+static int may_repeat(const plan_t *p);
+
+static size_t order_keys(const vl_query_t *query, const plan_t *p, int distinct, okey_t *k)
 {
+    size_t n = 0;
+    int desc = query->n_sort ? query->sort[0].desc : 0;
     if (query->n_sort) {
-        sqlite3_str_appendall(q->sql, " ORDER BY ");
         for (size_t i = 0; i < query->n_sort; i++) {
-            const vl_query_sort_t *k = &query->sort[i];
-            const char *dir = k->desc ? "DESC" : "ASC";
-            if (!strcmp(k->param, "_lastUpdated")) {
-                sqlite3_str_appendf(q->sql, "v.last_updated %s, ", dir);
-            } else if (!strcmp(k->param, "_id")) {
-                sqlite3_str_appendf(q->sql, "r.id %s, ", dir);
-            } else if (i == 0 && p->series && k->desc && query->series.date_param &&
-                       !strcmp(k->param, query->series.date_param)) {
+            const vl_query_sort_t *s = &query->sort[i];
+            if (!strcmp(s->param, "_lastUpdated"))
+                k[n++] = (okey_t){"v.last_updated", NULL, s->desc, 0};
+            else if (!strcmp(s->param, "_id"))
+                k[n++] = (okey_t){"r.id", NULL, s->desc, 0};
+            else if (i == 0 && p->series && s->desc && query->series.date_param &&
+                     !strcmp(s->param, query->series.date_param))
                 /* the series' key order, read backwards: the latest first,
                  * the undated (VL_SERIES_UNDATED) last */
-                sqlite3_str_appendall(q->sql, "s.hi DESC, ");
-            } else {
-                sqlite3_str_appendf(q->sql,
-                                    "(SELECT k.%s FROM ix_sort k WHERE k.seq = %s AND k.pid = ",
-                                    k->desc ? "hi" : "lo", p->seq);
-                bind_param(q, query->type, k->param);
-                sqlite3_str_appendf(q->sql, ") %s NULLS LAST, ", dir);
-            }
+                k[n++] = (okey_t){"s.hi", NULL, 1, 0};
+            else
+                k[n++] = (okey_t){NULL, s->param, s->desc, 1};
         }
-        sqlite3_str_appendf(q->sql, "%s %s", p->seq, query->sort[0].desc ? "DESC" : "ASC");
+    } else if (p->series) {
+        if (!distinct) {
+            k[n++] = (okey_t){"s.code", NULL, 0, 0};
+            k[n++] = (okey_t){"s.sid", NULL, 0, 0};
+        }
+        k[n++] = (okey_t){"s.hi", NULL, 0, 0};
+    } else if (p->driver && !distinct) {
+        switch (p->driver->kind) {
+        case VL_INDEX_TOKEN:
+            k[n++] = (okey_t){"d.code", NULL, 0, 0};
+            k[n++] = (okey_t){"d.sid", NULL, 0, 0};
+            break;
+        case VL_INDEX_STRING:
+            k[n++] = (okey_t){"d.norm", NULL, 0, 0};
+            k[n++] = (okey_t){"d.value", NULL, 0, 0};
+            break;
+        case VL_INDEX_REFERENCE: k[n++] = (okey_t){"d.ref", NULL, 0, 0}; break;
+        case VL_INDEX_COMPOSITE:
+            k[n++] = (okey_t){"d.code", NULL, 0, 0};
+            k[n++] = (okey_t){"d.sid", NULL, 0, 0};
+            k[n++] = (okey_t){"d.unit", NULL, 0, 0};
+            k[n++] = (okey_t){"d.value", NULL, 0, 0};
+            break;
+        default: break;
+        }
+    } else if (!p->driver) {
+        /* ids are unique within the type: the id alone is the key (and
+         * the type's (type, id) index reads it in order) */
+        k[n++] = (okey_t){"r.id", NULL, 0, 0};
+        return n;
+    }
+    k[n++] = (okey_t){p->seq, NULL, desc, 0};
+    return n;
+}
+
+static void key_sql(vl_sqlq_t *q, const vl_query_t *query, const plan_t *p, const okey_t *k)
+{
+    if (k->col) {
+        sqlite3_str_appendall(q->sql, k->col);
         return;
     }
-    if (p->series)
-        sqlite3_str_appendall(q->sql, " ORDER BY s.code, s.sid, s.hi, s.seq");
-    else if (p->driver)
-        switch (p->driver->kind) {
-        case VL_INDEX_TOKEN: sqlite3_str_appendall(q->sql, " ORDER BY d.code, d.sid, d.seq"); break;
-        case VL_INDEX_STRING:
-            sqlite3_str_appendall(q->sql, " ORDER BY d.norm, d.value, d.seq");
+    sqlite3_str_appendf(q->sql, "(SELECT k.%s FROM ix_sort k WHERE k.seq = %s AND k.pid = ",
+                        k->desc ? "hi" : "lo", p->seq);
+    bind_param(q, query->type, k->param);
+    sqlite3_str_appendall(q->sql, ")");
+}
+
+static void order_sql(vl_sqlq_t *q, const vl_query_t *query, const plan_t *p, const okey_t *k,
+                      size_t n)
+{
+    sqlite3_str_appendall(q->sql, " ORDER BY ");
+    for (size_t i = 0; i < n; i++) {
+        int desc = k[i].desc != query->backward; /* read backwards: every key reversed */
+        if (i)
+            sqlite3_str_appendall(q->sql, ", ");
+        key_sql(q, query, p, &k[i]);
+        sqlite3_str_appendall(q->sql, desc ? " DESC" : " ASC");
+        if (k[i].nullable)
+            sqlite3_str_appendall(q->sql, query->backward ? " NULLS FIRST" : " NULLS LAST");
+    }
+}
+
+/* A decoded key value (pointing into the position's bytes). */
+typedef struct kval {
+    char type; /* 'n', 'i', 'r', 't' */
+    int64_t i;
+    double d;
+    const char *t;
+    size_t tlen;
+} kval_t;
+
+static int decode_keys(const unsigned char *b, size_t len, kval_t *v, size_t n)
+{
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (at >= len)
+            return -1;
+        v[i].type = (char)b[at++];
+        switch (v[i].type) {
+        case 'n': break;
+        case 'i':
+        case 'r': {
+            uint64_t u = 0;
+            if (len - at < 8)
+                return -1;
+            for (int k = 0; k < 8; k++)
+                u |= (uint64_t)b[at + (size_t)k] << (8 * k);
+            at += 8;
+            if (v[i].type == 'i')
+                v[i].i = (int64_t)u;
+            else
+                memcpy(&v[i].d, &u, sizeof u);
             break;
-        case VL_INDEX_REFERENCE: sqlite3_str_appendall(q->sql, " ORDER BY d.ref, d.seq"); break;
-        case VL_INDEX_COMPOSITE:
-            sqlite3_str_appendall(q->sql, " ORDER BY d.code, d.sid, d.unit, d.value, d.seq");
-            break;
-        default: sqlite3_str_appendall(q->sql, " ORDER BY d.seq"); break;
         }
-    else
-        sqlite3_str_appendall(q->sql, " ORDER BY r.id");
+        case 't':
+            if (len - at < 2)
+                return -1;
+            v[i].tlen = (size_t)b[at] | (size_t)b[at + 1] << 8;
+            at += 2;
+            if (len - at < v[i].tlen)
+                return -1;
+            v[i].t = (const char *)b + at;
+            at += v[i].tlen;
+            break;
+        default: return -1;
+        }
+    }
+    return at == len ? 0 : -1;
+}
+
+static void bind_kval(vl_sqlq_t *q, const kval_t *v)
+{
+    switch (v->type) {
+    case 'i': vl_sqlq_int(q, v->i); break;
+    case 'r': bind_real(q, v->d); break;
+    case 't': vl_sqlq_text(q, own(q, strndup(v->t, v->tlen))); break;
+    default: sqlite3_str_appendall(q->sql, "NULL"); break;
+    }
+}
+
+/* " AND (the row comes after the position)" (before it when backward). */
+static void keyset_sql(vl_sqlq_t *q, const vl_query_t *query, const plan_t *p, const okey_t *k,
+                       size_t n, const kval_t *v)
+{
+    int simple = 1;
+    for (size_t i = 0; i < n; i++)
+        simple &= !k[i].nullable && k[i].desc == k[0].desc && v[i].type != 'n';
+    sqlite3_str_appendall(q->sql, " AND ");
+    if (simple) {
+        int later = k[0].desc == query->backward; /* ascending and forward: greater */
+        sqlite3_str_appendall(q->sql, "(");
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                sqlite3_str_appendall(q->sql, ", ");
+            key_sql(q, query, p, &k[i]);
+        }
+        sqlite3_str_appendall(q->sql, later ? ") > (" : ") < (");
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                sqlite3_str_appendall(q->sql, ", ");
+            bind_kval(q, &v[i]);
+        }
+        sqlite3_str_appendall(q->sql, ")");
+        return;
+    }
+    /* OR over i of (keys before i equal AND key i beyond), NULLs last */
+    sqlite3_str_appendall(q->sql, "(");
+    for (size_t i = 0; i < n; i++) {
+        int greater = k[i].desc == query->backward;
+        sqlite3_str_appendall(q->sql, i ? " OR (" : "(");
+        for (size_t j = 0; j < i; j++) {
+            key_sql(q, query, p, &k[j]);
+            if (v[j].type == 'n') {
+                sqlite3_str_appendall(q->sql, " IS NULL AND ");
+            } else {
+                sqlite3_str_appendall(q->sql, " = ");
+                bind_kval(q, &v[j]);
+                sqlite3_str_appendall(q->sql, " AND ");
+            }
+        }
+        if (v[i].type == 'n') {
+            /* nothing comes after NULL; before it: every non-NULL */
+            if (query->backward) {
+                key_sql(q, query, p, &k[i]);
+                sqlite3_str_appendall(q->sql, " IS NOT NULL)");
+            } else {
+                sqlite3_str_appendall(q->sql, "0)");
+            }
+            continue;
+        }
+        sqlite3_str_appendall(q->sql, "(");
+        key_sql(q, query, p, &k[i]);
+        sqlite3_str_appendall(q->sql, greater ? " > " : " < ");
+        bind_kval(q, &v[i]);
+        if (k[i].nullable && !query->backward) {
+            sqlite3_str_appendall(q->sql, " OR ");
+            key_sql(q, query, p, &k[i]);
+            sqlite3_str_appendall(q->sql, " IS NULL");
+        }
+        sqlite3_str_appendall(q->sql, "))");
+    }
+    sqlite3_str_appendall(q->sql, ")");
+}
+
+/* Serializes the key columns [first, first + n) of the current row. 0, or
+ * -1 when out of memory; *len 0 when they do not fit. */
+static int encode_keys(sqlite3_stmt *st, int first, size_t n, unsigned char **out, size_t *len)
+{
+    unsigned char b[VL_QUERY_KEY_MAX];
+    size_t at = 0;
+    *out = NULL;
+    *len = 0;
+    for (size_t i = 0; i < n; i++) {
+        int col = first + (int)i;
+        switch (sqlite3_column_type(st, col)) {
+        case SQLITE_INTEGER:
+        case SQLITE_FLOAT: {
+            int is_int = sqlite3_column_type(st, col) == SQLITE_INTEGER;
+            uint64_t u;
+            if (at + 9 > sizeof b)
+                return 0;
+            if (is_int) {
+                u = (uint64_t)sqlite3_column_int64(st, col);
+            } else {
+                double d = sqlite3_column_double(st, col);
+                memcpy(&u, &d, sizeof u);
+            }
+            b[at++] = is_int ? 'i' : 'r';
+            for (int k = 0; k < 8; k++)
+                b[at++] = (unsigned char)(u >> (8 * k));
+            break;
+        }
+        case SQLITE_NULL:
+            if (at + 1 > sizeof b)
+                return 0;
+            b[at++] = 'n';
+            break;
+        default: {
+            const unsigned char *t = sqlite3_column_text(st, col);
+            size_t tl = (size_t)sqlite3_column_bytes(st, col);
+            if (!t || at + 3 + tl > sizeof b)
+                return 0;
+            b[at++] = 't';
+            b[at++] = (unsigned char)(tl & 0xff);
+            b[at++] = (unsigned char)(tl >> 8);
+            memcpy(b + at, t, tl);
+            at += tl;
+            break;
+        }
+        }
+    }
+    if (!(*out = malloc(at ? at : 1)))
+        return -1;
+    memcpy(*out, b, at);
+    *len = at;
+    return 0;
+}
+
+/* Steps the page statement: records (columns 0-6) and, with want_keys,
+ * each row's position (the key columns after them). Once the bodies hold
+ * max_bytes, one more row is read (if there is one), so that the caller
+ * knows whether the page it cuts there is the last. */
+static int collect_page(sqlite3 *db, sqlite3_stmt *st, size_t nkeys, int want_keys,
+                        size_t max_bytes, vl_records_t *out, vl_store_err_t *err)
+{
+    size_t bytes = 0, cap_keys = 0;
+    int rc, probe = 0;
+    if (!want_keys)
+        return vl_sqlite_collect(db, st, max_bytes, out, err);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (vl_grow(&out->items, &out->cap, out->n + 1, sizeof *out->items) < 0 ||
+            vl_grow(&out->keys, &cap_keys, out->n + 1, sizeof *out->keys) < 0 ||
+            !(out->key_lens = realloc(out->key_lens, cap_keys * sizeof *out->key_lens)))
+            return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
+        out->keys[out->n] = NULL;
+        if (vl_sqlite_row_to_record(st, &out->items[out->n]) < 0)
+            return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
+        bytes += out->items[out->n].body_len;
+        out->n++;
+        if (encode_keys(st, 7, nkeys, &out->keys[out->n - 1], &out->key_lens[out->n - 1]) < 0)
+            return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
+        if (probe)
+            return 0; /* the row after the bytes: the caller knows more follow */
+        if (max_bytes && bytes >= max_bytes)
+            probe = 1;
+    }
+    if (rc != SQLITE_DONE)
+        return vl_sqlite_error(err, db, "reading results");
+    return 0;
+}
+
+/* Reverses a page read backwards into the query's order. */
+static void reverse_page(vl_records_t *out)
+{
+    for (size_t i = 0, j = out->n ? out->n - 1 : 0; i < j; i++, j--) {
+        vl_record_t r = out->items[i];
+        out->items[i] = out->items[j];
+        out->items[j] = r;
+        if (out->keys) {
+            unsigned char *k = out->keys[i];
+            size_t l = out->key_lens[i];
+            out->keys[i] = out->keys[j];
+            out->key_lens[i] = out->key_lens[j];
+            out->keys[j] = k;
+            out->key_lens[j] = l;
+        }
+    }
 }
 
 /* A driver row per (version, matching value): a version whose several
@@ -1046,6 +1424,20 @@ static int explain(vl_bconn_t *c, vl_sqlq_t *q, vl_buf_t *plan, vl_store_err_t *
     return 0;
 }
 
+int vl_sqlite_snapshot_seq(vl_bconn_t *c, int64_t *seq, vl_store_err_t *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+    if (cached_prepare(c, "SELECT coalesce(max(seq), 0) FROM resource_version", &st) != SQLITE_OK)
+        return vl_sqlite_error(err, c->db, "preparing the snapshot");
+    rc = sqlite3_step(st);
+    *seq = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    vl_sqlq_release(c, st);
+    if (rc != SQLITE_ROW)
+        return vl_sqlite_error(err, c->db, "taking a snapshot");
+    return 0;
+}
+
 int vl_sqlite_search(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *query, int with_total,
                      size_t max_bytes, vl_records_t *out, vl_store_err_t *err)
 {
@@ -1060,8 +1452,23 @@ int vl_sqlite_search_plan(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *que
     int ret = -1;
     plan_t p = make_plan(query);
     int distinct = may_repeat(&p) || (p.series && !query->series.system);
+    vl_query_t snap;
+    okey_t keys[MAX_KEYS];
+    kval_t after[MAX_KEYS];
+    size_t nkeys = order_keys(query, &p, distinct, keys);
     memset(out, 0, sizeof *out);
     out->total = -1;
+    if (query->as_of < 0) { /* a snapshot of now: the highest committed version */
+        snap = *query;
+        if (vl_sqlite_snapshot_seq(c, &snap.as_of, err) < 0)
+            return -1;
+        if (snap.as_of == 0)
+            snap.as_of = 1; /* an empty store: nothing is visible either way */
+        query = &snap;
+    }
+    out->as_of = query->as_of;
+    if (query->after && decode_keys(query->after, query->after_len, after, nkeys) < 0)
+        return vl_store_fail(err, VL_STORE_INVALID, "a page position of another search");
 
     if (with_total || query->count == 0) {
         if (!with_total) { /* _count=0 without a total: nothing to read */
@@ -1118,10 +1525,16 @@ page:
     if (!q)
         return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
     vl_sqlq_sql(q, "SELECT " VL_SQLITE_RECORD_COLUMNS);
+    for (size_t i = 0; query->want_keys && i < nkeys; i++) {
+        vl_sqlq_sql(q, ", ");
+        key_sql(q, query, &p, &keys[i]);
+    }
     from_where(q, query, scope, &p, 1);
+    if (query->after)
+        keyset_sql(q, query, &p, keys, nkeys, after);
     if (distinct)
         sqlite3_str_appendf(q->sql, " GROUP BY %s", p.seq);
-    order_sql(q, query, &p);
+    order_sql(q, query, &p, keys, nkeys);
     vl_sqlq_sql(q, " LIMIT ");
     vl_sqlq_int(q, query->count > 0 ? query->count : 50);
     vl_sqlq_sql(q, " OFFSET ");
@@ -1133,7 +1546,9 @@ page:
     }
     if (vl_sqlq_prepare(q, &st, err) < 0)
         goto out;
-    ret = vl_sqlite_collect(c->db, st, max_bytes, out, err);
+    ret = collect_page(c->db, st, nkeys, query->want_keys, max_bytes, out, err);
+    if (ret == 0 && query->backward)
+        reverse_page(out);
 out:
     vl_sqlq_free(q);
     vl_sqlq_release(c, st);

@@ -196,6 +196,45 @@ void vl_time_format_http(int64_t us, char out[40])
              h, mi, s);
 }
 
+static int month_of(const char *m)
+{
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    for (int i = 0; i < 12; i++)
+        if (!strncmp(m, months + 3 * i, 3))
+            return i + 1;
+    return 0;
+}
+
+int vl_time_parse_http(const char *s, int64_t *us)
+{
+    char wday[16], mon[4], zone[4];
+    int d, y, h, mi, sec, n = 0, m;
+    if (!s)
+        return -1;
+    /* IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", RFC 850 "Sunday,
+     * 06-Nov-94 08:49:37 GMT" and asctime "Sun Nov  6 08:49:37 1994" */
+    if (sscanf(s, "%15[A-Za-z], %2d %3s %4d %2d:%2d:%2d %3s%n", wday, &d, mon, &y, &h, &mi, &sec,
+               zone, &n) == 8 &&
+        !s[n] && !strcmp(zone, "GMT")) {
+    } else if (n = 0, sscanf(s, "%15[A-Za-z], %2d-%3s-%2d %2d:%2d:%2d %3s%n", wday, &d, mon, &y, &h,
+                             &mi, &sec, zone, &n) == 8 &&
+                          !s[n] && !strcmp(zone, "GMT")) {
+        y += y < 70 ? 2000 : 1900; /* two digits: 1970-2069 */
+    } else if (n = 0, sscanf(s, "%3s %3s %2d %2d:%2d:%2d %4d%n", wday, mon, &d, &h, &mi, &sec, &y,
+                             &n) == 7 &&
+                          !s[n]) {
+    } else {
+        return -1;
+    }
+    if (!(m = month_of(mon)) || y < 1 || d < 1 || d > (int)vl_time_days_in_month(y, (unsigned)m) ||
+        h > 23 || mi > 59 || sec > 60 || h < 0 || mi < 0 || sec < 0)
+        return -1;
+    *us =
+        ((vl_time_days_from_civil(y, (unsigned)m, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec) *
+         1000000);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------
  * Parsing
  * ---------------------------------------------------------------------- */

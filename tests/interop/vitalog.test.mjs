@@ -210,6 +210,6 @@ test('$ledger is a Parameters resource; an unknown operation says so', async () 
   for (const n of ['entry', 'entryHash', 'index', 'salt', 'bytes', 'inclusionProof', 'checkpoint']) {
     assert.ok(names.includes(n), `$ledger has ${n}`);
   }
-  await assert.rejects(client.operation({ name: 'everything', resourceType: 'Patient', id: 'x', method: 'GET' }),
+  await assert.rejects(client.operation({ name: 'nope', resourceType: 'Patient', id: 'x', method: 'GET' }),
     (e) => e.response.status === 404 && /unknown operation/.test(e.response.data.issue[0].diagnostics));
 });

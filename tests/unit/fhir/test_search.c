@@ -659,11 +659,19 @@ static void test_unknown_and_lenient(void **state)
     (void)state;
     vl_search_t s;
     fails("Observation", "foo=1", 0, 400, "not-supported");
-    fails("Observation", "_include=Observation:subject", 0, 400, "not-supported");
+    fails("Observation", "_include=*", 0, 400, "not-supported");
+    fails("Observation", "_include=Observation:code", 0, 400, "invalid");
+    fails("Observation", "_include=Patient:organization", 0, 400, "invalid");
+    fails("Observation", "_include:deep=Observation:subject", 0, 400, "not-supported");
+    fails("Patient", "_revinclude=Observation:performer:Organization", 0, 400, "invalid");
+    fails("Observation", "patient.organization.name=x", 0, 400, "not-supported");
+    fails("Patient", "_has:Observation:patient:_has:Observation:patient:code=x", 0, 400,
+          "not-supported");
+    fails("Patient", "_has:Nope:patient:code=x", 0, 400, "not-supported");
     fails("Patient", "code=1", 0, 400, "not-supported");
 
     vl_error_t err = VL_ERROR_INIT;
-    assert_int_equal(run("Observation", "foo=1&code=x&_has=y&bar:missing=true", 1, &s, &err), 0);
+    assert_int_equal(run("Observation", "foo=1&code=x&_tag=y&bar:missing=true", 1, &s, &err), 0);
     assert_int_equal(s.query.n, 1);
     assert_string_equal(s.self_query, "code=x"); /* skipped parameters are not echoed */
     vl_search_free(&s);

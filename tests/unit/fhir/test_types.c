@@ -147,24 +147,68 @@ static void test_capability(void **state)
 
     json_t *obs = find_resource(cs, "Observation");
     assert_non_null(obs);
-    assert_int_equal(json_array_size(json_object_get(obs, "interaction")), 8);
+    assert_int_equal(json_array_size(json_object_get(obs, "interaction")), 9); /* patch too */
     assert_string_equal(json_string_value(json_object_get(obs, "versioning")), "versioned");
     assert_true(json_is_true(json_object_get(obs, "readHistory")));
     assert_true(json_is_true(json_object_get(obs, "updateCreate")));
     assert_true(json_is_true(json_object_get(obs, "conditionalCreate")));
     assert_true(json_is_true(json_object_get(obs, "conditionalUpdate")));
     assert_string_equal(json_string_value(json_object_get(obs, "conditionalDelete")), "single");
-    /* the operation table: $ledger on versions, $ingest on Observation only;
-     * Bundles at the base */
+    /* the operation table (in its order): $ledger on versions, $lastn and
+     * $stats on Observation, $validate on every type, $ingest on
+     * Observation, each once (a GET
+     * and a POST row are one operation), the standard ones with their
+     * HL7 canonical; Bundles and $export at the base */
     {
         json_t *ops = json_object_get(obs, "operation");
         json_t *ri = json_object_get(rest, "interaction");
-        assert_int_equal(json_array_size(ops), 2);
-        assert_string_equal(json_string_value(json_object_get(json_array_get(ops, 0), "name")),
-                            "ledger");
-        assert_string_equal(json_string_value(json_object_get(json_array_get(ops, 1), "name")),
-                            "ingest");
-        assert_non_null(json_string_value(json_object_get(json_array_get(ops, 0), "definition")));
+        static const char *const want[][2] = {
+            {"ledger", "http://vitalog.local/fhir/OperationDefinition/ledger"},
+            {"lastn", "http://hl7.org/fhir/OperationDefinition/Observation-lastn"},
+            {"stats", "http://hl7.org/fhir/OperationDefinition/Observation-stats"},
+            {"validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+            {"ingest", "http://vitalog.local/fhir/OperationDefinition/ingest"},
+        };
+        json_t *pat = json_object_get(find_resource(cs, "Patient"), "operation"), *o;
+        json_t *sys = json_object_get(rest, "operation");
+        size_t k;
+        int everything = 0, export = 0;
+        assert_int_equal(json_array_size(ops), 5);
+        for (k = 0; k < 5; k++) {
+            assert_string_equal(json_string_value(json_object_get(json_array_get(ops, k), "name")),
+                                want[k][0]);
+            assert_string_equal(
+                json_string_value(json_object_get(json_array_get(ops, k), "definition")),
+                want[k][1]);
+        }
+        json_array_foreach (pat, k, o) {
+            const char *def = json_string_value(json_object_get(o, "definition"));
+            everything +=
+                !strcmp(def, "http://hl7.org/fhir/OperationDefinition/Patient-everything");
+            export += !strcmp(def, "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
+                                   "patient-export");
+        }
+        assert_int_equal(everything, 1);
+        assert_int_equal(export, 1);
+        assert_int_equal(json_array_size(sys), 1);
+        assert_string_equal(
+            json_string_value(json_object_get(json_array_get(sys, 0), "definition")),
+            "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export");
+        /* includes: the reference parameters, and those that may refer here */
+        {
+            json_t *inc = json_object_get(obs, "searchInclude");
+            json_t *rev = json_object_get(find_resource(cs, "Patient"), "searchRevInclude");
+            int subject = 0, device = 0, obs_subject = 0, obs_device = 0;
+            json_array_foreach (inc, k, o) {
+                subject += !strcmp(json_string_value(o), "Observation:subject");
+                device += !strcmp(json_string_value(o), "Observation:device");
+            }
+            json_array_foreach (rev, k, o) {
+                obs_subject += !strcmp(json_string_value(o), "Observation:subject");
+                obs_device += !strcmp(json_string_value(o), "Observation:device");
+            }
+            assert_true(subject == 1 && device == 1 && obs_subject == 1 && obs_device == 0);
+        }
         assert_int_equal(json_array_size(ri), 2);
         assert_string_equal(json_string_value(json_object_get(json_array_get(ri, 0), "code")),
                             "transaction");

@@ -64,6 +64,35 @@ static void test_format_http(void **state)
     assert_string_equal(out, "Wed, 31 Dec 1969 23:59:59 GMT");
 }
 
+static void test_parse_http(void **state)
+{
+    (void)state;
+    int64_t us = 0;
+    /* RFC 9110 5.6.7: the three forms of one instant */
+    assert_int_equal(vl_time_parse_http("Sun, 06 Nov 1994 08:49:37 GMT", &us), 0);
+    assert_true(us == 784111777 * S);
+    us = 0;
+    assert_int_equal(vl_time_parse_http("Sunday, 06-Nov-94 08:49:37 GMT", &us), 0);
+    assert_true(us == 784111777 * S);
+    us = 0;
+    assert_int_equal(vl_time_parse_http("Sun Nov  6 08:49:37 1994", &us), 0);
+    assert_true(us == 784111777 * S);
+    /* round trip with the formatter */
+    {
+        char out[40];
+        vl_time_format_http(1764633600 * S, out);
+        assert_int_equal(vl_time_parse_http(out, &us), 0);
+        assert_true(us == 1764633600 * S);
+    }
+    assert_int_equal(vl_time_parse_http("Sun, 06 Nov 1994 08:49:37 UTC", &us), -1);
+    assert_int_equal(vl_time_parse_http("Sun, 31 Feb 1994 08:49:37 GMT", &us), -1);
+    assert_int_equal(vl_time_parse_http("Sun, 06 Nov 1994 24:00:00 GMT", &us), -1);
+    assert_int_equal(vl_time_parse_http("Sun, 06 Foo 1994 08:49:37 GMT", &us), -1);
+    assert_int_equal(vl_time_parse_http("Sun, 06 Nov 1994 08:49:37 GMT trailing", &us), -1);
+    assert_int_equal(vl_time_parse_http("", &us), -1);
+    assert_int_equal(vl_time_parse_http(NULL, &us), -1);
+}
+
 static void test_now(void **state)
 {
     (void)state;
@@ -203,13 +232,10 @@ static void test_roundtrip_days(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_format),
-        cmocka_unit_test(test_format_http),
-        cmocka_unit_test(test_now),
-        cmocka_unit_test(test_partial_dates),
-        cmocka_unit_test(test_times),
-        cmocka_unit_test(test_invalid),
-        cmocka_unit_test(test_roundtrip_days),
+        cmocka_unit_test(test_format),        cmocka_unit_test(test_format_http),
+        cmocka_unit_test(test_parse_http),    cmocka_unit_test(test_now),
+        cmocka_unit_test(test_partial_dates), cmocka_unit_test(test_times),
+        cmocka_unit_test(test_invalid),       cmocka_unit_test(test_roundtrip_days),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
