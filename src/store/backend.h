@@ -179,6 +179,4 @@ typedef struct vl_backend_ops {
 /** The SQLite backend (DIR/vitalog.db). */
 extern const vl_backend_ops_t vl_backend_sqlite;
 
-
-
 #endif
