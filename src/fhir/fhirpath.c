@@ -930,7 +930,7 @@ static int parse_op(const json_t *param, size_t i, fp_op_t *op, vl_error_t *err)
     const json_t *parts = json_object_get(param, "part");
     const char *pname = json_string_value(json_object_get(param, "name"));
     const char *type = NULL;
-    char where[64];
+    char where[96]; /* "Parameters.parameter[i].part[j]" with any two size_t */
     memset(op, 0, sizeof *op);
     op->i = i;
     op->index = op->source = op->destination = -1;

@@ -78,10 +78,13 @@ static char *obs_json(const obs_t *o)
                  o->value, o->unit, o->unit);
     if (o->components)
         snprintf(comps, sizeof comps, ",\"component\":[%s]", o->components);
-    snprintf(text, sizeof text,
-             "{\"resourceType\":\"Observation\",\"id\":\"%s\",\"status\":\"%s\","
-             "\"code\":{\"coding\":[%s]},\"subject\":{\"reference\":\"Patient/%s\"}%s%s%s}",
-             o->id, o->status ? o->status : "final", o->codings, o->patient, when, value, comps);
+    if ((size_t)snprintf(text, sizeof text,
+                         "{\"resourceType\":\"Observation\",\"id\":\"%s\",\"status\":\"%s\","
+                         "\"code\":{\"coding\":[%s]},\"subject\":{\"reference\":\"Patient/%s\"}%s"
+                         "%s%s}",
+                         o->id, o->status ? o->status : "final", o->codings, o->patient, when,
+                         value, comps) >= sizeof text)
+        fail_msg("test Observation %s is too long", o->id);
     return text;
 }
 
@@ -328,9 +331,10 @@ static void lastn_bounds(void **state)
     for (int i = 0; i < 101; i++) {
         snprintf(ids[i], sizeof ids[i], "c%d", i);
         snprintf(codes[i], sizeof codes[i], "{\"system\":\"" LOINC "\",\"code\":\"9%04d-0\"}", i);
-        snprintf(bodies[i], sizeof bodies[i], "%s",
-                 obs_json(&(obs_t){ids[i], "p1", codes[i], "2024-01-01T00:00:00Z", i, "kg", NULL,
-                                   NULL}));
+        if ((size_t)snprintf(bodies[i], sizeof bodies[i], "%s",
+                             obs_json(&(obs_t){ids[i], "p1", codes[i], "2024-01-01T00:00:00Z", i,
+                                               "kg", NULL, NULL})) >= sizeof bodies[i])
+            fail_msg("test Observation %d is too long", i);
         obs_index(bodies[i], &ix[i]);
         puts[i] = tstore_put_of("Observation", ids[i], 0, VL_METHOD_POST, bodies[i], &ix[i]);
         memset(&units[i], 0, sizeof units[i]);
