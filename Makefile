@@ -10,7 +10,8 @@ TEST_JOBS ?= 2
 DATA ?= ./data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all deps build run test test-asan test-tsan bench bench-scale bench-ingest clean format \
+.PHONY: all deps build run test test-asan test-tsan bench bench-scale bench-ingest bench-clinical \
+	clean format \
 	format-check
 
 all: build
@@ -60,6 +61,11 @@ bench-scale: build
 # Wearable ingest: 1,000,000 readings over HTTP and a 1 GB export.xml (bench/ingest.sh).
 bench-ingest: build
 	bash bench/ingest.sh
+
+# $lastn, $stats, _include and a Bulk export on the 10,000,000-Observation
+# database of bench-scale (CLIN_DATA; bench/clinical.sh).
+bench-clinical: build
+	bash bench/clinical.sh
 
 # C sources in the style of .clang-format (src/fhir/search_params.c is
 # generated and left as the generator writes it).
