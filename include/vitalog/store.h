@@ -140,6 +140,12 @@ typedef struct vl_scope {
     const char *category_type;
     size_t n_categories;
     const vl_scope_code_t *categories;
+    /* and, when n_types > 0, only versions of these resource types (the
+     * types a JWT's SMART scopes let it read: what a request reads beyond
+     * the URL's own type, through _include, chains, $everything or a Bulk
+     * Data file, stays within them) */
+    size_t n_types;
+    const char *const *types;
 } vl_scope_t;
 
 /** The scope of the data directory's owner (tools, the server itself). */
@@ -155,6 +161,8 @@ static inline vl_scope_t vl_scope_everything(void)
                     0,
                     NULL,
                     NULL,
+                    NULL,
+                    0,
                     NULL,
                     0,
                     NULL};
@@ -850,12 +858,11 @@ int vl_store_export_patients(vl_store_t *store, vl_scope_t scope, const vl_expor
  * Each group is q's search (its other conditions, applied as
  * vl_store_search does: date_param conditions on the series' time) over
  * the group's series, newest first: by the end of its date_param time
- * (undated last), then by lastUpdated (later first), then by id
- * (ascending). The groups come in (patient, code, system) order, and a
- * version among the latest of several groups only in the first of them.
- * q's count, offset and sort are not read. INVALID without
- * q->series.code_param and date_param or with max outside 1..VL_LASTN_MAX;
- * TOO_COSTLY beyond VL_LASTN_GROUPS_MAX groups or VL_LASTN_RECORDS_MAX.
+ * (undated last), then by version (the later written first: later
+ * lastUpdated, then the later entry of one transaction). The groups come in (patient, code, system)
+ * order, and a version among the latest of several groups only in the first of them. q's count,
+ * offset and sort are not read. INVALID without q->series.code_param and date_param or with max
+ * outside 1..VL_LASTN_MAX; TOO_COSTLY beyond VL_LASTN_GROUPS_MAX groups or VL_LASTN_RECORDS_MAX.
  */
 int vl_store_lastn(vl_store_t *store, vl_scope_t scope, const vl_query_t *q, int max,
                    vl_records_t *out, vl_store_err_t *err) VL_WARN_UNUSED;

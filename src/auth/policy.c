@@ -288,6 +288,52 @@ static int grants(const char *s, size_t n, const char *type, char need, const ch
 }
 
 #define MAX_CATEGORIES 8
+#define MAX_READ_TYPES 32
+
+/* The types a JWT's scopes let it read (r or s, in a context that applies
+ * to it), for a scope that reaches beyond the URL's type (_include,
+ * chains, $everything, Bulk Data files): 0 with *n 0 when some scope
+ * grants every type ("*"), else the list. -1 when out of memory. */
+static int read_types(const vl_principal_t *who, vl_arena_t *arena, const char ***types, size_t *n)
+{
+    static const char *const contexts[] = {"patient", "user", "system"};
+    const char **list = vl_arena_alloc(arena, MAX_READ_TYPES * sizeof *list);
+    *types = NULL;
+    *n = 0;
+    if (!list)
+        return -1;
+    for (const char *p = who->scopes; *p;) {
+        size_t len = strcspn(p, " ");
+        const char *slash = memchr(p, '/', len),
+                   *dot = slash ? memchr(slash, '.', len - (size_t)(slash - p)) : NULL;
+        for (size_t k = 0; dot && k < 3; k++) {
+            vl_scope_code_t cat;
+            char type[65];
+            size_t tl = (size_t)(dot - slash - 1);
+            if ((k == 0 && !who->patient[0]) || tl == 0 || tl >= sizeof type)
+                continue;
+            memcpy(type, slash + 1, tl);
+            type[tl] = '\0';
+            if (!grants(p, len, type, 'r', contexts[k], &cat, arena) &&
+                !grants(p, len, type, 's', contexts[k], &cat, arena))
+                continue;
+            if (!strcmp(type, "*"))
+                return 0; /* every type */
+            if (*n < MAX_READ_TYPES) {
+                size_t i;
+                for (i = 0; i < *n && strcmp(list[i], type) != 0; i++)
+                    ;
+                if (i == *n && !(list[(*n)++] = vl_arena_strdup(arena, type)))
+                    return -1;
+            }
+        }
+        p += len;
+        while (*p == ' ')
+            p++;
+    }
+    *types = list;
+    return 0;
+}
 
 /* The scopes of a JWT allow `what`? patient/ scopes count for a request
  * on the launch patient's (or the patient's own) data; user/ and system/
@@ -468,6 +514,13 @@ static int authorize(void *ctx, const vl_principal_t *who, const vl_access_t *wh
         scope->category_type = "Observation";
         scope->categories = copy;
         scope->n_categories = n_cats;
+    }
+    if (who->role != VL_ROLE_ANONYMOUS && who->scoped &&
+        (needed(what) == 'r' || needed(what) == 's')) {
+        const char **types;
+        if (read_types(who, arena, &types, &scope->n_types) < 0)
+            return vl_error_set(err, 500, "exception", NULL, "out of memory");
+        scope->types = types;
     }
     return 0;
 }

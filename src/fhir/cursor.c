@@ -10,8 +10,13 @@
  *    sealed with a MAC (BLAKE2b-128, libsodium's crypto_generichash keyed
  *    with the server's cursor key), and the MAC also covers the canonical
  *    query of the search, so a cursor of one search cannot page another
- *    (a patient's cursor replayed on a wider query, say). The state is not
- *    secret: it holds positions and sequence numbers, never PHI.
+ *    (a patient's cursor replayed on a wider query, say), and the caller
+ *    and what its access rests on (vl_cursor_bind_caller): a link followed
+ *    by someone else, or after a Consent changed, is refused, so a total
+ *    counted in one scope is never shown in another. The state is not
+ *    encrypted: it holds positions, sequence numbers and the values of the
+ *    page's sort keys at its first or last row, which the caller was
+ *    shown.
  *
  * 2. The key is derived from DIR/ingest.key (crypto_kdf, context
  *    "vlcursor"), so cursors stay valid across restarts of one server; a
@@ -46,6 +51,13 @@ static void mac(const vl_fhir_t *f, const char *bind, const void *state, size_t 
     crypto_generichash_update(&h, &nul, 1);
     crypto_generichash_update(&h, state, len);
     crypto_generichash_final(&h, out, MAC_LEN);
+}
+
+void vl_cursor_bind_caller(vl_buf_t *b, const vl_fhir_exchange_t *x)
+{
+    vl_buf_printf(b, "\n%d\n%s\n%s\n%s\n%s\n%s", (int)x->who.role, x->who.subject,
+                  x->who.organization, x->who.patient, x->who.scoped ? x->who.scopes : "",
+                  x->scope.basis ? x->scope.basis : "");
 }
 
 int vl_cursor_seal(const vl_fhir_t *f, const char *bind, const void *state, size_t len,

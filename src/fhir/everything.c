@@ -265,8 +265,7 @@ static void bind_text(vl_buf_t *b, const vl_fhir_exchange_t *x, const ev_params_
         vl_buf_printf(b, "%s%s", i ? "," : "", p->types[i]);
     vl_buf_printf(b, "\n%d\n%d %lld %lld\n", p->count, p->has_period, (long long)p->lo,
                   (long long)p->hi);
-    vl_buf_printf(b, "%d\n%s\n%s\n%s\n%s", (int)x->who.role, x->who.subject, x->who.organization,
-                  x->who.patient, x->who.scoped ? x->who.scopes : "");
+    vl_cursor_bind_caller(b, x);
 }
 
 /* ------------------------------------------------------------------------

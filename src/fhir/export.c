@@ -67,7 +67,8 @@
  *    that patient discloses nothing.
  *
  * 6. Limits: at most OWNER_MAX jobs counting per caller and RUNNING_MAX
- *    in all, and KEPT_MAX jobs kept (429 with Retry-After beyond); a
+ *    in all, and KEPT_MAX jobs kept, OWNER_KEPT_MAX of them per caller
+ *    (429 with Retry-After beyond: one caller cannot lock others out); a
  *    finished job expires EXPIRE_US after it finished (404 afterwards),
  *    a cancelled one at once. Jobs live in memory: a restart forgets
  *    them (their status and files are 404; start a new export).
@@ -86,6 +87,7 @@
 #define OWNER_MAX 4                     /* jobs counting per caller */
 #define RUNNING_MAX 16                  /* jobs counting in all */
 #define KEPT_MAX 256                    /* jobs kept (counting or finished) */
+#define OWNER_KEPT_MAX 16               /* jobs kept per caller: one caller cannot fill KEPT_MAX */
 #define EXPIRE_US (3600LL * 1000000)    /* a finished job's life */
 #define COUNT_RANGE 65536               /* sequence numbers counted between two looks at cancel */
 #define PAGE_ROWS 1000                  /* records per store read of a file */
@@ -543,18 +545,25 @@ static int job_new(vl_fhir_exchange_t *x, const kickoff_t *k, int patient_level,
  * (429, 503) when it cannot: j is then freed. */
 static int job_start(job_t *j, vl_error_t *err)
 {
-    size_t mine = 0, running = 0, kept = 0;
+    size_t mine = 0, mine_kept = 0, running = 0, kept = 0;
     int rc = 0;
     pthread_mutex_lock(&reg.mu);
     for (const job_t *o = reg.jobs; o; o = o->next) {
+        int own = o->f == j->f && o->role == j->role && !strcmp(o->subject, j->subject) &&
+                  !strcmp(o->token_id, j->token_id);
         kept++;
+        mine_kept += own;
         if (o->state == JOB_COUNTING) {
             running++;
-            mine += o->f == j->f && o->role == j->role && !strcmp(o->subject, j->subject) &&
-                    !strcmp(o->token_id, j->token_id);
+            mine += own;
         }
     }
-    if (mine >= OWNER_MAX)
+    if (mine_kept >= OWNER_KEPT_MAX)
+        rc = vl_error_set(err, 429, "throttled", NULL,
+                          "this caller keeps %d export jobs already; DELETE finished ones (or "
+                          "wait for them to expire) and retry",
+                          OWNER_KEPT_MAX);
+    else if (mine >= OWNER_MAX)
         rc = vl_error_set(err, 429, "throttled", NULL,
                           "%d export jobs of this caller are running already; retry later",
                           OWNER_MAX);

@@ -62,6 +62,12 @@ void vl_cursor_key_init(vl_fhir_t *f);
  *  "vitalog cursor 1" || bind || NUL || state. 0, or -1 (out of memory). */
 int vl_cursor_seal(const vl_fhir_t *f, const char *bind, const void *state, size_t len,
                    vl_buf_t *out);
+/** Appends to `b` who the caller of `x` is and what its access rests on
+ *  (role, subject, organization, patient, SMART scopes, the Consents of
+ *  its scope): bound into a cursor, it opens only for the same caller
+ *  with the same access, so a link neither widens another caller's search
+ *  nor carries a total counted in another scope. */
+void vl_cursor_bind_caller(vl_buf_t *b, const vl_fhir_exchange_t *x);
 /** Opens a cursor: 0 with its state in `buf` (at most `cap` bytes) and
  *  its length in *len; -1 when the text is malformed, was changed, or was
  *  sealed for another search or by another key. Constant-time MAC check. */
@@ -104,6 +110,8 @@ struct vl_fhir_exchange {
     vl_disclosure_t *disclosed; /* the patients whose data the answer holds */
     int disclose_failed;        /* noting one failed: the answer must not leave */
     int audited;                /* the AuditEvents were written (or tried) */
+    int disclose_errors;        /* an error answer discloses too (PATCH: a failed `test` or
+                                   path shows the current content): accounted all the same */
 };
 
 /** Submits x->unit (apply/arg set by the caller); `finish` builds the

@@ -747,7 +747,7 @@ int vl_fhir_handle(vl_fhir_t *f, const vl_fhir_request_t *req, vl_fhir_notify_fn
     if (rc == 1 || rc == 2)
         return rc;
     /* the accounting of disclosures: the answer leaves only once recorded */
-    if (res->status < 400 && vl_audit_needed(x))
+    if ((res->status < 400 || x->disclose_errors) && vl_audit_needed(x))
         return vl_audit_submit(x, res);
 done:
     /* outside /fhir every JSON answer, errors included, is plain JSON */
@@ -820,7 +820,7 @@ void vl_fhir_resume(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
         vl_x_fail(res, 500, "exception", "no answer");
     /* an answer that was pending for its writes (a Bundle's GET entries)
      * is accounted for here, waiting for the commit */
-    if (!x->audited && res->status < 400 && vl_audit_needed(x))
+    if (!x->audited && (res->status < 400 || x->disclose_errors) && vl_audit_needed(x))
         vl_audit_run(x, res);
 }
 

@@ -761,6 +761,18 @@ static void finish_patch(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
     vl_write_answer(x, &p->w, res);
 }
 
+/* Whether a JSON Patch holds a `test` operation. */
+static int has_test(const json_t *ops)
+{
+    size_t i;
+    const json_t *op;
+    json_array_foreach (ops, i, op)
+        if (vl_json_is_string(json_object_get(op, "op")) &&
+            !strcmp(json_string_value(json_object_get(op, "op")), "test"))
+            return 1;
+    return 0;
+}
+
 /* A PATCH answers with the patched resource, and its `test` operations
  * reveal the current content even with return=minimal: besides the write
  * (x->scope, which the policy gave for "patch" as for an update), the
@@ -859,6 +871,15 @@ int vl_h_patch(vl_fhir_exchange_t *x, vl_fhir_response_t *res)
     if (may_read(x, res) < 0) {
         vl_record_free(&rec);
         return 0;
+    }
+    /* a JSON Patch with `test` operations asks about the current content:
+     * whatever the outcome (a failed test is a 422), the answer tells the
+     * caller about this version, a disclosure accounted even when the
+     * answer is an error. (A successful PATCH is accounted through the
+     * representation it returns, finish_patch.) */
+    if (!rec.deleted && kind == PATCH_JSON && has_test(doc)) {
+        vl_x_disclose(x, &rec);
+        x->disclose_errors = 1;
     }
     version = rec.version;
     if (rec.deleted) {

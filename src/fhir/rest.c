@@ -419,13 +419,14 @@ static uint64_t get64(const unsigned char *b)
     return v;
 }
 
-/* What a cursor is bound to: the search, its page size (note 1 of
- * cursor.c). */
+/* What a cursor is bound to: the search, its page size and the caller
+ * with its access (note 1 of cursor.c). */
 static char *cursor_bind(const vl_fhir_exchange_t *x, const vl_search_t *s)
 {
     vl_buf_t b = VL_BUF_INIT(0);
     vl_buf_printf(&b, "%s?%s&_count=%d", x->type->name, s->self_query ? s->self_query : "",
                   s->query.count);
+    vl_cursor_bind_caller(&b, x);
     return vl_buf_take(&b, NULL);
 }
 
@@ -507,10 +508,12 @@ static int seen_has(const seen_t *s, const char *ref)
     return 0;
 }
 
+/* Adds "type/id" (or `type` alone when id is NULL) unless it is there:
+ * 1 added, 0 there already, -1 out of memory. */
 static int seen_add(seen_t *s, const char *type, const char *id)
 {
-    char ref[140];
-    snprintf(ref, sizeof ref, "%s/%s", type, id);
+    char ref[1040];
+    snprintf(ref, sizeof ref, id ? "%s/%s" : "%s", type, id ? id : "");
     if (seen_has(s, ref))
         return 0;
     if (vl_grow(&s->refs, &s->cap, s->n + 1, sizeof *s->refs) < 0 || !(s->refs[s->n] = strdup(ref)))
@@ -530,6 +533,7 @@ typedef struct includer {
     vl_fhir_exchange_t *x;
     vl_store_txn_t *txn;
     seen_t seen;
+    seen_t handled; /* the current _include's references met so far (prescan) */
     vl_records_t *out;
     int truncated;
     vl_store_err_t serr;
@@ -552,6 +556,29 @@ static int include_append(includer_t *in, vl_record_t *rec)
 
 /* _include: the resources `spec` names in `rec`, each read in the
  * request's scope like a direct read (outside it: absent). */
+/* Whether every "reference" string of a stored body is one the current
+ * _include met already (in->handled): then its parameter's references,
+ * which are among them, add nothing, and the body need not be parsed. A
+ * page of one patient's readings parses its first body only. A string
+ * with an escape, or not yet met, needs the parse. */
+static int nothing_new(const includer_t *in, const vl_record_t *rec)
+{
+    static const char key[] = "\"reference\":\"";
+    const char *p = rec->body, *end = rec->body + rec->body_len;
+    while ((p = memmem(p, (size_t)(end - p), key, sizeof key - 1)) != NULL) {
+        const char *v = p + sizeof key - 1, *q = memchr(v, '"', (size_t)(end - v));
+        char ref[140];
+        if (!q || memchr(v, '\\', (size_t)(q - v)) || (size_t)(q - v) >= sizeof ref)
+            return 0;
+        memcpy(ref, v, (size_t)(q - v));
+        ref[q - v] = '\0';
+        if (!seen_has(&in->handled, ref))
+            return 0;
+        p = q;
+    }
+    return 1;
+}
+
 static int include_forward(includer_t *in, const vl_search_include_t *spec, const vl_record_t *rec)
 {
     vl_fhir_exchange_t *x = in->x;
@@ -560,7 +587,7 @@ static int include_forward(includer_t *in, const vl_search_include_t *spec, cons
     vl_index_t ix;
     json_t *res;
     int rc = 0;
-    if (!t || !rec->body || strcmp(rec->type, spec->source) != 0)
+    if (!t || !rec->body || strcmp(rec->type, spec->source) != 0 || nothing_new(in, rec))
         return 0;
     if (!(res = vl_json_parse(rec->body, rec->body_len, NULL, &err))) {
         vl_error_clear(&err);
@@ -576,6 +603,10 @@ static int include_forward(includer_t *in, const vl_search_include_t *spec, cons
         vl_store_err_t serr = VL_STORE_ERR_INIT;
         const vl_fhir_type_t *tt;
         int r;
+        if (ref && !seen_has(&in->handled, ref) && seen_add(&in->handled, ref, NULL) < 0) {
+            rc = -1;
+            break;
+        }
         if (!slash || strchr(slash + 1, '/') || (size_t)(slash - ref) >= sizeof type ||
             strstr(ref, "://"))
             continue; /* another server's resource, or not "Type/id" */
@@ -611,7 +642,7 @@ static int include_forward(includer_t *in, const vl_search_include_t *spec, cons
 /* _revinclude: the resources of spec->source that refer to any of `from`
  * (of type `type`) by spec's parameter, searched in the request's scope. */
 static int include_reverse(includer_t *in, const vl_search_include_t *spec, const char *type,
-                           vl_record_t *const *from, size_t n)
+                           const vl_record_t *const *from, size_t n)
 {
     vl_fhir_exchange_t *x = in->x;
     vl_query_cond_t cond;
@@ -674,61 +705,68 @@ static int include_reverse(includer_t *in, const vl_search_include_t *spec, cons
     return rc;
 }
 
+/* Item i of what an :iterate pass applies to: the matches, then what the
+ * first pass included (out->items moves as includes are appended: items
+ * are taken by index, afresh for every use). */
+static const vl_record_t *item_at(const vl_records_t *list, const vl_records_t *out, size_t i)
+{
+    return i < list->n ? &list->items[i] : &out->items[i - list->n];
+}
+
 /* Applies the includes of `s` to the page `list` into `out`: first the
- * plain ones to the matches, then the :iterate ones to the matches and to
- * what was included (one level). */
+ * plain ones to the matches, then each :iterate one to the matches and to
+ * what the first pass included (one level: not to what an :iterate
+ * include adds). */
 static int add_includes(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const vl_search_t *s,
                         const vl_records_t *list, vl_records_t *out, int *truncated,
                         vl_store_err_t *serr)
 {
-    includer_t in = {x, txn, {NULL, 0, 0}, out, 0, VL_STORE_ERR_INIT};
-    vl_record_t **from = NULL;
-    size_t cap = 0;
+    includer_t in = {x, txn, {NULL, 0, 0}, {NULL, 0, 0}, out, 0, VL_STORE_ERR_INIT};
+    const vl_record_t **of = NULL;
+    size_t first_level = 0;
     int rc = 0;
     memset(out, 0, sizeof *out);
     for (size_t i = 0; i < list->n && rc == 0; i++)
         rc = seen_add(&in.seen, list->items[i].type, list->items[i].id) < 0 ? -1 : 0;
     for (int pass = 0; pass < 2 && rc == 0; pass++) {
-        /* what the pass applies to: the matches, then matches + included */
-        size_t n_from = list->n + (pass ? out->n : 0), k = 0;
-        if (vl_grow(&from, &cap, n_from + 1, sizeof *from) < 0) {
-            rc = -1;
-            break;
-        }
-        for (size_t i = 0; i < list->n; i++)
-            from[k++] = &list->items[i];
-        for (size_t i = 0; pass && i < out->n; i++)
-            from[k++] = &out->items[i];
-        for (size_t j = 0; j < s->n_includes && rc == 0; j++) {
+        if (pass == 1)
+            first_level = out->n; /* fixed: what pass 0 included */
+        for (size_t j = 0; j < s->n_includes && rc == 0 && !in.truncated; j++) {
             const vl_search_include_t *spec = &s->includes[j];
+            size_t n_from = list->n + (pass ? first_level : 0);
             if (spec->iterate != pass)
                 continue;
-            if (spec->rev) {
-                /* grouped by type: a reverse include reads each type once */
-                for (const vl_fhir_type_t *t = vl_fhir_types; t->name && rc == 0; t++) {
-                    vl_record_t **of = calloc(k ? k : 1, sizeof *of);
-                    size_t m = 0;
-                    if (!of) {
-                        rc = -1;
-                        break;
-                    }
-                    for (size_t i = 0; i < k; i++)
-                        if (!strcmp(from[i]->type, t->name) && from[i]->body)
-                            of[m++] = from[i];
-                    rc = include_reverse(&in, spec, t->name, of, m);
-                    free(of);
+            seen_free(&in.handled); /* met references are per _include */
+            memset(&in.handled, 0, sizeof in.handled);
+            if (!spec->rev) {
+                for (size_t i = 0; i < n_from && rc == 0 && !in.truncated; i++) {
+                    /* a copy: appending may move out->items under it */
+                    vl_record_t rec = *item_at(list, out, i);
+                    rc = include_forward(&in, spec, &rec);
                 }
-            } else {
-                for (size_t i = 0; i < k && rc == 0 && !in.truncated; i++)
-                    rc = include_forward(&in, spec, from[i]);
+                continue;
             }
-            /* out->items may have moved: rebuild `from` next pass */
-            if (pass)
-                break;
+            /* grouped by type: a reverse include reads each type once; the
+             * pointers are taken after the previous type's appends */
+            for (const vl_fhir_type_t *t = vl_fhir_types; t->name && rc == 0; t++) {
+                size_t m = 0;
+                free(of);
+                if (!(of = calloc(n_from ? n_from : 1, sizeof *of))) {
+                    rc = -1;
+                    break;
+                }
+                for (size_t i = 0; i < n_from; i++) {
+                    const vl_record_t *r = item_at(list, out, i);
+                    if (!strcmp(r->type, t->name) && r->body)
+                        of[m++] = r;
+                }
+                rc = include_reverse(&in, spec, t->name, of, m);
+            }
         }
     }
-    free(from);
+    free(of);
     seen_free(&in.seen);
+    seen_free(&in.handled);
     *truncated = in.truncated;
     *serr = in.serr;
     if (rc < 0) {
@@ -786,8 +824,9 @@ static int do_search(vl_fhir_exchange_t *x, vl_store_txn_t *txn, const vl_params
         }
         if (cursor_parse(x, bind, search.cursor, cbuf, &cur) < 0) {
             rc = vl_x_fail(res, 400, "invalid",
-                           "_cursor is not a cursor of this search (changed, or made for other "
-                           "parameters or another _count): start again from the search");
+                           "_cursor is not a cursor of this search (changed, made for other "
+                           "parameters, another _count or another caller, or the caller's access "
+                           "changed since): start again from the search");
             goto done;
         }
         q.as_of = cur.as_of;

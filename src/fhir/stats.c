@@ -26,7 +26,7 @@
  *    deduplication are the store's (store.h): a group is (patient, coding
  *    of Observation.code), an Observation with several codings is a
  *    member of each, its `max` newest by the end of effective[x], then
- *    lastUpdated (later first), then id; entries by patient, code, newest
+ *    the later written version first; entries by patient, code, newest
  *    first, undated last, each Observation once. R4 groups translations
  *    of one code transitively into one group; vitalog does not (a group is
  *    one coding), which gives each coding's latest and is documented. The

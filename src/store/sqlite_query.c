@@ -303,6 +303,17 @@ void vl_sqlq_scope(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col)
         return;
     if (scope.n_categories && scope.categories && scope.category_type)
         categories_sql(q, scope, seq_col);
+    if (scope.n_types && scope.types) {
+        sqlite3_str_appendall(q->sql, " AND ");
+        type_expr(q);
+        sqlite3_str_appendall(q->sql, " IN (");
+        for (size_t i = 0; i < scope.n_types; i++) {
+            if (i)
+                sqlite3_str_appendall(q->sql, ", ");
+            vl_sqlq_text(q, scope.types[i]);
+        }
+        sqlite3_str_appendall(q->sql, ")");
+    }
     if (scope.flags & VL_SCOPE_ALL)
         return;
     sqlite3_str_appendall(q->sql, " AND (");
@@ -429,6 +440,8 @@ int vl_sqlq_prepare(vl_sqlq_t *q, sqlite3_stmt **st, vl_store_err_t *err)
         return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
     }
     rc = cached_prepare(q->conn, sql, st);
+    if (rc == SQLITE_OK && getenv("VL_DEBUG_SQL")) /* every statement, bound values after it */
+        fprintf(stderr, "%s\n", sqlite3_expanded_sql(*st) ? sqlite3_expanded_sql(*st) : sql);
     sqlite3_free(sql);
     if (rc != SQLITE_OK) {
         if (rc == SQLITE_ERROR && strstr(sqlite3_errmsg(q->db), "too"))
@@ -445,6 +458,11 @@ int vl_sqlq_prepare(vl_sqlq_t *q, sqlite3_stmt **st, vl_store_err_t *err)
             *st = NULL;
             return vl_sqlite_error(err, q->db, "binding a search");
         }
+    }
+    if (getenv("VL_DEBUG_SQL")) { /* every statement with its values, for reading plans */
+        char *text = sqlite3_expanded_sql(*st);
+        fprintf(stderr, "%s;\n", text ? text : "");
+        sqlite3_free(text);
     }
     return 0;
 }
@@ -771,6 +789,19 @@ static void sub_sql(vl_sqlq_t *q, const vl_query_cond_t *c, const char *seq, vl_
     q->type = outer;
 }
 
+/* Whether every value of condition c fixes every key column of its index
+ * but the version (a token with its system and code, a reference): then
+ * "the version has such a row" is one primary-key lookup per value. */
+static int probes(const vl_query_cond_t *c)
+{
+    if (c->kind != VL_INDEX_TOKEN && c->kind != VL_INDEX_REFERENCE)
+        return 0;
+    for (size_t i = 0; i < c->n; i++)
+        if (!c->values[i].text || (c->kind == VL_INDEX_TOKEN && !c->values[i].system))
+            return 0;
+    return c->n > 0 && c->n <= 8;
+}
+
 /* One condition as a boolean expression on the version `seq` (no leading
  * AND): the version has (or, negated / :missing=true, has not) a row of
  * the parameter matching one of the values. */
@@ -807,6 +838,17 @@ static void cond_sql(vl_sqlq_t *q, const vl_query_cond_t *c, const char *seq, vl
         if (c->ref_type && c->kind == VL_INDEX_REFERENCE)
             ref_type_sql(q, c->ref_type);
         sqlite3_str_appendall(q->sql, ")");
+        return;
+    }
+    if (!c->negate && probes(c)) {
+        /* a key lookup per candidate version, instead of collecting every
+         * matching row of the index first (which, for a common category
+         * or code, is millions of rows for a page of a few) */
+        sqlite3_str_appendf(q->sql, "EXISTS (SELECT 1 FROM %s x WHERE x.pid ", tables[c->kind]);
+        cond_pids(q, c);
+        sqlite3_str_appendall(q->sql, " AND ");
+        or_values(q, "x", c, 0, c->n);
+        sqlite3_str_appendf(q->sql, " AND x.seq = %s)", seq);
         return;
     }
     sqlite3_str_appendf(q->sql, "%s %s (SELECT x.seq FROM %s x WHERE x.pid ", seq,
@@ -1351,10 +1393,12 @@ static int collect_page(sqlite3 *db, sqlite3_stmt *st, size_t nkeys, int want_ke
     if (!want_keys)
         return vl_sqlite_collect(db, st, max_bytes, out, err);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t *lens;
         if (vl_grow(&out->items, &out->cap, out->n + 1, sizeof *out->items) < 0 ||
             vl_grow(&out->keys, &cap_keys, out->n + 1, sizeof *out->keys) < 0 ||
-            !(out->key_lens = realloc(out->key_lens, cap_keys * sizeof *out->key_lens)))
+            !(lens = realloc(out->key_lens, cap_keys * sizeof *out->key_lens)))
             return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
+        out->key_lens = lens;
         out->keys[out->n] = NULL;
         if (vl_sqlite_row_to_record(st, &out->items[out->n]) < 0)
             return vl_store_fail(err, VL_STORE_FAILED, "out of memory");

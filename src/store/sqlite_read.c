@@ -129,11 +129,11 @@ static int read_one(vl_bconn_t *c, vl_scope_t scope, const char *type, const cha
                     int64_t version, vl_record_t *out, vl_store_err_t *err)
 {
     sqlite3_stmt *st;
-    int rc, cached = (scope.flags & VL_SCOPE_ALL) != 0 && !scope.n_categories;
+    int rc, cached = (scope.flags & VL_SCOPE_ALL) != 0 && !scope.n_categories && !scope.n_types;
     /* one patient's compartment (a patient's own reads): cached statements
      * too, with the patient bound */
     int one_patient = !cached && scope.n_patients == 1 && scope.patients && !scope.n_rules &&
-                      !scope.n_refs && !scope.n_categories;
+                      !scope.n_refs && !scope.n_categories && !scope.n_types;
 #define ONE_PATIENT                                                                                \
     " AND (EXISTS (SELECT 1 FROM version_patient vp WHERE vp.seq = v.seq AND vp.patient = ?4)"     \
     " OR (?5 AND NOT EXISTS (SELECT 1 FROM version_patient vp WHERE vp.seq = v.seq)))"

@@ -36,11 +36,16 @@
  *    single record.
  *
  * 3. $lastn pages. Each group is vl_sqlite_search() of q with the group as
- *    its series and the sort (date_param descending, _lastUpdated
- *    descending, _id ascending), count = max: the series read backwards
- *    from its latest key (undated rows, hi = VL_SERIES_UNDATED, come
- *    last), ties on the time decided by the version's lastUpdated (later
- *    first) and then by id, so the order is total and repeatable. The
+ *    its series and the sort date_param descending, count = max: the
+ *    series read backwards from its latest key (undated rows, hi =
+ *    VL_SERIES_UNDATED, come last), ties on the time decided by the
+ *    version, the one written later first (versions are numbered in
+ *    commit order, so this is the later lastUpdated first, and within one
+ *    transaction the later entry), so the order is total and repeatable
+ *    and a group's page is an index read of `max` rows. (A sort on
+ *    _lastUpdated and _id after the time made SQLite read and sort the
+ *    whole series: 5 ms for a patient's vital signs on the 10,000,000
+ *    database, against 0.3 ms.) The
  *    search applies the scope, the other conditions (date_param ones on the
  *    series' time) and the current-version check, exactly as a search.
  *    Groups are sorted by (patient, code, system URI) and their pages
@@ -542,7 +547,22 @@ static int lastn_groups(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *q, in
         return 0; /* no series rows at all */
     if (direct_codes(q, &codes, &n_codes) < 0)
         return vl_store_fail(err, VL_STORE_FAILED, "out of memory");
-    if (q->series.patient) {
+    if (q->series.patient && !(scope.flags & VL_SCOPE_ALL)) {
+        /* a patient outside the scope's patients has no group the caller
+         * may know of: not even how many (a too-costly refusal would say) */
+        char **pats = NULL;
+        size_t n = 0;
+        int mine = 0;
+        ret = scope_patients(scope, &pats, &n, err);
+        for (size_t i = 0; i < n; i++) {
+            mine |= !strcmp(pats[i], q->series.patient);
+            free(pats[i]);
+        }
+        free(pats);
+        if (ret == 0 && mine)
+            ret = patient_groups(c, pid, q->series.patient, n_codes, codes, lastn_keep, q,
+                                 VL_LASTN_SEEKS_MAX, max_groups, g, err);
+    } else if (q->series.patient) {
         ret = patient_groups(c, pid, q->series.patient, n_codes, codes, lastn_keep, q,
                              VL_LASTN_SEEKS_MAX, max_groups, g, err);
     } else if (!(scope.flags & VL_SCOPE_ALL)) {
@@ -654,10 +674,11 @@ static int lastn_group(vl_bconn_t *c, vl_scope_t scope, const vl_query_t *q, int
     g.series.patient = grp->patient;
     g.series.system = grp->system;
     g.series.code = grp->code;
-    g.n_sort = 3;
+    /* the series' own key order read backwards: time, then the version
+     * (written later first: seq follows lastUpdated); no sort step, so a
+     * group's page reads `max` rows, not the whole series */
+    g.n_sort = 1;
     g.sort[0] = (vl_query_sort_t){q->series.date_param, 1};
-    g.sort[1] = (vl_query_sort_t){"_lastUpdated", 1};
-    g.sort[2] = (vl_query_sort_t){"_id", 0};
     g.count = max;
     g.offset = 0;
     if (vl_sqlite_search(c, scope, &g, VL_TOTAL_NONE, 0, &got, err) < 0)

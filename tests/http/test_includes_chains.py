@@ -449,3 +449,34 @@ def test_chains_and_has_reveal_nothing_of_unconsented_patients(world):
     assert ids(m) == [w.pB], f"clinic 2 reads B's Patient and oA3: B matches: {m}"
     m, _, _ = search(w.srv, f"/fhir/Patient?_id={w.pB}&_has:Observation:performer:code=9279-1", w.clinic1)
     assert m == [], f"clinic 1 may not read B's Patient: {m}"
+
+
+def test_iterate_includes_over_many_included_resources(world):
+    """Many first-level includes, and two :iterate includes over them: each
+    iterate include applies (none is dropped), each resource once. (A page
+    whose includes outgrow the list they are kept in must not read stale
+    entries: run under ASan this was a use-after-free.)"""
+    srv, uid = world.srv, uuid.uuid4().hex[:6]
+    n = 20
+    res = []
+    for i in range(n):
+        org, doc, pat = f"io{uid}{i}", f"ip{uid}{i}", f"it{uid}{i}"
+        res += [{"resourceType": "Organization", "id": org, "name": f"Org {i}"},
+                {"resourceType": "Practitioner", "id": doc},
+                {"resourceType": "Patient", "id": pat,
+                 "managingOrganization": {"reference": f"Organization/{org}"},
+                 "generalPractitioner": [{"reference": f"Practitioner/{doc}"}]},
+                {"resourceType": "Observation", "id": f"iq{uid}{i}", "status": "final",
+                 "code": {"coding": [{"system": "http://example.org/iter", "code": uid}]},
+                 "subject": {"reference": f"Patient/{pat}"}}]
+    bundle = {"resourceType": "Bundle", "type": "transaction",
+              "entry": [{"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+                        for r in res]}
+    assert call(srv, "POST", "/fhir", body=bundle).status == 200
+    m, inc, _ = search(srv, f"/fhir/Observation?code=http://example.org/iter%7C{uid}&_count=50"
+                            "&_include=Observation:subject&_include:iterate=Patient:organization"
+                            "&_include:iterate=Patient:general-practitioner")
+    assert len(m) == n
+    kinds = sorted(r.split("/")[0] for r in inc)
+    assert kinds.count("Patient") == n and kinds.count("Organization") == n, kinds
+    assert kinds.count("Practitioner") == n, f"the second :iterate include was dropped: {kinds}"

@@ -163,3 +163,42 @@ def test_a_granular_scope_narrows_the_data(jwt_server, data):
     assert call(jwt_server, "GET", f"/fhir/Observation/{ids['laboratory']}", tok).status == 404
     # the patient itself is not covered by an Observation scope
     assert call(jwt_server, "GET", "/fhir/Patient/j1", tok).status == 403
+
+
+def test_type_scopes_hold_beyond_the_url_type(jwt_server, data):
+    """A token whose SMART scopes name Observation only reads no other type
+    through what a request reads beyond its URL's type: _include,
+    _revinclude, chains, $everything."""
+    admin = jwt_server.admin_token
+    body = {"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+            "subject": {"reference": "Patient/j1"}, "effectiveDateTime": "2024-05-07T10:00:00Z",
+            "valueQuantity": {"value": 71, "unit": "/min", "system": "http://unitsofmeasure.org",
+                              "code": "/min"}}
+    r = call(jwt_server, "POST", "/fhir/Observation", admin, body)
+    assert r.status == 201, r.body
+    obs_only = token(jwt_server, claims(fhirUser="Patient/j1", scope="patient/Observation.rs"))
+    both = token(jwt_server, claims(fhirUser="Patient/j1",
+                                    scope="patient/Observation.rs patient/Patient.rs"))
+    q = "/fhir/Observation?patient=Patient/j1&_include=Observation:subject"
+    for tok, patient_shown in ((obs_only, False), (both, True)):
+        r = call(jwt_server, "GET", q, tok)
+        assert r.status == 200, r.body
+        types = {e["resource"]["resourceType"] for e in json.loads(r.body).get("entry", [])}
+        assert "Observation" in types
+        assert ("Patient" in types) == patient_shown, types
+    # a Patient search with _revinclude needs Patient: refused for obs_only;
+    # with both, the Observations come along
+    assert call(jwt_server, "GET", "/fhir/Patient?_revinclude=Observation:subject", obs_only).status == 403
+    r = call(jwt_server, "GET", "/fhir/Patient?_id=j1&_revinclude=Observation:subject", both)
+    assert {e["resource"]["resourceType"] for e in json.loads(r.body)["entry"]} == {"Patient", "Observation"}
+    # a Patient scope alone: $everything holds the Patient, not its Observations
+    pat_only = token(jwt_server, claims(fhirUser="Patient/j1", scope="patient/Patient.rs"))
+    r = call(jwt_server, "GET", "/fhir/Patient/j1/$everything", pat_only)
+    assert r.status == 200, r.body
+    assert {e["resource"]["resourceType"] for e in json.loads(r.body)["entry"]} == {"Patient"}
+    # a chain through Patient matches nothing for a token that may not read Patients
+    r = call(jwt_server, "GET", "/fhir/Observation?subject:Patient._id=j1", obs_only)
+    assert r.status == 200 and json.loads(r.body).get("total", 0) == 0
+    r = call(jwt_server, "GET", "/fhir/Observation?subject:Patient._id=j1", both)
+    assert json.loads(r.body)["total"] >= 1

@@ -3,8 +3,8 @@ from the R4 OperationDefinitions Observation-lastn and Observation-stats and
 vitalog's documented choices (docs/api.md; src/fhir/stats.c design notes):
 
 $lastn   groups are (patient, coding of Observation.code); each gives its
-         `max` newest by the end of effective[x], then lastUpdated (later
-         first), then id; entries by patient, code, newest first, each
+         `max` newest by the end of effective[x], then the later written
+         version first; entries by patient, code, newest first, each
          Observation once; consent filters like a search.
 $stats   statistics per code (and per component of a panel) over the values
          in canonical units, in a Parameters resource of `statistics`
@@ -214,9 +214,10 @@ def test_lastn_max3_newest_first_ties_and_undated(srv, ln):
     assert link["relation"] == "self" and "max=3" in link["url"] and "$lastn" in link["url"]
 
 
-def test_lastn_same_lastupdated_breaks_ties_by_id(srv):
+def test_lastn_same_lastupdated_breaks_ties_by_write_order(srv):
     p = new_patient(srv, "lt")
-    # one transaction: the same lastUpdated, the same effective time: by id
+    # one transaction: the same lastUpdated, the same effective time: the
+    # later entry (the version written later) first
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": dict(observation(p, HEART, day(9), v, "/min"), id=i),
          "request": {"method": "PUT", "url": f"Observation/{i}"}}
@@ -224,7 +225,7 @@ def test_lastn_same_lastupdated_breaks_ties_by_id(srv):
     r = requests.post(srv.base + "/fhir", data=json.dumps(bundle), headers=headers(srv), timeout=60)
     assert r.status_code == 200, r.text[:500]
     got = ids(op(srv, "lastn", [("patient", f"Patient/{p}"), ("max", "2")]))
-    assert got == [f"{p}-a", f"{p}-m"]
+    assert got == [f"{p}-m", f"{p}-a"]
 
 
 def test_lastn_two_patients_and_subject(srv, ln):

@@ -248,13 +248,14 @@ static void lastn_ties_updates_deletes(void **state)
     put_obs(f, &(obs_t){"t1", "p1", HEART, "2024-02-01T10:00:00Z", 70, "/min", NULL, NULL});
     put_obs(f, &(obs_t){"t2", "p1", HEART, "2024-02-01T10:00:00Z", 71, "/min", NULL, NULL});
     expect_lastn(f, vl_scope_everything(), &q, 2, "t2,t1");
-    /* the same time and the same lastUpdated (one unit): by id */
+    /* the same time and the same lastUpdated (one unit): the one written
+     * later first */
     put_together(f,
                  (obs_t[]){{"tz", "p1", HEART, "2024-02-02T10:00:00Z", 72, "/min", NULL, NULL},
                            {"ta", "p1", HEART, "2024-02-02T10:00:00Z", 73, "/min", NULL, NULL},
                            {"tm", "p1", HEART, "2024-02-02T10:00:00Z", 74, "/min", NULL, NULL}},
                  3);
-    expect_lastn(f, vl_scope_everything(), &q, 4, "ta,tm,tz,t2");
+    expect_lastn(f, vl_scope_everything(), &q, 4, "tm,ta,tz,t2");
     /* an update is one Observation (its current version); a delete is gone */
     put_obs(f, &(obs_t){"ta", "p1", HEART, "2024-01-01T10:00:00Z", 75, "/min", NULL, NULL});
     tstore_delete_ok(f->store, "Observation", "tm");
