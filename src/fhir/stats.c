@@ -760,6 +760,9 @@ static int stats_params(vl_fhir_exchange_t *x, const vl_params_t *params, stats_
         return vl_error_set(err, 400, "required", "code", "$stats needs a code or a coding");
     if (system && !*system)
         return vl_error_set(err, 400, "invalid", "system", "system is empty");
+    /* the parameters are freed before the codes are read: copies */
+    if (system && !(system = vl_arena_strdup(x->arena, system)))
+        return vl_error_set(err, 500, "exception", NULL, "out of memory");
     for (size_t i = 0, k = 0; i < r->n_codes; i++) { /* each code once */
         size_t d = 0;
         if (!r->codes[i].system)

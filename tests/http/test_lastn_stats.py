@@ -455,6 +455,20 @@ def test_stats_every_statistic_against_python(srv, st):
     assert obs["code"]["coding"] == [{"system": LOINC, "code": WEIGHT}]
 
 
+def test_stats_explicit_system_is_the_default(srv, st):
+    """`system` given (the codes' system) answers what the LOINC default
+    does, and names it in the statistics' code."""
+    base = [("subject", f"Patient/{st['p']}"), ("code", WEIGHT), ("period", PERIOD),
+            ("statistic", "count,average")]
+    dflt = op(srv, "stats", base)
+    given = op(srv, "stats", base + [("system", LOINC)])
+    assert stats_of(given) == stats_of(dflt) and stats_of(given)[WEIGHT]["count"][0] == 8
+    obs = [p["resource"] for p in given["parameter"]][0]
+    assert obs["code"]["coding"] == [{"system": LOINC, "code": WEIGHT}]
+    other = op(srv, "stats", base + [("system", "http://example.org/codes")])
+    assert stats_of(other)[WEIGHT]["count"][0] == 0
+
+
 def test_stats_mixed_units_average_in_kg(srv, st):
     got = stats_of(op(srv, "stats", [("subject", f"Patient/{st['p']}"), ("coding", f"{LOINC}|{WEIGHT}"),
                                      ("period", PERIOD), ("statistic", "average,count,totalcount")]))[WEIGHT]
