@@ -749,12 +749,22 @@ typedef struct stats_ctx {
     vl_scope_t scope; /* series_scope() of the query's */
     const vl_stats_query_t *q;
     int64_t code_pid, value_pid, comp_pid, status_pid, ucum_sid;
+    int excluded_somewhere; /* some version has the excluded status (else no probe per row) */
 } stats_ctx_t;
 
 /* " FROM ... WHERE ..." of one arm (note 4). A required component is
  * probed right after the series row (CROSS JOIN keeps that order): a
  * version without it costs one covering probe, not the reads of its
  * version and resource rows. */
+/* A scope that sees every version of the series (the admin's, or the
+ * patient's own after series_scope): only currentness is left to
+ * check, one probe of `superseded` instead of the version and resource
+ * rows (a series row is never a delete). */
+static int plain_scope(vl_scope_t scope)
+{
+    return (scope.flags & VL_SCOPE_ALL) && !scope.n_categories && !scope.n_types;
+}
+
 static void arm_from(vl_sqlq_t *s, const stats_ctx_t *x, const arm_t *a)
 {
     const vl_stats_query_t *q = x->q;
@@ -770,8 +780,9 @@ static void arm_from(vl_sqlq_t *s, const stats_ctx_t *x, const arm_t *a)
             vl_sqlq_int(s, a->csid);
         }
     }
-    vl_sqlq_sql(s, " JOIN resource_version v ON v.seq = s.seq JOIN resource r"
-                   " ON r.rid = v.rid AND r.version = v.version");
+    if (!plain_scope(x->scope))
+        vl_sqlq_sql(s, " JOIN resource_version v ON v.seq = s.seq JOIN resource r"
+                       " ON r.rid = v.rid AND r.version = v.version");
     if (a->component == ARM_OWN) {
         vl_sqlq_sql(s, " LEFT JOIN ix_quantity q0 ON q0.seq = s.seq AND q0.pid = ");
         vl_sqlq_int(s, x->value_pid);
@@ -804,7 +815,7 @@ static void arm_from(vl_sqlq_t *s, const stats_ctx_t *x, const arm_t *a)
     vl_sqlq_int(s, q->hi);
     vl_sqlq_sql(s, " AND s.lo >= ");
     vl_sqlq_int(s, q->lo);
-    if (q->status_param) {
+    if (q->status_param && x->excluded_somewhere) {
         /* a code without a system: the whole key of ix_token, one probe */
         vl_sqlq_sql(s, " AND NOT EXISTS (SELECT 1 FROM ix_token t WHERE t.pid = ");
         vl_sqlq_int(s, x->status_pid);
@@ -812,7 +823,10 @@ static void arm_from(vl_sqlq_t *s, const stats_ctx_t *x, const arm_t *a)
         vl_sqlq_text(s, q->exclude_status);
         vl_sqlq_sql(s, " AND t.sid = 0 AND t.seq = s.seq)");
     }
-    vl_sqlq_scope(s, x->scope, "s.seq");
+    if (plain_scope(x->scope))
+        vl_sqlq_sql(s, " AND NOT EXISTS (SELECT 1 FROM superseded z WHERE z.seq = s.seq)");
+    else
+        vl_sqlq_scope(s, x->scope, "s.seq");
 }
 
 /* The rows of one arm: (seq, t, x, unit, sent). */
@@ -1198,17 +1212,53 @@ out:
     return ret;
 }
 
+/* Whether any version of the store (current or not) has status `code`:
+ * one seek of ix_token's key. When none has, no row needs the probe that
+ * leaves such versions out (in the same read transaction as the rows). */
+static int excluded_anywhere(vl_bconn_t *c, int64_t pid, const char *code, int *out,
+                             vl_store_err_t *err)
+{
+    vl_sqlq_t *s = vl_sqlq_new(c);
+    sqlite3_stmt *st = NULL;
+    int ret = -1;
+    *out = 1;
+    if (pid < 0 || !code) {
+        vl_sqlq_free(s);
+        *out = 0;
+        return 0;
+    }
+    vl_sqlq_sql(s, "SELECT EXISTS (SELECT 1 FROM ix_token WHERE pid = ");
+    vl_sqlq_int(s, pid);
+    vl_sqlq_sql(s, " AND code = ");
+    vl_sqlq_text(s, code);
+    vl_sqlq_sql(s, " AND sid = 0)");
+    if (prepare(s, &st, err) < 0)
+        goto out;
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        step_error(c, err);
+        goto out;
+    }
+    *out = sqlite3_column_int(st, 0) != 0;
+    ret = 0;
+out:
+    vl_sqlq_release(c, st);
+    vl_sqlq_free(s);
+    return ret;
+}
+
 int vl_sqlite_series_stats(vl_bconn_t *c, vl_scope_t scope, const vl_stats_query_t *q,
                            vl_stats_list_t *out, vl_store_err_t *err)
 {
-    stats_ctx_t x = {c, series_scope(scope, q->patient), q, -1, -1, -1, -1, -1};
+    stats_ctx_t x = {c, series_scope(scope, q->patient), q, -1, -1, -1, -1, -1, 1};
     int began = begin_read(c), ret = -1;
     memset(out, 0, sizeof *out);
     if (param_id(c, q->type, q->code_param, &x.code_pid, err) < 0 ||
         param_id(c, q->type, q->value_param, &x.value_pid, err) < 0 ||
         param_id(c, q->type, q->component_param, &x.comp_pid, err) < 0 ||
         param_id(c, q->type, q->status_param, &x.status_pid, err) < 0 ||
-        system_id(c, UCUM, &x.ucum_sid, err) < 0)
+        system_id(c, UCUM, &x.ucum_sid, err) < 0 ||
+        (q->status_param &&
+         excluded_anywhere(c, x.status_pid, q->exclude_status, &x.excluded_somewhere, err) < 0))
         goto out;
     ret = stats_run(&x, out, err);
 out:
