@@ -293,9 +293,16 @@ static json_t *audit_event(const vl_fhir_exchange_t *x, const vl_disclosure_t *d
  * Writing them before the answer leaves
  * ---------------------------------------------------------------------- */
 
+/* Up to this many AuditEvents are built and prepared on the caller's
+ * thread before the unit; more (a Bulk Data file of thousands of
+ * patients) are built one at a time inside the unit, each released once
+ * written, so that their memory does not grow with their number. */
+#define PREPARED_MAX 64
+
 typedef struct audit {
     vl_write_t *w;
     size_t n;
+    vl_fhir_exchange_t *lazy; /* many: built from its disclosures in the unit */
     vl_error_t err;
     vl_fhir_response_t held; /* the answer, released once they committed */
 } audit_t;
@@ -316,9 +323,29 @@ static void audit_free(void *p)
 static int apply_audit(vl_store_txn_t *txn, void *arg)
 {
     audit_t *a = arg;
+    const vl_fhir_type_t *t = vl_fhir_type_find("AuditEvent");
     for (size_t i = 0; i < a->n; i++)
         if (vl_write_execute(txn, vl_scope_everything(), &a->w[i], &a->err) < 0)
             return -1;
+    /* many: one at a time (the exchange waits for this unit: nothing else
+     * touches it or its disclosures meanwhile) */
+    for (vl_disclosure_t *d = a->lazy ? a->lazy->disclosed : NULL; d; d = d->next) {
+        json_t *ev = audit_event(a->lazy, d);
+        vl_write_t w;
+        int rc;
+        if (!ev)
+            return vl_error_set(&a->err, 503, "transient", NULL,
+                                "the disclosure could not be recorded");
+        vl_write_init(&w, VL_W_CREATE, t, ev);
+        w.disclose = 1;
+        rc = vl_write_prepare(&w, &a->err) < 0 ||
+                     vl_write_execute(txn, vl_scope_everything(), &w, &a->err) < 0
+                 ? -1
+                 : 0;
+        vl_write_release(&w);
+        if (rc < 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -330,6 +357,10 @@ static audit_t *audit_new(vl_fhir_exchange_t *x, vl_error_t *err)
     size_t n = 0;
     for (vl_disclosure_t *d = x->disclosed; d; d = d->next)
         n++;
+    if (a && t && n > PREPARED_MAX) {
+        a->lazy = x; /* built in the unit (PREPARED_MAX) */
+        return a;
+    }
     if (!a || !t || !(a->w = calloc(n, sizeof *a->w))) {
         free(a);
         vl_error_set(err, 503, "transient", NULL, "the disclosure could not be recorded");
