@@ -1297,13 +1297,18 @@ static int parse_chain(parser_t *ps, const char *full, const char *value)
 static int parse_has(parser_t *ps, const char *full, const char *value)
 {
     char type[65], ref[65];
-    const char *p = full + 5, *rest;
+    const char *p, *rest;
     const vl_fhir_type_t *t;
     const vl_search_param_t *sp;
     const vl_query_t *sub;
     vl_query_cond_t *c;
-    size_t n = strcspn(p, ":"), m;
-    if (strncmp(full, "_has:", 5) != 0 || n == 0 || n >= sizeof type || !p[n])
+    size_t n, m;
+    if (strncmp(full, "_has:", 5) != 0) /* "_has" alone: nothing after it to read */
+        return vl_error_set(ps->err, 400, "invalid", NULL,
+                            "'%s': _has is _has:<type>:<reference>:<parameter>", full);
+    p = full + 5;
+    n = strcspn(p, ":");
+    if (n == 0 || n >= sizeof type || !p[n])
         return vl_error_set(ps->err, 400, "invalid", NULL,
                             "'%s': _has is _has:<type>:<reference>:<parameter>", full);
     memcpy(type, p, n);

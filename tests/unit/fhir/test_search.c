@@ -668,6 +668,10 @@ static void test_unknown_and_lenient(void **state)
     fails("Patient", "_has:Observation:patient:_has:Observation:patient:code=x", 0, 400,
           "not-supported");
     fails("Patient", "_has:Nope:patient:code=x", 0, 400, "not-supported");
+    fails("Patient", "_has=y", 0, 400, "invalid"); /* no ':' after it (found by fuzz_search) */
+    fails("Patient", "_has:=y", 0, 400, "invalid");
+    fails("Patient", "_has:Observation=y", 0, 400, "invalid");
+    fails("Patient", "_has:Observation:patient=y", 0, 400, "invalid");
     fails("Patient", "code=1", 0, 400, "not-supported");
 
     vl_error_t err = VL_ERROR_INIT;
