@@ -288,7 +288,6 @@ static int grants(const char *s, size_t n, const char *type, char need, const ch
 }
 
 #define MAX_CATEGORIES 8
-#define MAX_READ_TYPES 32
 
 /* The types a JWT's scopes let it read (r or s, in a context that applies
  * to it), for a scope that reaches beyond the URL's type (_include,
@@ -297,7 +296,12 @@ static int grants(const char *s, size_t n, const char *type, char need, const ch
 static int read_types(const vl_principal_t *who, vl_arena_t *arena, const char ***types, size_t *n)
 {
     static const char *const contexts[] = {"patient", "user", "system"};
-    const char **list = vl_arena_alloc(arena, MAX_READ_TYPES * sizeof *list);
+    size_t words = 1;
+    const char **list;
+    for (const char *p = who->scopes; *p; p++)
+        words += *p == ' ';
+    /* one type per scope at most: the list never runs out */
+    list = vl_arena_alloc(arena, words * sizeof *list);
     *types = NULL;
     *n = 0;
     if (!list)
@@ -319,11 +323,11 @@ static int read_types(const vl_principal_t *who, vl_arena_t *arena, const char *
                 continue;
             if (!strcmp(type, "*"))
                 return 0; /* every type */
-            if (*n < MAX_READ_TYPES) {
+            {
                 size_t i;
                 for (i = 0; i < *n && strcmp(list[i], type) != 0; i++)
                     ;
-                if (i == *n && !(list[(*n)++] = vl_arena_strdup(arena, type)))
+                if (i == *n && (*n == words || !(list[(*n)++] = vl_arena_strdup(arena, type))))
                     return -1;
             }
         }

@@ -359,6 +359,9 @@ static audit_t *audit_new(vl_fhir_exchange_t *x, vl_error_t *err)
         n++;
     if (a && t && n > PREPARED_MAX) {
         a->lazy = x; /* built in the unit (PREPARED_MAX) */
+        /* what audit_event() reads of the exchange that is made on first
+         * use: made here, so the writer thread only reads the exchange */
+        vl_x_fhir_base(x);
         return a;
     }
     if (!a || !t || !(a->w = calloc(n, sizeof *a->w))) {

@@ -12,8 +12,10 @@
  *    query of the search, so a cursor of one search cannot page another
  *    (a patient's cursor replayed on a wider query, say), and the caller
  *    and what its access rests on (vl_cursor_bind_caller): a link followed
- *    by someone else, or after a Consent changed, is refused, so a total
- *    counted in one scope is never shown in another. The state is not
+ *    by someone else, or after a Consent it rests on was granted or
+ *    revoked, is refused, so a total counted in one scope is not shown in
+ *    another. (A Consent edited in place keeps its id: its old total may
+ *    be shown; every page's rows are read in the current scope.) The state is not
  *    encrypted: it holds positions, sequence numbers and the values of the
  *    page's sort keys at its first or last row, which the caller was
  *    shown.

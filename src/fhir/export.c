@@ -296,6 +296,7 @@ static int scope_copy(vl_arena_t *a, const vl_scope_t *in, vl_scope_t *out)
     out->basis = copy_str(&c, in->basis);
     out->category_type = copy_str(&c, in->category_type);
     out->categories = copy_codes(&c, in->categories, in->n_categories);
+    out->types = copy_strs(&c, in->types, in->n_types);
     return c.oom ? -1 : 0;
 }
 

@@ -760,9 +760,12 @@ typedef struct stats_ctx {
  * patient's own after series_scope): only currentness is left to
  * check, one probe of `superseded` instead of the version and resource
  * rows (a series row is never a delete). */
-static int plain_scope(vl_scope_t scope)
+static int plain_scope(vl_scope_t scope, const char *type)
 {
-    return (scope.flags & VL_SCOPE_ALL) && !scope.n_categories && !scope.n_types;
+    int typed = !scope.n_types;
+    for (size_t i = 0; !typed && i < scope.n_types; i++)
+        typed = !strcmp(scope.types[i], type); /* the types a JWT may read include it */
+    return (scope.flags & VL_SCOPE_ALL) && !scope.n_categories && typed;
 }
 
 static void arm_from(vl_sqlq_t *s, const stats_ctx_t *x, const arm_t *a)
@@ -780,7 +783,7 @@ static void arm_from(vl_sqlq_t *s, const stats_ctx_t *x, const arm_t *a)
             vl_sqlq_int(s, a->csid);
         }
     }
-    if (!plain_scope(x->scope))
+    if (!plain_scope(x->scope, x->q->type))
         vl_sqlq_sql(s, " JOIN resource_version v ON v.seq = s.seq JOIN resource r"
                        " ON r.rid = v.rid AND r.version = v.version");
     if (a->component == ARM_OWN) {
@@ -823,7 +826,7 @@ static void arm_from(vl_sqlq_t *s, const stats_ctx_t *x, const arm_t *a)
         vl_sqlq_text(s, q->exclude_status);
         vl_sqlq_sql(s, " AND t.sid = 0 AND t.seq = s.seq)");
     }
-    if (plain_scope(x->scope))
+    if (plain_scope(x->scope, x->q->type))
         vl_sqlq_sql(s, " AND NOT EXISTS (SELECT 1 FROM superseded z WHERE z.seq = s.seq)");
     else
         vl_sqlq_scope(s, x->scope, "s.seq");

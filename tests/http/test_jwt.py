@@ -202,3 +202,31 @@ def test_type_scopes_hold_beyond_the_url_type(jwt_server, data):
     assert r.status == 200 and json.loads(r.body).get("total", 0) == 0
     r = call(jwt_server, "GET", "/fhir/Observation?subject:Patient._id=j1", both)
     assert json.loads(r.body)["total"] >= 1
+
+
+def test_a_type_scoped_jwt_exports_its_types_only(jwt_server, data):
+    """Bulk Data export with a JWT whose scopes name types: the job keeps
+    its own copy of the scope (the request that started it is gone when it
+    counts), and the files hold the permitted types only."""
+    tok = token(jwt_server, claims(fhirUser="Patient/j1",
+                                   scope="patient/Observation.rs patient/Patient.rs"))
+    h = CaseInsensitiveDict({"Accept": "application/fhir+json", "Authorization": f"Bearer {tok}",
+                             "Prefer": "respond-async"})
+    r = harness.http_exchange("GET", jwt_server.base + "/fhir/Patient/$export", h, None)
+    assert r.status == 202, r.body
+    status = r.header("Content-Location")
+    for _ in range(600):
+        r = call(jwt_server, "GET", status[len(jwt_server.base):], tok)
+        if r.status == 200:
+            break
+        assert r.status == 202, r.body
+        time.sleep(0.05)
+    manifest = json.loads(r.body)
+    types = {o["type"] for o in manifest["output"]}
+    assert types and types <= {"Observation", "Patient"}, types
+    for o in manifest["output"]:
+        body = call(jwt_server, "GET", o["url"][len(jwt_server.base):], tok).body.decode()
+        lines = [json.loads(l) for l in body.splitlines() if l]
+        assert len(lines) == o["count"] and {l["resourceType"] for l in lines} == {o["type"]}
+        # the patient's own compartment only
+        assert all(l.get("subject", {}).get("reference", "Patient/j1") == "Patient/j1" for l in lines)
