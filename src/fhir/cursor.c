@@ -33,6 +33,21 @@
 #define MAC_LEN 16
 #define DOMAIN "vitalog cursor 1"
 
+void vl_cursor_put64(unsigned char *p, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(u >> (8 * i));
+}
+
+int64_t vl_cursor_get64(const unsigned char *p)
+{
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u |= (uint64_t)p[i] << (8 * i);
+    return (int64_t)u;
+}
+
 void vl_cursor_key_init(vl_fhir_t *f)
 {
     if (f->opts.ingest_key)

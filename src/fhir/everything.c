@@ -272,29 +272,14 @@ static void bind_text(vl_buf_t *b, const vl_fhir_exchange_t *x, const ev_params_
  * Cursors
  * ---------------------------------------------------------------------- */
 
-static void put64(unsigned char *p, int64_t v)
-{
-    uint64_t u = (uint64_t)v;
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(u >> (8 * i));
-}
-
-static int64_t get64(const unsigned char *p)
-{
-    uint64_t u = 0;
-    for (int i = 0; i < 8; i++)
-        u |= (uint64_t)p[i] << (8 * i);
-    return (int64_t)u;
-}
-
 /* STATE_FORMAT, backward, key, snapshot, total (little-endian int64s). */
 static void state_pack(const ev_state_t *s, unsigned char out[STATE_LEN])
 {
     out[0] = STATE_FORMAT;
     out[1] = (unsigned char)(s->backward != 0);
-    put64(out + 2, s->key);
-    put64(out + 10, s->snapshot);
-    put64(out + 18, s->total);
+    vl_cursor_put64(out + 2, s->key);
+    vl_cursor_put64(out + 10, s->snapshot);
+    vl_cursor_put64(out + 18, s->total);
 }
 
 static int state_unpack(const unsigned char *in, size_t len, ev_state_t *s)
@@ -302,9 +287,9 @@ static int state_unpack(const unsigned char *in, size_t len, ev_state_t *s)
     if (len != STATE_LEN || in[0] != STATE_FORMAT || in[1] > 1)
         return -1;
     s->backward = in[1];
-    s->key = get64(in + 2);
-    s->snapshot = get64(in + 10);
-    s->total = get64(in + 18);
+    s->key = vl_cursor_get64(in + 2);
+    s->snapshot = vl_cursor_get64(in + 10);
+    s->total = vl_cursor_get64(in + 18);
     if (s->key < VL_COMPARTMENT_START || s->snapshot < 1 || s->total < -1)
         return -1;
     return 0;

@@ -53,6 +53,9 @@ struct vl_fhir {
 /** The most bytes of state a cursor carries. */
 #define VL_CURSOR_STATE_MAX 384
 
+/** A cursor state's integers: 8 bytes, little-endian. */
+void vl_cursor_put64(unsigned char *p, int64_t v);
+int64_t vl_cursor_get64(const unsigned char *p);
 /** Derives the cursor key of `f` (vl_fhir_new). */
 void vl_cursor_key_init(vl_fhir_t *f);
 /** Appends to `out` the cursor of `state` (`len` <= VL_CURSOR_STATE_MAX

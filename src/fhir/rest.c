@@ -405,20 +405,6 @@ typedef struct cursor {
     size_t key_len;
 } cursor_t;
 
-static void put64(unsigned char *b, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get64(const unsigned char *b)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)b[i] << (8 * i);
-    return v;
-}
-
 /* What a cursor is bound to: the search, its page size and the caller
  * with its access (note 1 of cursor.c). */
 static char *cursor_bind(const vl_fhir_exchange_t *x, const vl_search_t *s)
@@ -438,8 +424,8 @@ static int cursor_url(vl_fhir_exchange_t *x, const vl_search_t *s, const char *b
     size_t len = CURSOR_HEAD;
     st[0] = CURSOR_VERSION;
     st[1] = (unsigned char)c->dir;
-    put64(st + 2, (uint64_t)c->as_of);
-    put64(st + 10, (uint64_t)c->total);
+    vl_cursor_put64(st + 2, c->as_of);
+    vl_cursor_put64(st + 10, c->total);
     st[18] = (unsigned char)(c->offset & 0xff);
     st[19] = (unsigned char)((c->offset >> 8) & 0xff);
     st[20] = (unsigned char)((c->offset >> 16) & 0xff);
@@ -463,8 +449,8 @@ static int cursor_parse(vl_fhir_exchange_t *x, const char *bind, const char *tex
         len < CURSOR_HEAD || buf[0] != CURSOR_VERSION || buf[1] > CUR_PREVIOUS)
         return -1;
     c->dir = buf[1];
-    c->as_of = (int64_t)get64(buf + 2);
-    c->total = (int64_t)get64(buf + 10);
+    c->as_of = vl_cursor_get64(buf + 2);
+    c->total = vl_cursor_get64(buf + 10);
     c->offset = (int32_t)((uint32_t)buf[18] | (uint32_t)buf[19] << 8 | (uint32_t)buf[20] << 16 |
                           (uint32_t)buf[21] << 24);
     c->key = buf[22] ? buf + CURSOR_HEAD : NULL;

@@ -26,7 +26,7 @@
  *          "a later version with seq <= S" is "version v + 1 with
  *          seq <= S": one probe of the UNIQUE (rid, version) index.
  *    S itself is the highest committed seq when the first page was read
- *    (highest_seq below, in the read transaction of that page). Every later
+ *    (vl_sqlite_snapshot_seq, in the read transaction of that page). Every later
  *    page of the same S reads the same members, whatever was written in
  *    between: a write makes a version with a seq > S, which no page of S
  *    lists, and the version it replaces stays current as of S.
@@ -64,34 +64,13 @@
 
 #include "sqlite_internal.h"
 
-/* The highest committed seq (0: no version yet). On a reader inside its
- * read transaction, this is the state the page reads (design note 2). */
-static int highest_seq(vl_bconn_t *c, int64_t *out, vl_store_err_t *err)
-{
-    sqlite3_stmt *st = NULL;
-    int rc;
-    *out = 0;
-    if (sqlite3_prepare_v2(c->db, "SELECT coalesce(max(seq), 0) FROM resource_version", -1, &st,
-                           NULL) != SQLITE_OK)
-        return vl_sqlite_error(err, c->db, "reading the snapshot");
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *out = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW)
-        return vl_sqlite_error(err, c->db, "reading the snapshot");
-    return 0;
-}
-
 /* The conditions every member of the query meets, on the version `v` of
  * resource `r` (design notes 1 and 2): " AND ..." appended. */
 static void member_conds(vl_sqlq_t *q, vl_scope_t scope, const vl_compartment_query_t *cq,
                          int64_t snap)
 {
-    vl_sqlq_sql(q, " AND v.deleted = 0 AND NOT EXISTS (SELECT 1 FROM resource_version w"
-                   " WHERE w.rid = v.rid AND w.version = v.version + 1 AND w.seq <= ");
-    vl_sqlq_int(q, snap);
-    vl_sqlq_sql(q, ")");
+    vl_sqlq_sql(q, " AND v.deleted = 0");
+    vl_sqlq_snapshot(q, "v.seq", snap);
     if (cq->n_types) {
         vl_sqlq_sql(q, " AND r.type IN (");
         for (size_t i = 0; i < cq->n_types; i++) {
@@ -374,7 +353,7 @@ int vl_sqlite_compartment_page(vl_bconn_t *c, vl_scope_t scope, const vl_compart
      * calls */
     began = sqlite3_get_autocommit(c->db) &&
             sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
-    if (!snap && highest_seq(c, &snap, err) < 0)
+    if (!snap && vl_sqlite_snapshot_seq(c, &snap, err) < 0)
         goto out;
     out->snapshot = snap;
     ret = read_page(c, scope, q, snap, out, err);

@@ -73,10 +73,8 @@ static void snapshot_from(vl_sqlq_t *q, vl_scope_t scope, const vl_export_query_
     vl_sqlq_sql(q, seq);
     vl_sqlq_sql(q, " <= ");
     vl_sqlq_int(q, to < snap->seq ? to : snap->seq);
-    vl_sqlq_sql(q, " AND v.deleted = 0 AND NOT EXISTS (SELECT 1 FROM resource_version n"
-                   " WHERE n.rid = v.rid AND n.version = v.version + 1 AND n.seq <= ");
-    vl_sqlq_int(q, snap->seq);
-    vl_sqlq_sql(q, ")");
+    vl_sqlq_sql(q, " AND v.deleted = 0");
+    vl_sqlq_snapshot(q, "v.seq", snap->seq);
     if (snap->since_us) {
         vl_sqlq_sql(q, " AND v.last_updated >= ");
         vl_sqlq_int(q, snap->since_us);

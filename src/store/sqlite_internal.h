@@ -143,6 +143,11 @@ void vl_sqlq_text(vl_sqlq_t *q, const char *text); /* appends "?" bound to text 
 void vl_sqlq_int(vl_sqlq_t *q, int64_t v);
 /** Appends " AND <visible>" for the version column `seq_col` (e.g. "v.seq"). */
 void vl_sqlq_scope(vl_sqlq_t *q, vl_scope_t scope, const char *seq_col);
+/** " AND <seq> <= as_of AND ...": the version `v` (of resource `r`) in
+ *  column `seq` is the one current as of the snapshot `as_of` (written at
+ *  or before it, and not replaced at or before it). The one statement of
+ *  the snapshot rule, for searches, $everything and Bulk Data files. */
+void vl_sqlq_snapshot(vl_sqlq_t *q, const char *seq, int64_t as_of);
 /** Prepares (or takes from the connection's cache) and binds; the caller
  *  hands *st back with vl_sqlq_release(). */
 int vl_sqlq_prepare(vl_sqlq_t *q, sqlite3_stmt **st, vl_store_err_t *err);

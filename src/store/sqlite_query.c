@@ -1038,7 +1038,7 @@ static int needs_rows(const vl_query_t *query, vl_scope_t scope)
  * only after it (resource_version (rid, version) is unique, so the probe
  * is one index lookup). Deletes have no index rows and are never a driver
  * row; without a driver, v.deleted = 0 says it. */
-static void snapshot_sql(vl_sqlq_t *q, const char *seq, int64_t as_of)
+void vl_sqlq_snapshot(vl_sqlq_t *q, const char *seq, int64_t as_of)
 {
     sqlite3_str_appendf(q->sql, " AND %s <= ", seq);
     vl_sqlq_int(q, as_of);
@@ -1061,7 +1061,7 @@ static void from_where(vl_sqlq_t *q, const vl_query_t *query, vl_scope_t scope, 
             vl_sqlq_sql(q, " FROM resource r JOIN resource_version v ON v.rid = r.rid"
                            " WHERE v.deleted = 0 AND r.type = ");
             vl_sqlq_text(q, query->type);
-            snapshot_sql(q, "v.seq", query->as_of);
+            vl_sqlq_snapshot(q, "v.seq", query->as_of);
         } else {
             vl_sqlq_sql(q, " FROM resource r JOIN resource_version v ON v.rid = r.rid"
                            " AND v.version = r.version WHERE r.deleted = 0 AND r.type = ");
@@ -1079,7 +1079,7 @@ static void from_where(vl_sqlq_t *q, const vl_query_t *query, vl_scope_t scope, 
         if (!rows)
             sqlite3_str_appendf(q->sql, " AND %s NOT IN (SELECT seq FROM superseded)", p->seq);
         else if (query->as_of)
-            snapshot_sql(q, p->seq, query->as_of);
+            vl_sqlq_snapshot(q, p->seq, query->as_of);
     }
     if (query->id) {
         vl_sqlq_sql(q, " AND r.id = ");
